@@ -1,0 +1,20 @@
+/* The loopsec command line: shared helpers and the subcommand entry points. */
+#ifndef LOOPSEC_CLI_H
+#define LOOPSEC_CLI_H
+
+#include <loopsec.h>
+#include <stdbool.h>
+
+/* Set by --verbose (anywhere before the subcommand's own arguments). */
+extern bool cli_verbose;
+
+/* Print "loopsec: <what>: <strerror> (<detail>)" on one stderr line. */
+void cli_error(const char *what, int rc);
+/* Install the stderr logger when --verbose was given. */
+void cli_setup_log(void);
+
+/* Each returns the process exit status. */
+int cmd_check(int argc, char **argv);
+int cmd_who(int argc, char **argv);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * loopsec — safe local IPC over loopback.
+ *
+ * A process listens on 127.0.0.1 or ::1; a second process on the same machine
+ * connects; both prove that they hold the same 32-byte secret before a single
+ * application byte is accepted ("auth" mode), optionally inside TLS 1.3
+ * ("tls" mode).  Every non-loopback address is refused, ports are allocated
+ * without races, and helpers let a parent and a helper process meet.
+ *
+ * Conventions (they hold for every function below unless its comment says
+ * otherwise):
+ *   - Fallible functions return 0 on success or a negative LSEC_E* code.  The
+ *     codes are stable and never reused.  lsec_last_detail() then says why, for
+ *     the calling thread; it never contains a secret.
+ *   - Results come back through out-parameters, which are set to NULL/0 on
+ *     failure.  Inputs are copied; the caller keeps ownership of its buffers.
+ *   - Timeouts are milliseconds: -1 waits forever, 0 never waits.
+ *   - Every object has one *_close or *_free that accepts NULL.
+ *   - No object is thread-safe: use one object from one thread at a time.
+ *     Distinct objects may be used from distinct threads.  The library
+ *     initialises itself once, thread-safely, on first use.
+ *   - The library never touches the process's signal state and never raises
+ *     SIGPIPE.  Every descriptor it creates is close-on-exec, except the one
+ *     that lsec_spawn deliberately hands to a helper.
+ *
+ * This header includes only <stddef.h> and <stdint.h>.
+ */
+#ifndef LOOPSEC_H
+#define LOOPSEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LOOPSEC_BUILDING) && defined(__GNUC__)
+#define LSEC_API __attribute__((visibility("default")))
+#else
+#define LSEC_API
+#endif
+
+#if defined(__GNUC__)
+#define LSEC_CHECK __attribute__((warn_unused_result))
+#else
+#define LSEC_CHECK
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+
+#define LSEC_VERSION_MAJOR 0
+#define LSEC_VERSION_MINOR 1
+#define LSEC_VERSION_PATCH 0
+#define LSEC_VERSION_STRING "0.1.0"
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define LSEC_VERSION_NUMBER                                                   \
+    (LSEC_VERSION_MAJOR * 10000 + LSEC_VERSION_MINOR * 100 + LSEC_VERSION_PATCH)
+
+/** The version of the loaded library as "MAJOR.MINOR.PATCH". */
+LSEC_API const char *lsec_version(void);
+/** The version of the loaded library as LSEC_VERSION_NUMBER computes it. */
+LSEC_API int lsec_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+/*
+ * Error codes.  Stable: a code keeps its number and meaning forever; new codes
+ * are added at the end.  LSEC_ERRNO_MAP is the one table from which
+ * lsec_strerror and the bindings are generated.
+ */
+#define LSEC_ERRNO_MAP(XX)                                                    \
+    XX(EINVAL, -1, "invalid argument")                                        \
+    XX(ENOTLOOPBACK, -2, "address is not an accepted loopback address")       \
+    XX(EADDRINUSE, -3, "address already in use")                              \
+    XX(EAUTH, -4, "authentication failed")                                    \
+    XX(ETIMEDOUT, -5, "timed out")                                            \
+    XX(EAGAIN, -6, "operation would block")                                   \
+    XX(ECLOSED, -7, "connection closed by peer")                              \
+    XX(EPROTO, -8, "protocol error")                                          \
+    XX(EMSGSIZE, -9, "message too large")                                     \
+    XX(ENOMEM, -10, "out of memory")                                          \
+    XX(EIO, -11, "system error")                                              \
+    XX(EMODE, -12, "mode mismatch")                                           \
+    XX(ETLS, -13, "TLS failure")                                              \
+    XX(EPEER, -14, "peer refused by policy")                                  \
+    XX(ENOTFOUND, -15, "not found")                                           \
+    XX(EPERM, -16, "refused: unsafe ownership or permissions")                \
+    XX(ECHILD, -17, "helper process exited")                                  \
+    XX(ERESET, -18, "connection lost")                                        \
+    XX(ELIMIT, -19, "limit reached")                                          \
+    XX(ENOSYS, -20, "not supported on this system")                           \
+    XX(EBADTICKET, -21, "malformed ticket")
+
+enum {
+#define LSEC_XX_(name, code, text) LSEC_##name = (code),
+    LSEC_ERRNO_MAP(LSEC_XX_)
+#undef LSEC_XX_
+    LSEC_OK = 0
+};
+
+/**
+ * A constant, static description of an error code.  Unknown codes give
+ * "unknown error".  Never NULL.  Thread-safe.
+ */
+LSEC_API const char *lsec_strerror(int err);
+
+/**
+ * The symbolic name of an error code ("LSEC_EAUTH"), or "LSEC_UNKNOWN".
+ * Thread-safe.
+ */
+LSEC_API const char *lsec_errname(int err);
+
+/**
+ * Why the last failing call on this thread failed: which address, which port,
+ * who holds it, which file check.  Never a secret, key, ticket, or peer bytes.
+ * The text stays valid until the next library call on this thread.  "" when
+ * nothing was recorded.  Thread-safe (thread-local).
+ */
+LSEC_API const char *lsec_last_detail(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+
+#define LSEC_LOG_ERROR 1
+#define LSEC_LOG_WARN 2
+#define LSEC_LOG_INFO 3
+#define LSEC_LOG_DEBUG 4
+
+/**
+ * A log callback.  Called from whichever thread the library is running in.
+ * `msg` never contains a secret and is valid only during the call.
+ */
+typedef void (*lsec_log_fn)(void *arg, int level, const char *msg);
+
+/**
+ * Install a process-wide log callback (NULL: silent, the default).  Messages
+ * above `max_level` are not formatted.  Reports refused peers, failed
+ * handshakes, timeouts and mode mismatches, with the peer's port and uid.
+ * Thread-safe, but set it before other threads use the library.
+ */
+LSEC_API void lsec_set_log(lsec_log_fn fn, void *arg, int max_level);
+
+/* ------------------------------------------------------------------------ */
+/* Sizes (each macro has a function twin for bindings)                       */
+
+#define LSEC_SECRET_BYTES 32
+/** Largest ticket text, including the terminating NUL. */
+#define LSEC_TICKET_MAX 256
+/** Largest normalised "host:port" text, including the NUL. */
+#define LSEC_ADDR_MAX 64
+/** Default largest message: 16 MiB. */
+#define LSEC_MAX_MESSAGE_DEFAULT (16u * 1024u * 1024u)
+/** Largest path lsec_listener_write_file reports, including the NUL. */
+#define LSEC_PATH_MAX 4096
+
+LSEC_API size_t lsec_secret_bytes(void);
+LSEC_API size_t lsec_ticket_max(void);
+LSEC_API size_t lsec_addr_max(void);
+
+/* ------------------------------------------------------------------------ */
+/* Addresses                                                                 */
+
+/* Address flags (lsec_addr_check, lsec_opts.flags). */
+/** Accept all of 127.0.0.0/8, not only 127.0.0.1 (explicit opt-in). */
+#define LSEC_ADDR_ALLOW_127_8 0x0001u
+
+/**
+ * Check that `hostport` may be used: canonical "127.0.0.1:PORT",
+ * "[::1]:PORT" or "localhost:PORT" (mapped by the library to 127.0.0.1,
+ * never resolved), PORT in 0..65535 written in plain decimal.  Every other
+ * spelling, address or name is refused.  On success the normal form
+ * ("127.0.0.1:PORT" or "[::1]:PORT") is written to `norm` if it is not NULL.
+ *
+ * Returns 0, LSEC_ENOTLOOPBACK (the host is not an accepted loopback
+ * address), LSEC_EINVAL (malformed text, port or arguments), or
+ * LSEC_EMSGSIZE (normlen too small).
+ */
+LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
+                                        char *norm, size_t normlen);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+
+#define LSEC_MODE_AUTH 1
+#define LSEC_MODE_TLS 2
+
+#define LSEC_PEER_SAME_USER 0
+#define LSEC_PEER_ANY_USER 1
+
+/** Port 0 in the bind address: the kernel picks the port (default). */
+#define LSEC_PORT_KERNEL 0
+/** Port 0 in the bind address: random ports in [port_min, port_max]. */
+#define LSEC_PORT_RANGE 1
+
+/* lsec_opts.flags (the LSEC_ADDR_* flags are accepted here too). */
+/** A non-zero port in the bind address is a preference: when it is taken,
+ *  fall back to the port policy instead of failing with EADDRINUSE. */
+#define LSEC_OPT_PORT_FALLBACK 0x0100u
+/** lsec_spawn: let the helper outlive the parent (no PR_SET_PDEATHSIG). */
+#define LSEC_OPT_HELPER_SURVIVES 0x0200u
+
+/**
+ * Options: a plain struct filled with defaults by lsec_opts_init, then edited.
+ *
+ * Compatibility scheme: the first member is the struct's size, which
+ * lsec_opts_init (a macro) passes from the caller's own header.  The library
+ * reads only members that lie within that size and uses defaults for the
+ * rest, so a program built against an older, smaller lsec_opts keeps working
+ * with a newer library.  New members are only ever appended.
+ */
+typedef struct lsec_opts {
+    size_t size;              /* set by lsec_opts_init; do not edit */
+    int mode;                 /* LSEC_MODE_AUTH (default) or LSEC_MODE_TLS */
+    int handshake_timeout_ms; /* per connection, absolute; default 5000 */
+    size_t max_message;       /* larger incoming lengths: LSEC_EPROTO */
+    int peer_policy;          /* LSEC_PEER_SAME_USER (default) */
+    int port_policy;          /* LSEC_PORT_KERNEL (default) or LSEC_PORT_RANGE */
+    uint16_t port_min;        /* range policy; default 49152 */
+    uint16_t port_max;        /* range policy; default 65535 */
+    int backlog;              /* listen(2) backlog; default 128 */
+    int max_pending;          /* concurrent unauthenticated connections; 64 */
+    int max_accepts;          /* stop accepting after N peers; 0: no limit */
+    uint32_t flags;           /* LSEC_ADDR_*, LSEC_OPT_* */
+} lsec_opts;
+
+/** Fill `o` with defaults; `size` is sizeof(lsec_opts) as the caller sees it. */
+LSEC_API void lsec_opts_init_sized(lsec_opts *o, size_t size);
+#define lsec_opts_init(o) lsec_opts_init_sized((o), sizeof(lsec_opts))
+/** sizeof(lsec_opts) as this library was built (for bindings). */
+LSEC_API size_t lsec_opts_size(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tickets                                                                   */
+
+/*
+ * A ticket is the one string a client needs, e.g.
+ *   loopsec://127.0.0.1:62893/?mode=auth&id=<16 hex>&secret=<43 base64url>
+ * docs/PROTOCOL.md fixes the grammar.  It is a credential: print it only where
+ * the user asked for it.
+ */
+
+/**
+ * Write the redacted form of `ticket` (the secret replaced by "REDACTED") to
+ * `buf`.  Fails with LSEC_EBADTICKET on malformed input, writing nothing.
+ */
+LSEC_API LSEC_CHECK int lsec_ticket_redact(const char *ticket, char *buf,
+                                           size_t len);
+
+/**
+ * The TLS 1.3 external PSK (64 lowercase hex digits, NUL-terminated, so
+ * hexlen >= 65) and PSK identity derived from a tls-mode ticket, for
+ * `openssl s_client -psk HEX -psk_identity ID`.  The caller must wipe `hex`.
+ */
+LSEC_API LSEC_CHECK int lsec_ticket_psk(const char *ticket, char *hex,
+                                        size_t hexlen, char *identity,
+                                        size_t idlen);
+
+/* ------------------------------------------------------------------------ */
+/* Listening side                                                            */
+
+typedef struct lsec_listener lsec_listener;
+typedef struct lsec_channel lsec_channel;
+
+/**
+ * Bind and listen on `bind` (see lsec_addr_check; port 0 follows the port
+ * policy) with a fresh 32-byte secret.  `o` may be NULL for defaults.
+ *
+ * Returns 0, LSEC_EINVAL, LSEC_ENOTLOOPBACK, LSEC_EADDRINUSE (the detail names
+ * the holder where the system shows it), LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
+ */
+LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
+                                    lsec_listener **out);
+
+/** The bound port, or LSEC_EINVAL for NULL. */
+LSEC_API int lsec_listener_port(const lsec_listener *l);
+
+/**
+ * Write the ticket (a credential) to `buf`.  LSEC_EMSGSIZE if `len` is too
+ * small (LSEC_TICKET_MAX always suffices).
+ */
+LSEC_API LSEC_CHECK int lsec_listener_ticket(const lsec_listener *l, char *buf,
+                                             size_t len);
+
+/**
+ * Write the ticket to a connection file, atomically, mode 0600, never through
+ * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket (the
+ * directory is created 0700 and must be the user's own).  The file is
+ * removed when the listener closes.  The path used is written to `written`
+ * when it is not NULL.
+ *
+ * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory), LSEC_EIO,
+ * LSEC_EMSGSIZE (writtenlen too small).
+ */
+LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
+                                                 const char *path,
+                                                 char *written,
+                                                 size_t writtenlen);
+
+/**
+ * Wait up to `timeout_ms` for one authenticated peer.  All pending handshakes
+ * progress concurrently; a silent or slow client never delays another and is
+ * dropped at its own deadline.  Failed attempts are logged and do not end the
+ * call.
+ *
+ * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),
+ * LSEC_ELIMIT (max_accepts peers were already accepted), LSEC_EINVAL,
+ * LSEC_ENOMEM, LSEC_EIO.
+ */
+LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
+                                    lsec_channel **out);
+
+/** The listening descriptor, for poll: readable means "call lsec_accept". */
+LSEC_API int lsec_listener_fd(const lsec_listener *l);
+
+/** Close, drop pending handshakes, remove the connection file, wipe. */
+LSEC_API void lsec_listener_close(lsec_listener *l);
+
+/* ------------------------------------------------------------------------ */
+/* Connecting side                                                           */
+
+/**
+ * Connect to the listener named by `ticket` and authenticate within
+ * `timeout_ms` (which bounds the whole call).  `o` may be NULL; if
+ * o->mode is LSEC_MODE_TLS, an auth-mode ticket is refused (LSEC_EMODE):
+ * the mode is local policy and is never negotiated down.
+ *
+ * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
+ * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused or closed), LSEC_ETLS, LSEC_EIO.
+ */
+LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
+                                     int timeout_ms, lsec_channel **out);
+
+/**
+ * Read a connection file (refused unless it is a regular file owned by this
+ * user, not readable or writable by others, and small) and connect.
+ * Returns lsec_connect's codes plus LSEC_EPERM and LSEC_ENOTFOUND.
+ */
+LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
+                                          int timeout_ms, lsec_channel **out);
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                  */
+
+/**
+ * Send one whole message (0 <= len <= the peer's max_message).  Messages
+ * arrive whole and in order.  If the timeout passes before any byte was
+ * written, LSEC_ETIMEDOUT (or LSEC_EAGAIN for timeout 0) and nothing was
+ * sent.  Once part of a message is written, the rest is queued inside the
+ * channel and 0 is returned; it is flushed by the next lsec_send, lsec_recv
+ * or lsec_flush.
+ *
+ * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_EMSGSIZE, LSEC_ECLOSED,
+ * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL, LSEC_ENOMEM.
+ */
+LSEC_API LSEC_CHECK int lsec_send(lsec_channel *c, const void *msg, size_t len,
+                                  int timeout_ms);
+
+/** Write out what lsec_send queued.  0 when nothing is left queued. */
+LSEC_API LSEC_CHECK int lsec_flush(lsec_channel *c, int timeout_ms);
+
+/**
+ * Receive one whole message into `buf`; its length goes to `*len`.  If the
+ * next message is longer than `cap`, LSEC_EMSGSIZE with `*len` set to its
+ * length and the message left queued, so the caller can retry with a larger
+ * buffer.  A partial message survives a timeout.
+ *
+ * Returns 0, LSEC_EAGAIN (timeout 0), LSEC_ETIMEDOUT, LSEC_ECLOSED (clean end
+ * between messages), LSEC_ERESET (peer vanished, mid-message too),
+ * LSEC_EPROTO (a length above max_message), LSEC_EMSGSIZE, LSEC_ETLS.
+ */
+LSEC_API LSEC_CHECK int lsec_recv(lsec_channel *c, void *buf, size_t cap,
+                                  size_t *len, int timeout_ms);
+
+/**
+ * The socket, for poll/epoll: readable means lsec_recv may make progress.
+ * In tls mode, also call lsec_recv(timeout 0) when lsec_channel_pending says
+ * data is buffered.  Do not read or write it directly.
+ */
+LSEC_API int lsec_channel_fd(const lsec_channel *c);
+
+/** Bytes already buffered inside the channel (decrypted or read ahead). */
+LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
+
+/** The channel's mode, LSEC_MODE_AUTH or LSEC_MODE_TLS. */
+LSEC_API int lsec_channel_mode(const lsec_channel *c);
+
+/** Who is at the other end.  -1 where the system does not show it. */
+typedef struct lsec_peer {
+    int64_t uid;
+    int32_t pid;
+    int32_t port;       /* the peer's TCP port */
+    int32_t local_port; /* our TCP port */
+} lsec_peer;
+
+LSEC_API LSEC_CHECK int lsec_channel_peer(const lsec_channel *c,
+                                          lsec_peer *out);
+
+/** Flush what is queued (briefly), close cleanly, wipe, free. */
+LSEC_API void lsec_channel_close(lsec_channel *c);
+
+/* ------------------------------------------------------------------------ */
+/* Ports                                                                     */
+
+/** Who listens on a loopback TCP port.  Strings are NUL-terminated. */
+typedef struct lsec_port_owner {
+    int64_t uid;
+    int32_t pid;           /* -1 when the process is not visible to us */
+    char user[64];         /* "" when unknown */
+    char command[256];     /* from /proc/PID/comm or cmdline[0]; "" unknown */
+} lsec_port_owner;
+
+/**
+ * Find who listens on `port` on 127.0.0.0/8 or ::1 (or a wildcard address).
+ * Returns 0, LSEC_ENOTFOUND (nobody listens), LSEC_EINVAL, LSEC_ENOSYS.
+ */
+LSEC_API LSEC_CHECK int lsec_port_owner_get(int port, lsec_port_owner *out);
+
+/* ------------------------------------------------------------------------ */
+/* Helper processes                                                          */
+
+typedef struct lsec_helper lsec_helper;
+
+/**
+ * Name of the environment variable that tells a spawned helper which
+ * inherited descriptor carries its ticket (the number, never the ticket).
+ */
+#define LSEC_ENV_TICKET_FD "LOOPSEC_TICKET_FD"
+/** Same, for the descriptor on which a listening helper announces. */
+#define LSEC_ENV_ANNOUNCE_FD "LOOPSEC_ANNOUNCE_FD"
+
+/**
+ * Parent listens, helper connects back.  Binds 127.0.0.1:0, starts
+ * argv[0] (searched in PATH) with the ticket on an inherited pipe whose
+ * number is in LOOPSEC_TICKET_FD, and waits for the helper's authenticated
+ * connection, the helper's death or the timeout, whichever comes first.
+ * Only that pipe is inherited besides stdin/stdout/stderr.  Unless
+ * LSEC_OPT_HELPER_SURVIVES is set, the helper gets SIGKILL when the parent
+ * dies.  The listener accepts exactly one peer.
+ *
+ * Returns 0, LSEC_ECHILD (the helper exited: the detail has its status),
+ * LSEC_ETIMEDOUT, LSEC_EINVAL, LSEC_EIO, LSEC_ENOMEM.
+ * On failure the helper, if it was started, is killed and reaped.
+ */
+LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[],
+                                   const lsec_opts *o, int timeout_ms,
+                                   lsec_helper **helper, lsec_channel **chan);
+
+/**
+ * Helper listens, parent connects (kernel pattern).  Starts argv with a pipe
+ * in LOOPSEC_ANNOUNCE_FD, reads the ticket the helper announces with
+ * lsec_listener_announce, then connects.  The helper's port is held before
+ * anyone learns its number.  Codes as lsec_spawn.
+ */
+LSEC_API LSEC_CHECK int lsec_spawn_listening(const char *const argv[],
+                                             const lsec_opts *o,
+                                             int timeout_ms,
+                                             lsec_helper **helper,
+                                             lsec_channel **chan);
+
+/**
+ * In a helper started by lsec_spawn: read the ticket from the descriptor
+ * named in LOOPSEC_TICKET_FD (then close it and remove the variable) and
+ * connect.  Returns lsec_connect's codes, LSEC_ENOTFOUND when not started so.
+ */
+LSEC_API LSEC_CHECK int lsec_connect_inherited(const lsec_opts *o,
+                                               int timeout_ms,
+                                               lsec_channel **out);
+
+/**
+ * In a helper started by lsec_spawn_listening: write the listener's ticket
+ * to the descriptor named in LOOPSEC_ANNOUNCE_FD, then close it.
+ * LSEC_ENOTFOUND when not started so.
+ */
+LSEC_API LSEC_CHECK int lsec_listener_announce(const lsec_listener *l);
+
+/** The helper's process id. */
+LSEC_API int lsec_helper_pid(const lsec_helper *h);
+
+/**
+ * Wait up to `timeout_ms` for the helper to exit; its wait status goes to
+ * `*status`.  Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN, LSEC_EINVAL.
+ */
+LSEC_API LSEC_CHECK int lsec_helper_wait(lsec_helper *h, int timeout_ms,
+                                         int *status);
+
+/** Send `sig` to the helper (if it has not been reaped). */
+LSEC_API int lsec_helper_kill(lsec_helper *h, int sig);
+
+/**
+ * Free the handle.  A helper still running is killed (SIGKILL) and reaped,
+ * unless LSEC_OPT_HELPER_SURVIVES was set.
+ */
+LSEC_API void lsec_helper_free(lsec_helper *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOOPSEC_H */

@@ -1,0 +1,291 @@
+/*
+ * Declarations shared inside lib/.  Never installed.  Every non-static
+ * function here is lsec__*; nothing here is exported from the shared object.
+ */
+#ifndef LOOPSEC_INTERNAL_H
+#define LOOPSEC_INTERNAL_H
+
+#include "loopsec.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sockaddr;
+struct sockaddr_storage;
+struct msghdr;
+struct iovec;
+struct pollfd;
+
+#if defined(__GNUC__)
+#define LSEC__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LSEC__PRINTF(a, b)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* error.c: detail text, logging, one-time initialisation                    */
+
+/*
+ * Record `code` for this thread with a detail formatted from `fmt` (which must
+ * never receive a secret) and return `code`, so that callers can write
+ * `return lsec__fail(LSEC_EINVAL, "port %d out of range", p);`.
+ */
+int lsec__fail(int code, const char *fmt, ...) LSEC__PRINTF(2, 3);
+/* Same, appending ": strerror(errno_value)". */
+int lsec__fail_errno(int code, int errno_value, const char *fmt, ...)
+    LSEC__PRINTF(3, 4);
+/* Forget the detail (every public entry point calls it first). */
+void lsec__clear_detail(void);
+/* Log to the installed callback, if any and if `level` is enabled. */
+void lsec__log(int level, const char *fmt, ...) LSEC__PRINTF(2, 3);
+bool lsec__log_enabled(int level);
+/* Initialise libsodium (and OpenSSL lazily in tls.c) once.  0 or LSEC_EIO. */
+int lsec__init(void);
+/* Effective options: defaults merged with the caller's (size-aware). */
+void lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
+/* Monotonic clock in milliseconds. */
+int64_t lsec__now_ms(void);
+/* Deadline from a timeout (-1: none, encoded as INT64_MAX). */
+int64_t lsec__deadline(int timeout_ms);
+/* Milliseconds left until `deadline` for poll(): -1 forever, >= 0 else. */
+int lsec__remaining(int64_t deadline);
+
+/* ------------------------------------------------------------------------ */
+/* io.c: the seam through which every socket call goes (fault injection)     */
+
+struct lsec__io_ops {
+    ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
+    ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    int (*accept4)(int fd, struct sockaddr *sa, unsigned *salen, int flags);
+    int (*connect)(int fd, const struct sockaddr *sa, unsigned salen);
+    int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
+    int (*socket)(int domain, int type, int protocol);
+};
+/* The live table; tests may replace members and must restore them. */
+extern struct lsec__io_ops lsec__io;
+/* Restore every member to the real system call. */
+void lsec__io_reset(void);
+
+/* ------------------------------------------------------------------------ */
+/* addr.c: strict parsing and loopback checks, no I/O                        */
+
+typedef struct lsec__addr {
+    int family;     /* AF_INET or AF_INET6 */
+    uint8_t ip[16]; /* network order; 4 bytes used for AF_INET */
+    uint16_t port;  /* host order */
+} lsec__addr;
+
+/*
+ * Parse "127.0.0.1:PORT", "[::1]:PORT" or "localhost:PORT" strictly (see
+ * DESIGN.md "Addresses").  `flags`: LSEC_ADDR_*.  0, LSEC_ENOTLOOPBACK or
+ * LSEC_EINVAL with a detail.
+ */
+int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out);
+/* Normal form "127.0.0.1:PORT" / "[::1]:PORT".  0 or LSEC_EMSGSIZE. */
+int lsec__addr_format(const lsec__addr *a, char *buf, size_t len);
+/* Host part only ("127.0.0.1", "::1"). */
+int lsec__addr_format_host(const lsec__addr *a, char *buf, size_t len);
+/* Is `a` an accepted loopback address under `flags`? */
+bool lsec__addr_is_loopback(const lsec__addr *a, unsigned flags);
+/* Conversions; from_sockaddr also checks loopback (LSEC_ENOTLOOPBACK). */
+unsigned lsec__addr_to_sockaddr(const lsec__addr *a,
+                                struct sockaddr_storage *ss);
+int lsec__addr_from_sockaddr(const struct sockaddr *sa, unsigned salen,
+                             unsigned flags, lsec__addr *out);
+/* 18-byte endpoint encoding for the handshake transcript (PROTOCOL.md). */
+#define LSEC__EP_BYTES 18
+void lsec__addr_endpoint(const lsec__addr *a, uint8_t out[LSEC__EP_BYTES]);
+
+/* ------------------------------------------------------------------------ */
+/* port.c: binding with a port policy; who holds a port                      */
+
+/*
+ * Create a listening socket on `a` following the port policy in `o`
+ * (resolved options), CLOEXEC, V6ONLY for IPv6, never SO_REUSEPORT.  The
+ * socket that found the port keeps it.  On success `*fd` listens and
+ * `*bound` holds the kernel's own view (getsockname), re-checked as loopback.
+ * LSEC_EADDRINUSE names the holder in the detail where visible.
+ */
+int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
+                      lsec__addr *bound);
+
+/* ------------------------------------------------------------------------ */
+/* peer.c: who is at the other end of a loopback TCP connection              */
+
+/*
+ * Look up the socket whose local endpoint is `remote` and whose remote
+ * endpoint is `local` (i.e. the peer's own socket) and report its owner uid
+ * and, if `want_pid`, the pid holding it (-1 if not visible).
+ * 0, LSEC_ENOTFOUND, LSEC_ENOSYS.
+ */
+int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
+                      bool want_pid, int64_t *uid, int32_t *pid);
+
+/* ------------------------------------------------------------------------ */
+/* secret.c: secrets, key derivation, encodings, no I/O                      */
+
+#define LSEC__KEY_BYTES 32
+#define LSEC__ID_BYTES 8 /* instance id: 8 random bytes, 16 hex digits */
+
+/* Fill with random bytes (libsodium). */
+void lsec__random(void *buf, size_t len);
+/* key = HMAC-SHA-256(key=secret, msg=label) — PROTOCOL.md "Keys". */
+void lsec__kdf(uint8_t key[LSEC__KEY_BYTES],
+               const uint8_t secret[LSEC_SECRET_BYTES], const char *label);
+/* base64url without padding.  Return 0 or LSEC_EMSGSIZE / LSEC_EINVAL. */
+int lsec__b64_encode(char *out, size_t outlen, const uint8_t *in, size_t n);
+int lsec__b64_decode(uint8_t *out, size_t outlen, const char *in, size_t n,
+                     size_t *got);
+/* Lowercase hex. */
+int lsec__hex_encode(char *out, size_t outlen, const uint8_t *in, size_t n);
+int lsec__hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
+/* Wipe. */
+void lsec__wipe(void *p, size_t n);
+
+/* Labels (PROTOCOL.md "Keys"): one purpose, one label. */
+#define LSEC__LABEL_AUTH_CLIENT "loopsec/1 auth client->server"
+#define LSEC__LABEL_AUTH_SERVER "loopsec/1 auth server->client"
+#define LSEC__LABEL_TLS_PSK "loopsec/1 tls psk server"
+
+/* ------------------------------------------------------------------------ */
+/* ticket.c: the ticket text, no I/O                                         */
+
+typedef struct lsec__ticket {
+    lsec__addr addr;
+    int mode; /* LSEC_MODE_* */
+    uint8_t id[LSEC__ID_BYTES];
+    uint8_t secret[LSEC_SECRET_BYTES];
+} lsec__ticket;
+
+/* Strict parse; wipes *out on failure.  0 or LSEC_EBADTICKET /
+ * LSEC_ENOTLOOPBACK (the address part) with a detail without the secret. */
+int lsec__ticket_parse(const char *text, size_t len, unsigned addr_flags,
+                       lsec__ticket *out);
+int lsec__ticket_format(const lsec__ticket *t, char *buf, size_t len);
+int lsec__ticket_format_redacted(const lsec__ticket *t, char *buf, size_t len);
+void lsec__ticket_wipe(lsec__ticket *t);
+/* PSK identity for tls mode: "loopsec/1 " + 16 hex id (PROTOCOL.md). */
+#define LSEC__PSK_IDENTITY_MAX 64
+int lsec__ticket_psk_identity(const lsec__ticket *t, char *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* frame.c: message framing, no I/O                                          */
+
+#define LSEC__FRAME_HDR 4 /* 32-bit big-endian length */
+
+void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
+/*
+ * Decode a header from `hdr` (exactly LSEC__FRAME_HDR bytes).  0 with *len
+ * set, or LSEC_EPROTO if it exceeds `max` (checked before any allocation).
+ */
+int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
+                      uint32_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* handshake.c: auth-mode mutual authentication, bytes in / bytes out        */
+
+#define LSEC__HS_CLIENT 1
+#define LSEC__HS_SERVER 2
+#define LSEC__HS_NONCE_BYTES 32
+#define LSEC__HS_MSG_MAX 128 /* no handshake message is longer */
+
+typedef struct lsec__hs {
+    int role;
+    int state;
+    int mode;
+    uint8_t k_client[LSEC__KEY_BYTES]; /* proves the client's messages */
+    uint8_t k_server[LSEC__KEY_BYTES]; /* proves the server's messages */
+    uint8_t nonce_local[LSEC__HS_NONCE_BYTES];
+    uint8_t ep_client[LSEC__EP_BYTES]; /* this side's view */
+    uint8_t ep_server[LSEC__EP_BYTES];
+    uint8_t th[32];                    /* running transcript hash state */
+    uint8_t in[LSEC__HS_MSG_MAX];      /* partial incoming message */
+    size_t in_len;
+    uint8_t transcript[2 * LSEC__HS_MSG_MAX];
+    size_t transcript_len;
+} lsec__hs;
+
+/*
+ * Start a handshake.  `local`/`remote` are this side's own view of the TCP
+ * endpoints (getsockname/getpeername).  `nonce` NULL draws a random nonce
+ * (tests pass fixed ones for the PROTOCOL.md vectors).
+ */
+int lsec__hs_init(lsec__hs *h, int role, int mode,
+                  const uint8_t secret[LSEC_SECRET_BYTES],
+                  const lsec__addr *local, const lsec__addr *remote,
+                  const uint8_t *nonce);
+/*
+ * Feed `inlen` received bytes (may be 0).  Consumes what it can, reports
+ * how much in *consumed, and writes at most `outcap` (>= LSEC__HS_MSG_MAX)
+ * bytes to send into `out` (length in *outlen).  Returns LSEC__HS_AGAIN (need more
+ * input), LSEC__HS_DONE (authenticated: send `out` and go), or a negative
+ * code: LSEC_EAUTH for every failed proof, LSEC_EPROTO for malformed bytes
+ * (rejected at the first wrong byte), LSEC_EMODE for a hello of the
+ * other mode.  Never consumes bytes beyond the handshake.
+ */
+#define LSEC__HS_AGAIN 1
+#define LSEC__HS_DONE 2
+int lsec__hs_step(lsec__hs *h, const uint8_t *in, size_t inlen,
+                  size_t *consumed, uint8_t *out, size_t outcap,
+                  size_t *outlen);
+void lsec__hs_wipe(lsec__hs *h);
+
+/* ------------------------------------------------------------------------ */
+/* tls.c: the only file that includes OpenSSL headers                        */
+
+typedef struct lsec__tls_ctx lsec__tls_ctx;
+typedef struct lsec__tls lsec__tls;
+
+#define LSEC__TLS_WANT_READ 1
+#define LSEC__TLS_WANT_WRITE 2
+
+/* Role-specific context, reused for every connection of a listener (server)
+ * or of the process (client). */
+int lsec__tls_ctx_new(int role, lsec__tls_ctx **out);
+void lsec__tls_ctx_free(lsec__tls_ctx *ctx);
+/* The process-wide client context, created once, thread-safely. */
+int lsec__tls_client_ctx(lsec__tls_ctx **out);
+
+/* A connection over `fd` authenticated by the PSK derived from `secret`
+ * and the identity `identity`.  The secret is copied and wiped on free. */
+int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
+                  const uint8_t secret[LSEC_SECRET_BYTES],
+                  const char *identity, lsec__tls **out);
+/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (peer
+ * closed without a TLS answer) / LSEC_ETLS / LSEC_ECLOSED / LSEC_ERESET. */
+int lsec__tls_handshake(lsec__tls *t);
+/* 0 with *n > 0, WANT_*, LSEC_ECLOSED (close_notify), LSEC_ERESET, ETLS. */
+int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n);
+int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
+size_t lsec__tls_pending(const lsec__tls *t);
+/* Send close_notify, best effort, non-blocking. */
+void lsec__tls_shutdown(lsec__tls *t);
+void lsec__tls_free(lsec__tls *t);
+/* The derived PSK (for the CLI's `psk` command and tests). */
+void lsec__tls_psk(uint8_t psk[LSEC__KEY_BYTES],
+                   const uint8_t secret[LSEC_SECRET_BYTES]);
+
+/* ------------------------------------------------------------------------ */
+/* channel.c                                                                 */
+
+/* Wrap a connected, authenticated socket (and its TLS state, if any) in a
+ * channel.  Takes ownership of fd and tls, also on failure. */
+int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
+                      const lsec__addr *local, const lsec__addr *remote,
+                      const uint8_t *early, size_t early_len,
+                      lsec_channel **out);
+/* Connect with a parsed ticket (rendezvous uses it). */
+int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
+                         int timeout_ms, lsec_channel **out);
+
+/* ------------------------------------------------------------------------ */
+/* listener.c                                                                */
+
+/* The listener's parsed ticket (rendezvous needs it). */
+const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
+
+#endif /* LOOPSEC_INTERNAL_H */

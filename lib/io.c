@@ -1,0 +1,62 @@
+/*
+ * The I/O seam.  Every socket call in lib/ goes through lsec__io so that the
+ * fault-injection tests can make any call fail with EINTR, EAGAIN, a short
+ * count, ECONNRESET, EPIPE or EMFILE.  In production the table holds the real
+ * system calls and costs one indirect call.
+ */
+#include "internal.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+static ssize_t real_recv(int fd, void *buf, size_t len, int flags)
+{
+    return recv(fd, buf, len, flags);
+}
+
+static ssize_t real_send(int fd, const void *buf, size_t len, int flags)
+{
+    return send(fd, buf, len, flags);
+}
+
+static ssize_t real_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    return sendmsg(fd, msg, flags);
+}
+
+static int real_accept4(int fd, struct sockaddr *sa, unsigned *salen,
+                        int flags)
+{
+    return accept4(fd, sa, (socklen_t *)salen, flags);
+}
+
+static int real_connect(int fd, const struct sockaddr *sa, unsigned salen)
+{
+    return connect(fd, sa, (socklen_t)salen);
+}
+
+static int real_poll(struct pollfd *fds, unsigned long nfds, int timeout)
+{
+    return poll(fds, (nfds_t)nfds, timeout);
+}
+
+static int real_socket(int domain, int type, int protocol)
+{
+    return socket(domain, type, protocol);
+}
+
+struct lsec__io_ops lsec__io = {
+    real_recv, real_send, real_sendmsg, real_accept4,
+    real_connect, real_poll, real_socket,
+};
+
+void lsec__io_reset(void)
+{
+    lsec__io.recv = real_recv;
+    lsec__io.send = real_send;
+    lsec__io.sendmsg = real_sendmsg;
+    lsec__io.accept4 = real_accept4;
+    lsec__io.connect = real_connect;
+    lsec__io.poll = real_poll;
+    lsec__io.socket = real_socket;
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install the Debian packages loopsec needs, only those that are missing.
+# Usage: scripts/deps.sh [extra-package ...]
+set -eu
+need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils"
+missing=""
+for p in $need "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "deps: missing packages:$missing (run as root, or install them)" >&2
+        exit 1
+    fi
+    echo "deps: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Build loopsec and run the whole test suite.  Installs what a fresh Debian 12
+# machine lacks.  Usage: scripts/test.sh [--sanitize] [--no-plain]
+#   --sanitize  also build with ASan+UBSan (LeakSanitizer on) and run it all
+set -eu
+cd "$(dirname "$0")/.."
+sanitize=0
+plain=1
+for a in "$@"; do
+    case "$a" in
+    --sanitize) sanitize=1 ;;
+    --no-plain) plain=0 ;;
+    *) echo "usage: scripts/test.sh [--sanitize] [--no-plain]" >&2; exit 2 ;;
+    esac
+done
+sh scripts/deps.sh
+jobs=$(nproc 2>/dev/null || echo 2)
+
+run() { # build-dir cmake-args...
+    dir=$1; shift
+    cmake -S . -B "$dir" -DLOOPSEC_WERROR=ON "$@" >/dev/null
+    cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
+    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300)
+}
+
+if [ "$plain" = 1 ]; then
+    run build
+fi
+if [ "$sanitize" = 1 ]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run build-sanitize -DLOOPSEC_SANITIZE=ON -DLOOPSEC_EXAMPLES=ON
+fi

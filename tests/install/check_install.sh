@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install into a temporary prefix, then build a downstream program twice:
+# with pkg-config alone, and with CMake's find_package(loopsec).  Both must
+# run and print the library version.
+set -eu
+build=$1
+src=$2
+cc=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log"
+libdir=$(ls -d "$tmp"/prefix/lib*/ | head -n 1)
+libdir=${libdir%/}
+
+# 1. pkg-config alone.
+PKG_CONFIG_PATH="$libdir/pkgconfig" \
+    "$cc" -o "$tmp/with_pc" "$src/consumer.c" \
+    $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs loopsec)
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/with_pc")
+echo "pkg-config consumer: $out"
+[ "$out" = "loopsec $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --modversion loopsec) ok" ]
+
+# 2. find_package(loopsec).
+cmake -S "$src" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DCMAKE_C_COMPILER="$cc" >"$tmp/cm.log"
+cmake --build "$tmp/cm" >>"$tmp/cm.log"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer")
+echo "find_package consumer: $out"
+case "$out" in "loopsec "*" ok") ;; *) exit 1 ;; esac
+
+# 3. The installed CLI runs against the installed library.
+LD_LIBRARY_PATH="$libdir" "$tmp/prefix/bin/loopsec" check 127.0.0.1:0
+echo "install: ok"
