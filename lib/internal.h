@@ -265,7 +265,8 @@ size_t lsec__tls_pending(const lsec__tls *t);
 /* Send close_notify, best effort, non-blocking. */
 void lsec__tls_shutdown(lsec__tls *t);
 void lsec__tls_free(lsec__tls *t);
-/* The derived PSK (for the CLI's `psk` command and tests). */
+/* The derived PSK (for the CLI's `psk` command and tests); defined in
+ * secret.c, since it is only lsec__kdf under LSEC__LABEL_TLS_PSK. */
 void lsec__tls_psk(uint8_t psk[LSEC__KEY_BYTES],
                    const uint8_t secret[LSEC_SECRET_BYTES]);
 
@@ -287,5 +288,22 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
 
 /* The listener's parsed ticket (rendezvous needs it). */
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
+
+/* ------------------------------------------------------------------------ */
+/* rendezvous.c: connection files (listener.c owns the listener's copy)      */
+
+/*
+ * Write `t` as a connection file: `path`, or NULL for the default under
+ * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours).  Atomic (temp file
+ * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
+ * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
+ * LSEC_EINVAL, LSEC_EMSGSIZE.
+ */
+int lsec__connfile_write(const lsec__ticket *t, const char *path,
+                         char *written, size_t writtenlen);
+/* Read and check a connection file (owner, mode, regular, size) and parse
+ * the ticket in it.  0, LSEC_EPERM, LSEC_ENOTFOUND, LSEC_EBADTICKET, ... */
+int lsec__connfile_read(const char *path, unsigned addr_flags,
+                        lsec__ticket *out);
 
 #endif /* LOOPSEC_INTERNAL_H */
