@@ -13,7 +13,15 @@ void cli_error(const char *what, int rc);
 /* Install the stderr logger when --verbose was given. */
 void cli_setup_log(void);
 
-/* Each returns the process exit status. */
+/*
+ * Relay stdin/stdout over `ch` until both directions end, socat-style: each
+ * chunk read from stdin is one message; each message received is written to
+ * stdout.  When stdin ends, the channel is closed cleanly and the relay
+ * returns.  Takes ownership of `ch`.  Returns the exit status.  (cmd_relay.c)
+ */
+int cli_relay(lsec_channel *ch);
+
+/* Each returns the process exit status.  Add new ones to main.c's table. */
 int cmd_check(int argc, char **argv);
 int cmd_who(int argc, char **argv);
 
