@@ -60,6 +60,7 @@ struct lsec__io_ops {
     ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
     ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     int (*accept4)(int fd, struct sockaddr *sa, unsigned *salen, int flags);
     int (*connect)(int fd, const struct sockaddr *sa, unsigned salen);
     int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
@@ -69,6 +70,14 @@ struct lsec__io_ops {
 extern struct lsec__io_ops lsec__io;
 /* Restore every member to the real system call. */
 void lsec__io_reset(void);
+/*
+ * Wait until `fd` is ready for `events` (POLLIN/POLLOUT) or `deadline`
+ * (lsec__deadline) passes.  EINTR is retried against the same deadline.
+ * 0 ready (also on POLLERR/POLLHUP: the next call reports the error),
+ * LSEC_ETIMEDOUT, or LSEC_EAGAIN when `nowait` (a timeout of 0) and not
+ * ready, LSEC_EIO if poll fails.
+ */
+int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
 
 /* ------------------------------------------------------------------------ */
 /* addr.c: strict parsing and loopback checks, no I/O                        */

@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -22,6 +23,11 @@ static ssize_t real_send(int fd, const void *buf, size_t len, int flags)
 static ssize_t real_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     return sendmsg(fd, msg, flags);
+}
+
+static ssize_t real_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    return recvmsg(fd, msg, flags);
 }
 
 static int real_accept4(int fd, struct sockaddr *sa, unsigned *salen,
@@ -46,7 +52,7 @@ static int real_socket(int domain, int type, int protocol)
 }
 
 struct lsec__io_ops lsec__io = {
-    real_recv, real_send, real_sendmsg, real_accept4,
+    real_recv, real_send, real_sendmsg, real_recvmsg, real_accept4,
     real_connect, real_poll, real_socket,
 };
 
@@ -55,8 +61,34 @@ void lsec__io_reset(void)
     lsec__io.recv = real_recv;
     lsec__io.send = real_send;
     lsec__io.sendmsg = real_sendmsg;
+    lsec__io.recvmsg = real_recvmsg;
     lsec__io.accept4 = real_accept4;
     lsec__io.connect = real_connect;
     lsec__io.poll = real_poll;
     lsec__io.socket = real_socket;
+}
+
+int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
+{
+    struct pollfd p;
+    int rc;
+
+    for (;;) {
+        p.fd = fd;
+        p.events = events;
+        p.revents = 0;
+        rc = lsec__io.poll(&p, 1, nowait ? 0 : lsec__remaining(deadline));
+        if (rc > 0)
+            return 0;
+        if (rc == 0) {
+            if (nowait)
+                return LSEC_EAGAIN;
+            if (lsec__remaining(deadline) == 0)
+                return lsec__fail(LSEC_ETIMEDOUT, "timed out waiting for the peer");
+            continue; /* woke early (coarse clock): wait for the rest */
+        }
+        if (errno == EINTR || errno == EAGAIN)
+            continue;
+        return lsec__fail_errno(LSEC_EIO, errno, "poll");
+    }
 }
