@@ -122,6 +122,26 @@ void lsec__addr_endpoint(const lsec__addr *a, uint8_t out[LSEC__EP_BYTES]);
 int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
                       lsec__addr *bound);
 
+/* The kernel's TCP socket tables (Linux /proc), shared with peer.c. */
+typedef struct lsec__tcp_sock {
+    lsec__addr local;
+    lsec__addr remote;
+    int state;      /* the kernel's TCP state: 1 ESTABLISHED, 10 LISTEN */
+    int64_t uid;    /* the uid that created the socket */
+    uint64_t inode; /* 0 when no process holds it (e.g. TIME_WAIT) */
+} lsec__tcp_sock;
+/*
+ * Visit each socket of /proc/net/tcp (AF_INET) or /proc/net/tcp6 (AF_INET6)
+ * until `fn` returns true.  0 when `fn` stopped the scan, LSEC_ENOTFOUND
+ * when the table ran out, LSEC_ENOSYS when the table cannot be read.
+ */
+int lsec__proc_tcp_scan(int family,
+                        bool (*fn)(const lsec__tcp_sock *s, void *arg),
+                        void *arg);
+/* The pid of a process holding socket `inode` (a scan of /proc/PID/fd), or
+ * -1 when no process we may look at holds it. */
+int32_t lsec__proc_socket_pid(uint64_t inode);
+
 /* ------------------------------------------------------------------------ */
 /* peer.c: who is at the other end of a loopback TCP connection              */
 
