@@ -1,0 +1,744 @@
+"""Listeners, channels, helpers and the module-level functions.
+
+Every blocking C call is made with the GIL released (ctypes does that) and in
+slices of at most SLICE seconds, so that Ctrl-C and a close() from another
+thread take effect promptly even when the caller waits forever.  Slicing is
+safe because the library keeps partial progress across a timeout: a partial
+message survives lsec_recv's timeout, a send that timed out sent nothing, and
+pending handshakes survive lsec_accept's timeout.
+
+Secrets: a ticket is returned only by Listener.ticket, which the caller asked
+for.  It is never put into an exception, a repr or a log line.
+"""
+
+import collections
+import ctypes
+import logging
+import math
+import os
+import threading
+import time
+
+from . import _errors
+from ._errors import check, code_of, last_error, make_error
+from ._lib import (
+    ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LIB, LOG_DEBUG, LOG_ERROR, LOG_FN, LOG_INFO, LOG_WARN,
+    MODE_AUTH, MODE_TLS, OPT_HELPER_SURVIVES, OPT_PORT_FALLBACK, PATH_MAX,
+    PEER_ANY_USER, PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct,
+    PortOwnerStruct)
+
+SLICE = 0.5
+_INT_MAX = 2 ** 31 - 1
+_RECV_INITIAL = 64 * 1024
+# Receive buffers up to this size are kept for the next message; larger
+# messages get a buffer of their own that is dropped after use.
+_RECV_KEEP_MAX = 1024 * 1024
+
+EINVAL = code_of("EINVAL")
+EAGAIN = code_of("EAGAIN")
+ETIMEDOUT = code_of("ETIMEDOUT")
+EMSGSIZE = code_of("EMSGSIZE")
+ECLOSED = code_of("ECLOSED")
+ENOTFOUND = code_of("ENOTFOUND")
+
+_MODE_NAMES = {MODE_AUTH: "auth", MODE_TLS: "tls"}
+
+Peer = collections.namedtuple("Peer", "uid pid port local_port")
+Peer.__doc__ = ("Who is at the other end of a channel.  None where the "
+                "system does not show it.")
+PortOwner = collections.namedtuple("PortOwner", "pid uid user command")
+PortOwner.__doc__ = ("Who listens on a loopback port.  pid is None when the "
+                     "process is not visible to us; user and command are "
+                     "None when unknown.")
+
+
+# ---------------------------------------------------------------------------
+# Argument conversion.
+
+
+def _invalid(detail):
+    return make_error(EINVAL, detail)
+
+
+def _deadline(timeout):
+    """Absolute monotonic deadline for a timeout in seconds; None: never."""
+    if timeout is None:
+        return None
+    try:
+        t = float(timeout)
+    except (TypeError, ValueError):
+        raise _invalid("timeout must be a number of seconds or None") from None
+    if math.isnan(t) or t < 0:
+        raise _invalid("timeout must be >= 0 seconds or None")
+    return time.monotonic() + t
+
+
+def _slice_ms(deadline):
+    if deadline is None:
+        return int(SLICE * 1000)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return 0
+    # Round up: 0.0001 s must wait a little, never turn into "do not wait".
+    return min(int(math.ceil(left * 1000)), int(SLICE * 1000))
+
+
+def _ms(seconds, what):
+    """Seconds (float) to whole milliseconds for an option; None stays None."""
+    if seconds is None:
+        return None
+    try:
+        t = float(seconds)
+    except (TypeError, ValueError):
+        raise _invalid("%s must be a number of seconds" % what) from None
+    if math.isnan(t) or t <= 0:
+        raise _invalid("%s must be > 0 seconds" % what)
+    return min(int(math.ceil(t * 1000)), _INT_MAX)
+
+
+def _text_arg(value, what):
+    """str, bytes or os.PathLike to NUL-free bytes.  The value itself is
+    never echoed in the error: it may be a ticket."""
+    if isinstance(value, str):
+        b = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytes, bytearray)):
+        b = bytes(value)
+    elif isinstance(value, os.PathLike):
+        b = os.fsencode(value)
+    else:
+        raise TypeError("%s must be str or bytes, not %s"
+                        % (what, type(value).__name__))
+    if b"\0" in b:
+        raise _invalid("%s contains a NUL byte" % what)
+    return b
+
+
+def _int_arg(value, what, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s"
+                        % (what, type(value).__name__))
+    if not lo <= value <= hi:
+        raise _invalid("%s must be in %d..%d" % (what, lo, hi))
+    return value
+
+
+_PEER_POLICIES = {
+    PEER_SAME_USER: PEER_SAME_USER, PEER_ANY_USER: PEER_ANY_USER,
+    "same-user": PEER_SAME_USER, "same_user": PEER_SAME_USER,
+    "any-user": PEER_ANY_USER, "any_user": PEER_ANY_USER,
+}
+
+
+def _opts(tls=None, handshake_timeout=None, max_message=None,
+          peer_policy=None, max_accepts=None, port_range=None,
+          port_fallback=False, allow_127_8=False, backlog=None,
+          max_pending=None, survive=False):
+    """An lsec_opts filled with the library's defaults, then edited."""
+    o = Opts()
+    LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+    if tls:
+        o.mode = MODE_TLS
+    ms = _ms(handshake_timeout, "handshake_timeout")
+    if ms is not None:
+        o.handshake_timeout_ms = ms
+    if max_message is not None:
+        o.max_message = _int_arg(max_message, "max_message", 1, 2 ** 63 - 1)
+    if peer_policy is not None:
+        try:
+            o.peer_policy = _PEER_POLICIES[peer_policy]
+        except (KeyError, TypeError):
+            raise _invalid("peer_policy must be PEER_SAME_USER or "
+                           "PEER_ANY_USER") from None
+    if max_accepts is not None:
+        o.max_accepts = _int_arg(max_accepts, "max_accepts", 0, _INT_MAX)
+    if port_range is not None:
+        lo, hi = port_range
+        o.port_policy = PORT_RANGE
+        o.port_min = _int_arg(lo, "port_range[0]", 1, 65535)
+        o.port_max = _int_arg(hi, "port_range[1]", 1, 65535)
+    if backlog is not None:
+        o.backlog = _int_arg(backlog, "backlog", 1, _INT_MAX)
+    if max_pending is not None:
+        o.max_pending = _int_arg(max_pending, "max_pending", 1, _INT_MAX)
+    if port_fallback:
+        o.flags |= OPT_PORT_FALLBACK
+    if allow_127_8:
+        o.flags |= ADDR_ALLOW_127_8
+    if survive:
+        o.flags |= OPT_HELPER_SURVIVES
+    return o
+
+
+def _argv_array(argv):
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise _invalid("argv must be a non-empty list of strings")
+    items = [_text_arg(a, "argv item") for a in argv]
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+
+# ---------------------------------------------------------------------------
+# Handles.
+
+
+class _Handle:
+    """An owned C object.  Not thread-safe, like the C objects, with one
+    exception: close() may be called from any thread; a call blocked in
+    another thread then ends within SLICE seconds and the object is freed
+    when it has."""
+
+    _kind = "object"
+    _free = None  # the C *_close / *_free function
+
+    def __init__(self, ptr):
+        self._ptr = ptr
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closing = False
+
+    def _acquire(self):
+        with self._lock:
+            if self._ptr is None or self._closing:
+                raise _invalid("%s is closed" % self._kind)
+            self._busy += 1
+            return self._ptr
+
+    def _release(self):
+        with self._lock:
+            self._busy -= 1
+            ptr = None
+            if self._closing and self._busy == 0:
+                ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            type(self)._free(ptr)
+
+    def _run(self, call, deadline, timeout_zero=False):
+        """Call `call(ms)` in slices until it does not time out or the
+        deadline passes.  Returns the final return code."""
+        while True:
+            ms = _slice_ms(deadline)
+            rc = call(ms)
+            if rc == ETIMEDOUT:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return rc
+                if self._closing:
+                    raise _invalid("%s was closed during the call" % self._kind)
+                continue
+            if rc == EAGAIN and ms == 0 and not timeout_zero:
+                # Our own last slice hit the deadline exactly: to the caller
+                # that is a timeout, not "would block".
+                raise make_error(ETIMEDOUT)
+            return rc
+
+    @property
+    def closed(self):
+        return self._ptr is None or self._closing
+
+    def close(self):
+        """Release the C object.  Idempotent."""
+        with self._lock:
+            if self._ptr is None or self._closing:
+                return
+            self._closing = True
+            if self._busy:
+                return
+            ptr, self._ptr = self._ptr, None
+        type(self)._free(ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to do
+            pass
+
+
+class Channel(_Handle):
+    """An authenticated channel: whole messages, in order.
+
+    Not thread-safe: use it from one thread at a time (close() excepted).
+    """
+
+    _kind = "channel"
+    _free = staticmethod(LIB.lsec_channel_close)
+
+    def __init__(self, ptr):
+        _Handle.__init__(self, ptr)
+        self._buf = ctypes.create_string_buffer(_RECV_INITIAL)
+        self._len = ctypes.c_size_t()
+        self._fd = LIB.lsec_channel_fd(ptr)
+        self._mode = LIB.lsec_channel_mode(ptr)
+
+    def send(self, data, timeout=None):
+        """Send one whole message (any bytes-like object).
+
+        Raises Timeout if nothing could be written in time (nothing was sent
+        then), WouldBlock for timeout 0, ClosedError / ConnectionLostError if
+        the peer is gone, MessageTooLargeError above the peer's limit.
+        """
+        if isinstance(data, bytes):
+            ptr, n = data, len(data)
+        else:
+            view = memoryview(data)
+            if not view.c_contiguous:
+                raise _invalid("send needs a contiguous buffer")
+            n = view.nbytes
+            if view.readonly:
+                ptr = view.tobytes()
+            else:
+                ptr = (ctypes.c_char * n).from_buffer(view.cast("B"))
+        deadline = _deadline(timeout)
+        p = self._acquire()
+        try:
+            rc = self._run(lambda ms: LIB.lsec_send(p, ptr, n, ms), deadline,
+                           timeout == 0)
+            if rc < 0:
+                raise last_error(rc)
+        finally:
+            self._release()
+
+    def flush(self, timeout=None):
+        """Write out what an earlier send queued.  WouldBlock for timeout 0
+        while something is still queued."""
+        deadline = _deadline(timeout)
+        p = self._acquire()
+        try:
+            rc = self._run(lambda ms: LIB.lsec_flush(p, ms), deadline,
+                           timeout == 0)
+            if rc < 0:
+                raise last_error(rc)
+        finally:
+            self._release()
+
+    def recv(self, timeout=None):
+        """Receive one whole message as bytes.
+
+        Raises Timeout (a partial message is kept for the next call),
+        WouldBlock for timeout 0, ClosedError when the peer closed cleanly,
+        ConnectionLostError when it vanished, ProtocolError for a length
+        above max_message.
+        """
+        deadline = _deadline(timeout)
+        p = self._acquire()
+        try:
+            buf = self._buf
+            n = self._len
+            while True:
+                cap = len(buf)
+                rc = self._run(
+                    lambda ms: LIB.lsec_recv(p, buf, cap, ctypes.byref(n), ms),
+                    deadline, timeout == 0)
+                if rc == 0:
+                    return ctypes.string_at(buf, n.value)
+                if rc == EMSGSIZE and n.value > cap:
+                    # The message is still queued; retry with room for it.
+                    buf = ctypes.create_string_buffer(n.value)
+                    if n.value <= _RECV_KEEP_MAX:
+                        self._buf = buf
+                    continue
+                raise last_error(rc)
+        finally:
+            self._release()
+
+    def __iter__(self):
+        """Yield messages until the peer closes cleanly."""
+        while True:
+            try:
+                yield self.recv()
+            except _errors.ClosedError as e:
+                if e.code == ECLOSED:
+                    return
+                raise
+
+    def fileno(self):
+        """The socket, for select/poll: readable means recv may progress.
+        In tls mode also check `pending`.  Do not read or write it."""
+        if self.closed:
+            raise _invalid("channel is closed")
+        return self._fd
+
+    @property
+    def pending(self):
+        """Bytes already buffered inside the channel (tls mode: decrypted
+        data that select() on the socket cannot see)."""
+        p = self._acquire()
+        try:
+            return LIB.lsec_channel_pending(p)
+        finally:
+            self._release()
+
+    @property
+    def mode(self):
+        """"auth" or "tls"."""
+        return _MODE_NAMES.get(self._mode, str(self._mode))
+
+    @property
+    def peer(self):
+        """Peer(uid, pid, port, local_port); None where not visible."""
+        out = PeerStruct()
+        p = self._acquire()
+        try:
+            check(LIB.lsec_channel_peer(p, ctypes.byref(out)))
+        finally:
+            self._release()
+        return Peer(*(None if v < 0 else v for v in
+                      (out.uid, out.pid, out.port, out.local_port)))
+
+    def __repr__(self):
+        if self.closed:
+            return "<loopsec.Channel closed>"
+        return "<loopsec.Channel mode=%s fd=%d>" % (self.mode, self._fd)
+
+
+class Listener(_Handle):
+    """A listening endpoint with its own fresh secret.
+
+    ``ticket`` is a credential: hand it only to the intended peer.
+    """
+
+    _kind = "listener"
+    _free = staticmethod(LIB.lsec_listener_close)
+
+    def __init__(self, ptr, mode):
+        _Handle.__init__(self, ptr)
+        self._port = check(LIB.lsec_listener_port(ptr))
+        self._fd = LIB.lsec_listener_fd(ptr)
+        self._mode = mode
+
+    @property
+    def port(self):
+        return self._port
+
+    @property
+    def mode(self):
+        return _MODE_NAMES[self._mode]
+
+    @property
+    def ticket(self):
+        """The ticket (a credential; never logged by this package)."""
+        cap = LIB.lsec_ticket_max()
+        buf = ctypes.create_string_buffer(cap)
+        p = self._acquire()
+        try:
+            check(LIB.lsec_listener_ticket(p, buf, cap))
+            return buf.value.decode("ascii")
+        finally:
+            self._release()
+            ctypes.memset(buf, 0, cap)
+
+    @property
+    def redacted_ticket(self):
+        """The ticket with its secret replaced, safe to show or log."""
+        t = self.ticket
+        return ticket_redact(t)
+
+    def accept(self, timeout=None):
+        """Wait for one authenticated peer; returns a Channel.
+
+        Raises Timeout, WouldBlock (timeout 0), LimitError after max_accepts
+        peers.  Failed attempts by other clients do not end the wait.
+        """
+        deadline = _deadline(timeout)
+        out = ctypes.c_void_p()
+        p = self._acquire()
+        try:
+            rc = self._run(
+                lambda ms: LIB.lsec_accept(p, ms, ctypes.byref(out)),
+                deadline, timeout == 0)
+            if rc < 0:
+                raise last_error(rc)
+            return Channel(out.value)
+        finally:
+            self._release()
+
+    def write_file(self, path=None):
+        """Write the ticket to a 0600 connection file (default under
+        $XDG_RUNTIME_DIR/loopsec/); returns the path.  Removed on close."""
+        arg = None if path is None else _text_arg(path, "path")
+        out = ctypes.create_string_buffer(PATH_MAX)
+        p = self._acquire()
+        try:
+            check(LIB.lsec_listener_write_file(p, arg, out, PATH_MAX))
+        finally:
+            self._release()
+        return os.fsdecode(out.value)
+
+    def announce(self):
+        """In a helper started by spawn_listening: hand the ticket to the
+        parent over the inherited descriptor."""
+        p = self._acquire()
+        try:
+            check(LIB.lsec_listener_announce(p))
+        finally:
+            self._release()
+            _sync_environ(ENV_ANNOUNCE_FD)
+
+    def fileno(self):
+        """The listening descriptor: readable means "call accept"."""
+        if self.closed:
+            raise _invalid("listener is closed")
+        return self._fd
+
+    def __repr__(self):
+        # Port and mode only: never the ticket.
+        if self.closed:
+            return "<loopsec.Listener closed>"
+        return "<loopsec.Listener port=%d mode=%s>" % (self._port, self.mode)
+
+
+class Helper(_Handle):
+    """A helper process started by spawn / spawn_listening.
+
+    close() (and leaving a with block) kills a helper that still runs,
+    unless it was started with survive=True.
+    """
+
+    _kind = "helper"
+    _free = staticmethod(LIB.lsec_helper_free)
+
+    def __init__(self, ptr):
+        _Handle.__init__(self, ptr)
+        self.pid = LIB.lsec_helper_pid(ptr)
+        self.returncode = None
+
+    def wait(self, timeout=None):
+        """Wait for the helper to exit; returns its return code (negative:
+        killed by that signal), as subprocess does.  Raises Timeout."""
+        if self.returncode is not None:
+            return self.returncode
+        deadline = _deadline(timeout)
+        status = ctypes.c_int()
+        p = self._acquire()
+        try:
+            rc = self._run(
+                lambda ms: LIB.lsec_helper_wait(p, ms, ctypes.byref(status)),
+                deadline, timeout == 0)
+            if rc < 0:
+                raise last_error(rc)
+        finally:
+            self._release()
+        self.returncode = os.waitstatus_to_exitcode(status.value)
+        return self.returncode
+
+    def poll(self):
+        """The return code if the helper has exited, else None."""
+        try:
+            return self.wait(0)
+        except (_errors.WouldBlock, _errors.Timeout):
+            return None
+
+    def kill(self, sig=None):
+        """Send `sig` (default SIGKILL) to the helper if not yet reaped."""
+        import signal
+        p = self._acquire()
+        try:
+            check(LIB.lsec_helper_kill(
+                p, signal.SIGKILL if sig is None else int(sig)))
+        finally:
+            self._release()
+
+    def terminate(self):
+        import signal
+        self.kill(signal.SIGTERM)
+
+    def __repr__(self):
+        state = ("returncode=%d" % self.returncode
+                 if self.returncode is not None else "running")
+        return "<loopsec.Helper pid=%d %s>" % (self.pid, state)
+
+
+# ---------------------------------------------------------------------------
+# Module-level functions.
+
+
+def check_address(text, allow_127_8=False):
+    """The normal form of a loopback "host:port" ("127.0.0.1:80",
+    "[::1]:80"); raises NotLoopbackError or InvalidArgumentError (both
+    ValueErrors) for anything else."""
+    arg = _text_arg(text, "address")
+    cap = LIB.lsec_addr_max()
+    out = ctypes.create_string_buffer(cap)
+    check(LIB.lsec_addr_check(arg, ADDR_ALLOW_127_8 if allow_127_8 else 0,
+                              out, cap))
+    return out.value.decode("ascii")
+
+
+def port_owner(port):
+    """PortOwner(pid, uid, user, command) of whoever listens on a loopback
+    port, or None when nobody does."""
+    _int_arg(port, "port", 0, 65535)
+    out = PortOwnerStruct()
+    rc = LIB.lsec_port_owner_get(port, ctypes.byref(out))
+    if rc == ENOTFOUND:
+        return None
+    check(rc)
+    return PortOwner(
+        None if out.pid < 0 else out.pid,
+        None if out.uid < 0 else out.uid,
+        out.user.decode("utf-8", "replace") or None,
+        out.command.decode("utf-8", "replace") or None)
+
+
+def ticket_redact(ticket):
+    """The ticket with its secret replaced by "REDACTED"."""
+    arg = _text_arg(ticket, "ticket")
+    cap = LIB.lsec_ticket_max()
+    out = ctypes.create_string_buffer(cap)
+    check(LIB.lsec_ticket_redact(arg, out, cap))
+    return out.value.decode("ascii")
+
+
+def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
+           max_message=None, peer_policy=PEER_SAME_USER, max_accepts=None,
+           port_range=None, port_fallback=False, allow_127_8=False,
+           backlog=None, max_pending=None):
+    """Bind a loopback address with a fresh secret; returns a Listener.
+
+    bind: "127.0.0.1:PORT", "[::1]:PORT" or "localhost:PORT"; port 0 lets
+    the kernel pick (or picks in port_range=(lo, hi)).  tls: run every
+    channel inside TLS 1.3.  handshake_timeout: seconds per connection
+    (None: the library's default).  peer_policy: PEER_SAME_USER (default)
+    or PEER_ANY_USER.  max_accepts: stop after that many peers.
+
+    Raises NotLoopbackError, AddressInUseError (naming the holder), ...
+    """
+    arg = _text_arg(bind, "bind address")
+    o = _opts(tls=tls, handshake_timeout=handshake_timeout,
+              max_message=max_message, peer_policy=peer_policy,
+              max_accepts=max_accepts, port_range=port_range,
+              port_fallback=port_fallback, allow_127_8=allow_127_8,
+              backlog=backlog, max_pending=max_pending)
+    out = ctypes.c_void_p()
+    check(LIB.lsec_listen(arg, ctypes.byref(o), ctypes.byref(out)))
+    return Listener(out.value, o.mode)
+
+
+def _total_ms(timeout):
+    """A whole timeout for one unsliced C call (a connect or a spawn cannot
+    be resumed after its timeout): -1 for None."""
+    if timeout is None:
+        return -1
+    _deadline(timeout)  # validates
+    return min(int(math.ceil(float(timeout) * 1000)), _INT_MAX)
+
+
+def _connect_call(fn, args, timeout, tls, max_message):
+    o = _opts(tls=tls, max_message=max_message)
+    out = ctypes.c_void_p()
+    check(fn(*args, ctypes.byref(o), _total_ms(timeout), ctypes.byref(out)))
+    return Channel(out.value)
+
+
+def connect(ticket, timeout=None, *, tls=None, max_message=None):
+    """Connect to the listener named by `ticket` and authenticate.
+
+    tls=True insists on tls mode (an auth ticket then raises ModeError: the
+    mode is never negotiated down); None/False follow the ticket.
+    """
+    return _connect_call(LIB.lsec_connect, (_text_arg(ticket, "ticket"),),
+                         timeout, tls, max_message)
+
+
+def connect_file(path, timeout=None, *, tls=None, max_message=None):
+    """Connect with the ticket in a connection file (which must be this
+    user's own, 0600).  Raises NotFoundError, UnsafePermissionsError, ..."""
+    return _connect_call(LIB.lsec_connect_file, (_text_arg(path, "path"),),
+                         timeout, tls, max_message)
+
+
+_libc_getenv = ctypes.CDLL(None).getenv
+_libc_getenv.restype = ctypes.c_char_p
+_libc_getenv.argtypes = [ctypes.c_char_p]
+
+
+def _sync_environ(name):
+    """The library removes a rendezvous variable from the C environment
+    after use; os.environ is Python's own copy, so drop it there too (else
+    our children would inherit a stale descriptor number)."""
+    if name in os.environ and _libc_getenv(name.encode()) is None:
+        # Deleting from os.environ would unsetenv() again: harmless.
+        os.environ.pop(name, None)
+
+
+def connect_inherited(timeout=None, *, tls=None, max_message=None):
+    """In a helper started by spawn(): connect back to the parent with the
+    ticket on the inherited descriptor.  NotFoundError when not so started."""
+    try:
+        return _connect_call(LIB.lsec_connect_inherited, (), timeout, tls,
+                             max_message)
+    finally:
+        _sync_environ(ENV_TICKET_FD)
+
+
+def announce(listener):
+    """In a helper started by spawn_listening(): announce `listener`."""
+    listener.announce()
+
+
+def _spawn_call(fn, argv, timeout, tls, kw):
+    arr = _argv_array(argv)
+    o = _opts(tls=tls, **kw)
+    ms = _total_ms(timeout)
+    helper = ctypes.c_void_p()
+    chan = ctypes.c_void_p()
+    check(fn(arr, ctypes.byref(o), ms, ctypes.byref(helper),
+             ctypes.byref(chan)))
+    return Helper(helper.value), Channel(chan.value)
+
+
+def spawn(argv, timeout=None, *, tls=False, survive=False,
+          handshake_timeout=None, max_message=None):
+    """Start a helper (argv[0] searched in PATH) that connects back with
+    connect_inherited(); returns (Helper, Channel) once it has.
+
+    The ticket reaches the helper over an inherited pipe, never argv or the
+    environment.  Raises ChildExitedError as soon as the helper dies,
+    Timeout if it does not connect in time.
+    """
+    return _spawn_call(LIB.lsec_spawn, argv, timeout, tls, dict(
+        survive=survive, handshake_timeout=handshake_timeout,
+        max_message=max_message))
+
+
+def spawn_listening(argv, timeout=None, *, tls=False, survive=False,
+                    max_message=None):
+    """Start a helper that listens and announce()s its listener; connect to
+    it.  Returns (Helper, Channel)."""
+    return _spawn_call(LIB.lsec_spawn_listening, argv, timeout, tls, dict(
+        survive=survive, max_message=max_message))
+
+
+# ---------------------------------------------------------------------------
+# Logging.
+
+_LEVELS = {LOG_ERROR: logging.ERROR, LOG_WARN: logging.WARNING,
+           LOG_INFO: logging.INFO, LOG_DEBUG: logging.DEBUG}
+_log_callback = None  # keeps the ctypes callback alive while installed
+
+
+def enable_logging(logger=None, max_level=LOG_INFO):
+    """Send the library's log lines (refused peers, failed handshakes,
+    timeouts; never secrets) to a logging.Logger ("loopsec" by default)."""
+    global _log_callback
+    lg = logger if logger is not None else logging.getLogger("loopsec")
+
+    def emit(_arg, level, msg):
+        try:
+            lg.log(_LEVELS.get(level, logging.DEBUG), "%s",
+                   msg.decode("utf-8", "replace") if msg else "")
+        except Exception:  # never let a logging failure unwind into C
+            pass
+
+    cb = LOG_FN(emit)
+    LIB.lsec_set_log(cb, None, int(max_level))
+    _log_callback = cb
+
+
+def disable_logging():
+    global _log_callback
+    LIB.lsec_set_log(LOG_FN(), None, 0)
+    _log_callback = None

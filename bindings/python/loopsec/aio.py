@@ -1,0 +1,195 @@
+"""asyncio support: awaitable recv/send/accept on loopsec objects.
+
+The C calls are made with timeout 0 (they never block the loop); when one
+reports "would block", the coroutine waits for the descriptor with
+loop.add_reader / add_writer and tries again.  Connecting and spawning run a
+whole handshake, which cannot be resumed, so they run in the loop's default
+executor (ctypes releases the GIL there).
+
+    async with await loopsec.aio.connect(ticket, timeout=5) as ch:
+        await ch.send(b"ping")
+        reply = await ch.recv(timeout=5)
+
+Timeouts are seconds; None waits forever.  They raise loopsec.Timeout.
+"""
+
+import asyncio
+import functools
+import time
+
+from . import _core, _errors
+
+__all__ = ["recv", "send", "accept", "AsyncChannel", "connect",
+           "connect_file", "spawn"]
+
+# How long accept() waits on the listening socket before trying again.  The
+# listening descriptor wakes us for new connections; this bound also lets
+# handshakes already in progress on accepted sockets finish promptly.
+ACCEPT_POLL = 0.05
+
+
+def _deadline(timeout):
+    return _core._deadline(timeout)
+
+
+async def _wait_fd(fd, writable, deadline, cap=None):
+    """Wait until `fd` is ready, the deadline passes (raises Timeout) or
+    `cap` seconds pass (returns)."""
+    loop = asyncio.get_running_loop()
+    wait = cap
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _errors.make_error(_core.ETIMEDOUT)
+        wait = left if wait is None else min(wait, left)
+    fut = loop.create_future()
+
+    def ready():
+        if not fut.done():
+            fut.set_result(None)
+
+    if writable:
+        loop.add_writer(fd, ready)
+    else:
+        loop.add_reader(fd, ready)
+    try:
+        if wait is None:
+            await fut
+        else:
+            try:
+                await asyncio.wait_for(fut, wait)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def recv(ch, timeout=None):
+    """Receive one message from a Channel without blocking the loop."""
+    deadline = _deadline(timeout)
+    while True:
+        # Always try the channel first: in tls mode a whole message may
+        # already be decrypted inside it (ch.pending > 0) while the socket
+        # itself has nothing more to read.
+        try:
+            return ch.recv(timeout=0)
+        except _errors.WouldBlock:
+            pass
+        await _wait_fd(ch.fileno(), False, deadline)
+
+
+async def send(ch, data, timeout=None):
+    """Send one message on a Channel without blocking the loop; returns
+    once the whole message has left the channel."""
+    deadline = _deadline(timeout)
+    while True:
+        try:
+            ch.send(data, timeout=0)
+            break
+        except _errors.WouldBlock:
+            await _wait_fd(ch.fileno(), True, deadline)
+    # A message partly written is queued inside the channel; push it out so
+    # that awaiting send() gives backpressure.
+    while True:
+        try:
+            ch.flush(timeout=0)
+            return
+        except _errors.WouldBlock:
+            await _wait_fd(ch.fileno(), True, deadline)
+
+
+async def accept(listener, timeout=None):
+    """Wait for one authenticated peer on a Listener; returns an
+    AsyncChannel."""
+    deadline = _deadline(timeout)
+    while True:
+        try:
+            return AsyncChannel(listener.accept(timeout=0))
+        except _errors.WouldBlock:
+            pass
+        await _wait_fd(listener.fileno(), False, deadline, cap=ACCEPT_POLL)
+
+
+class AsyncChannel:
+    """A Channel for asyncio.  One recv and one send may be awaited at the
+    same time (each direction is serialised by its own lock)."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self._rlock = asyncio.Lock()
+        self._wlock = asyncio.Lock()
+
+    async def recv(self, timeout=None):
+        async with self._rlock:
+            return await recv(self.channel, timeout)
+
+    async def send(self, data, timeout=None):
+        async with self._wlock:
+            await send(self.channel, data, timeout)
+
+    def close(self):
+        self.channel.close()
+
+    async def aclose(self):
+        self.channel.close()
+
+    @property
+    def closed(self):
+        return self.channel.closed
+
+    @property
+    def peer(self):
+        return self.channel.peer
+
+    @property
+    def mode(self):
+        return self.channel.mode
+
+    def fileno(self):
+        return self.channel.fileno()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.recv()
+        except _errors.ClosedError as e:
+            if e.code == _core.ECLOSED:
+                raise StopAsyncIteration from None
+            raise
+
+    def __repr__(self):
+        return "<loopsec.aio.AsyncChannel %r>" % (self.channel,)
+
+
+async def _in_executor(fn, *args, **kw):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kw))
+
+
+async def connect(ticket, timeout=None, **kw):
+    """loopsec.connect in the default executor; returns an AsyncChannel."""
+    return AsyncChannel(await _in_executor(_core.connect, ticket, timeout,
+                                           **kw))
+
+
+async def connect_file(path, timeout=None, **kw):
+    """loopsec.connect_file in the default executor; an AsyncChannel."""
+    return AsyncChannel(await _in_executor(_core.connect_file, path, timeout,
+                                           **kw))
+
+
+async def spawn(argv, timeout=None, **kw):
+    """loopsec.spawn in the default executor; (Helper, AsyncChannel)."""
+    helper, ch = await _in_executor(_core.spawn, argv, timeout, **kw)
+    return helper, AsyncChannel(ch)

@@ -1,0 +1,182 @@
+"""The ctypes declarations against include/loopsec.h, the error table, and
+the library lookup."""
+
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+try:
+    from . import support
+except ImportError:  # run with -s tests as the top level
+    import support
+
+import loopsec
+from loopsec import _errors, _lib
+
+
+def _header():
+    with open(support.HEADER, encoding="utf-8") as f:
+        return f.read()
+
+
+_CTYPE_OF = {
+    "size_t": ctypes.c_size_t, "int": ctypes.c_int,
+    "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32,
+    "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "char": ctypes.c_char,
+}
+
+
+def _struct_members(text, name):
+    """[(member, ctype, array length or None)] of `typedef struct name {...}`."""
+    m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S)
+    body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
+    out = []
+    for decl in body.split(";"):
+        decl = decl.strip()
+        if not decl:
+            continue
+        dm = re.match(r"(\w+)\s+(\w+)(?:\[(\d+)\])?$", decl)
+        out.append((dm.group(2), _CTYPE_OF[dm.group(1)],
+                    int(dm.group(3)) if dm.group(3) else None))
+    return out
+
+
+@unittest.skipUnless(os.path.isfile(support.HEADER), "no source tree")
+class HeaderTest(unittest.TestCase):
+    def test_structs_mirror_the_header(self):
+        text = _header()
+        for cname, cls in (("lsec_opts", _lib.Opts),
+                           ("lsec_peer", _lib.PeerStruct),
+                           ("lsec_port_owner", _lib.PortOwnerStruct)):
+            want = _struct_members(text, cname)
+            got = []
+            for fname, ftype in cls._fields_:
+                if issubclass(ftype, ctypes.Array):
+                    got.append((fname, ftype._type_, ftype._length_))
+                else:
+                    got.append((fname, ftype, None))
+            self.assertEqual(got, want, cname)
+
+    def test_pinned_constants_match_the_header(self):
+        text = _header()
+        for macro, value in (
+                ("LSEC_MODE_AUTH", _lib.MODE_AUTH),
+                ("LSEC_MODE_TLS", _lib.MODE_TLS),
+                ("LSEC_PEER_SAME_USER", _lib.PEER_SAME_USER),
+                ("LSEC_PEER_ANY_USER", _lib.PEER_ANY_USER),
+                ("LSEC_PORT_KERNEL", _lib.PORT_KERNEL),
+                ("LSEC_PORT_RANGE", _lib.PORT_RANGE),
+                ("LSEC_ADDR_ALLOW_127_8", _lib.ADDR_ALLOW_127_8),
+                ("LSEC_OPT_PORT_FALLBACK", _lib.OPT_PORT_FALLBACK),
+                ("LSEC_OPT_HELPER_SURVIVES", _lib.OPT_HELPER_SURVIVES),
+                ("LSEC_LOG_ERROR", _lib.LOG_ERROR),
+                ("LSEC_LOG_DEBUG", _lib.LOG_DEBUG),
+                ("LSEC_PATH_MAX", _lib.PATH_MAX),
+                ("LSEC_ENV_TICKET_FD", _lib.ENV_TICKET_FD),
+                ("LSEC_ENV_ANNOUNCE_FD", _lib.ENV_ANNOUNCE_FD)):
+            m = re.search(r"#define %s (\S+)\n" % macro, text)
+            self.assertIsNotNone(m, macro)
+            got = m.group(1)
+            got = (got.strip('"') if got.startswith('"')
+                   else int(got.rstrip("u"), 0))
+            self.assertEqual(got, value, macro)
+        m = re.search(r"#define LSEC_VERSION_MAJOR (\d+)\s+#define "
+                      r"LSEC_VERSION_MINOR (\d+)", text)
+        self.assertEqual((int(m.group(1)), int(m.group(2))),
+                         _lib.EXPECTED_VERSION)
+
+    def test_every_declared_function_is_pinned(self):
+        # Every public function the header declares has a signature in the
+        # table (or is deliberately left out).
+        declared = set(re.findall(r"LSEC_API[^;(]*?\b(lsec_\w+)\s*\(",
+                                  _header(), re.S))
+        unused = {"lsec_ticket_psk"}  # key material: the CLI's job
+        self.assertEqual(declared - set(_lib.SIGNATURES) - unused, set())
+        self.assertEqual(set(_lib.SIGNATURES) - declared, set())
+
+
+class LibraryTest(unittest.TestCase):
+    def test_opts_size(self):
+        o = _lib.Opts()
+        _lib.LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+        self.assertEqual(o.size, ctypes.sizeof(o))
+        self.assertLessEqual(ctypes.sizeof(o), _lib.LIB.lsec_opts_size())
+        self.assertEqual(o.mode, _lib.MODE_AUTH)
+        self.assertEqual(o.peer_policy, _lib.PEER_SAME_USER)
+
+    def test_version(self):
+        major, minor = _lib.EXPECTED_VERSION
+        self.assertTrue(loopsec.library_version().startswith(
+            "%d.%d." % (major, minor)))
+
+    def test_version_mismatch_is_an_import_error(self):
+        class Fake:
+            class lsec_version_number:  # noqa: N801 - a fake C function
+                restype = argtypes = None
+
+                def __new__(cls):
+                    return 99 * 10000 + 1 * 100 + 2
+        with self.assertRaises(ImportError) as cm:
+            _lib._check_version(Fake, "/x/libloopsec.so")
+        self.assertIn("99.1.2", str(cm.exception))
+        self.assertIsInstance(cm.exception, _lib.LibraryVersionError)
+
+    def test_missing_library_is_an_import_error(self):
+        env = support.child_env(LOOPSEC_LIBRARY="/nonexistent/libloopsec.so")
+        r = subprocess.run([sys.executable, "-c", "import loopsec"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("LibraryNotFoundError", r.stderr)
+        self.assertIn("LOOPSEC_LIBRARY", r.stderr)
+
+
+class ErrorTableTest(unittest.TestCase):
+    def test_every_code_has_its_own_class(self):
+        self.assertGreaterEqual(len(_errors.CODES), 21)
+        seen = set()
+        for code, (name, text) in _errors.CODES.items():
+            cls = _errors.error_class(code)
+            self.assertIsNot(cls, loopsec.Error, name)
+            self.assertTrue(issubclass(cls, loopsec.Error))
+            self.assertEqual(cls.code, code)
+            self.assertNotIn(cls, seen, name)
+            seen.add(cls)
+            e = _errors.make_error(code, "why")
+            self.assertEqual((e.code, e.name, e.detail), (code, name, "why"))
+            self.assertEqual(str(e), text + ": why")
+            self.assertEqual(getattr(loopsec, name[len("LSEC_"):]), code)
+
+    def test_builtin_bases(self):
+        self.assertTrue(issubclass(loopsec.Timeout, TimeoutError))
+        self.assertTrue(issubclass(loopsec.WouldBlock, BlockingIOError))
+        self.assertTrue(issubclass(loopsec.NotLoopbackError, ValueError))
+        self.assertTrue(issubclass(loopsec.UnsafePermissionsError,
+                                   PermissionError))
+        self.assertTrue(issubclass(loopsec.ConnectionLostError,
+                                   loopsec.ClosedError))
+        e = _errors.make_error(loopsec.ETIMEDOUT)
+        self.assertEqual(str(e), "timed out")
+
+    def test_unknown_code(self):
+        e = _errors.make_error(-999, "x")
+        self.assertIs(type(e), loopsec.Error)
+        self.assertEqual(e.name, "LSEC_UNKNOWN")
+
+    def test_missing_function_raises_not_supported(self):
+        stub = _lib._Missing("lsec_nothing")
+        with self.assertRaises(loopsec.NotSupportedError) as cm:
+            stub()
+        self.assertIn("lsec_nothing", str(cm.exception))
+
+    def test_pickle(self):
+        import pickle
+        e = pickle.loads(pickle.dumps(_errors.make_error(loopsec.EAUTH, "d")))
+        self.assertIsInstance(e, loopsec.AuthError)
+        self.assertEqual(e.detail, "d")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,90 @@
+"""loopsec.aio: the event loop is never blocked."""
+
+import asyncio
+import os
+import time
+import unittest
+
+try:
+    from . import support
+except ImportError:  # run with -s tests as the top level
+    import support
+
+import loopsec
+import loopsec.aio
+
+CHANNEL = ("lsec_listen", "lsec_accept", "lsec_connect", "lsec_send",
+           "lsec_recv", "lsec_flush")
+
+
+@support.needs(*CHANNEL)
+class AioTest(unittest.TestCase):
+    def run_async(self, coro):
+        return asyncio.run(asyncio.wait_for(coro, 20))
+
+    def test_round_trip_both_modes(self):
+        async def main(tls):
+            with loopsec.listen(tls=tls) as srv:
+                accepting = asyncio.ensure_future(loopsec.aio.accept(srv, 10))
+                client = await loopsec.aio.connect(srv.ticket, timeout=10)
+                server = await accepting
+                # A ticker proves the loop keeps running while we wait.
+                ticks = 0
+
+                async def tick():
+                    nonlocal ticks
+                    while True:
+                        await asyncio.sleep(0.01)
+                        ticks += 1
+                ticker = asyncio.ensure_future(tick())
+                async with client, server:
+                    big = os.urandom(3 * 1024 * 1024)
+                    sending = asyncio.ensure_future(client.send(big))
+                    self.assertEqual(await server.recv(timeout=10), big)
+                    await sending
+                    for i in range(20):
+                        await server.send(b"m%d" % i)
+                    got = [await client.recv(timeout=5) for _ in range(20)]
+                    self.assertEqual(got, [b"m%d" % i for i in range(20)])
+                    await asyncio.sleep(0.05)
+                    self.assertGreater(ticks, 0)
+                    await client.send(b"bye")
+                    client.close()
+                    self.assertEqual([m async for m in server], [b"bye"])
+                ticker.cancel()
+        for tls in (False, True):
+            with self.subTest(tls=tls):
+                self.run_async(main(tls))
+
+    def test_timeouts(self):
+        async def main():
+            with loopsec.listen() as srv:
+                t0 = time.monotonic()
+                with self.assertRaises(loopsec.Timeout):
+                    await loopsec.aio.accept(srv, timeout=0.2)
+                self.assertLess(time.monotonic() - t0, 1)
+                accepting = asyncio.ensure_future(loopsec.aio.accept(srv, 10))
+                client = await loopsec.aio.connect(srv.ticket, timeout=10)
+                server = await accepting
+                with client.channel, server.channel:
+                    with self.assertRaises(loopsec.Timeout) as cm:
+                        await server.recv(timeout=0.2)
+                    self.assertIsInstance(cm.exception, TimeoutError)
+        self.run_async(main())
+
+    def test_function_forms(self):
+        async def main():
+            with loopsec.listen(tls=True) as srv:
+                accepting = asyncio.ensure_future(loopsec.aio.accept(srv, 10))
+                ch = await asyncio.get_running_loop().run_in_executor(
+                    None, loopsec.connect, srv.ticket, 10)
+                server = await accepting
+                with ch, server.channel:
+                    await loopsec.aio.send(ch, b"plain channel")
+                    self.assertEqual(await loopsec.aio.recv(server.channel, 5),
+                                     b"plain channel")
+        self.run_async(main())
+
+
+if __name__ == "__main__":
+    unittest.main()

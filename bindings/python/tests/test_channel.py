@@ -1,0 +1,270 @@
+"""Listeners and channels: round trips in both modes, timeouts, closing,
+connection files."""
+
+import os
+import stat
+import tempfile
+import threading
+import time
+import unittest
+
+try:
+    from . import support
+except ImportError:  # run with -s tests as the top level
+    import support
+
+import loopsec
+
+CHANNEL = ("lsec_listen", "lsec_accept", "lsec_connect", "lsec_send",
+           "lsec_recv")
+
+
+class _Pair:
+    tls = False
+
+    def setUp(self):
+        self.srv, self.a, self.b = support.pair(self.tls)
+
+    def tearDown(self):
+        for o in (self.a, self.b, self.srv):
+            o.close()
+
+
+class _RoundTrip(_Pair):
+    def test_round_trip(self):
+        self.b.send(b"hello")
+        self.assertEqual(self.a.recv(timeout=5), b"hello")
+        self.a.send(b"world")
+        self.assertEqual(self.b.recv(timeout=5), b"world")
+        self.assertEqual(self.a.mode, "tls" if self.tls else "auth")
+        self.assertEqual(self.b.mode, self.a.mode)
+
+    def test_buffer_types_and_empty(self):
+        self.b.send(bytearray(b"ba"))
+        self.b.send(memoryview(b"xmvx")[1:3])
+        self.b.send(b"")
+        self.assertEqual(self.a.recv(timeout=5), b"ba")
+        self.assertEqual(self.a.recv(timeout=5), b"mv")
+        self.assertEqual(self.a.recv(timeout=5), b"")
+
+    def test_large_messages_grow_the_buffer(self):
+        # Bigger than the 64 KiB starting buffer: the LSEC_EMSGSIZE retry.
+        for size in (65536, 65537, 300000, 2 * 1024 * 1024):
+            msg = os.urandom(size)
+            t = threading.Thread(target=self.b.send, args=(msg,))
+            t.start()
+            got = self.a.recv(timeout=10)
+            t.join(10)
+            self.assertEqual(got, msg, size)
+
+    def test_many_in_order(self):
+        msgs = [("m%d" % i).encode() * (i % 7) for i in range(200)]
+        t = threading.Thread(target=lambda: [self.b.send(m) for m in msgs])
+        t.start()
+        got = [self.a.recv(timeout=5) for _ in msgs]
+        t.join(10)
+        self.assertEqual(got, msgs)
+
+    def test_recv_timeout(self):
+        t0 = time.monotonic()
+        with self.assertRaises(loopsec.Timeout) as cm:
+            self.a.recv(timeout=0.2)
+        dt = time.monotonic() - t0
+        self.assertIsInstance(cm.exception, TimeoutError)
+        self.assertGreaterEqual(dt, 0.15)
+        self.assertLess(dt, 1.5)
+        # The channel still works after a timeout.
+        self.b.send(b"late")
+        self.assertEqual(self.a.recv(timeout=5), b"late")
+
+    def test_recv_would_block(self):
+        with self.assertRaises(loopsec.WouldBlock) as cm:
+            self.a.recv(timeout=0)
+        self.assertIsInstance(cm.exception, BlockingIOError)
+
+    def test_peer_closed(self):
+        self.b.send(b"last")
+        self.b.close()
+        self.assertEqual(self.a.recv(timeout=5), b"last")
+        with self.assertRaises(loopsec.ClosedError) as cm:
+            self.a.recv(timeout=5)
+        self.assertIn(cm.exception.code, (loopsec.ECLOSED, loopsec.ERESET))
+
+    def test_iteration_ends_at_clean_close(self):
+        for m in (b"1", b"2", b"3"):
+            self.b.send(m)
+        self.b.close()
+        self.assertEqual(list(self.a), [b"1", b"2", b"3"])
+
+    def test_peer_identity(self):
+        pa, pb = self.a.peer, self.b.peer
+        self.assertEqual(pa.uid, os.getuid())
+        self.assertEqual(pa.pid, os.getpid())
+        self.assertEqual(pa.port, pb.local_port)
+        self.assertEqual(pb.port, pa.local_port)
+        self.assertEqual(pb.port, self.srv.port)
+
+    def test_fileno_selects(self):
+        import select
+        self.b.send(b"x")
+        r, _, _ = select.select([self.a], [], [], 5)
+        self.assertEqual(r, [self.a])
+        self.assertEqual(self.a.recv(timeout=0), b"x")
+
+    def test_use_after_close(self):
+        self.a.close()
+        self.a.close()  # idempotent
+        self.assertTrue(self.a.closed)
+        self.assertRaises(loopsec.InvalidArgumentError, self.a.recv, 1)
+        self.assertRaises(loopsec.InvalidArgumentError, self.a.send, b"x")
+        self.assertEqual(repr(self.a), "<loopsec.Channel closed>")
+
+    def test_close_from_another_thread_ends_a_blocked_recv(self):
+        threading.Timer(0.2, self.a.close).start()
+        t0 = time.monotonic()
+        with self.assertRaises(loopsec.InvalidArgumentError):
+            self.a.recv()  # forever, until closed
+        self.assertLess(time.monotonic() - t0, 2)
+
+
+@support.needs(*CHANNEL)
+class AuthChannelTest(_RoundTrip, unittest.TestCase):
+    tls = False
+
+
+@support.needs(*CHANNEL)
+class TlsChannelTest(_RoundTrip, unittest.TestCase):
+    tls = True
+
+    def test_pending_is_a_count(self):
+        self.assertIsInstance(self.a.pending, int)
+
+
+@support.needs(*CHANNEL)
+class ListenerTest(unittest.TestCase):
+    def test_properties_and_repr(self):
+        with loopsec.listen() as srv:
+            self.assertGreater(srv.port, 0)
+            self.assertEqual(srv.mode, "auth")
+            t = srv.ticket
+            self.assertTrue(t.startswith("loopsec://127.0.0.1:%d/" % srv.port))
+            self.assertIn("mode=auth", t)
+            self.assertEqual(repr(srv),
+                             "<loopsec.Listener port=%d mode=auth>" % srv.port)
+            self.assertGreaterEqual(srv.fileno(), 0)
+        self.assertEqual(repr(srv), "<loopsec.Listener closed>")
+        with loopsec.listen("[::1]:0", tls=True) as srv:
+            self.assertIn("mode=tls", srv.ticket)
+            self.assertIn("[::1]", srv.ticket)
+
+    def test_accept_timeout(self):
+        with loopsec.listen() as srv:
+            t0 = time.monotonic()
+            with self.assertRaises(loopsec.Timeout) as cm:
+                srv.accept(timeout=0.2)
+            dt = time.monotonic() - t0
+        self.assertIsInstance(cm.exception, TimeoutError)
+        self.assertIsInstance(cm.exception, loopsec.Error)
+        self.assertEqual(cm.exception.code, loopsec.ETIMEDOUT)
+        self.assertGreaterEqual(dt, 0.15)
+        self.assertLess(dt, 1.0)
+
+    def test_accept_would_block(self):
+        with loopsec.listen() as srv:
+            self.assertRaises(loopsec.WouldBlock, srv.accept, 0)
+
+    def test_bad_timeouts(self):
+        with loopsec.listen() as srv:
+            self.assertRaises(ValueError, srv.accept, -1)
+            self.assertRaises(ValueError, srv.accept, float("nan"))
+            self.assertRaises(ValueError, srv.accept, "soon")
+
+    def test_options(self):
+        with loopsec.listen(handshake_timeout=0.5, max_message=1024,
+                            peer_policy="same-user", max_accepts=3,
+                            backlog=4, max_pending=4) as srv:
+            self.assertGreater(srv.port, 0)
+        self.assertRaises(ValueError, loopsec.listen, peer_policy="nobody")
+        self.assertRaises(ValueError, loopsec.listen, handshake_timeout=0)
+
+    def test_max_accepts(self):
+        srv, a, b = support.pair(max_accepts=1)
+        try:
+            with self.assertRaises(loopsec.LimitError):
+                srv.accept(timeout=1)
+        finally:
+            for o in (a, b, srv):
+                o.close()
+
+    def test_close_from_another_thread_ends_a_blocked_accept(self):
+        srv = loopsec.listen()
+        threading.Timer(0.2, srv.close).start()
+        t0 = time.monotonic()
+        with self.assertRaises(loopsec.InvalidArgumentError):
+            srv.accept()
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_address_in_use_names_the_holder(self):
+        with loopsec.listen() as srv:
+            with self.assertRaises(loopsec.AddressInUseError) as cm:
+                loopsec.listen("127.0.0.1:%d" % srv.port)
+        msg = str(cm.exception)
+        self.assertIn(str(srv.port), msg)
+        self.assertIn(str(os.getpid()), msg)
+
+    def test_not_loopback(self):
+        with self.assertRaises(loopsec.NotLoopbackError):
+            loopsec.listen("0.0.0.0:0")
+
+
+@support.needs(*CHANNEL, "lsec_listener_write_file", "lsec_connect_file")
+class ConnectionFileTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()  # 0700, ours
+
+    def tearDown(self):
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_write_and_connect(self):
+        path = os.path.join(self.dir, "svc.ticket")
+        with loopsec.listen(tls=True) as srv:
+            self.assertEqual(srv.write_file(path), path)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+            box = {}
+            t = threading.Thread(target=lambda: box.setdefault(
+                "ch", loopsec.connect_file(path, timeout=10)))
+            t.start()
+            with srv.accept(timeout=10) as a:
+                t.join(10)
+                with box["ch"] as b:
+                    b.send(b"via file")
+                    self.assertEqual(a.recv(timeout=5), b"via file")
+                    self.assertEqual(b.mode, "tls")
+        self.assertFalse(os.path.exists(path))  # removed on close
+
+    def test_default_path(self):
+        rt = os.environ.get("XDG_RUNTIME_DIR")
+        if not rt or not os.path.isdir(rt):
+            self.skipTest("no XDG_RUNTIME_DIR")
+        with loopsec.listen() as srv:
+            path = srv.write_file()
+            self.assertTrue(path.startswith(os.path.join(rt, "loopsec")))
+            self.assertTrue(os.path.isfile(path))
+
+    def test_refused_files(self):
+        missing = os.path.join(self.dir, "missing.ticket")
+        self.assertRaises(loopsec.NotFoundError, loopsec.connect_file,
+                          missing, 2)
+        with loopsec.listen() as srv:
+            loose = os.path.join(self.dir, "loose.ticket")
+            with open(loose, "w") as f:
+                f.write(srv.ticket + "\n")
+            os.chmod(loose, 0o644)
+            with self.assertRaises(loopsec.UnsafePermissionsError) as cm:
+                loopsec.connect_file(loose, 2)
+            self.assertIsInstance(cm.exception, PermissionError)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,227 @@
+"""Each exception class from the failure it stands for, and no secret in any
+message or repr."""
+
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+try:
+    from . import support
+except ImportError:  # run with -s tests as the top level
+    import support
+
+import loopsec
+
+CHANNEL = ("lsec_listen", "lsec_accept", "lsec_connect", "lsec_send",
+           "lsec_recv")
+
+
+def closed_port():
+    """A loopback port that nobody listens on (bound, not listening, so
+    nobody else can take it while the test runs)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
+
+
+def accept_in_background(srv, timeout=3):
+    """Run srv.accept in a thread (failed attempts do not end it)."""
+    box = {}
+
+    def run():
+        try:
+            box["ch"] = srv.accept(timeout=timeout)
+        except Exception as e:
+            box["err"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    return t, box
+
+
+@support.needs(*CHANNEL)
+class ErrorClassTest(unittest.TestCase):
+    def test_wrong_secret_is_auth_error(self):
+        with loopsec.listen() as srv:
+            forms, raw = support.secret_forms(srv.ticket)
+            other = bytes(b ^ 0xFF for b in raw)
+            import base64
+            bad = support.with_param(
+                srv.ticket, "secret",
+                base64.urlsafe_b64encode(other).decode().rstrip("="))
+            t, box = accept_in_background(srv, 2)
+            t0 = time.monotonic()
+            with self.assertRaises(loopsec.AuthError) as cm:
+                loopsec.connect(bad, timeout=5)
+            self.assertLess(time.monotonic() - t0, 2)
+            t.join(5)
+        self.assertEqual(cm.exception.code, loopsec.EAUTH)
+        # The listener did not hand out a channel for the failed attempt.
+        self.assertIsInstance(box.get("err"), loopsec.Timeout)
+
+    def test_mode_mismatch(self):
+        with loopsec.listen() as srv:
+            with self.assertRaises(loopsec.ModeError):
+                loopsec.connect(srv.ticket, timeout=5, tls=True)
+
+    def test_mode_edited_in_ticket(self):
+        # A tls listener met by an auth client (or the reverse) fails at
+        # once, never by timing out, and never talks tls down to auth.
+        for tls in (True, False):
+            with self.subTest(tls=tls), loopsec.listen(tls=tls) as srv:
+                edited = support.with_param(srv.ticket, "mode",
+                                            "auth" if tls else "tls")
+                t, box = accept_in_background(srv, 2)
+                t0 = time.monotonic()
+                with self.assertRaises((loopsec.ModeError, loopsec.AuthError,
+                                        loopsec.ClosedError,
+                                        loopsec.TLSError)):
+                    loopsec.connect(edited, timeout=5)
+                self.assertLess(time.monotonic() - t0, 2)
+                t.join(5)
+                self.assertNotIn("ch", box)
+
+    def test_closed_port(self):
+        s, port = closed_port()
+        with s, loopsec.listen() as srv:
+            with self.assertRaises(loopsec.ClosedError):
+                loopsec.connect(support.with_port(srv.ticket, port), 5)
+
+    def test_bad_ticket(self):
+        for t in ("", "loopsec://", "http://127.0.0.1:80/", "loopsec://x"):
+            with self.subTest(ticket=t):
+                self.assertRaises(loopsec.BadTicketError, loopsec.connect,
+                                  t, 1)
+
+    def test_not_loopback_ticket(self):
+        with loopsec.listen() as srv:
+            t = srv.ticket.replace("127.0.0.1", "10.1.2.3")
+            self.assertRaises(loopsec.NotLoopbackError, loopsec.connect, t, 1)
+
+    def test_not_loopback_bind(self):
+        self.assertRaises(loopsec.NotLoopbackError, loopsec.listen,
+                          "0.0.0.0:1")
+
+    def test_protocol_error_above_max_message(self):
+        srv, a, b = support.pair(max_message=1024)
+        try:
+            try:
+                b.send(b"x" * 4096)
+            except loopsec.MessageTooLargeError:
+                return  # refused before sending: also correct
+            with self.assertRaises(loopsec.ProtocolError):
+                a.recv(timeout=5)
+        finally:
+            for o in (a, b, srv):
+                o.close()
+
+    def test_connection_lost(self):
+        srv, a, b = support.pair()
+        try:
+            # Half a frame, then the socket vanishes: a reset, not a clean end.
+            fd = os.dup(b.fileno())
+            with socket.socket(fileno=fd) as raw:
+                raw.send(b"\x00\x00")
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                b.close()
+            with self.assertRaises(loopsec.ConnectionLostError) as cm:
+                a.recv(timeout=5)
+            self.assertEqual(cm.exception.code, loopsec.ERESET)
+            self.assertIsInstance(cm.exception, loopsec.ClosedError)
+        finally:
+            for o in (a, b, srv):
+                o.close()
+
+
+@support.needs(*CHANNEL, "lsec_listener_write_file", "lsec_connect_file",
+               "lsec_ticket_redact")
+class NoSecretLeakTest(unittest.TestCase):
+    """Plant a listener's secret into every failure we can drive; it must
+    appear in no exception text, no repr, no log line."""
+
+    def assertClean(self, forms, *texts):
+        for text in texts:
+            for form in forms:
+                self.assertNotIn(form, text)
+
+    def check(self, forms, fn, *args, **kw):
+        try:
+            fn(*args, **kw)
+        except Exception as e:
+            self.assertClean(forms, str(e), repr(e), str(e.args),
+                             getattr(e, "detail", ""))
+            return e
+        self.fail("%s did not fail" % fn.__name__)
+
+    def test_no_secret_anywhere(self):
+        import logging
+        records = []
+
+        class Grab(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+
+        log = logging.getLogger("loopsec.test.secret")
+        log.propagate = False
+        log.addHandler(Grab())
+        log.setLevel(logging.DEBUG)
+        loopsec.enable_logging(log, loopsec.LOG_DEBUG)
+        s, port = closed_port()
+        planted = set()
+        try:
+            for tls in (False, True):
+                with loopsec.listen(tls=tls) as srv:
+                    ticket = srv.ticket
+                    forms, _ = support.secret_forms(ticket)
+                    planted |= forms
+                    self.assertClean(forms, repr(srv), str(srv),
+                                     srv.redacted_ticket)
+                    t, _ = accept_in_background(srv, 3)
+                    errors = [
+                        self.check(forms, loopsec.connect,
+                                   support.with_param(ticket, "id",
+                                                      "0" * 16), 3),
+                        self.check(forms, loopsec.connect,
+                                   support.with_port(ticket, port), 3),
+                        self.check(forms, loopsec.connect,
+                                   ticket + "\x01", 3),
+                        self.check(forms, loopsec.connect, ticket + "\0", 3),
+                        self.check(forms, loopsec.connect,
+                                   ticket.replace("127.0.0.1", "10.0.0.1"), 3),
+                        self.check(forms, loopsec.connect,
+                                   ticket.replace("loopsec://", "loopsex://"),
+                                   3),
+                        self.check(forms, loopsec.connect,
+                                   ticket.replace("secret=", "secret=A"), 3),
+                        self.check(forms, loopsec.check_address, ticket),
+                        self.check(forms, loopsec.listen, ticket),
+                        self.check(forms, loopsec.connect_file, ticket, 1),
+                    ]
+                    if not tls:
+                        errors.append(self.check(forms, loopsec.connect,
+                                                 ticket, 3, tls=True))
+                    t.join(5)
+                    for e in errors:
+                        self.assertIsInstance(e, loopsec.Error)
+        finally:
+            loopsec.disable_logging()
+            s.close()
+        self.assertTrue(planted)
+        for line in records:
+            self.assertClean(planted, line)
+
+    def test_channel_repr(self):
+        srv, a, b = support.pair(tls=True)
+        try:
+            forms, _ = support.secret_forms(srv.ticket)
+            self.assertClean(forms, repr(a), repr(b), repr(a.peer))
+        finally:
+            for o in (a, b, srv):
+                o.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
