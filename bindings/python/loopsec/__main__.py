@@ -1,21 +1,34 @@
-"""python3 -m loopsec: the `check` and `who` commands of the loopsec CLI.
+"""python3 -m loopsec: the `check` and `who` commands of the loopsec CLI,
+for machines with the library but without the C tool.
 
-Same output and exit status as the C tool: 0 on success, 1 on failure with
-one line on stderr, 2 on a usage error.
+Same output and exit status as the C tool (cli/cmd_addr.c): 0 on success,
+1 on failure with one line on stderr, 2 on a usage error.
 """
 
 import sys
 
-USAGE = """usage: python3 -m loopsec COMMAND [ARGS]
+PROG = "python3 -m loopsec"
 
-commands:
-  check ADDR           may ADDR be used? print its normal form
-  who PORT             who holds a loopback port
-"""
+COMMAND_USAGE = [
+    "check ADDR           may ADDR be used? print its normal form",
+    "who PORT             who holds a loopback port",
+]
+CHECK_USAGE = ("usage: %s check [--allow-127-8] ADDR\n"
+               "  exit 0 and print the normal form if ADDR may be used;\n"
+               "  otherwise exit 1 with one line on stderr saying why\n" % PROG)
+WHO_USAGE = ("usage: %s who PORT\n"
+             "  who listens on a loopback TCP port: pid, user, command\n"
+             % PROG)
+
+
+def _usage(f):
+    f.write("usage: %s [--verbose] COMMAND [ARGS]\n\ncommands:\n" % PROG)
+    for line in COMMAND_USAGE:
+        f.write("  %s %s\n" % (PROG, line))
 
 
 def _fail(what, err):
-    # The same line as the C tool's cli_error().
+    """The C tool's cli_error() line."""
     if err.detail:
         sys.stderr.write("loopsec: %s: %s (%s)\n"
                          % (what, err.strerror, err.detail))
@@ -24,27 +37,43 @@ def _fail(what, err):
     return 1
 
 
-def _usage_error(msg=None):
-    if msg:
-        sys.stderr.write("loopsec: %s\n" % msg)
-    sys.stderr.write(USAGE)
-    return 2
-
-
 def cmd_check(args):
     import loopsec
-    if len(args) != 1:
-        return _usage_error("usage: check ADDR")
+    allow = False
+    addr = None
+    opts_done = False
+    for a in args:
+        if not opts_done and a == "--allow-127-8":
+            allow = True
+        elif not opts_done and a == "--":
+            opts_done = True
+        elif not opts_done and a in ("--help", "-h"):
+            sys.stdout.write(CHECK_USAGE)
+            return 0
+        elif not opts_done and a.startswith("-") and a != "-":
+            sys.stderr.write("loopsec: check: unknown option (see --help)\n")
+            sys.stderr.write(CHECK_USAGE)
+            return 2
+        elif addr is None:
+            addr = a
+        else:
+            sys.stderr.write("loopsec: check: exactly one ADDR expected\n")
+            sys.stderr.write(CHECK_USAGE)
+            return 2
+    if addr is None:
+        sys.stderr.write(CHECK_USAGE)
+        return 2
     try:
-        print(loopsec.check_address(args[0]))
+        print(loopsec.check_address(addr, allow_127_8=allow))
     except loopsec.Error as e:
-        return _fail(args[0], e)
+        return _fail("check", e)
     return 0
 
 
 def _parse_port(text):
-    # Plain decimal only, as the C tool takes it.
-    if not text.isdigit() or not text.isascii() or len(text) > 5:
+    """Plain decimal 1..65535, no sign, no leading zero; else None."""
+    if (not 1 <= len(text) <= 5 or not all("0" <= c <= "9" for c in text)
+            or (len(text) > 1 and text[0] == "0")):
         return None
     port = int(text)
     return port if 1 <= port <= 65535 else None
@@ -52,45 +81,88 @@ def _parse_port(text):
 
 def cmd_who(args):
     import loopsec
+    from . import _core
+    if len(args) == 1 and args[0] in ("--help", "-h"):
+        sys.stdout.write(WHO_USAGE)
+        return 0
     if len(args) != 1:
-        return _usage_error("usage: who PORT")
+        sys.stderr.write(WHO_USAGE)
+        return 2
     port = _parse_port(args[0])
     if port is None:
-        return _usage_error("who: invalid port '%s'" % args[0])
+        sys.stderr.write("loopsec: who: PORT must be a number 1..65535\n")
+        return 2
     try:
-        owner = loopsec.port_owner(port)
+        ow = _core.port_owner_raw(port)
     except loopsec.Error as e:
-        return _fail("who %d" % port, e)
-    if owner is None:
-        sys.stderr.write("loopsec: who %d: nobody listens on loopback "
-                         "port %d\n" % (port, port))
-        return 1
-    print("port %d: pid %s, user %s, command %s" % (
-        port,
-        owner.pid if owner.pid is not None else "?",
-        owner.user or (owner.uid if owner.uid is not None else "?"),
-        owner.command or "?"))
+        return _fail("who", e)
+    user = ow.user or "?"
+    uid = ow.uid if ow.uid is not None else -1
+    if ow.pid is not None and ow.pid > 0:
+        print("port %d: pid %d user %s uid %d command %s"
+              % (port, ow.pid, user, uid, ow.command or "?"))
+    else:
+        print("port %d: pid ? user %s uid %d command ? (the process is "
+              "not visible to this user)" % (port, user, uid))
     return 0
 
 
 COMMANDS = {"check": cmd_check, "who": cmd_who}
 
 
+def _verbose_log(loopsec):
+    """--verbose: the library's log lines on stderr, as the C tool's."""
+    import logging
+    names = {logging.ERROR: "error", logging.WARNING: "warn",
+             logging.INFO: "info", logging.DEBUG: "debug"}
+
+    class Stderr(logging.Handler):
+        def emit(self, record):
+            sys.stderr.write("loopsec[%s]: %s\n" % (
+                names.get(record.levelno, "?"), record.getMessage()))
+
+    log = logging.getLogger("loopsec.cli")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Stderr())
+    loopsec.enable_logging(log, loopsec.LOG_DEBUG)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        return _usage_error()
-    if argv[0] in ("-h", "--help"):
-        sys.stdout.write(USAGE)
-        return 0
-    cmd = COMMANDS.get(argv[0])
+    verbose = False
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        a = argv[i]
+        if a in ("--verbose", "-v"):
+            verbose = True
+        elif a in ("--help", "-h"):
+            _usage(sys.stdout)
+            return 0
+        elif a == "--version":
+            import loopsec
+            print("loopsec %s" % loopsec.library_version())
+            return 0
+        else:
+            _usage(sys.stderr)
+            return 2
+        i += 1
+    if i >= len(argv):
+        _usage(sys.stderr)
+        return 2
+    cmd = COMMANDS.get(argv[i])
     if cmd is None:
-        return _usage_error("unknown command '%s'" % argv[0])
+        sys.stderr.write("loopsec: unknown command '%s'\n" % argv[i])
+        _usage(sys.stderr)
+        return 2
     try:
-        return cmd(argv[1:])
+        import loopsec
     except ImportError as e:
         sys.stderr.write("loopsec: %s\n" % e)
         return 1
+    if verbose:
+        _verbose_log(loopsec)
+    return cmd(argv[i + 1:])
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ EAGAIN = code_of("EAGAIN")
 ETIMEDOUT = code_of("ETIMEDOUT")
 EMSGSIZE = code_of("EMSGSIZE")
 ECLOSED = code_of("ECLOSED")
-ENOTFOUND = code_of("ENOTFOUND")
 
 _MODE_NAMES = {MODE_AUTH: "auth", MODE_TLS: "tls"}
 
@@ -570,12 +569,18 @@ def check_address(text, allow_127_8=False):
 def port_owner(port):
     """PortOwner(pid, uid, user, command) of whoever listens on a loopback
     port, or None when nobody does."""
+    try:
+        return port_owner_raw(port)
+    except _errors.NotFoundError:
+        return None
+
+
+def port_owner_raw(port):
+    """port_owner, raising NotFoundError (with the library's detail) when
+    nobody listens."""
     _int_arg(port, "port", 0, 65535)
     out = PortOwnerStruct()
-    rc = LIB.lsec_port_owner_get(port, ctypes.byref(out))
-    if rc == ENOTFOUND:
-        return None
-    check(rc)
+    check(LIB.lsec_port_owner_get(port, ctypes.byref(out)))
     return PortOwner(
         None if out.pid < 0 else out.pid,
         None if out.uid < 0 else out.uid,

@@ -136,17 +136,29 @@ class MainTest(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             s.listen()
             port = str(s.getsockname()[1])
-            cases = [["check", "localhost:80"], ["check", "0.0.0.0:80"],
-                     ["check", "[::1]:1"], ["check", "127.1:80"],
-                     ["check"], ["who", port], ["who", "x"], ["nope"]]
-            for args in cases:
-                with self.subTest(args=args):
-                    c = _run([support.CLI] + args)
-                    p = _run(self.PY + args)
-                    self.assertEqual(p.returncode, c.returncode)
-                    self.assertEqual(p.stdout, c.stdout)
-                    if c.returncode == 1:
-                        self.assertEqual(p.stderr, c.stderr)
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))    # bound, nobody listens
+                nobody = str(free.getsockname()[1])
+                cases = [
+                    ["check", "localhost:80"], ["check", "0.0.0.0:80"],
+                    ["check", "[::1]:1"], ["check", "127.1:80"],
+                    ["check", "127.0.0.2:80"],
+                    ["check", "--allow-127-8", "127.0.0.2:80"],
+                    ["check", "--", "127.0.0.1:1"], ["check", "-x"],
+                    ["check", "a", "b"], ["check", "127.0.0.1:99999"],
+                    ["check"], ["who", port], ["who", nobody], ["who", "x"],
+                    ["who", "080"], ["who", "0"], ["who"], ["nope"], [],
+                    ["--bogus"], ["--version"],
+                ]
+                for args in cases:
+                    with self.subTest(args=args):
+                        c = _run([support.CLI] + args)
+                        p = _run(self.PY + args)
+                        self.assertEqual(p.returncode, c.returncode,
+                                         p.stderr + c.stderr)
+                        self.assertEqual(p.stdout, c.stdout)
+                        if c.returncode == 1:
+                            self.assertEqual(p.stderr, c.stderr)
 
 
 if __name__ == "__main__":
