@@ -279,18 +279,24 @@ void lsec__tls_ctx_free(lsec__tls_ctx *ctx);
 /* The process-wide client context, created once, thread-safely. */
 int lsec__tls_client_ctx(lsec__tls_ctx **out);
 
-/* A connection over `fd` authenticated by the PSK derived from `secret`
- * and the identity `identity`.  The secret is copied and wiped on free. */
+/* A connection over `fd` (blocking or not; not owned, never closed here)
+ * authenticated by the PSK derived from `secret` and the identity
+ * `identity`.  Only the derived PSK is kept, and it is wiped on free. */
 int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
                   const uint8_t secret[LSEC_SECRET_BYTES],
                   const char *identity, lsec__tls **out);
 /* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (peer
  * closed without a TLS answer) / LSEC_ETLS / LSEC_ECLOSED / LSEC_ERESET. */
 int lsec__tls_handshake(lsec__tls *t);
-/* 0 with *n > 0, WANT_*, LSEC_ECLOSED (close_notify), LSEC_ERESET, ETLS. */
+/* 0 with *n > 0, WANT_*, LSEC_ECLOSED (close_notify), LSEC_ERESET, ETLS;
+ * len 0 is LSEC_EINVAL.  Writes may be partial (at least one record).  After
+ * WANT_* from a write, retry with the same leading bytes and at least the
+ * same len (the buffer may move). */
 int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n);
 int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
 size_t lsec__tls_pending(const lsec__tls *t);
+/* "TLSv1.3 TLS_AES_128_GCM_SHA256" after the handshake (logs, tests). */
+int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */
 void lsec__tls_shutdown(lsec__tls *t);
 void lsec__tls_free(lsec__tls *t);

@@ -1,0 +1,1122 @@
+/*
+ * tls.c: TLS 1.3 with an external PSK over real loopback TCP sockets, both
+ * ends inside the test.  Most tests drive both ends from one thread on
+ * non-blocking descriptors with poll; one runs blocking descriptors with the
+ * server in a thread.  Raw OpenSSL peers (a TLS 1.2 client, a certificate
+ * server, a stock PSK client) stand in for foreign implementations.
+ *
+ * SIGPIPE keeps its default action on purpose: if the library ever raised
+ * it, the test program would die.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sodium.h>
+
+#define ID "loopsec/1 0123456789abcdef"
+#define OTHER_ID "loopsec/1 fedcba9876543210"
+#define RAW_FAIL (-1000) /* a raw OpenSSL peer's handshake failed */
+#define DONE_OK 0
+
+static uint8_t secret_a[LSEC_SECRET_BYTES];
+static uint8_t secret_b[LSEC_SECRET_BYTES];
+
+/* ------------------------------------------------------------------------ */
+/* Sockets                                                                   */
+
+static void set_nonblock(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_true(fl >= 0);
+    assert_int_equal(
+        fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK), 0);
+}
+
+/* A connected loopback TCP pair through a listener on 127.0.0.1:0. */
+static void tcp_pair(int *cfd, int *sfd, int nonblock)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(l >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    *cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*cfd >= 0);
+    assert_int_equal(connect(*cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    *sfd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*sfd >= 0);
+    close(l);
+    if (nonblock) {
+        set_nonblock(*cfd, 1);
+        set_nonblock(*sfd, 1);
+    }
+}
+
+static int is_want(int rc)
+{
+    return rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE;
+}
+
+/* Wait (bounded) until `fd` can do what `want` asks. */
+static void wait_fd(int fd, int want, int ms)
+{
+    struct pollfd p = {fd, want == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN, 0};
+    (void)poll(&p, 1, ms);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stepping two ends of a handshake                                          */
+
+typedef int (*step_fn)(void *obj);
+
+struct end {
+    step_fn step;
+    void *obj;
+    int fd;
+    int rc;
+};
+
+static int tls_step(void *obj)
+{
+    return lsec__tls_handshake(obj);
+}
+
+static int raw_step(void *obj)
+{
+    SSL *ssl = obj;
+    int r = SSL_do_handshake(ssl);
+    int e;
+
+    if (r == 1)
+        return DONE_OK;
+    e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return LSEC__TLS_WANT_READ;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return LSEC__TLS_WANT_WRITE;
+    ERR_clear_error();
+    return RAW_FAIL;
+}
+
+/*
+ * Step both ends, polling between rounds, until neither waits (bounded to
+ * 5 s).  When one end has finished or failed and the other still waits for
+ * it, the finished end's socket is shut for writing so the other sees EOF
+ * instead of waiting forever.
+ */
+static void run_ends(struct end *a, struct end *b)
+{
+    int64_t deadline = lsec__now_ms() + 5000;
+    int64_t one_done_at = 0;
+    struct end *e[2] = {a, b};
+
+    a->rc = LSEC__TLS_WANT_WRITE;
+    b->rc = LSEC__TLS_WANT_WRITE;
+    while ((is_want(a->rc) || is_want(b->rc)) && lsec__now_ms() < deadline) {
+        struct pollfd p[2];
+        int np = 0;
+        for (int i = 0; i < 2; i++)
+            if (is_want(e[i]->rc))
+                e[i]->rc = e[i]->step(e[i]->obj);
+        if (is_want(a->rc) != is_want(b->rc)) {
+            if (one_done_at == 0)
+                one_done_at = lsec__now_ms();
+            else if (lsec__now_ms() - one_done_at > 500)
+                (void)shutdown(is_want(a->rc) ? b->fd : a->fd, SHUT_WR);
+        }
+        for (int i = 0; i < 2; i++)
+            if (is_want(e[i]->rc)) {
+                p[np].fd = e[i]->fd;
+                p[np].events =
+                    e[i]->rc == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+                p[np].revents = 0;
+                np++;
+            }
+        if (np > 0)
+            (void)poll(p, (nfds_t)np, 50);
+    }
+    assert_false(is_want(a->rc));
+    assert_false(is_want(b->rc));
+}
+
+/* Our client against our server. */
+struct pair {
+    int cfd, sfd;
+    lsec__tls_ctx *sctx;
+    lsec__tls *c, *s;
+    int crc, src;
+};
+
+static void pair_open(struct pair *p, const uint8_t *csecret, const char *cid,
+                      const uint8_t *ssecret, const char *sid)
+{
+    lsec__tls_ctx *cctx;
+
+    memset(p, 0, sizeof(*p));
+    tcp_pair(&p->cfd, &p->sfd, 1);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &p->sctx), 0);
+    assert_int_equal(lsec__tls_new(cctx, p->cfd, csecret, cid, &p->c), 0);
+    assert_int_equal(lsec__tls_new(p->sctx, p->sfd, ssecret, sid, &p->s), 0);
+}
+
+static void pair_handshake(struct pair *p)
+{
+    struct end c = {tls_step, p->c, p->cfd, 0};
+    struct end s = {tls_step, p->s, p->sfd, 0};
+    run_ends(&c, &s);
+    p->crc = c.rc;
+    p->src = s.rc;
+}
+
+static void pair_close(struct pair *p)
+{
+    lsec__tls_free(p->c);
+    lsec__tls_free(p->s);
+    lsec__tls_ctx_free(p->sctx);
+    if (p->cfd >= 0)
+        close(p->cfd);
+    if (p->sfd >= 0)
+        close(p->sfd);
+}
+
+static void pair_connected(struct pair *p)
+{
+    pair_open(p, secret_a, ID, secret_a, ID);
+    pair_handshake(p);
+    assert_int_equal(p->crc, 0);
+    assert_int_equal(p->src, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Data helpers                                                              */
+
+/* Write (or read) exactly len bytes, polling on WANT_*, bounded in time. */
+static int xfer_all(lsec__tls *t, int fd, uint8_t *buf, size_t len, int writing)
+{
+    size_t done = 0;
+    int64_t deadline = lsec__now_ms() + 5000;
+
+    while (done < len && lsec__now_ms() < deadline) {
+        size_t n;
+        int rc = writing ? lsec__tls_write(t, buf + done, len - done, &n)
+                         : lsec__tls_read(t, buf + done, len - done, &n);
+        if (is_want(rc)) {
+            wait_fd(fd, rc, 50);
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        done += n;
+    }
+    return done == len ? 0 : LSEC_ETIMEDOUT;
+}
+
+static int write_all(lsec__tls *t, int fd, const void *buf, size_t len)
+{
+    return xfer_all(t, fd, (uint8_t *)(uintptr_t)buf, len, 1);
+}
+
+static int read_all(lsec__tls *t, int fd, void *buf, size_t len)
+{
+    return xfer_all(t, fd, buf, len, 0);
+}
+
+/* Read until a final code (not WANT), bounded; returns it. */
+static int read_until_error(lsec__tls *t, int fd)
+{
+    uint8_t buf[256];
+    int64_t deadline = lsec__now_ms() + 5000;
+    int rc = LSEC__TLS_WANT_READ;
+
+    while (lsec__now_ms() < deadline) {
+        size_t n;
+        rc = lsec__tls_read(t, buf, sizeof(buf), &n);
+        if (is_want(rc))
+            wait_fd(fd, rc, 50);
+        else if (rc != 0)
+            break;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handshake and data                                                        */
+
+static void test_handshake_tls13_aes128(void **state)
+{
+    struct pair p;
+    char d[128];
+    uint8_t buf[16];
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(lsec__tls_describe(p.c, d, sizeof(d)), 0);
+    assert_string_equal(d, "TLSv1.3 TLS_AES_128_GCM_SHA256");
+    assert_int_equal(lsec__tls_describe(p.s, d, sizeof(d)), 0);
+    assert_string_equal(d, "TLSv1.3 TLS_AES_128_GCM_SHA256");
+    assert_int_equal(lsec__tls_describe(p.s, d, 8), LSEC_EMSGSIZE);
+    /* A handshake already done is done. */
+    assert_int_equal(lsec__tls_handshake(p.c), 0);
+
+    assert_int_equal(write_all(p.c, p.cfd, "ping", 4), 0);
+    assert_int_equal(read_all(p.s, p.sfd, buf, 4), 0);
+    assert_memory_equal(buf, "ping", 4);
+    assert_int_equal(write_all(p.s, p.sfd, "pong!", 5), 0);
+    assert_int_equal(read_all(p.c, p.cfd, buf, 5), 0);
+    assert_memory_equal(buf, "pong!", 5);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* 1 MiB each way at once, in pieces of varying size. */
+struct flow {
+    lsec__tls *from, *to;
+    int from_fd, to_fd;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t sent, got, total;
+    unsigned k;
+};
+
+static void flow_step(struct flow *f)
+{
+    size_t n;
+    int rc;
+
+    if (f->sent < f->total) {
+        size_t piece = (f->k++ * 7919u) % 70000u + 1;
+        if (piece > f->total - f->sent)
+            piece = f->total - f->sent;
+        rc = lsec__tls_write(f->from, f->src + f->sent, piece, &n);
+        if (rc == 0)
+            f->sent += n;
+        else
+            assert_true(is_want(rc));
+    }
+    while (f->got < f->total) {
+        size_t piece = (f->k * 104729u) % 50000u + 1;
+        if (piece > f->total - f->got)
+            piece = f->total - f->got;
+        rc = lsec__tls_read(f->to, f->dst + f->got, piece, &n);
+        if (rc != 0) {
+            assert_true(is_want(rc));
+            break;
+        }
+        f->got += n;
+    }
+}
+
+static void test_bulk_both_ways(void **state)
+{
+    enum { TOTAL = 1024 * 1024 };
+    struct pair p;
+    uint8_t *a = malloc(TOTAL), *b = malloc(TOTAL);
+    uint8_t *ra = malloc(TOTAL), *rb = malloc(TOTAL);
+    int64_t deadline = lsec__now_ms() + 20000;
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    randombytes_buf(a, TOTAL);
+    randombytes_buf(b, TOTAL);
+    pair_connected(&p);
+    struct flow up = {p.c, p.s, p.cfd, p.sfd, a, ra, 0, 0, TOTAL, 1};
+    struct flow down = {p.s, p.c, p.sfd, p.cfd, b, rb, 0, 0, TOTAL, 2};
+    while ((up.got < TOTAL || down.got < TOTAL) && lsec__now_ms() < deadline) {
+        struct pollfd pf[2] = {{p.cfd, POLLIN | POLLOUT, 0},
+                               {p.sfd, POLLIN | POLLOUT, 0}};
+        flow_step(&up);
+        flow_step(&down);
+        (void)poll(pf, 2, 20);
+    }
+    assert_int_equal(up.got, TOTAL);
+    assert_int_equal(down.got, TOTAL);
+    assert_memory_equal(a, ra, TOTAL);
+    assert_memory_equal(b, rb, TOTAL);
+    pair_close(&p);
+    free(a);
+    free(b);
+    free(ra);
+    free(rb);
+}
+
+static void test_pending_reports_decrypted_bytes(void **state)
+{
+    struct pair p;
+    uint8_t msg[1000], buf[1000];
+
+    (void)state;
+    memset(msg, 'x', sizeof(msg));
+    pair_connected(&p);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+    assert_int_equal(read_all(p.c, p.cfd, buf, 10), 0);
+    /* The rest of the record is decrypted and buffered: poll would not
+     * show it, lsec__tls_pending must. */
+    assert_int_equal(lsec__tls_pending(p.c), sizeof(msg) - 10);
+    assert_int_equal(read_all(p.c, p.cfd, buf, sizeof(msg) - 10), 0);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    pair_close(&p);
+}
+
+/* Blocking descriptors, the server in its own thread. */
+struct server_job {
+    lsec__tls *t;
+    int rc;
+    uint8_t got[5];
+};
+
+static void *server_thread(void *arg)
+{
+    struct server_job *j = arg;
+    int64_t deadline = lsec__now_ms() + 5000;
+
+    do {
+        j->rc = lsec__tls_handshake(j->t);
+    } while (is_want(j->rc) && lsec__now_ms() < deadline);
+    if (j->rc == 0)
+        j->rc = read_all(j->t, -1, j->got, sizeof(j->got));
+    return NULL;
+}
+
+static void test_blocking_descriptors(void **state)
+{
+    int cfd, sfd, rc;
+    lsec__tls_ctx *cctx, *sctx;
+    lsec__tls *c, *s;
+    struct server_job j;
+    pthread_t th;
+    struct timeval tv = {5, 0};
+    int64_t deadline = lsec__now_ms() + 5000;
+
+    (void)state;
+    tcp_pair(&cfd, &sfd, 0);
+    /* Bound every blocking call in case of a bug. */
+    setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(sfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
+    assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &s), 0);
+    memset(&j, 0, sizeof(j));
+    j.t = s;
+    assert_int_equal(pthread_create(&th, NULL, server_thread, &j), 0);
+    do {
+        rc = lsec__tls_handshake(c);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    assert_int_equal(rc, 0);
+    assert_int_equal(write_all(c, cfd, "hello", 5), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(j.rc, 0);
+    assert_memory_equal(j.got, "hello", 5);
+    lsec__tls_free(c);
+    lsec__tls_free(s);
+    lsec__tls_ctx_free(sctx);
+    close(cfd);
+    close(sfd);
+}
+
+/* One server context serves many connections. */
+static void test_server_ctx_reused(void **state)
+{
+    lsec__tls_ctx *cctx, *sctx;
+
+    (void)state;
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    for (int i = 0; i < 3; i++) {
+        int cfd, sfd;
+        lsec__tls *c, *s;
+        tcp_pair(&cfd, &sfd, 1);
+        assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
+        assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &s), 0);
+        struct end ec = {tls_step, c, cfd, 0}, es = {tls_step, s, sfd, 0};
+        run_ends(&ec, &es);
+        assert_int_equal(ec.rc, 0);
+        assert_int_equal(es.rc, 0);
+        lsec__tls_free(c);
+        lsec__tls_free(s);
+        close(cfd);
+        close(sfd);
+    }
+    lsec__tls_ctx_free(sctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Authentication failures                                                   */
+
+static void test_wrong_secret(void **state)
+{
+    struct pair p;
+
+    (void)state;
+    pair_open(&p, secret_b, ID, secret_a, ID);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LSEC_EAUTH);
+    assert_int_equal(p.src, LSEC_EAUTH);
+    assert_int_equal(ERR_peek_error(), 0);
+    /* The detail is a fixed reason, never OpenSSL's text. */
+    assert_string_equal(lsec_last_detail(), "TLS PSK authentication failed");
+    /* A failed connection stays failed. */
+    assert_int_equal(lsec__tls_handshake(p.c), LSEC_EAUTH);
+    size_t n;
+    uint8_t b[4];
+    assert_int_equal(lsec__tls_read(p.c, b, sizeof(b), &n), LSEC_EAUTH);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+static void test_wrong_identity(void **state)
+{
+    static const char *ids[] = {OTHER_ID, "loopsec/1 0123456789abcdeF",
+                                "loopsec/1 0123456789abcde", ID "0", "x"};
+    (void)state;
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        struct pair p;
+        /* Even with the right secret, another identity is refused. */
+        pair_open(&p, secret_a, ids[i], secret_a, ID);
+        pair_handshake(&p);
+        assert_int_equal(p.crc, LSEC_EAUTH);
+        assert_int_equal(p.src, LSEC_EAUTH);
+        assert_int_equal(ERR_peek_error(), 0);
+        pair_close(&p);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Raw OpenSSL peers                                                         */
+
+static void test_psk(uint8_t psk[32], const uint8_t *secret)
+{
+    crypto_auth_hmacsha256(psk,
+                           (const unsigned char *)"loopsec/1 tls psk server",
+                           strlen("loopsec/1 tls psk server"), secret);
+}
+
+/*
+ * One of our ends (`our_role`) against a raw OpenSSL end built from `rctx`
+ * (which the caller configured and still owns), handshake run.
+ */
+struct raw_run {
+    int cfd, sfd, rfd, ofd;
+    SSL *r;
+    lsec__tls_ctx *sctx; /* ours, when we are the server */
+    lsec__tls *t;
+    int raw_rc, our_rc;
+};
+
+static void raw_run_open(struct raw_run *x, SSL_CTX *rctx, int our_role)
+{
+    lsec__tls_ctx *ctx;
+
+    memset(x, 0, sizeof(*x));
+    assert_non_null(rctx);
+    tcp_pair(&x->cfd, &x->sfd, 1);
+    x->ofd = our_role == LSEC__HS_SERVER ? x->sfd : x->cfd;
+    x->rfd = our_role == LSEC__HS_SERVER ? x->cfd : x->sfd;
+    x->r = SSL_new(rctx);
+    assert_non_null(x->r);
+    assert_int_equal(SSL_set_fd(x->r, x->rfd), 1);
+    if (our_role == LSEC__HS_SERVER) {
+        SSL_set_connect_state(x->r);
+        assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &x->sctx), 0);
+        ctx = x->sctx;
+    } else {
+        SSL_set_accept_state(x->r);
+        assert_int_equal(lsec__tls_client_ctx(&ctx), 0);
+    }
+    assert_int_equal(lsec__tls_new(ctx, x->ofd, secret_a, ID, &x->t), 0);
+    struct end er = {raw_step, x->r, x->rfd, 0};
+    struct end eo = {tls_step, x->t, x->ofd, 0};
+    run_ends(&er, &eo);
+    x->raw_rc = er.rc;
+    x->our_rc = eo.rc;
+}
+
+static void raw_run_close(struct raw_run *x, SSL_CTX *rctx)
+{
+    SSL_free(x->r);
+    SSL_CTX_free(rctx);
+    lsec__tls_free(x->t);
+    lsec__tls_ctx_free(x->sctx);
+    close(x->cfd);
+    close(x->sfd);
+    ERR_clear_error(); /* the raw end's errors, not ours */
+}
+
+/* A TLS 1.2-only client is refused: ETLS on our server. */
+static void test_tls12_client_refused(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_client_method());
+    struct raw_run x;
+
+    (void)state;
+    assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_2_VERSION), 1);
+    assert_int_equal(SSL_CTX_set_max_proto_version(rctx, TLS1_2_VERSION), 1);
+    raw_run_open(&x, rctx, LSEC__HS_SERVER);
+    assert_int_equal(x.raw_rc, RAW_FAIL);
+    assert_int_equal(x.our_rc, LSEC_ETLS);
+    assert_string_equal(lsec_last_detail(), "the peer does not speak TLS 1.3");
+    assert_int_equal(ERR_peek_error(), 0);
+    raw_run_close(&x, rctx);
+}
+
+/* A self-signed P-256 certificate for a server that has no PSK. */
+static void add_self_signed(SSL_CTX *ctx)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+
+    assert_non_null(k);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"localhost", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, k), 1);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+/* A TLS 1.3 server that ignores the PSK and presents a certificate must
+ * never be accepted: only the PSK authenticates a server. */
+static void test_certificate_server_refused(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_server_method());
+    struct raw_run x;
+
+    (void)state;
+    assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_3_VERSION), 1);
+    add_self_signed(rctx);
+    raw_run_open(&x, rctx, LSEC__HS_CLIENT);
+    assert_int_equal(x.our_rc, LSEC_EAUTH);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(x.raw_rc, RAW_FAIL);
+    raw_run_close(&x, rctx);
+}
+
+/* A stock OpenSSL PSK client (as s_client -psk builds it) interoperates
+ * with our server, and the server issues no session ticket. */
+static uint8_t raw_psk[32];
+static int raw_tickets;
+
+static int raw_use_psk(SSL *ssl, const EVP_MD *md, const unsigned char **id,
+                       size_t *idlen, SSL_SESSION **sess)
+{
+    const unsigned char aes128[2] = {0x13, 0x01};
+    SSL_SESSION *s = SSL_SESSION_new();
+
+    (void)md;
+    assert_non_null(s);
+    assert_int_equal(SSL_SESSION_set1_master_key(s, raw_psk, 32), 1);
+    assert_int_equal(SSL_SESSION_set_cipher(s, SSL_CIPHER_find(ssl, aes128)),
+                     1);
+    assert_int_equal(SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION), 1);
+    *sess = s;
+    *id = (const unsigned char *)ID;
+    *idlen = strlen(ID);
+    return 1;
+}
+
+static int raw_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    (void)sess;
+    raw_tickets++;
+    return 0;
+}
+
+static void test_stock_psk_client_no_tickets(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_client_method());
+    struct raw_run x;
+    char buf[8];
+    int64_t deadline;
+    int got = 0;
+
+    (void)state;
+    test_psk(raw_psk, secret_a);
+    raw_tickets = 0;
+    assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_3_VERSION), 1);
+    SSL_CTX_set_session_cache_mode(rctx, SSL_SESS_CACHE_CLIENT);
+    SSL_CTX_sess_set_new_cb(rctx, raw_new_session);
+    SSL_CTX_set_psk_use_session_callback(rctx, raw_use_psk);
+    raw_run_open(&x, rctx, LSEC__HS_SERVER);
+    assert_int_equal(x.raw_rc, DONE_OK);
+    assert_int_equal(x.our_rc, 0);
+    assert_string_equal(SSL_get_cipher_name(x.r), "TLS_AES_128_GCM_SHA256");
+    assert_int_equal(SSL_session_reused(x.r), 1);
+    /* Anything the server sent after its Finished (a ticket would be)
+     * is processed before this byte. */
+    assert_int_equal(write_all(x.t, x.sfd, "z", 1), 0);
+    deadline = lsec__now_ms() + 5000;
+    while (got <= 0 && lsec__now_ms() < deadline) {
+        got = SSL_read(x.r, buf, sizeof(buf));
+        if (got <= 0) {
+            assert_int_equal(SSL_get_error(x.r, got), SSL_ERROR_WANT_READ);
+            wait_fd(x.cfd, LSEC__TLS_WANT_READ, 50);
+        }
+    }
+    assert_int_equal(got, 1);
+    assert_int_equal(buf[0], 'z');
+    assert_int_equal(raw_tickets, 0);
+    raw_run_close(&x, rctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Mode mismatches and peers that hang up                                    */
+
+/* Run the server end alone after a raw client sent `hello` and shut its
+ * side for writing; what the server wrote back goes to `back`. */
+static int server_against_bytes(const void *hello, size_t len, int64_t *ms,
+                                uint8_t *back, size_t cap, ssize_t *backlen)
+{
+    int cfd, sfd, rc;
+    lsec__tls_ctx *sctx;
+    lsec__tls *s;
+    int64_t t0, deadline;
+
+    tcp_pair(&cfd, &sfd, 1);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &s), 0);
+    if (len > 0)
+        assert_int_equal(send(cfd, hello, len, MSG_NOSIGNAL), (ssize_t)len);
+    /* The client is done: what follows is EOF unless the server answers. */
+    assert_int_equal(shutdown(cfd, SHUT_WR), 0);
+    t0 = lsec__now_ms();
+    deadline = t0 + 5000;
+    do {
+        rc = lsec__tls_handshake(s);
+        if (is_want(rc))
+            wait_fd(sfd, rc, 50);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    *ms = lsec__now_ms() - t0;
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__tls_free(s);
+    lsec__tls_ctx_free(sctx);
+    close(sfd);
+    /* Whatever came back, up to the close (a FIN, or a reset when the
+     * server left part of the hello unread). */
+    *backlen = 0;
+    for (int i = 0; i < 100 && (size_t)*backlen < cap; i++) {
+        ssize_t n;
+        wait_fd(cfd, LSEC__TLS_WANT_READ, 50);
+        n = recv(cfd, back + *backlen, cap - (size_t)*backlen, MSG_DONTWAIT);
+        if (n > 0)
+            *backlen += n;
+        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    close(cfd);
+    return rc;
+}
+
+static void test_auth_hello_to_tls_server(void **state)
+{
+    static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+    uint8_t hello[8 + 32] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    uint8_t back[64];
+    ssize_t n;
+    int64_t ms;
+
+    (void)state;
+    assert_int_equal(
+        server_against_bytes(hello, sizeof(hello), &ms, back, sizeof(back), &n),
+        LSEC_EMODE);
+    assert_true(ms < 1000);
+    /* Exactly one fatal protocol_version alert, so that the auth-mode
+     * client can tell a TLS listener at once. */
+    assert_int_equal(n, sizeof(alert));
+    assert_memory_equal(back, alert, sizeof(alert));
+}
+
+static void test_http_to_tls_server(void **state)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    uint8_t back[64];
+    ssize_t n;
+    int64_t ms;
+
+    (void)state;
+    assert_int_equal(
+        server_against_bytes(req, sizeof(req) - 1, &ms, back, sizeof(back), &n),
+        LSEC_EPROTO);
+    assert_true(ms < 1000);
+    /* Not TLS: closed without a byte written. */
+    assert_int_equal(n, 0);
+}
+
+/* Our client against a peer that hangs up without a byte of answer, as an
+ * auth-mode listener does on a TLS hello: EMODE at once.  `read_first`:
+ * the peer reads part of the hello first, so its close becomes a reset. */
+static void client_against_hangup(size_t read_first)
+{
+    int cfd, sfd, rc;
+    lsec__tls_ctx *cctx;
+    lsec__tls *c;
+    int64_t t0, deadline;
+
+    tcp_pair(&cfd, &sfd, 1);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
+    t0 = lsec__now_ms();
+    rc = lsec__tls_handshake(c); /* sends the ClientHello */
+    assert_int_equal(rc, LSEC__TLS_WANT_READ);
+    if (read_first > 0) {
+        uint8_t junk[64];
+        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
+        assert_int_equal(recv(sfd, junk, read_first, 0), (ssize_t)read_first);
+    }
+    close(sfd);
+    deadline = t0 + 5000;
+    do {
+        rc = lsec__tls_handshake(c);
+        if (is_want(rc))
+            wait_fd(cfd, rc, 50);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    assert_int_equal(rc, LSEC_EMODE);
+    assert_true(lsec__now_ms() - t0 < 1000);
+    assert_string_equal(lsec_last_detail(),
+                        "the listener closed without a TLS answer: it is not "
+                        "a TLS listener (mode mismatch?)");
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__tls_free(c);
+    close(cfd);
+}
+
+static void test_client_peer_closes_silently(void **state)
+{
+    (void)state;
+    client_against_hangup(0);
+    client_against_hangup(40);
+}
+
+/* Our server against a client that leaves: before any byte it is a clean
+ * close (ECLOSED), after part of a hello a lost connection (ERESET). */
+static void test_server_client_leaves(void **state)
+{
+    static const uint8_t part[] = {0x16, 0x03, 0x01, 0x01, 0x00, 0x01};
+    uint8_t back[64];
+    ssize_t n;
+    int64_t ms;
+
+    (void)state;
+    assert_int_equal(server_against_bytes(NULL, 0, &ms, back, sizeof(back), &n),
+                     LSEC_ECLOSED);
+    assert_true(ms < 1000);
+    assert_int_equal(n, 0);
+    assert_int_equal(
+        server_against_bytes(part, sizeof(part), &ms, back, sizeof(back), &n),
+        LSEC_ERESET);
+    assert_true(ms < 1000);
+    /* A client that left hears nothing, not even an alert. */
+    assert_int_equal(n, 0);
+}
+
+/* The peer sends half a record and vanishes. */
+static void test_close_mid_record(void **state)
+{
+    static const uint8_t half[] = {0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3, 4, 5};
+    struct pair p;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(send(p.sfd, half, sizeof(half), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(half));
+    close(p.sfd);
+    p.sfd = -1;
+    assert_int_equal(read_until_error(p.c, p.cfd), LSEC_ERESET);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* EOF at a record boundary without close_notify is a lost connection. */
+static void test_eof_without_close_notify(void **state)
+{
+    struct pair p;
+
+    (void)state;
+    pair_connected(&p);
+    close(p.sfd);
+    p.sfd = -1;
+    assert_int_equal(read_until_error(p.c, p.cfd), LSEC_ERESET);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* close_notify is a clean end; reads keep saying so, writes still work
+ * (TLS 1.3 half-close). */
+static void test_close_notify(void **state)
+{
+    struct pair p;
+    uint8_t b[4];
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "bye", 3), 0);
+    lsec__tls_shutdown(p.s);
+    assert_int_equal(read_all(p.c, p.cfd, b, 3), 0);
+    assert_memory_equal(b, "bye", 3);
+    assert_int_equal(read_until_error(p.c, p.cfd), LSEC_ECLOSED);
+    assert_int_equal(read_until_error(p.c, p.cfd), LSEC_ECLOSED);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(write_all(p.c, p.cfd, "ack", 3), 0);
+    assert_int_equal(read_all(p.s, p.sfd, b, 3), 0);
+    assert_memory_equal(b, "ack", 3);
+    pair_close(&p);
+}
+
+/* Writing to a peer that is gone: ERESET, never SIGPIPE (whose default
+ * action would kill this program). */
+static void test_write_to_closed_peer_no_sigpipe(void **state)
+{
+    struct pair p;
+    static uint8_t chunk[16384];
+    int rc = 0;
+
+    (void)state;
+    pair_connected(&p);
+    close(p.sfd);
+    p.sfd = -1;
+    for (int i = 0; i < 200 && rc == 0; i++) {
+        rc = write_all(p.c, p.cfd, chunk, sizeof(chunk));
+        if (rc == 0)
+            usleep(1000);
+    }
+    assert_int_equal(rc, LSEC_ERESET);
+    assert_int_equal(ERR_peek_error(), 0);
+    /* A lost connection stays lost; shutdown and free are still safe. */
+    size_t n;
+    assert_int_equal(lsec__tls_write(p.c, chunk, 1, &n), LSEC_ERESET);
+    lsec__tls_shutdown(p.c);
+    pair_close(&p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The fault-injection seam covers TLS                                       */
+
+static int recv_calls, send_calls;
+
+/* Restore the real system calls even when a test failed half-way. */
+static int io_reset(void **state)
+{
+    (void)state;
+    lsec__io_reset();
+    return 0;
+}
+
+static ssize_t flaky_recv(int fd, void *buf, size_t len, int flags)
+{
+    /* Every third call, so that two ends calling in turn both get hit. */
+    if (recv_calls++ % 3 == 0) {
+        errno = EINTR;
+        return -1;
+    }
+    /* Short reads too: at most 7 bytes at a time. */
+    return recv(fd, buf, len < 7 ? len : 7, flags);
+}
+
+static ssize_t flaky_send(int fd, const void *buf, size_t len, int flags)
+{
+    /* The BIO must ask for MSG_NOSIGNAL on every send. */
+    assert_true(flags & MSG_NOSIGNAL);
+    if (send_calls++ % 3 == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return send(fd, buf, len < 100 ? len : 100, flags);
+}
+
+static void test_seam_eintr_eagain_short(void **state)
+{
+    struct pair p;
+    uint8_t msg[5000], buf[5000];
+
+    (void)state;
+    randombytes_buf(msg, sizeof(msg));
+    recv_calls = send_calls = 0;
+    lsec__io.recv = flaky_recv;
+    lsec__io.send = flaky_send;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.c, p.cfd, msg, sizeof(msg)), 0);
+    assert_int_equal(read_all(p.s, p.sfd, buf, sizeof(buf)), 0);
+    lsec__io_reset();
+    assert_memory_equal(msg, buf, sizeof(msg));
+    assert_true(recv_calls > 10);
+    assert_true(send_calls > 10);
+    pair_close(&p);
+}
+
+static ssize_t reset_recv(int fd, void *buf, size_t len, int flags)
+{
+    (void)fd;
+    (void)buf;
+    (void)len;
+    (void)flags;
+    errno = ECONNRESET;
+    return -1;
+}
+
+static void test_seam_reset(void **state)
+{
+    struct pair p;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "x", 1), 0);
+    lsec__io.recv = reset_recv;
+    assert_int_equal(read_until_error(p.c, p.cfd), LSEC_ERESET);
+    lsec__io_reset();
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Contexts and misuse                                                       */
+
+static void *get_client_ctx(void *arg)
+{
+    lsec__tls_ctx **out = arg;
+    if (lsec__tls_client_ctx(out) != 0)
+        *out = NULL;
+    return NULL;
+}
+
+static void test_client_ctx_once(void **state)
+{
+    lsec__tls_ctx *got[4], *again;
+    pthread_t th[4];
+
+    (void)state;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, get_client_ctx, &got[i]),
+                         0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_non_null(got[0]);
+    for (int i = 1; i < 4; i++)
+        assert_ptr_equal(got[i], got[0]);
+    /* Freeing the shared client context is a no-op. */
+    lsec__tls_ctx_free(got[0]);
+    assert_int_equal(lsec__tls_client_ctx(&again), 0);
+    assert_ptr_equal(again, got[0]);
+    struct pair p;
+    pair_connected(&p);
+    pair_close(&p);
+}
+
+static void test_misuse(void **state)
+{
+    lsec__tls_ctx *ctx = (lsec__tls_ctx *)1, *cctx;
+    lsec__tls *t = (lsec__tls *)1;
+    char big[LSEC__PSK_IDENTITY_MAX + 1];
+    uint8_t b[4];
+    size_t n = 7;
+    int cfd, sfd;
+
+    (void)state;
+    assert_int_equal(lsec__tls_ctx_new(0, &ctx), LSEC_EINVAL);
+    assert_null(ctx);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, NULL), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_client_ctx(NULL), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_new(NULL, 3, secret_a, ID, &t), LSEC_EINVAL);
+    assert_null(t);
+    assert_int_equal(lsec__tls_new(cctx, -1, secret_a, ID, &t), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_new(cctx, 3, NULL, ID, &t), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_new(cctx, 3, secret_a, NULL, &t), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_new(cctx, 3, secret_a, "", &t), LSEC_EINVAL);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(lsec__tls_new(cctx, 3, secret_a, big, &t), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_new(cctx, 3, secret_a, ID, NULL), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_handshake(NULL), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_read(NULL, b, 4, &n), LSEC_EINVAL);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec__tls_write(NULL, b, 4, &n), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_pending(NULL), 0);
+    lsec__tls_shutdown(NULL);
+    lsec__tls_free(NULL);
+    lsec__tls_ctx_free(NULL);
+
+    /* Reading, writing or describing before the handshake is misuse. */
+    tcp_pair(&cfd, &sfd, 1);
+    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &t), 0);
+    assert_int_equal(lsec__tls_read(t, b, 4, &n), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_write(t, b, 4, &n), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_read(t, b, 0, &n), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_describe(t, (char *)b, 4), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_pending(t), 0);
+    lsec__tls_shutdown(t); /* before the handshake: nothing to do */
+    lsec__tls_free(t);
+    close(cfd);
+    close(sfd);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_tls13_aes128),
+        cmocka_unit_test(test_bulk_both_ways),
+        cmocka_unit_test(test_pending_reports_decrypted_bytes),
+        cmocka_unit_test(test_blocking_descriptors),
+        cmocka_unit_test(test_server_ctx_reused),
+        cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_wrong_identity),
+        cmocka_unit_test(test_tls12_client_refused),
+        cmocka_unit_test(test_certificate_server_refused),
+        cmocka_unit_test(test_stock_psk_client_no_tickets),
+        cmocka_unit_test(test_auth_hello_to_tls_server),
+        cmocka_unit_test(test_http_to_tls_server),
+        cmocka_unit_test(test_client_peer_closes_silently),
+        cmocka_unit_test(test_server_client_leaves),
+        cmocka_unit_test(test_close_mid_record),
+        cmocka_unit_test(test_eof_without_close_notify),
+        cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_write_to_closed_peer_no_sigpipe),
+        cmocka_unit_test_teardown(test_seam_eintr_eagain_short, io_reset),
+        cmocka_unit_test_teardown(test_seam_reset, io_reset),
+        cmocka_unit_test(test_client_ctx_once),
+        cmocka_unit_test(test_misuse),
+    };
+
+    if (sodium_init() < 0)
+        return 1;
+    randombytes_buf(secret_a, sizeof(secret_a));
+    randombytes_buf(secret_b, sizeof(secret_b));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
