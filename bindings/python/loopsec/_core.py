@@ -269,7 +269,6 @@ class Channel(_Handle):
         _Handle.__init__(self, ptr)
         self._buf = ctypes.create_string_buffer(_RECV_INITIAL)
         self._len = ctypes.c_size_t()
-        self._fd = LIB.lsec_channel_fd(ptr)
         self._mode = LIB.lsec_channel_mode(ptr)
 
     def send(self, data, timeout=None):
@@ -356,9 +355,11 @@ class Channel(_Handle):
     def fileno(self):
         """The socket, for select/poll: readable means recv may progress.
         In tls mode also check `pending`.  Do not read or write it."""
-        if self.closed:
-            raise _invalid("channel is closed")
-        return self._fd
+        p = self._acquire()
+        try:
+            return check(LIB.lsec_channel_fd(p))
+        finally:
+            self._release()
 
     @property
     def pending(self):
@@ -390,7 +391,7 @@ class Channel(_Handle):
     def __repr__(self):
         if self.closed:
             return "<loopsec.Channel closed>"
-        return "<loopsec.Channel mode=%s fd=%d>" % (self.mode, self._fd)
+        return "<loopsec.Channel mode=%s>" % (self.mode,)
 
 
 class Listener(_Handle):
@@ -405,7 +406,6 @@ class Listener(_Handle):
     def __init__(self, ptr, mode):
         _Handle.__init__(self, ptr)
         self._port = check(LIB.lsec_listener_port(ptr))
-        self._fd = LIB.lsec_listener_fd(ptr)
         self._mode = mode
 
     @property
@@ -478,9 +478,11 @@ class Listener(_Handle):
 
     def fileno(self):
         """The listening descriptor: readable means "call accept"."""
-        if self.closed:
-            raise _invalid("listener is closed")
-        return self._fd
+        p = self._acquire()
+        try:
+            return check(LIB.lsec_listener_fd(p))
+        finally:
+            self._release()
 
     def __repr__(self):
         # Port and mode only: never the ticket.

@@ -23,9 +23,10 @@ __all__ = ["recv", "send", "accept", "AsyncChannel", "connect",
            "connect_file", "spawn"]
 
 # How long accept() waits on the listening socket before trying again.  The
-# listening descriptor wakes us for new connections; this bound also lets
-# handshakes already in progress on accepted sockets finish promptly.
-ACCEPT_POLL = 0.05
+# listening descriptor (lsec_listener_fd) wakes us only for new connections;
+# a handshake in progress moves on its own socket, which the library keeps to
+# itself, so accept() also polls at this interval to let it finish.
+ACCEPT_POLL = 0.02
 
 
 def _deadline(timeout):
