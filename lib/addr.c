@@ -253,12 +253,9 @@ int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out)
     n = strnlen(hostport, TEXT_MAX + 1);
     if (n == 0)
         return lsec__fail(LSEC_EINVAL, "empty address: write 127.0.0.1:PORT");
-    if (n > TEXT_MAX)
-        return lsec__fail(LSEC_EINVAL,
-                          "address longer than %d characters: \"%.24s...\"",
-                          TEXT_MAX, hostport);
     /* Printable ASCII only: spaces, tabs, newlines and control bytes are
-     * refused outright, and are never quoted back in a detail. */
+     * refused outright, and are never quoted back in a detail.  This runs
+     * before the length check, whose detail quotes a prefix of the text. */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)hostport[i];
         if (c <= 0x20 || c >= 0x7f)
@@ -267,6 +264,10 @@ int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out)
                               "character at offset %zu",
                               i);
     }
+    if (n > TEXT_MAX)
+        return lsec__fail(LSEC_EINVAL,
+                          "address longer than %d characters: \"%.24s...\"",
+                          TEXT_MAX, hostport);
     memcpy(buf, hostport, n + 1);
     memset(&a, 0, sizeof(a));
 
