@@ -221,21 +221,26 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
 #define LSEC__HS_SERVER 2
 #define LSEC__HS_NONCE_BYTES 32
 #define LSEC__HS_MSG_MAX 128 /* no handshake message is longer */
+/* Message sizes on the wire (PROTOCOL.md "Messages"). */
+#define LSEC__HS_HELLO_BYTES 40  /* ClientHello */
+#define LSEC__HS_SHELLO_BYTES 72 /* ServerHello: a hello plus the proof */
+#define LSEC__HS_FINISH_BYTES 32 /* ClientFinish: the client's proof */
 
 typedef struct lsec__hs {
-    int role;
-    int state;
-    int mode;
+    int role;  /* LSEC__HS_CLIENT or LSEC__HS_SERVER */
+    int state; /* handshake.c's private state; 0: not initialised */
+    int mode;  /* LSEC_MODE_AUTH: the mode byte both hellos must carry */
+    int err;   /* the sticky error once state is "failed" */
     uint8_t k_client[LSEC__KEY_BYTES]; /* proves the client's messages */
     uint8_t k_server[LSEC__KEY_BYTES]; /* proves the server's messages */
     uint8_t nonce_local[LSEC__HS_NONCE_BYTES];
     uint8_t ep_client[LSEC__EP_BYTES]; /* this side's view */
     uint8_t ep_server[LSEC__EP_BYTES];
-    uint8_t th[32];                    /* running transcript hash state */
-    uint8_t in[LSEC__HS_MSG_MAX];      /* partial incoming message */
-    size_t in_len;
-    uint8_t transcript[2 * LSEC__HS_MSG_MAX];
+    /* ClientHello || ServerHello as sent and received: the transcript. */
+    uint8_t transcript[LSEC__HS_HELLO_BYTES + LSEC__HS_SHELLO_BYTES];
     size_t transcript_len;
+    uint8_t finish[LSEC__HS_FINISH_BYTES]; /* partial incoming ClientFinish */
+    size_t finish_len;
 } lsec__hs;
 
 /*
