@@ -628,6 +628,43 @@ static void test_certificate_server_refused(void **state)
     raw_run_close(&x, rctx);
 }
 
+/* What our client offers, as a raw server sees its ClientHello. */
+static int hello_seen, hello_kex_ok, hello_early_data, hello_psk;
+
+static int capture_hello(SSL *ssl, int *alert, void *arg)
+{
+    const unsigned char *ext;
+    size_t len;
+
+    (void)arg;
+    hello_seen = 1;
+    /* psk_key_exchange_modes (45): exactly one mode, psk_dhe_ke (1). */
+    hello_kex_ok = SSL_client_hello_get0_ext(ssl, 45, &ext, &len) == 1 &&
+                   len == 2 && ext[0] == 1 && ext[1] == 1;
+    hello_early_data = SSL_client_hello_get0_ext(ssl, 42, &ext, &len) == 1;
+    hello_psk = SSL_client_hello_get0_ext(ssl, 41, &ext, &len) == 1;
+    *alert = SSL_AD_HANDSHAKE_FAILURE;
+    return SSL_CLIENT_HELLO_ERROR; /* the hello is all this test needs */
+}
+
+static void test_client_offers_psk_dhe_ke_only(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_server_method());
+    struct raw_run x;
+
+    (void)state;
+    hello_seen = hello_kex_ok = hello_early_data = hello_psk = 0;
+    SSL_CTX_set_client_hello_cb(rctx, capture_hello, NULL);
+    raw_run_open(&x, rctx, LSEC__HS_CLIENT);
+    assert_int_equal(hello_seen, 1);
+    assert_int_equal(hello_psk, 1);
+    assert_int_equal(hello_kex_ok, 1);
+    assert_int_equal(hello_early_data, 0);
+    assert_int_equal(x.our_rc, LSEC_EAUTH);
+    assert_int_equal(x.raw_rc, RAW_FAIL);
+    raw_run_close(&x, rctx);
+}
+
 /* A stock OpenSSL PSK client (as s_client -psk builds it) interoperates
  * with our server, and the server issues no session ticket. */
 static uint8_t raw_psk[32];
@@ -674,9 +711,15 @@ static void test_stock_psk_client_no_tickets(void **state)
     SSL_CTX_set_session_cache_mode(rctx, SSL_SESS_CACHE_CLIENT);
     SSL_CTX_sess_set_new_cb(rctx, raw_new_session);
     SSL_CTX_set_psk_use_session_callback(rctx, raw_use_psk);
+    /* This client also offers psk_ke (no key exchange); the handshake
+     * still runs (EC)DHE.  (OpenSSL prefers psk_dhe_ke anyway; that the
+     * server never allows psk_ke is its configuration, not observable with
+     * an OpenSSL client, which cannot offer psk_ke alone.) */
+    SSL_CTX_set_options(rctx, SSL_OP_ALLOW_NO_DHE_KEX);
     raw_run_open(&x, rctx, LSEC__HS_SERVER);
     assert_int_equal(x.raw_rc, DONE_OK);
     assert_int_equal(x.our_rc, 0);
+    assert_true(SSL_get_negotiated_group(x.r) != 0);
     assert_string_equal(SSL_get_cipher_name(x.r), "TLS_AES_128_GCM_SHA256");
     assert_int_equal(SSL_session_reused(x.r), 1);
     /* Anything the server sent after its Finished (a ticket would be)
@@ -1099,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_wrong_identity),
         cmocka_unit_test(test_tls12_client_refused),
         cmocka_unit_test(test_certificate_server_refused),
+        cmocka_unit_test(test_client_offers_psk_dhe_ke_only),
         cmocka_unit_test(test_stock_psk_client_no_tickets),
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
