@@ -136,6 +136,42 @@ class ErrorClassTest(unittest.TestCase):
                 o.close()
 
 
+# A known secret (docs/PROTOCOL.md's example), planted into failing calls.
+PLANTED = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+PLANTED_TICKET = ("loopsec://127.0.0.1:%d/?mode=%s&id=0011223344556677"
+                  "&secret=" + PLANTED)
+
+
+@support.needs("lsec_connect", "lsec_ticket_redact")
+class PlantedSecretTest(unittest.TestCase):
+    def test_planted_secret_never_echoed(self):
+        forms, _ = support.secret_forms(PLANTED_TICKET % (1, "auth"))
+        s, port = closed_port()
+        with s:
+            tickets = [PLANTED_TICKET % (port, m) for m in ("auth", "tls")]
+            tickets += [t + x for t in tickets for x in ("\n", "=", "&a=b")]
+            tickets += [t.replace("127.0.0.1", "10.9.8.7") for t in tickets]
+            tickets += [t.replace("secret=", "secret=x") for t in tickets]
+            tickets += [t.replace("mode=auth", "mode=AUTH") for t in tickets]
+        for t in tickets:
+            for fn, args in ((loopsec.connect, (t, 2)),
+                             (loopsec.ticket_redact, (t,)),
+                             (loopsec.connect_file, (t, 2)),
+                             (loopsec.check_address, (t,)),
+                             (loopsec.listen, (t,))):
+                with self.subTest(fn=fn.__name__, ticket=t.replace(
+                        PLANTED, "<planted>")):
+                    try:
+                        fn(*args)
+                    except loopsec.Error as e:
+                        for text in (str(e), repr(e), str(e.args), e.detail):
+                            for form in forms:
+                                self.assertNotIn(form, text)
+                    else:
+                        if fn is not loopsec.ticket_redact:
+                            self.fail("did not fail")
+
+
 @support.needs(*CHANNEL, "lsec_listener_write_file", "lsec_connect_file",
                "lsec_ticket_redact")
 class NoSecretLeakTest(unittest.TestCase):
