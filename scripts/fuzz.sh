@@ -33,8 +33,8 @@ shift $((OPTIND - 1))
 dir=build-fuzz
 CC=clang cmake -S . -B "$dir" -DLOOPSEC_FUZZ=ON -DLOOPSEC_WERROR=ON \
     -DLOOPSEC_EXAMPLES=OFF -DLOOPSEC_BENCH=OFF >/dev/null
-cmake --build "$dir" -j "$(nproc)" >"$dir.build.log" 2>&1 || {
-    cat "$dir.build.log"; exit 1; }
+cmake --build "$dir" -j "$(nproc)" >"$dir/build.log" 2>&1 || {
+    cat "$dir/build.log"; exit 1; }
 
 declare -A maxlen
 while read -r name len; do maxlen[$name]=$len; done <"$dir/tests/fuzz/targets.txt"

@@ -18,7 +18,7 @@ cmake -S . -B "$dir" -DLOOPSEC_WERROR=ON -DLOOPSEC_SANITIZE=OFF \
     -DMEMORYCHECK_COMMAND="$(command -v valgrind)" \
     "-DMEMORYCHECK_COMMAND_OPTIONS=--error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-origins=yes --num-callers=30 --child-silent-after-fork=yes" \
     >/dev/null
-cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
+cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; exit 1; }
 # ctest -T memcheck runs each test under MEMORYCHECK_COMMAND; with
 # --error-exitcode a test with any report fails, and so does this script.
 cd "$dir"

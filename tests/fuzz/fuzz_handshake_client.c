@@ -1,0 +1,154 @@
+/*
+ * fuzz_handshake_client: the client side of the auth handshake
+ * (lib/handshake.c), fed in random chunks either arbitrary bytes or the
+ * ServerHello of a real server that may hold the wrong secret, see other
+ * endpoints (a relay) or have a byte altered.
+ *
+ * Judged against the reference in fuzz_hs.h (docs/PROTOCOL.md):
+ *   - bytes before the ClientHello was sent: LSEC_EPROTO;
+ *   - the ClientHello is exactly the reference one;
+ *   - LSEC__HS_DONE exactly when the ServerHello carries the right server
+ *     proof, and then the one output is the reference ClientFinish;
+ *   - an error at the first wrong header byte (a TLS record byte first:
+ *     LSEC_EMODE), having consumed exactly up to that byte, writing
+ *     nothing;
+ *   - never a byte consumed beyond the ServerHello; keys wiped at the end.
+ */
+#include "fuzz_hs.h"
+
+static const uint8_t secret[LSEC_SECRET_BYTES] = {
+    0xc1, 0x1e, 0x47, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+    0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12,
+    0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c};
+
+#define STREAM_MAX 1024
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz f = fz_init(data, size);
+    uint8_t flags, srv_nonce[32] = {0}, cli_nonce[32] = {0};
+    uint8_t stream[STREAM_MAX], ch[REF_HELLO], out[LSEC__HS_MSG_MAX];
+    uint8_t proof[32];
+    size_t slen = 0, k, consumed, outlen;
+    const uint8_t *p;
+    lsec__addr srv, cli;
+    lsec__hs c, s;
+    feed_result res;
+    prng r;
+    int code, bad, rc, honest_ok = 0;
+
+    if (lsec__init() != 0)
+        abort();
+    flags = fz_u8(&f);
+    r.s = (uint32_t)fz_u16(&f) << 16 | fz_u16(&f);
+    k = fz_take(&f, 32, &p);
+    memcpy(srv_nonce, p, k);
+    k = fz_take(&f, 32, &p);
+    memcpy(cli_nonce, p, k);
+    fuzz_addr_v4(&srv, 40000);
+    fuzz_addr_v4(&cli, 50001);
+    if (flags & 0x40) {
+        srv.family = cli.family = AF_INET6;
+        memset(srv.ip, 0, 16);
+        memset(cli.ip, 0, 16);
+        srv.ip[15] = cli.ip[15] = 1;
+    }
+    FUZZ_ASSERT(lsec__hs_init(&c, LSEC__HS_CLIENT, LSEC_MODE_AUTH, secret,
+                              &cli, &srv, cli_nonce) == 0);
+
+    if (flags & 0x80) {
+        /* The server spoke first: refused before anything is sent. */
+        uint8_t early[4] = {0x4c, 0x53, 0x45, 0x43};
+        rc = lsec__hs_step(&c, early, 1 + fz_u8(&f) % 4, &consumed, out,
+                           sizeof(out), &outlen);
+        FUZZ_ASSERT(rc == LSEC_EPROTO);
+        FUZZ_ASSERT(outlen == 0);
+        check_final(&c, rc);
+        check_keys_wiped(&c);
+        lsec__hs_wipe(&c);
+        return 0;
+    }
+
+    /* The ClientHello: header, then our nonce, nothing else. */
+    rc = lsec__hs_step(&c, NULL, 0, &consumed, out, sizeof(out), &outlen);
+    FUZZ_ASSERT(rc == LSEC__HS_AGAIN && outlen == REF_HELLO);
+    memcpy(ch, ref_magic, 4);
+    ch[4] = 0x01;
+    ch[5] = LSEC_MODE_AUTH;
+    ch[6] = ch[7] = 0;
+    memcpy(ch + 8, cli_nonce, 32);
+    FUZZ_ASSERT(memcmp(out, ch, REF_HELLO) == 0);
+
+    memset(&res, 0, sizeof(res));
+    if (flags & 1) {
+        /* A real server, possibly wrong in one way or another. */
+        uint8_t ssecret[LSEC_SECRET_BYTES];
+        lsec__addr sview = cli;
+        feed_result sres;
+
+        memcpy(ssecret, secret, sizeof(ssecret));
+        if (flags & 2)
+            ssecret[fz_u8(&f) % 32] ^= (uint8_t)(fz_u8(&f) | 1);
+        if (flags & 4)
+            sview.port ^= (uint16_t)(fz_u8(&f) | 1); /* a relay */
+        FUZZ_ASSERT(lsec__hs_init(&s, LSEC__HS_SERVER, LSEC_MODE_AUTH, ssecret,
+                                  &srv, &sview, srv_nonce) == 0);
+        memset(&sres, 0, sizeof(sres));
+        feed(&s, ch, REF_HELLO, &r, &sres);
+        FUZZ_ASSERT(sres.rc == LSEC__HS_AGAIN && sres.outlen == REF_SHELLO);
+        memcpy(stream, sres.out, REF_SHELLO);
+        slen = REF_SHELLO;
+        if (flags & 8)
+            stream[fz_u8(&f) % REF_SHELLO] ^= (uint8_t)(fz_u8(&f) | 1);
+        /* Bytes behind the ServerHello (a server never sends any before
+         * the ClientFinish, but the client must not take them). */
+        k = fz_take(&f, 64, &p);
+        memcpy(stream + slen, p, k);
+        slen += k;
+        feed(&c, stream, slen, &r, &res);
+        honest_ok = !(flags & (2 | 4 | 8));
+        if (honest_ok) {
+            /* The server accepts the finish the client produced. */
+            FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+            memset(&sres, 0, sizeof(sres));
+            feed(&s, res.out, res.outlen, &r, &sres);
+            FUZZ_ASSERT(sres.rc == LSEC__HS_DONE);
+        }
+        lsec__hs_wipe(&s);
+    } else {
+        slen = fz_take(&f, STREAM_MAX, &p);
+        memcpy(stream, p, slen);
+        feed(&c, stream, slen, &r, &res);
+    }
+
+    bad = ref_header_error(stream, slen < 8 ? slen : 8, LSEC__HS_CLIENT, &code);
+    if (bad >= 0) {
+        FUZZ_ASSERT(res.rc == code);
+        FUZZ_ASSERT(res.consumed == (size_t)bad + 1);
+        FUZZ_ASSERT(res.outlen == 0);
+    } else if (slen < REF_SHELLO) {
+        FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);
+        FUZZ_ASSERT(res.consumed == slen);
+        FUZZ_ASSERT(res.outlen == 0);
+    } else {
+        FUZZ_ASSERT(res.consumed == REF_SHELLO);
+        ref_proof(proof, secret, 1, ch, stream, &cli, &srv);
+        if (memcmp(stream + REF_HELLO, proof, 32) == 0) {
+            FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+            FUZZ_ASSERT(res.outlen == REF_FINISH);
+            ref_proof(proof, secret, 0, ch, stream, &cli, &srv);
+            FUZZ_ASSERT(memcmp(res.out, proof, 32) == 0);
+        } else {
+            FUZZ_ASSERT(res.rc == LSEC_EAUTH);
+            FUZZ_ASSERT(res.outlen == 0);
+        }
+    }
+    if (honest_ok)
+        FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+    if (res.rc != LSEC__HS_AGAIN) {
+        check_final(&c, res.rc);
+        check_keys_wiped(&c);
+    }
+    lsec__hs_wipe(&c);
+    return 0;
+}
