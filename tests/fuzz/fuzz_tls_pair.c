@@ -1,0 +1,384 @@
+/*
+ * fuzz_tls_pair: a loopsec TLS client and server (lib/tls.c) talking over
+ * in-memory pipes that stand in for the socket: the I/O seam (lsec__io.send
+ * and .recv, which tls.c's BIO calls) is replaced, so the fuzzer owns every
+ * byte between them and how it is cut up, without a hook in tls.c.
+ *
+ * Scenarios (first input byte):
+ *   0  man in the middle: an honest pair with the right PSK, the fuzzer
+ *      flips bytes at chosen offsets of either direction, or cuts a
+ *      direction short; short reads and writes and EAGAIN throughout;
+ *   1  the server alone, fed the fuzzer's bytes as the client's stream;
+ *   2  the client alone, fed the fuzzer's bytes as the server's stream;
+ *   3  the client talking to itself (its bytes reflected: "Selfie");
+ *   4  an honest pair that does not share the PSK (wrong secret or wrong
+ *      identity).
+ * Properties: no crash, leak or undefined behaviour; every failure is one of
+ * the documented codes with a printable detail; no side that lacks the
+ * peer's proof of the PSK ever completes a handshake (1, 2, 3, 4); what
+ * arrives after a handshake is exactly what was sent, or the connection
+ * fails; an untouched honest pair always completes and delivers.
+ */
+#include "fuzz_common.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#define FD_CLIENT 1000 /* never a real descriptor: only the seam sees it */
+#define FD_SERVER 1001
+#define PIPE_CAP (256 * 1024)
+#define MAX_EDITS 8
+#define PAYLOAD_MAX 4096
+
+static const uint8_t secret[LSEC_SECRET_BYTES] = {
+    0x7e, 0x15, 0xf0, 0x22, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+    0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12,
+    0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c};
+static const char identity[] = "loopsec/1 0123456789abcdef";
+
+/* One direction of the fake connection. */
+struct pipe {
+    uint8_t buf[PIPE_CAP];
+    size_t len, off; /* unread bytes are buf[off, len) */
+    size_t total;    /* bytes ever written: the offset edits refer to */
+    size_t cut;      /* deliver EOF after this many bytes (SIZE_MAX: never) */
+    bool discard;    /* nobody reads: drop what is written */
+    struct {
+        size_t at;
+        uint8_t xor;
+    } edit[MAX_EDITS];
+    int nedit;
+};
+
+static struct pipe c2s, s2c;
+static struct pipe *to_client = &s2c, *to_server = &c2s;
+static uint32_t rng;
+
+static uint32_t next_rand(void)
+{
+    uint32_t x = rng ? rng : 0x2545f491u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    rng = x;
+    return x;
+}
+
+/* A short count now and then: 1 byte, a few, or everything. */
+static size_t some(size_t n)
+{
+    uint32_t v = next_rand();
+    if (n <= 1)
+        return n;
+    switch (v % 4) {
+    case 0:
+        return 1;
+    case 1:
+        return 1 + (v >> 8) % n;
+    default:
+        return n;
+    }
+}
+
+static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
+{
+    struct pipe *p = fd == FD_CLIENT ? to_server : to_client;
+    size_t n;
+
+    (void)flags;
+    if (fd != FD_CLIENT && fd != FD_SERVER) {
+        errno = EBADF;
+        return -1;
+    }
+    if (next_rand() % 8 == 0) {
+        errno = next_rand() % 2 ? EAGAIN : EINTR;
+        return -1;
+    }
+    if (p->discard)
+        return (ssize_t)len;
+    n = some(len);
+    if (n > PIPE_CAP - p->len) {
+        /* The "socket buffer" is full: the writer must wait. */
+        if (p->len == PIPE_CAP) {
+            errno = EAGAIN;
+            return -1;
+        }
+        n = PIPE_CAP - p->len;
+    }
+    memcpy(p->buf + p->len, buf, n);
+    for (int i = 0; i < p->nedit; i++)
+        if (p->edit[i].at >= p->total && p->edit[i].at < p->total + n)
+            p->buf[p->len + (p->edit[i].at - p->total)] ^= p->edit[i].xor;
+    p->len += n;
+    p->total += n;
+    return (ssize_t)n;
+}
+
+static ssize_t fake_recv(int fd, void *buf, size_t len, int flags)
+{
+    struct pipe *p = fd == FD_CLIENT ? to_client : to_server;
+    size_t avail, n;
+
+    (void)flags;
+    if (fd != FD_CLIENT && fd != FD_SERVER) {
+        errno = EBADF;
+        return -1;
+    }
+    avail = p->len - p->off;
+    if (p->off >= p->cut)
+        return 0; /* the connection was cut here */
+    if (avail > p->cut - p->off)
+        avail = p->cut - p->off;
+    if (avail == 0 || next_rand() % 8 == 0) {
+        errno = avail == 0 || next_rand() % 2 ? EAGAIN : EINTR;
+        return -1;
+    }
+    n = some(avail < len ? avail : len);
+    memcpy(buf, p->buf + p->off, n);
+    p->off += n;
+    return (ssize_t)n;
+}
+
+static void pipe_reset(struct pipe *p)
+{
+    p->len = p->off = p->total = 0;
+    p->cut = SIZE_MAX;
+    p->discard = false;
+    p->nedit = 0;
+}
+
+static void check_failure(int rc)
+{
+    /* EIO needs a socket error, and this seam never makes one. */
+    FUZZ_ASSERT(rc == LSEC_EAUTH || rc == LSEC_EMODE || rc == LSEC_ETLS ||
+                rc == LSEC_ECLOSED || rc == LSEC_ERESET || rc == LSEC_EPROTO);
+    FUZZ_ASSERT(fz_printable(lsec_last_detail()));
+}
+
+/* Log lines must be printable and never carry the PSK or the secret. */
+static char psk_hex[2 * LSEC__KEY_BYTES + 1], secret_b64[64];
+
+static void on_log(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    FUZZ_ASSERT(fz_printable(msg));
+    FUZZ_ASSERT(strstr(msg, psk_hex) == NULL);
+    FUZZ_ASSERT(strstr(msg, secret_b64) == NULL);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    uint8_t psk[LSEC__KEY_BYTES];
+
+    (void)argc;
+    (void)argv;
+    if (lsec__init() != 0)
+        abort();
+    lsec__tls_psk(psk, secret);
+    if (lsec__hex_encode(psk_hex, sizeof(psk_hex), psk, sizeof(psk)) != 0 ||
+        lsec__b64_encode(secret_b64, sizeof(secret_b64), secret,
+                         sizeof(secret)) != 0)
+        abort();
+    lsec_set_log(on_log, NULL, LSEC_LOG_DEBUG);
+    return 0;
+}
+
+/* One side's progress: its handshake, then its share of the data. */
+struct side {
+    lsec__tls *t;
+    int hs;          /* 0 done, WANT_*, or the failure */
+    int io;          /* 0, or the failure after the handshake */
+    const uint8_t *out;
+    size_t out_len, out_done;
+    uint8_t in[PAYLOAD_MAX];
+    size_t in_len, in_want;
+};
+
+/* Advance `s` once; true if anything happened. */
+static bool drive(struct side *s)
+{
+    size_t n;
+    int rc;
+
+    if (s->t == NULL || s->io != 0 || (s->hs != 0 && s->hs != LSEC__TLS_WANT_READ &&
+                                       s->hs != LSEC__TLS_WANT_WRITE))
+        return false;
+    if (s->hs != 0) {
+        rc = lsec__tls_handshake(s->t);
+        if (rc < 0)
+            check_failure(rc);
+        else
+            FUZZ_ASSERT(rc == 0 || rc == LSEC__TLS_WANT_READ ||
+                        rc == LSEC__TLS_WANT_WRITE);
+        s->hs = rc;
+        return true; /* a handshake step may have moved bytes */
+    }
+    if (s->out_done < s->out_len) {
+        rc = lsec__tls_write(s->t, s->out + s->out_done,
+                             s->out_len - s->out_done, &n);
+        if (rc == 0) {
+            FUZZ_ASSERT(n > 0 && n <= s->out_len - s->out_done);
+            s->out_done += n;
+            return true;
+        }
+        if (rc < 0) {
+            check_failure(rc);
+            s->io = rc;
+            return true;
+        }
+    }
+    if (s->in_len < s->in_want) {
+        rc = lsec__tls_read(s->t, s->in + s->in_len, s->in_want - s->in_len,
+                            &n);
+        if (rc == 0) {
+            FUZZ_ASSERT(n > 0 && n <= s->in_want - s->in_len);
+            s->in_len += n;
+            return true;
+        }
+        if (rc < 0) {
+            check_failure(rc);
+            s->io = rc;
+            return true;
+        }
+    }
+    return false;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static lsec__tls_ctx *server_ctx, *client_ctx;
+    fz f = fz_init(data, size);
+    uint8_t scenario, csecret[LSEC_SECRET_BYTES];
+    char cident[sizeof(identity)];
+    struct side cl, sv;
+    const uint8_t *p;
+    size_t k, round;
+    int pristine = 1;
+
+    if (server_ctx == NULL &&
+        (lsec__tls_ctx_new(LSEC__HS_SERVER, &server_ctx) != 0 ||
+         lsec__tls_client_ctx(&client_ctx) != 0))
+        abort();
+    scenario = fz_u8(&f) % 5;
+    rng = (uint32_t)fz_u16(&f) << 16 | fz_u16(&f);
+    pipe_reset(&c2s);
+    pipe_reset(&s2c);
+    to_client = &s2c;
+    to_server = &c2s;
+    memset(&cl, 0, sizeof(cl));
+    memset(&sv, 0, sizeof(sv));
+    cl.hs = sv.hs = LSEC__TLS_WANT_WRITE;
+    memcpy(csecret, secret, sizeof(csecret));
+    memcpy(cident, identity, sizeof(cident));
+
+    if (scenario == 0) {
+        /* Edits: which direction, where, what; or a cut. */
+        int n = fz_u8(&f) % (MAX_EDITS + 1);
+        for (int i = 0; i < n; i++) {
+            uint8_t how = fz_u8(&f);
+            struct pipe *d = how & 1 ? &s2c : &c2s;
+            size_t at = fz_u16(&f) % 2048;
+            if (how & 2) {
+                d->cut = at;
+            } else {
+                d->edit[d->nedit].at = at;
+                d->edit[d->nedit].xor = (uint8_t)(fz_u8(&f) | 1);
+                d->nedit++;
+            }
+            pristine = 0;
+        }
+    } else if (scenario == 4) {
+        uint8_t which = fz_u8(&f);
+        if (which & 1)
+            csecret[fz_u8(&f) % sizeof(csecret)] ^= (uint8_t)(fz_u8(&f) | 1);
+        else
+            cident[10 + fz_u8(&f) % 16] ^= 0x01; /* "a"<->"`", "0"<->"1" */
+    }
+
+    /* Both directions' application data, from the input. */
+    k = fz_take(&f, 2, &p);
+    {
+        size_t split = k == 2 ? ((size_t)p[0] << 8 | p[1]) : 0;
+        size_t rest = f.n;
+        if (split > rest)
+            split = rest;
+        if (split > PAYLOAD_MAX)
+            split = PAYLOAD_MAX;
+        cl.out = f.p;
+        cl.out_len = split;
+        sv.out = f.p + split;
+        sv.out_len = rest - split > PAYLOAD_MAX ? PAYLOAD_MAX : rest - split;
+    }
+    sv.in_want = cl.out_len;
+    cl.in_want = sv.out_len;
+
+    lsec__io.send = fake_send;
+    lsec__io.recv = fake_recv;
+    if (scenario != 1)
+        FUZZ_ASSERT(lsec__tls_new(client_ctx, FD_CLIENT, csecret, cident,
+                                  &cl.t) == 0);
+    if (scenario != 2 && scenario != 3)
+        FUZZ_ASSERT(lsec__tls_new(server_ctx, FD_SERVER, secret, identity,
+                                  &sv.t) == 0);
+    if (scenario == 1) {
+        /* The input is the client's whole stream; the server's answers
+         * go nowhere. */
+        memcpy(c2s.buf, sv.out, sv.out_len);
+        c2s.len = c2s.total = sv.out_len;
+        c2s.cut = sv.out_len;
+        s2c.discard = true;
+        sv.out_len = 0;
+        sv.in_want = 0;
+    } else if (scenario == 2) {
+        memcpy(s2c.buf, cl.out, cl.out_len);
+        s2c.len = s2c.total = cl.out_len;
+        s2c.cut = cl.out_len;
+        c2s.discard = true;
+        cl.out_len = 0;
+        cl.in_want = 0;
+    } else if (scenario == 3) {
+        to_client = &c2s; /* the client reads what it wrote */
+        cl.in_want = 0;
+    }
+
+    /* Run both until neither moves; each step moves bytes or state, and
+     * the rounds are bounded, so a stall ends the run rather than hang. */
+    for (round = 0; round < 4000; round++) {
+        bool moved = drive(&cl);
+        moved = drive(&sv) || moved;
+        if (!moved) {
+            /* EAGAIN is random: give each side a few more chances. */
+            bool any = false;
+            for (int i = 0; i < 16 && !any; i++)
+                any = drive(&cl) || drive(&sv);
+            if (!any)
+                break;
+        }
+    }
+
+    /* Nobody completes without the peer's proof of the PSK. */
+    if (scenario == 1 || scenario == 4)
+        FUZZ_ASSERT(sv.hs != 0);
+    if (scenario == 2 || scenario == 3 || scenario == 4)
+        FUZZ_ASSERT(cl.hs != 0);
+    /* What arrived is exactly a prefix of what was sent, whatever the
+     * middle did: integrity, or a failure, never altered data. */
+    if (sv.in_len > 0)
+        FUZZ_ASSERT(memcmp(sv.in, cl.out, sv.in_len) == 0);
+    if (cl.in_len > 0)
+        FUZZ_ASSERT(memcmp(cl.in, sv.out, cl.in_len) == 0);
+    /* Left alone, an honest pair completes and delivers everything. */
+    if (scenario == 0 && pristine) {
+        FUZZ_ASSERT(cl.hs == 0 && sv.hs == 0);
+        FUZZ_ASSERT(cl.io == 0 && sv.io == 0);
+        FUZZ_ASSERT(sv.in_len == cl.out_len && cl.in_len == sv.out_len);
+    }
+
+    lsec__tls_free(cl.t);
+    lsec__tls_free(sv.t);
+    lsec__io_reset();
+    return 0;
+}
