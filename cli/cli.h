@@ -24,5 +24,7 @@ int cli_relay(lsec_channel *ch);
 /* Each returns the process exit status.  Add new ones to main.c's table. */
 int cmd_check(int argc, char **argv);
 int cmd_who(int argc, char **argv);
+int cmd_listen(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,12 @@ struct command {
 static const struct command commands[] = {
     {"check", cmd_check, "check ADDR           may ADDR be used? print its normal form"},
     {"who", cmd_who, "who PORT             who holds a loopback port"},
+    {"listen", cmd_listen,
+     "listen [--tls] [--bind ADDR] [--ticket-file P] [--timeout MS]\n"
+     "                         print the ticket, accept one peer, relay stdin/stdout"},
+    {"connect", cmd_connect,
+     "connect [--tls] [--timeout MS] (TICKET | --ticket-file P | --inherited)\n"
+     "                         connect and relay stdin/stdout"},
 };
 
 static void usage(FILE *f)
@@ -77,6 +84,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cli_setup_log();
+    /* The program, not the library, decides: a closed stdout is an error
+     * to report, not a signal to die of. */
+    signal(SIGPIPE, SIG_IGN);
     for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
         if (strcmp(argv[i], commands[k].name) == 0)
             return commands[k].run(argc - i, argv + i);

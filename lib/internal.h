@@ -314,11 +314,17 @@ void lsec__tls_psk(uint8_t psk[LSEC__KEY_BYTES],
 /* channel.c                                                                 */
 
 /* Wrap a connected, authenticated socket (and its TLS state, if any) in a
- * channel.  Takes ownership of fd and tls, also on failure. */
+ * channel.  Takes ownership of fd and tls, also on failure.  `early` holds
+ * bytes that arrived behind the handshake (at most 4096). */
 int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
-                      const uint8_t *early, size_t early_len,
+                      int64_t peer_uid, const uint8_t *early, size_t early_len,
                       lsec_channel **out);
+/* getsockname/getpeername of a connected socket, re-checked as loopback. */
+int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
+                           lsec__addr *remote);
+/* Drive a blocking-style TLS handshake on a non-blocking fd to the end. */
+int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline);
 /* Connect with a parsed ticket (rendezvous uses it). */
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out);

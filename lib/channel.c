@@ -1,0 +1,851 @@
+/*
+ * Channels: whole messages over an authenticated connection, in order, with
+ * timeouts; and the connecting side (lsec_connect).
+ *
+ * Sockets are always non-blocking; every wait is a poll() bounded by an
+ * absolute deadline, so timeouts never depend on signals and EINTR never
+ * stretches them.  Every write uses MSG_NOSIGNAL (or the TLS BIO that does),
+ * so the library never raises SIGPIPE.
+ *
+ * Receive path: a small read-ahead buffer holds headers and small messages;
+ * a large message is read straight into the caller's buffer, with the
+ * read-ahead buffer as a second iovec to catch the next header in the same
+ * system call.  Only when a timeout cuts a message in half are its bytes
+ * kept ("stashed") in memory of our own, bounded by max_message.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define RBUF_SIZE 4096
+/* Plaintext per TLS write: one full record. */
+#define TLS_CHUNK 16384
+/* How long lsec_channel_close may spend flushing what lsec_send queued. */
+#define CLOSE_FLUSH_MS 2000
+
+struct lsec_channel {
+    int fd;
+    int mode;
+    lsec__tls *tls;
+    size_t max_message;
+    int err; /* sticky: once broken, every call fails with it */
+    lsec__addr local, remote;
+    int64_t peer_uid;
+    /* receive state */
+    size_t roff, rlen; /* unread bytes are rbuf[roff, rlen) */
+    bool have_len;
+    uint32_t msg_len;
+    uint8_t *stash; /* the part of a message read before a timeout */
+    size_t stash_have;
+    /* bytes of the framed stream accepted by lsec_send, not yet written */
+    uint8_t *wq;
+    size_t wq_off, wq_len;
+    uint8_t rbuf[RBUF_SIZE];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Transport: one read or write on the socket or through TLS                */
+
+static int broken(lsec_channel *c, int code, const char *why)
+{
+    c->err = code;
+    lsec__log(LSEC_LOG_INFO, "channel to port %u: %s", c->remote.port, why);
+    return lsec__fail(code, "%s", why);
+}
+
+/*
+ * Read at least one byte into iov (TLS uses only iov[0]) before `deadline`.
+ * Returns 0 with *n > 0, LSEC_ECLOSED on a clean end of stream, or an error.
+ */
+static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
+              bool nowait, size_t *n)
+{
+    for (;;) {
+        int rc;
+        if (c->tls != NULL) {
+            rc = lsec__tls_read(c->tls, iov[0].iov_base, iov[0].iov_len, n);
+            if (rc == 0)
+                return 0;
+            if (rc == LSEC__TLS_WANT_READ)
+                rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
+            else if (rc == LSEC__TLS_WANT_WRITE)
+                rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)iovcnt;
+        ssize_t got = lsec__io.recvmsg(c->fd, &mh, MSG_DONTWAIT);
+        if (got > 0) {
+            *n = (size_t)got;
+            return 0;
+        }
+        if (got == 0)
+            return LSEC_ECLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
+            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
+        return lsec__fail_errno(LSEC_EIO, errno, "recv");
+    }
+}
+
+/*
+ * Write some of iov (TLS: iov[0] only) without waiting.  0 with *n > 0,
+ * 1 when the transport wants to wait for `*events`, or an error.
+ */
+static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
+                   short *events)
+{
+    for (;;) {
+        if (c->tls != NULL) {
+            int rc = lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
+            if (rc == 0)
+                return 0;
+            if (rc == LSEC__TLS_WANT_READ) {
+                *events = POLLIN;
+                return 1;
+            }
+            if (rc == LSEC__TLS_WANT_WRITE) {
+                *events = POLLOUT;
+                return 1;
+            }
+            return rc;
+        }
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)iovcnt;
+        ssize_t put = lsec__io.sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (put > 0) {
+            *n = (size_t)put;
+            return 0;
+        }
+        if (put < 0 && errno == EINTR)
+            continue;
+        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+            *events = POLLOUT;
+            return 1;
+        }
+        if (errno == EPIPE || errno == ECONNRESET)
+            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
+        return lsec__fail_errno(LSEC_EIO, errno, "send");
+    }
+}
+
+static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
+{
+    int i = 0;
+    while (i < *iovcnt && n >= iov[i].iov_len) {
+        n -= iov[i].iov_len;
+        i++;
+    }
+    if (i > 0) {
+        memmove(iov, iov + i, sizeof(*iov) * (size_t)(*iovcnt - i));
+        *iovcnt -= i;
+    }
+    if (*iovcnt > 0) {
+        iov[0].iov_base = (uint8_t *)iov[0].iov_base + n;
+        iov[0].iov_len -= n;
+    }
+}
+
+/* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
+static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
+{
+    while (c->wq_off < c->wq_len) {
+        struct iovec iov = {c->wq + c->wq_off, c->wq_len - c->wq_off};
+        size_t n = 0;
+        short ev = 0;
+        int rc = tx_once(c, &iov, 1, &n, &ev);
+        if (rc == 0) {
+            c->wq_off += n;
+            continue;
+        }
+        if (rc == 1) {
+            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        return broken(c, rc, rc == LSEC_ERESET ? "connection lost while sending"
+                                               : "send failed");
+    }
+    free(c->wq);
+    c->wq = NULL;
+    c->wq_off = c->wq_len = 0;
+    return 0;
+}
+
+/* Keep the unwritten rest of a message for a later flush. */
+static int queue_rest(lsec_channel *c, struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    uint8_t *q = malloc(total > 0 ? total : 1);
+    if (q == NULL)
+        return broken(c, LSEC_ENOMEM, "out of memory queueing a message");
+    size_t off = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(q + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    c->wq = q;
+    c->wq_off = 0;
+    c->wq_len = total;
+    return 0;
+}
+
+/*
+ * Write all of iov before the deadline.  Nothing written when the deadline
+ * passes: ETIMEDOUT/EAGAIN.  Part written: the rest is queued, 0.
+ */
+static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
+                  int64_t deadline, bool nowait)
+{
+    bool started = false;
+    while (iovcnt > 0) {
+        size_t n = 0;
+        short ev = 0;
+        int rc = tx_once(c, iov, iovcnt, &n, &ev);
+        if (rc == 0) {
+            started = true;
+            iov_advance(iov, &iovcnt, n);
+            continue;
+        }
+        if (rc == 1) {
+            /* TLS may have taken bytes into a record even when it asks us to
+             * wait; from the first call on, the message counts as started. */
+            if (c->tls != NULL)
+                started = true;
+            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+            if (rc == 0)
+                continue;
+            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
+                if (!started)
+                    return rc;
+                return queue_rest(c, iov, iovcnt);
+            }
+            return rc;
+        }
+        return broken(c, rc, rc == LSEC_ERESET ? "connection lost while sending"
+                                               : "send failed");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public channel calls                                                      */
+
+int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
+                      const lsec__addr *local, const lsec__addr *remote,
+                      int64_t peer_uid, const uint8_t *early, size_t early_len,
+                      lsec_channel **out)
+{
+    lsec_channel *c;
+
+    *out = NULL;
+    if (early_len > RBUF_SIZE) {
+        if (tls != NULL)
+            lsec__tls_free(tls);
+        close(fd);
+        return lsec__fail(LSEC_EPROTO, "too many bytes after the handshake");
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        if (tls != NULL)
+            lsec__tls_free(tls);
+        close(fd);
+        return lsec__fail(LSEC_ENOMEM, "out of memory");
+    }
+    c->fd = fd;
+    c->tls = tls;
+    c->mode = tls != NULL ? LSEC_MODE_TLS : LSEC_MODE_AUTH;
+    c->max_message = o->max_message;
+    c->local = *local;
+    c->remote = *remote;
+    c->peer_uid = peer_uid;
+    if (early_len > 0)
+        memcpy(c->rbuf, early, early_len);
+    c->rlen = early_len;
+    *out = c;
+    return 0;
+}
+
+int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
+{
+    uint8_t hdr[LSEC__FRAME_HDR];
+    int64_t deadline;
+    bool nowait = timeout_ms == 0;
+    int rc;
+
+    lsec__clear_detail();
+    if (c == NULL || (msg == NULL && len > 0))
+        return lsec__fail(LSEC_EINVAL, "NULL channel or message");
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (len > UINT32_MAX)
+        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
+                          len);
+    deadline = lsec__deadline(timeout_ms);
+    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, nowait)) != 0)
+        return rc;
+    lsec__frame_header(hdr, (uint32_t)len);
+
+    if (c->tls == NULL) {
+        /* One sendmsg carries header and payload: one segment for small
+         * messages under TCP_NODELAY, no copy for large ones. */
+        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)msg, len}};
+        return tx_all(c, iov, len > 0 ? 2 : 1, deadline, nowait);
+    }
+
+    /* TLS: the header and the first part of the payload share one record;
+     * the rest goes in full records straight from the caller's buffer. */
+    uint8_t first[TLS_CHUNK];
+    size_t head = len < TLS_CHUNK - sizeof(hdr) ? len : TLS_CHUNK - sizeof(hdr);
+    memcpy(first, hdr, sizeof(hdr));
+    if (head > 0)
+        memcpy(first + sizeof(hdr), msg, head);
+    /* Nothing is handed to TLS before the socket can take it, so that a
+     * timeout before the first byte leaves the channel untouched. */
+    rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
+    if (rc != 0)
+        return rc;
+    /* From here on the message has started: tx_all queues what the
+     * deadline leaves unwritten and returns 0. */
+    struct iovec iov = {first, sizeof(hdr) + head};
+    rc = tx_all(c, &iov, 1, deadline, false);
+    if (rc != 0 || head == len)
+        goto done;
+    if (c->wq_len > 0) {
+        /* The first record is queued: queue the rest behind it. */
+        size_t rest = len - head;
+        uint8_t *q = realloc(c->wq, c->wq_len + rest);
+        if (q == NULL) {
+            rc = broken(c, LSEC_ENOMEM, "out of memory queueing a message");
+            goto done;
+        }
+        memcpy(q + c->wq_len, (const uint8_t *)msg + head, rest);
+        c->wq = q;
+        c->wq_len += rest;
+        goto done;
+    }
+    iov.iov_base = (uint8_t *)msg + head;
+    iov.iov_len = len - head;
+    rc = tx_all(c, &iov, 1, deadline, false);
+done:
+    lsec__wipe(first, sizeof(hdr) + head);
+    return rc;
+}
+
+int lsec_flush(lsec_channel *c, int timeout_ms)
+{
+    lsec__clear_detail();
+    if (c == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL channel");
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->wq_len == 0)
+        return 0;
+    return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
+}
+
+/* A timeout inside a message: keep what arrived so the next call resumes. */
+static int stash_partial(lsec_channel *c, const uint8_t *buf, size_t have,
+                         int rc)
+{
+    if (have > 0) {
+        c->stash = malloc(have);
+        if (c->stash == NULL)
+            return broken(c, LSEC_ENOMEM, "out of memory keeping a message");
+        memcpy(c->stash, buf, have);
+        c->stash_have = have;
+    }
+    return rc;
+}
+
+static int rx_failed(lsec_channel *c, int rc, bool mid_message)
+{
+    if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
+        return rc;
+    if (rc == LSEC_ECLOSED && mid_message)
+        return broken(c, LSEC_ERESET, "the peer vanished in the middle of a message");
+    if (rc == LSEC_ECLOSED)
+        return broken(c, LSEC_ECLOSED, "the peer closed the channel");
+    c->err = rc;
+    return rc;
+}
+
+int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
+              int timeout_ms)
+{
+    uint8_t *dst = buf;
+    int64_t deadline;
+    bool nowait = timeout_ms == 0;
+    size_t have, take, avail, n;
+    int rc;
+
+    lsec__clear_detail();
+    if (len != NULL)
+        *len = 0;
+    if (c == NULL || len == NULL || (buf == NULL && cap > 0))
+        return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    deadline = lsec__deadline(timeout_ms);
+    if (c->wq_len > 0) {
+        /* Opportunistic: a queued request must not wait for its reply. */
+        rc = flush_queue(c, deadline, true);
+        if (rc != 0 && rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
+            return rc;
+    }
+
+    while (!c->have_len) {
+        avail = c->rlen - c->roff;
+        if (avail >= LSEC__FRAME_HDR) {
+            rc = lsec__frame_parse(c->rbuf + c->roff, c->max_message,
+                                   &c->msg_len);
+            if (rc != 0) {
+                c->err = rc;
+                lsec__log(LSEC_LOG_WARN,
+                          "channel to port %u: peer sent an oversized length",
+                          c->remote.port);
+                return rc;
+            }
+            c->roff += LSEC__FRAME_HDR;
+            c->have_len = true;
+            break;
+        }
+        if (c->roff > 0) {
+            memmove(c->rbuf, c->rbuf + c->roff, avail);
+            c->roff = 0;
+            c->rlen = avail;
+        }
+        struct iovec iov = {c->rbuf + c->rlen, RBUF_SIZE - c->rlen};
+        rc = rx(c, &iov, 1, deadline, nowait, &n);
+        if (rc != 0)
+            return rx_failed(c, rc, avail > 0);
+        c->rlen += n;
+    }
+
+    if (c->msg_len > cap) {
+        *len = c->msg_len;
+        return lsec__fail(LSEC_EMSGSIZE,
+                          "next message is %u bytes; the buffer holds %zu",
+                          c->msg_len, cap);
+    }
+    have = 0;
+    if (c->stash != NULL) {
+        memcpy(dst, c->stash, c->stash_have);
+        have = c->stash_have;
+        lsec__wipe(c->stash, c->stash_have);
+        free(c->stash);
+        c->stash = NULL;
+        c->stash_have = 0;
+    }
+    avail = c->rlen - c->roff;
+    take = avail < c->msg_len - have ? avail : c->msg_len - have;
+    if (take > 0)
+        memcpy(dst + have, c->rbuf + c->roff, take);
+    c->roff += take;
+    have += take;
+    while (have < c->msg_len) {
+        /* The read-ahead buffer is empty here: read the payload straight
+         * into the caller's buffer and catch what follows behind it. */
+        struct iovec iov[2] = {{dst + have, c->msg_len - have},
+                               {c->rbuf, RBUF_SIZE}};
+        c->roff = c->rlen = 0;
+        rc = rx(c, iov, 2, deadline, nowait, &n);
+        if (rc != 0) {
+            rc = rx_failed(c, rc, true);
+            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
+                return stash_partial(c, dst, have, rc);
+            return rc;
+        }
+        if (n <= c->msg_len - have) {
+            have += n;
+        } else {
+            c->rlen = n - (c->msg_len - have);
+            have = c->msg_len;
+        }
+    }
+    c->have_len = false;
+    *len = c->msg_len;
+    return 0;
+}
+
+int lsec_channel_fd(const lsec_channel *c)
+{
+    if (c == NULL)
+        return LSEC_EINVAL;
+    return c->fd;
+}
+
+size_t lsec_channel_pending(const lsec_channel *c)
+{
+    if (c == NULL)
+        return 0;
+    return (c->rlen - c->roff) + c->stash_have +
+           (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
+}
+
+int lsec_channel_mode(const lsec_channel *c)
+{
+    if (c == NULL)
+        return LSEC_EINVAL;
+    return c->mode;
+}
+
+int lsec_channel_peer(const lsec_channel *c, lsec_peer *out)
+{
+    int64_t uid = -1;
+    int32_t pid = -1;
+
+    lsec__clear_detail();
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (c == NULL || out == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL channel or output");
+    /* The uid was established when the channel was made; the pid is looked
+     * up now, as it is costly and rarely needed. */
+    if (lsec__peer_lookup(&c->local, &c->remote, true, &uid, &pid) != 0)
+        pid = -1;
+    out->uid = c->peer_uid;
+    out->pid = pid;
+    out->port = c->remote.port;
+    out->local_port = c->local.port;
+    lsec__clear_detail();
+    return 0;
+}
+
+void lsec_channel_close(lsec_channel *c)
+{
+    if (c == NULL)
+        return;
+    if (c->wq_len > 0 && c->err == 0)
+        (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
+    if (c->tls != NULL) {
+        if (c->err == 0)
+            lsec__tls_shutdown(c->tls);
+        lsec__tls_free(c->tls);
+    }
+    /* Unread bytes in the kernel's receive queue would turn close() into a
+     * reset that can discard what we sent last: drain them first. */
+    if (c->err == 0) {
+        uint8_t sink[1024];
+        int guard = 64;
+        while (guard-- > 0 &&
+               lsec__io.recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+    }
+    close(c->fd);
+    lsec__wipe(c->rbuf, sizeof(c->rbuf));
+    if (c->stash != NULL) {
+        lsec__wipe(c->stash, c->stash_have);
+        free(c->stash);
+    }
+    if (c->wq != NULL) {
+        lsec__wipe(c->wq, c->wq_len);
+        free(c->wq);
+    }
+    free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connecting                                                                */
+
+static int send_small(int fd, const uint8_t *p, size_t len, int64_t deadline)
+{
+    while (len > 0) {
+        ssize_t n = lsec__io.send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        return lsec__fail_errno(LSEC_ERESET, errno, "connection lost during the handshake");
+    }
+    return 0;
+}
+
+/* Run the client side of the auth handshake; leftover bytes go to early. */
+static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
+                       const lsec__addr *remote, int64_t deadline,
+                       uint8_t *early, size_t *early_len)
+{
+    lsec__hs hs;
+    uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
+    size_t outlen = 0, used = 0, got_any = 0;
+    int rc;
+
+    *early_len = 0;
+    rc = lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH, t->secret, local,
+                       remote, NULL);
+    if (rc != 0)
+        return rc;
+    rc = lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out), &outlen);
+    if (rc != LSEC__HS_AGAIN)
+        goto out;
+    rc = send_small(fd, out, outlen, deadline);
+    if (rc != 0)
+        goto out;
+    for (;;) {
+        ssize_t n = lsec__io.recv(fd, in, sizeof(in), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            rc = lsec__wait_fd(fd, POLLIN, deadline, false);
+            if (rc != 0)
+                goto out;
+            continue;
+        }
+        if (n <= 0) {
+            /* A listener that refuses us (peer policy, one-shot spent, a
+             * TLS listener that drops an auth hello) closes without a word. */
+            rc = n == 0 ? LSEC_ECLOSED : LSEC_ERESET;
+            rc = lsec__fail(rc, got_any == 0
+                                    ? "the listener closed the connection "
+                                      "without answering (refused, wrong mode, "
+                                      "or not a loopsec listener)"
+                                    : "the listener closed the connection "
+                                      "during the handshake");
+            goto out;
+        }
+        got_any += (size_t)n;
+        size_t off = 0;
+        while (off < (size_t)n) {
+            used = 0;
+            outlen = 0;
+            rc = lsec__hs_step(&hs, in + off, (size_t)n - off, &used, out,
+                               sizeof(out), &outlen);
+            off += used;
+            if (rc < 0)
+                goto out;
+            if (rc == LSEC__HS_DONE) {
+                rc = send_small(fd, out, outlen, deadline);
+                if (rc != 0)
+                    goto out;
+                /* The server speaks only after our proof; anything more is
+                 * a protocol violation, but keep it bounded and honest. */
+                memcpy(early, in + off, (size_t)n - off);
+                *early_len = (size_t)n - off;
+                rc = 0;
+                goto out;
+            }
+            if (used == 0)
+                break;
+        }
+    }
+out:
+    lsec__hs_wipe(&hs);
+    lsec__wipe(out, sizeof(out));
+    lsec__wipe(in, sizeof(in));
+    return rc;
+}
+
+/* Drive a TLS handshake (either side) to completion before the deadline. */
+int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline)
+{
+    for (;;) {
+        int rc = lsec__tls_handshake(tls);
+        if (rc == 0)
+            return 0;
+        if (rc == LSEC__TLS_WANT_READ)
+            rc = lsec__wait_fd(fd, POLLIN, deadline, false);
+        else if (rc == LSEC__TLS_WANT_WRITE)
+            rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
+{
+    struct sockaddr_storage ss;
+    unsigned sl = lsec__addr_to_sockaddr(a, &ss);
+    int one = 1, err = 0, rc;
+    socklen_t el = sizeof(err);
+    char where[LSEC_ADDR_MAX];
+
+    *fdp = -1;
+    (void)lsec__addr_format(a, where, sizeof(where));
+    int fd = lsec__io.socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                             0);
+    if (fd < 0)
+        return lsec__fail_errno(LSEC_EIO, errno, "socket");
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    while (lsec__io.connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EINPROGRESS) {
+            err = errno;
+            goto failed;
+        }
+        rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
+        if (rc != 0) {
+            close(fd);
+            return rc == LSEC_ETIMEDOUT
+                       ? lsec__fail(rc, "timed out connecting to %s", where)
+                       : rc;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            err = errno;
+        if (err != 0)
+            goto failed;
+        break;
+    }
+    *fdp = fd;
+    return 0;
+failed:
+    close(fd);
+    if (err == ECONNREFUSED)
+        return lsec__fail(LSEC_ECLOSED,
+                          "connection refused: nothing listens on %s "
+                          "(a stale ticket?)",
+                          where);
+    return lsec__fail_errno(LSEC_EIO, err, "connect to %s", where);
+}
+
+/* getsockname/getpeername, re-checked as loopback in the kernel's view. */
+int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
+                           lsec__addr *remote)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int rc;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return lsec__fail_errno(LSEC_EIO, errno, "getsockname");
+    rc = lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, local);
+    if (rc != 0)
+        return rc;
+    sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return lsec__fail_errno(LSEC_ERESET, errno, "getpeername");
+    return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, remote);
+}
+
+int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
+                         int timeout_ms, lsec_channel **out)
+{
+    lsec_opts ro;
+    lsec__addr local, remote;
+    lsec__tls *tls = NULL;
+    uint8_t early[LSEC__HS_MSG_MAX];
+    size_t early_len = 0;
+    int64_t deadline, hs_deadline;
+    int64_t uid = -1;
+    int fd = -1, rc;
+
+    *out = NULL;
+    lsec__opts_resolve(o, &ro);
+    if ((rc = lsec__init()) != 0)
+        return rc;
+    /* The mode is local policy: a tls-only client never accepts an auth
+     * ticket, whatever the ticket says. */
+    if (ro.mode == LSEC_MODE_TLS && t->mode != LSEC_MODE_TLS)
+        return lsec__fail(LSEC_EMODE, "the ticket is for auth mode but local "
+                                      "policy requires tls");
+    if (!lsec__addr_is_loopback(&t->addr, ro.flags))
+        return lsec__fail(LSEC_ENOTLOOPBACK, "ticket address is not loopback");
+    deadline = lsec__deadline(timeout_ms);
+    hs_deadline = ro.handshake_timeout_ms > 0
+                      ? lsec__deadline(ro.handshake_timeout_ms)
+                      : INT64_MAX;
+    if (hs_deadline < deadline)
+        deadline = hs_deadline;
+
+    if ((rc = tcp_connect(&t->addr, deadline, &fd)) != 0)
+        return rc;
+    if ((rc = lsec__socket_endpoints(fd, ro.flags, &local, &remote)) != 0)
+        goto fail;
+    /* Who accepted us?  Under the same-user policy a listener of another
+     * user (a squatter on a stale ticket's port) never sees our hello. */
+    rc = lsec__peer_lookup(&local, &remote, false, &uid, NULL);
+    if (ro.peer_policy == LSEC_PEER_SAME_USER &&
+        (rc != 0 || uid != (int64_t)geteuid())) {
+        rc = lsec__fail(LSEC_EPEER,
+                        "the listener on port %u belongs to uid %lld, not to "
+                        "us (peer policy same-user)",
+                        remote.port, (long long)uid);
+        lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
+        goto fail;
+    }
+    if (t->mode == LSEC_MODE_TLS) {
+        lsec__tls_ctx *ctx;
+        char identity[LSEC__PSK_IDENTITY_MAX];
+        if ((rc = lsec__tls_client_ctx(&ctx)) != 0)
+            goto fail;
+        if ((rc = lsec__ticket_psk_identity(t, identity, sizeof(identity))) != 0)
+            goto fail;
+        if ((rc = lsec__tls_new(ctx, fd, t->secret, identity, &tls)) != 0)
+            goto fail;
+        rc = lsec__tls_drive(fd, tls, deadline);
+    } else {
+        rc = client_auth(fd, t, &local, &remote, deadline, early, &early_len);
+    }
+    if (rc != 0) {
+        lsec__log(LSEC_LOG_WARN, "connect to port %u failed: %s (%s)",
+                  remote.port, lsec_strerror(rc), lsec_last_detail());
+        goto fail;
+    }
+    rc = lsec__channel_new(fd, tls, &ro, &local, &remote, uid, early,
+                           early_len, out);
+    lsec__wipe(early, sizeof(early));
+    return rc;
+fail:
+    if (tls != NULL)
+        lsec__tls_free(tls);
+    if (fd >= 0)
+        close(fd);
+    lsec__wipe(early, sizeof(early));
+    return rc;
+}
+
+int lsec_connect(const char *ticket, const lsec_opts *o, int timeout_ms,
+                 lsec_channel **out)
+{
+    lsec__ticket t;
+    lsec_opts ro;
+    int rc;
+
+    lsec__clear_detail();
+    if (out != NULL)
+        *out = NULL;
+    if (ticket == NULL || out == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
+    if ((rc = lsec__init()) != 0)
+        return rc;
+    lsec__opts_resolve(o, &ro);
+    rc = lsec__ticket_parse(ticket, strlen(ticket), ro.flags, &t);
+    if (rc == 0)
+        rc = lsec__connect_ticket(&t, o, timeout_ms, out);
+    lsec__ticket_wipe(&t);
+    return rc;
+}

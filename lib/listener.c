@@ -1,0 +1,485 @@
+/*
+ * The listening side: bind with the port policy, accept, and drive every
+ * pending handshake concurrently with one poll() so that a silent or slow
+ * client never delays another.
+ *
+ * Each pending connection has an absolute deadline; the number of pending
+ * connections is capped, and when the cap is reached the oldest pending one
+ * is dropped to make room, so a flood of stalled clients cannot lock good
+ * clients out for longer than it takes them to finish their own handshake.
+ * Nothing is ever written to a peer before it has sent a valid hello, and a
+ * failed attempt is closed at once without a word.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct pending {
+    int fd;
+    int64_t deadline;
+    int64_t uid;
+    lsec__addr local, remote;
+    lsec__tls *tls; /* tls mode */
+    lsec__hs hs;    /* auth mode */
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t out_len, out_off;
+};
+
+struct lsec_listener {
+    int fd;
+    lsec_opts o;
+    lsec__addr addr;
+    lsec__ticket ticket;
+    lsec__tls_ctx *tls_ctx;
+    struct pending *pend;
+    struct pollfd *pfds;
+    int npend;
+    int accepted;
+    char *file; /* connection file to remove on close */
+};
+
+/* ------------------------------------------------------------------------ */
+
+static void pending_drop(lsec_listener *l, int i, int level, const char *why)
+{
+    struct pending *p = &l->pend[i];
+
+    if (why != NULL)
+        lsec__log(level, "peer port %u uid %lld: %s", p->remote.port,
+                  (long long)p->uid, why);
+    if (p->tls != NULL)
+        lsec__tls_free(p->tls);
+    else
+        lsec__hs_wipe(&p->hs);
+    close(p->fd);
+    lsec__wipe(p->out, sizeof(p->out));
+    /* Keep the array dense: move the last entry into the hole. */
+    l->npend--;
+    if (i != l->npend)
+        l->pend[i] = l->pend[l->npend];
+    lsec__wipe(&l->pend[l->npend], sizeof(l->pend[l->npend]));
+}
+
+/* Admit one accepted socket: loopback re-check, peer policy, then start. */
+static void admit(lsec_listener *l, int fd)
+{
+    struct pending *p;
+    lsec__addr local, remote;
+    int64_t uid = -1;
+    int one = 1, rc;
+
+    if (lsec__socket_endpoints(fd, l->o.flags, &local, &remote) != 0) {
+        lsec__log(LSEC_LOG_WARN, "refused a connection: %s", lsec_last_detail());
+        close(fd);
+        return;
+    }
+    rc = lsec__peer_lookup(&local, &remote, false, &uid, NULL);
+    /* Fail closed: a peer we cannot identify is not "the same user". */
+    if (l->o.peer_policy == LSEC_PEER_SAME_USER &&
+        (rc != 0 || uid != (int64_t)geteuid())) {
+        lsec__log(LSEC_LOG_WARN,
+                  "peer port %u uid %lld: refused by peer policy (same user)",
+                  remote.port, (long long)uid);
+        close(fd);
+        return;
+    }
+    if (l->npend == l->o.max_pending) {
+        /* Full: the oldest pending handshake makes room. */
+        int oldest = 0;
+        for (int i = 1; i < l->npend; i++)
+            if (l->pend[i].deadline < l->pend[oldest].deadline)
+                oldest = i;
+        pending_drop(l, oldest, LSEC_LOG_WARN,
+                     "dropped: too many pending handshakes");
+    }
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    p = &l->pend[l->npend];
+    memset(p, 0, sizeof(*p));
+    p->fd = fd;
+    p->uid = uid;
+    p->local = local;
+    p->remote = remote;
+    p->deadline = l->o.handshake_timeout_ms > 0
+                      ? lsec__deadline(l->o.handshake_timeout_ms)
+                      : INT64_MAX;
+    if (l->o.mode == LSEC_MODE_TLS) {
+        char identity[LSEC__PSK_IDENTITY_MAX];
+        rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
+        if (rc == 0)
+            rc = lsec__tls_new(l->tls_ctx, fd, l->ticket.secret, identity,
+                               &p->tls);
+    } else {
+        rc = lsec__hs_init(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+                           l->ticket.secret, &local, &remote, NULL);
+    }
+    if (rc != 0) {
+        lsec__log(LSEC_LOG_ERROR, "cannot start a handshake: %s",
+                  lsec_last_detail());
+        close(fd);
+        return;
+    }
+    l->npend++;
+}
+
+static void accept_new(lsec_listener *l)
+{
+    /* Bounded: never starve the pending handshakes. */
+    for (int k = 0; k < 64; k++) {
+        int fd = lsec__io.accept4(l->fd, NULL, NULL,
+                                  SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM)
+                lsec__log(LSEC_LOG_ERROR, "accept: out of descriptors or "
+                                          "memory; retrying later");
+            /* EAGAIN and transient errors (ECONNABORTED...) end the round. */
+            return;
+        }
+        admit(l, fd);
+    }
+}
+
+/* Take pend[i] out of the array without closing its socket. */
+static struct pending pending_take(lsec_listener *l, int i)
+{
+    struct pending p = l->pend[i];
+    l->npend--;
+    if (i != l->npend)
+        l->pend[i] = l->pend[l->npend];
+    lsec__wipe(&l->pend[l->npend], sizeof(l->pend[l->npend]));
+    return p;
+}
+
+/* Flush what we owe the peer (the ServerHello).  0 done, 1 wait, -1 lost. */
+static int flush_out(struct pending *p)
+{
+    while (p->out_off < p->out_len) {
+        ssize_t n = lsec__io.send(p->fd, p->out + p->out_off,
+                                  p->out_len - p->out_off,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Make progress on one pending auth handshake.  Returns 1 when it completed
+ * (the channel is in *out), 0 when it goes on, -1 when it was dropped.
+ */
+static int step_auth(lsec_listener *l, int i, lsec_channel **out)
+{
+    struct pending *p = &l->pend[i];
+    uint8_t in[LSEC__HS_MSG_MAX];
+    size_t off = 0;
+    ssize_t n;
+    int rc = LSEC__HS_AGAIN;
+
+    if ((rc = flush_out(p)) != 0) {
+        if (rc < 0)
+            pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+        return rc < 0 ? -1 : 0;
+    }
+    do
+        n = lsec__io.recv(p->fd, in, sizeof(in), MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (n <= 0) {
+        pending_drop(l, i, LSEC_LOG_INFO, "peer closed during handshake");
+        return -1;
+    }
+    /* Feed everything; the state machine stops at each message boundary
+     * and never consumes application bytes that follow the last one. */
+    while (off < (size_t)n) {
+        size_t used = 0, outlen = 0;
+        rc = lsec__hs_step(&p->hs, in + off, (size_t)n - off, &used,
+                           p->out + p->out_len, sizeof(p->out) - p->out_len,
+                           &outlen);
+        off += used;
+        p->out_len += outlen;
+        if (rc != LSEC__HS_AGAIN || used == 0)
+            break;
+    }
+    if (rc < 0) {
+        lsec__wipe(in, sizeof(in));
+        pending_drop(l, i, LSEC_LOG_WARN,
+                     rc == LSEC_EAUTH   ? "authentication failed"
+                     : rc == LSEC_EMODE ? "mode mismatch (peer is not an "
+                                          "auth-mode client)"
+                                        : "malformed handshake");
+        return -1;
+    }
+    if (rc == LSEC__HS_DONE) {
+        struct pending done = pending_take(l, i);
+        lsec__hs_wipe(&done.hs);
+        /* Bytes behind the client's proof are its first messages. */
+        rc = lsec__channel_new(done.fd, NULL, &l->o, &done.local, &done.remote,
+                               done.uid, in + off, (size_t)n - off, out);
+        lsec__wipe(in, sizeof(in));
+        lsec__wipe(&done, sizeof(done));
+        return rc == 0 ? 1 : -1;
+    }
+    lsec__wipe(in, sizeof(in));
+    if (flush_out(p) < 0) {
+        pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+        return -1;
+    }
+    return 0;
+}
+
+static int step_tls(lsec_listener *l, int i, lsec_channel **out)
+{
+    struct pending *p = &l->pend[i];
+    int rc = lsec__tls_handshake(p->tls);
+
+    if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
+        p->out_len = rc; /* remember which readiness to wait for */
+        return 0;
+    }
+    if (rc != 0) {
+        pending_drop(l, i, LSEC_LOG_WARN,
+                     rc == LSEC_EAUTH   ? "TLS authentication failed"
+                     : rc == LSEC_EMODE ? "mode mismatch (peer is not a TLS "
+                                          "client)"
+                                        : "TLS handshake failed");
+        return -1;
+    }
+    struct pending done = pending_take(l, i);
+    rc = lsec__channel_new(done.fd, done.tls, &l->o, &done.local, &done.remote,
+                           done.uid, NULL, 0, out);
+    return rc == 0 ? 1 : -1;
+}
+
+static short pending_events(const lsec_listener *l, const struct pending *p)
+{
+    if (l->o.mode == LSEC_MODE_TLS)
+        return p->out_len == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+    return p->out_off < p->out_len ? POLLOUT : POLLIN;
+}
+
+/* One-shot: once the last allowed peer is in, nobody else may even try. */
+static void stop_listening(lsec_listener *l)
+{
+    while (l->npend > 0)
+        pending_drop(l, l->npend - 1, LSEC_LOG_DEBUG, NULL);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public calls                                                              */
+
+int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
+{
+    lsec_listener *l;
+    lsec__addr a;
+    int rc;
+
+    lsec__clear_detail();
+    if (out != NULL)
+        *out = NULL;
+    if (bind == NULL || out == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL bind address or output");
+    if ((rc = lsec__init()) != 0)
+        return rc;
+    l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return lsec__fail(LSEC_ENOMEM, "out of memory");
+    l->fd = -1;
+    lsec__opts_resolve(o, &l->o);
+    if ((l->o.mode != LSEC_MODE_AUTH && l->o.mode != LSEC_MODE_TLS) ||
+        l->o.max_pending < 1 || l->o.max_pending > 65536 ||
+        l->o.max_accepts < 0 || l->o.max_message > UINT32_MAX) {
+        rc = lsec__fail(LSEC_EINVAL, "invalid options (mode, max_pending, "
+                                     "max_accepts or max_message)");
+        goto fail;
+    }
+    if ((rc = lsec__addr_parse(bind, l->o.flags, &a)) != 0)
+        goto fail;
+    l->pend = calloc((size_t)l->o.max_pending, sizeof(*l->pend));
+    l->pfds = calloc((size_t)l->o.max_pending + 1, sizeof(*l->pfds));
+    if (l->pend == NULL || l->pfds == NULL) {
+        rc = lsec__fail(LSEC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (l->o.mode == LSEC_MODE_TLS &&
+        (rc = lsec__tls_ctx_new(LSEC__HS_SERVER, &l->tls_ctx)) != 0)
+        goto fail;
+    if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
+        goto fail;
+    /* The kernel-assigned port is known only now; the ticket carries the
+     * address as bound, a fresh secret and a fresh instance id. */
+    l->ticket.addr = l->addr;
+    l->ticket.mode = l->o.mode;
+    lsec__random(l->ticket.id, sizeof(l->ticket.id));
+    lsec__random(l->ticket.secret, sizeof(l->ticket.secret));
+    *out = l;
+    return 0;
+fail:
+    lsec_listener_close(l);
+    return rc;
+}
+
+int lsec_listener_port(const lsec_listener *l)
+{
+    if (l == NULL)
+        return LSEC_EINVAL;
+    return l->addr.port;
+}
+
+int lsec_listener_fd(const lsec_listener *l)
+{
+    if (l == NULL)
+        return LSEC_EINVAL;
+    return l->fd;
+}
+
+const lsec__ticket *lsec__listener_ticket(const lsec_listener *l)
+{
+    return &l->ticket;
+}
+
+int lsec_listener_ticket(const lsec_listener *l, char *buf, size_t len)
+{
+    lsec__clear_detail();
+    if (l == NULL || buf == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL listener or buffer");
+    return lsec__ticket_format(&l->ticket, buf, len);
+}
+
+int lsec_listener_write_file(lsec_listener *l, const char *path,
+                             char *written, size_t writtenlen)
+{
+    char used[LSEC_PATH_MAX];
+    int rc;
+
+    lsec__clear_detail();
+    if (written != NULL && writtenlen > 0)
+        written[0] = '\0';
+    if (l == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL listener");
+    rc = lsec__connfile_write(&l->ticket, path, used, sizeof(used));
+    if (rc != 0)
+        return rc;
+    if (written != NULL) {
+        size_t n = strlen(used);
+        if (n >= writtenlen) {
+            unlink(used);
+            return lsec__fail(LSEC_EMSGSIZE, "path buffer too small");
+        }
+        memcpy(written, used, n + 1);
+    }
+    /* One file per listener: a second write replaces the first. */
+    if (l->file != NULL && strcmp(l->file, used) != 0)
+        unlink(l->file);
+    free(l->file);
+    l->file = strdup(used);
+    return 0;
+}
+
+int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
+{
+    int64_t deadline;
+
+    lsec__clear_detail();
+    if (out != NULL)
+        *out = NULL;
+    if (l == NULL || out == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL listener or output");
+    if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
+        return lsec__fail(LSEC_ELIMIT, "this listener already accepted its "
+                                       "%d peer(s)",
+                          l->o.max_accepts);
+    deadline = lsec__deadline(timeout_ms);
+    for (;;) {
+        int64_t now = lsec__now_ms(), wake = deadline;
+        int n = 0, rc, wait;
+
+        /* Drop what has run out of time, then poll for the rest. */
+        for (int i = 0; i < l->npend;) {
+            if (l->pend[i].deadline <= now) {
+                pending_drop(l, i, LSEC_LOG_INFO, "handshake timed out");
+                continue;
+            }
+            if (l->pend[i].deadline < wake)
+                wake = l->pend[i].deadline;
+            i++;
+        }
+        l->pfds[n].fd = l->fd;
+        l->pfds[n].events = POLLIN;
+        l->pfds[n].revents = 0;
+        n++;
+        for (int i = 0; i < l->npend; i++, n++) {
+            l->pfds[n].fd = l->pend[i].fd;
+            l->pfds[n].events = pending_events(l, &l->pend[i]);
+            l->pfds[n].revents = 0;
+        }
+        wait = timeout_ms == 0 ? 0 : lsec__remaining(wake);
+        rc = lsec__io.poll(l->pfds, (unsigned long)n, wait);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return lsec__fail_errno(LSEC_EIO, errno, "poll");
+        }
+        /* Pending handshakes first, walking backwards so that a drop (which
+         * moves the last entry into the hole) never skips one.  pfds[k+1]
+         * belongs to pend[k] as laid out above. */
+        for (int k = l->npend - 1; rc > 0 && k >= 0; k--) {
+            if (l->pfds[k + 1].revents == 0)
+                continue;
+            int r = l->o.mode == LSEC_MODE_TLS ? step_tls(l, k, out)
+                                               : step_auth(l, k, out);
+            if (r == 1) {
+                l->accepted++;
+                if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
+                    stop_listening(l);
+                return 0;
+            }
+        }
+        if (rc > 0 && (l->pfds[0].revents & POLLIN))
+            accept_new(l);
+        if (rc == 0 || timeout_ms == 0) {
+            if (timeout_ms == 0)
+                return LSEC_EAGAIN;
+            if (lsec__remaining(deadline) == 0)
+                return lsec__fail(LSEC_ETIMEDOUT, "no authenticated peer "
+                                                  "within the timeout");
+        }
+    }
+}
+
+void lsec_listener_close(lsec_listener *l)
+{
+    if (l == NULL)
+        return;
+    stop_listening(l);
+    if (l->file != NULL) {
+        unlink(l->file);
+        free(l->file);
+    }
+    if (l->tls_ctx != NULL)
+        lsec__tls_ctx_free(l->tls_ctx);
+    lsec__ticket_wipe(&l->ticket);
+    free(l->pend);
+    free(l->pfds);
+    lsec__wipe(l, sizeof(*l));
+    free(l);
+}
