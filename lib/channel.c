@@ -761,6 +761,7 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     size_t early_len = 0;
     int64_t deadline, hs_deadline;
     int64_t uid = -1;
+    int32_t peer_pid = -1;
     int fd = -1, rc;
 
     *out = NULL;
@@ -787,7 +788,7 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
         goto fail;
     /* Who accepted us?  Under the same-user policy a listener of another
      * user (a squatter on a stale ticket's port) never sees our hello. */
-    rc = lsec__peer_lookup(&local, &remote, false, &uid, NULL);
+    rc = lsec__peer_lookup(&local, &remote, false, &uid, &peer_pid);
     if (ro.peer_policy == LSEC_PEER_SAME_USER &&
         (rc != 0 || uid != (int64_t)geteuid())) {
         rc = lsec__fail(LSEC_EPEER,

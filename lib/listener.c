@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -73,6 +74,7 @@ static void admit(lsec_listener *l, int fd)
     struct pending *p;
     lsec__addr local, remote;
     int64_t uid = -1;
+    int32_t peer_pid = -1;
     int one = 1, rc;
 
     if (lsec__socket_endpoints(fd, l->o.flags, &local, &remote) != 0) {
@@ -80,7 +82,7 @@ static void admit(lsec_listener *l, int fd)
         close(fd);
         return;
     }
-    rc = lsec__peer_lookup(&local, &remote, false, &uid, NULL);
+    rc = lsec__peer_lookup(&local, &remote, false, &uid, &peer_pid);
     /* Fail closed: a peer we cannot identify is not "the same user". */
     if (l->o.peer_policy == LSEC_PEER_SAME_USER &&
         (rc != 0 || uid != (int64_t)geteuid())) {
@@ -176,6 +178,8 @@ static int flush_out(struct pending *p)
             return 1;
         return -1;
     }
+    /* All sent: the buffer is free again for the next message. */
+    p->out_off = p->out_len = 0;
     return 0;
 }
 
@@ -325,6 +329,12 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         goto fail;
     if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
         goto fail;
+    /* accept_new drains the queue until EAGAIN: never block in accept. */
+    int fl = fcntl(l->fd, F_GETFL);
+    if (fl < 0 || fcntl(l->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        rc = lsec__fail_errno(LSEC_EIO, errno, "fcntl");
+        goto fail;
+    }
     /* The kernel-assigned port is known only now; the ticket carries the
      * address as bound, a fresh secret and a fresh instance id. */
     l->ticket.addr = l->addr;
