@@ -615,6 +615,120 @@ static void test_integrity_auth(void **state)
     run_integrity(NULL);
 }
 
+static void test_integrity_tls(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    run_integrity(&o);
+}
+
+static void test_tls_round_trip(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_channel *s, *c;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_channel_mode(c), LSEC_MODE_TLS);
+    assert_int_equal(lsec_channel_mode(s), LSEC_MODE_TLS);
+    static uint8_t big[1 << 20];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 13);
+    static uint8_t got[1 << 20];
+    size_t len = 0;
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(lsec_send(c, "hello", 5, 1000), 0);
+        assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 1000), 0);
+        assert_int_equal(len, 5);
+        assert_memory_equal(got, "hello", 5);
+    }
+    /* 1 MiB does not fit the socket buffers: a thread receives it. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(lsec_send(c, big, sizeof(big), 5000) == 0 &&
+                      lsec_flush(c, 5000) == 0
+                  ? 0
+                  : 1);
+    }
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 5000), 0);
+    assert_int_equal(len, sizeof(big));
+    assert_memory_equal(got, big, sizeof(big));
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* Build a ticket for the same listener in the other mode. */
+static void flip_mode(char *ticket, const char *from, const char *to)
+{
+    char *m = strstr(ticket, from);
+    assert_non_null(m);
+    char rest[LSEC_TICKET_MAX];
+    snprintf(rest, sizeof(rest), "%s", m + strlen(from));
+    snprintf(m, LSEC_TICKET_MAX - (size_t)(m - ticket), "%s%s", to, rest);
+}
+
+/* A client of one mode meeting a listener of the other fails at once with
+ * LSEC_EMODE, in both directions, never by timing out. */
+static void test_mode_mismatch_fast(void **state)
+{
+    (void)state;
+    for (int dir = 0; dir < 2; dir++) {
+        lsec_opts o;
+        char ticket[LSEC_TICKET_MAX];
+        lsec_opts_init(&o);
+        o.mode = dir == 0 ? LSEC_MODE_AUTH : LSEC_MODE_TLS;
+        lsec_listener *l = listen_on("127.0.0.1:0", &o);
+        ticket_of(l, ticket);
+        if (dir == 0)
+            flip_mode(ticket, "mode=auth", "mode=tls");
+        else
+            flip_mode(ticket, "mode=tls", "mode=auth");
+        struct accept_job j;
+        accept_async(&j, l, 1000);
+        lsec_channel *c = NULL;
+        int64_t t0 = lsec__now_ms();
+        int rc = lsec_connect(ticket, NULL, 5000, &c);
+        int64_t took = lsec__now_ms() - t0;
+        accept_join(&j);
+        if (rc != LSEC_EMODE)
+            fail_msg("direction %d: %s (%s)", dir, lsec_errname(rc),
+                     lsec_last_detail());
+        assert_null(c);
+        if (took > 500)
+            fail_msg("direction %d: mismatch took %lld ms", dir, (long long)took);
+        assert_int_equal(j.rc, LSEC_ETIMEDOUT);
+        assert_true(log_has("mode mismatch"));
+        lsec_listener_close(l);
+    }
+}
+
+static void test_tls_wrong_secret(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    char ticket[LSEC_TICKET_MAX];
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    corrupt_secret(ticket);
+    struct accept_job j;
+    accept_async(&j, l, 800);
+    lsec_channel *c = NULL;
+    assert_int_equal(lsec_connect(ticket, NULL, 3000, &c), LSEC_EAUTH);
+    accept_join(&j);
+    assert_int_equal(j.rc, LSEC_ETIMEDOUT);
+    assert_true(log_has("TLS authentication failed"));
+    lsec_listener_close(l);
+}
+
 static void test_one_shot(void **state)
 {
     (void)state;
@@ -723,6 +837,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
