@@ -71,6 +71,7 @@ int cli_relay(lsec_channel *ch)
     size_t cap = CHUNK;
     uint8_t *buf = malloc(cap), *in = malloc(CHUNK);
     int status = 0;
+    bool stdin_ended = false;
 
     if (buf == NULL || in == NULL) {
         fprintf(stderr, "loopsec: out of memory\n");
@@ -105,8 +106,10 @@ int cli_relay(lsec_channel *ch)
                 status = 1;
                 break;
             }
-            if (n == 0)
-                break; /* stdin ended: close cleanly below */
+            if (n == 0) {
+                stdin_ended = true; /* close cleanly below */
+                break;
+            }
             int rc = lsec_send(ch, in, (size_t)n, -1);
             if (rc != 0) {
                 cli_error("send", rc);
@@ -115,7 +118,7 @@ int cli_relay(lsec_channel *ch)
             }
         }
     }
-    if (status == 0) {
+    if (stdin_ended) {
         int rc = lsec_flush(ch, 5000);
         if (rc != 0) {
             cli_error("flush", rc);

@@ -361,10 +361,10 @@ int lsec_flush(lsec_channel *c, int timeout_ms)
     lsec__clear_detail();
     if (c == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL channel");
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
     if (c->wq_len == 0)
         return 0;
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
     return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
 }
 

@@ -206,7 +206,12 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     if (n <= 0) {
-        pending_drop(l, i, LSEC_LOG_INFO, "peer closed during handshake");
+        /* After our ServerHello, a client that leaves has usually found
+         * that our proof does not match its secret. */
+        pending_drop(l, i, LSEC_LOG_INFO,
+                     p->hs.transcript_len > LSEC__HS_HELLO_BYTES
+                         ? "peer left after our proof (a different secret?)"
+                         : "peer closed during handshake");
         return -1;
     }
     /* Feed everything; the state machine stops at each message boundary
