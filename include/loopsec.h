@@ -214,7 +214,7 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 typedef struct lsec_opts {
     size_t size;              /* set by lsec_opts_init; do not edit */
     int mode;                 /* LSEC_MODE_AUTH (default) or LSEC_MODE_TLS */
-    int handshake_timeout_ms; /* per connection, absolute; default 5000 */
+    int handshake_timeout_ms; /* per connection, absolute, > 0; 5000 */
     size_t max_message;       /* larger incoming lengths: LSEC_EPROTO */
     int peer_policy;          /* LSEC_PEER_SAME_USER (default) */
     int port_policy;          /* LSEC_PORT_KERNEL (default) or LSEC_PORT_RANGE */

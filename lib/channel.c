@@ -773,12 +773,14 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     if (ro.mode == LSEC_MODE_TLS && t->mode != LSEC_MODE_TLS)
         return lsec__fail(LSEC_EMODE, "the ticket is for auth mode but local "
                                       "policy requires tls");
+    if (ro.handshake_timeout_ms <= 0 || ro.max_message > UINT32_MAX ||
+        (ro.mode != LSEC_MODE_AUTH && ro.mode != LSEC_MODE_TLS))
+        return lsec__fail(LSEC_EINVAL, "invalid options (mode, "
+                                       "handshake_timeout_ms or max_message)");
     if (!lsec__addr_is_loopback(&t->addr, ro.flags))
         return lsec__fail(LSEC_ENOTLOOPBACK, "ticket address is not loopback");
     deadline = lsec__deadline(timeout_ms);
-    hs_deadline = ro.handshake_timeout_ms > 0
-                      ? lsec__deadline(ro.handshake_timeout_ms)
-                      : INT64_MAX;
+    hs_deadline = lsec__deadline(ro.handshake_timeout_ms);
     if (hs_deadline < deadline)
         deadline = hs_deadline;
 

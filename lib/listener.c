@@ -108,9 +108,8 @@ static void admit(lsec_listener *l, int fd)
     p->uid = uid;
     p->local = local;
     p->remote = remote;
-    p->deadline = l->o.handshake_timeout_ms > 0
-                      ? lsec__deadline(l->o.handshake_timeout_ms)
-                      : INT64_MAX;
+    /* Every unauthenticated connection has an absolute deadline. */
+    p->deadline = lsec__deadline(l->o.handshake_timeout_ms);
     if (l->o.mode == LSEC_MODE_TLS) {
         char identity[LSEC__PSK_IDENTITY_MAX];
         rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
@@ -315,9 +314,11 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     l->fd = -1;
     lsec__opts_resolve(o, &l->o);
     if ((l->o.mode != LSEC_MODE_AUTH && l->o.mode != LSEC_MODE_TLS) ||
-        l->o.max_pending < 1 || l->o.max_pending > 65536 ||
+        l->o.handshake_timeout_ms <= 0 || l->o.max_pending < 1 ||
+        l->o.max_pending > 65536 ||
         l->o.max_accepts < 0 || l->o.max_message > UINT32_MAX) {
-        rc = lsec__fail(LSEC_EINVAL, "invalid options (mode, max_pending, "
+        rc = lsec__fail(LSEC_EINVAL, "invalid options (mode, "
+                                     "handshake_timeout_ms, max_pending, "
                                      "max_accepts or max_message)");
         goto fail;
     }

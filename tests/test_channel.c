@@ -820,6 +820,19 @@ static void test_connect_refusals(void **state)
     assert_int_equal(lsec_connect(ticket, NULL, 1000, &c), LSEC_ECLOSED);
     assert_int_equal(lsec_listen("0.0.0.0:0", NULL, (lsec_listener **)&c),
                      LSEC_ENOTLOOPBACK);
+    /* Options that would leave a handshake without a deadline. */
+    lsec_listener *nl = (lsec_listener *)1;
+    lsec_opts_init(&o);
+    o.handshake_timeout_ms = 0;
+    assert_int_equal(lsec_listen("127.0.0.1:0", &o, &nl), LSEC_EINVAL);
+    assert_null(nl);
+    assert_int_equal(lsec_connect(ticket, &o, 100, &c), LSEC_EINVAL);
+    lsec_opts_init(&o);
+    o.max_pending = 0;
+    assert_int_equal(lsec_listen("127.0.0.1:0", &o, &nl), LSEC_EINVAL);
+    lsec_opts_init(&o);
+    o.mode = 7;
+    assert_int_equal(lsec_listen("127.0.0.1:0", &o, &nl), LSEC_EINVAL);
 }
 
 int main(void)
