@@ -26,5 +26,6 @@ int cmd_check(int argc, char **argv);
 int cmd_who(int argc, char **argv);
 int cmd_listen(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_psk(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"connect", cmd_connect,
      "connect [--tls] [--timeout MS] (TICKET | --ticket-file P | --inherited)\n"
      "                         connect and relay stdin/stdout"},
+    {"psk", cmd_psk, "psk (TICKET | -)     the TLS PSK and identity, for openssl s_client"},
 };
 
 static void usage(FILE *f)

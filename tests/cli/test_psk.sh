@@ -1,0 +1,88 @@
+#!/bin/bash
+# `loopsec psk`: the TLS PSK and identity of a tls-mode ticket, checked
+# against the PROTOCOL.md test vectors, from argv and from stdin; auth-mode
+# and malformed tickets refused with one stderr line and no PSK printed.
+# Usage: test_psk.sh PATH-TO-loopsec
+set -u
+cli=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+
+# The vectors (docs/PROTOCOL.md "Test vectors").
+secret_b64=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8
+ticket_tls="loopsec://127.0.0.1:62893/?mode=tls&id=0011223344556677&secret=$secret_b64"
+ticket_auth="loopsec://127.0.0.1:62893/?mode=auth&id=0011223344556677&secret=$secret_b64"
+want="psk c168f5522a9a086a08c4b53a1b9317a7a6cbe215ea7cd101ca8bf3e5b3c1760d
+identity loopsec/1 0011223344556677"
+
+# run STDIN ARGS...: sets rc, out, err
+run() {
+    local input=$1
+    shift
+    printf '%s' "$input" | timeout 10 "$cli" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    out=$(cat "$tmp/out")
+    err=$(cat "$tmp/err")
+}
+
+expect_psk() { # LABEL STDIN ARGS...
+    local label=$1
+    shift
+    run "$@"
+    if [ "$rc" = 0 ] && [ "$out" = "$want" ] && [ -z "$err" ]; then
+        ok
+    else
+        bad "$label: rc=$rc out='$out' err='$err'"
+    fi
+}
+
+expect_refused() { # LABEL WANT-RC STDIN ARGS...
+    local label=$1 want_rc=$2
+    shift 2
+    run "$@"
+    # A refusal is one stderr line; a usage error (2) prints the usage.
+    if [ "$rc" = "$want_rc" ] && [ -z "$out" ] && [ -n "$err" ] &&
+        { [ "$want_rc" = 2 ] || [ "$(printf '%s\n' "$err" | wc -l)" = 1 ]; } &&
+        ! printf '%s' "$err" | grep -q "$secret_b64"; then
+        ok
+    else
+        bad "$label: rc=$rc (want $want_rc) out='$out' err='$err'"
+    fi
+}
+
+expect_psk "argv" "" psk "$ticket_tls"
+expect_psk "stdin" "$ticket_tls" psk -
+expect_psk "stdin with newline" "$ticket_tls"$'\n' psk -
+expect_psk "stdin with CRLF" "$ticket_tls"$'\r\n' psk -
+
+# The PSK must be what the library derives: HMAC-SHA-256(secret, label),
+# recomputed here with openssl for a fresh random secret.
+if command -v openssl >/dev/null && command -v xxd >/dev/null; then
+    key=$(head -c 32 /dev/urandom | xxd -p -c 64)
+    b64=$(printf '%s' "$key" | xxd -r -p | base64 -w0 | tr '+/' '-_' | tr -d '=')
+    t="loopsec://127.0.0.1:1/?mode=tls&id=0123456789abcdef&secret=$b64"
+    mac=$(printf '%s' "loopsec/1 tls psk server" |
+        openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" -r | cut -d' ' -f1)
+    run "$t" psk -
+    if [ "$rc" = 0 ] &&
+        [ "$out" = "psk $mac"$'\n'"identity loopsec/1 0123456789abcdef" ]; then
+        ok
+    else
+        bad "random secret: rc=$rc out='$out' (want psk $mac)"
+    fi
+fi
+
+expect_refused "auth ticket" 1 "" psk "$ticket_auth"
+expect_refused "auth ticket on stdin" 1 "$ticket_auth" psk -
+expect_refused "malformed ticket" 1 "" psk "loopsec://127.0.0.1:62893/?mode=tls"
+expect_refused "empty stdin" 1 "" psk -
+expect_refused "no argument" 2 "" psk
+expect_refused "two arguments" 2 "" psk "$ticket_tls" extra
+
+echo "psk: $passed passed, $failed failed"
+[ "$failed" = 0 ]
