@@ -60,6 +60,11 @@ def secret_forms(ticket):
     return forms, raw
 
 
+def b64url(raw):
+    """base64url without padding, as tickets spell secrets."""
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def with_param(ticket, key, value):
     """The ticket with one query parameter replaced."""
     parts = urllib.parse.urlsplit(ticket)

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import unittest
 
-try:
+if __package__:
     from . import support
-except ImportError:  # run with -s tests as the top level
+else:  # run with -s tests as the top level
     import support
 
 import loopsec

@@ -8,9 +8,9 @@ import threading
 import time
 import unittest
 
-try:
+if __package__:
     from . import support
-except ImportError:  # run with -s tests as the top level
+else:  # run with -s tests as the top level
     import support
 
 import loopsec
@@ -46,12 +46,9 @@ class ErrorClassTest(unittest.TestCase):
     def test_wrong_secret_is_auth_error(self):
         with loopsec.listen() as srv:
             forms, raw = support.secret_forms(srv.ticket)
-            other = bytes(b ^ 0xFF for b in raw)
-            import base64
-            bad = support.with_param(
-                srv.ticket, "secret",
-                base64.urlsafe_b64encode(other).decode().rstrip("="))
-            t, box = accept_in_background(srv, 2)
+            bad = support.with_param(srv.ticket, "secret", support.b64url(
+                bytes(b ^ 0xFF for b in raw)))
+            t, box = accept_in_background(srv, 1)
             t0 = time.monotonic()
             with self.assertRaises(loopsec.AuthError) as cm:
                 loopsec.connect(bad, timeout=5)
@@ -73,13 +70,11 @@ class ErrorClassTest(unittest.TestCase):
             with self.subTest(tls=tls), loopsec.listen(tls=tls) as srv:
                 edited = support.with_param(srv.ticket, "mode",
                                             "auth" if tls else "tls")
-                t, box = accept_in_background(srv, 2)
+                t, box = accept_in_background(srv, 1)
                 t0 = time.monotonic()
-                with self.assertRaises((loopsec.ModeError, loopsec.AuthError,
-                                        loopsec.ClosedError,
-                                        loopsec.TLSError)):
+                with self.assertRaises(loopsec.ModeError):
                     loopsec.connect(edited, timeout=5)
-                self.assertLess(time.monotonic() - t0, 2)
+                self.assertLess(time.monotonic() - t0, 1)
                 t.join(5)
                 self.assertNotIn("ch", box)
 
@@ -211,15 +206,16 @@ class NoSecretLeakTest(unittest.TestCase):
             for tls in (False, True):
                 with loopsec.listen(tls=tls) as srv:
                     ticket = srv.ticket
-                    forms, _ = support.secret_forms(ticket)
+                    forms, raw = support.secret_forms(ticket)
                     planted |= forms
+                    flipped = support.b64url(bytes(b ^ 1 for b in raw))
                     self.assertClean(forms, repr(srv), str(srv),
                                      srv.redacted_ticket)
-                    t, _ = accept_in_background(srv, 3)
+                    t, _ = accept_in_background(srv, 1)
                     errors = [
                         self.check(forms, loopsec.connect,
-                                   support.with_param(ticket, "id",
-                                                      "0" * 16), 3),
+                                   support.with_param(ticket, "secret",
+                                                      flipped), 3),
                         self.check(forms, loopsec.connect,
                                    support.with_port(ticket, port), 3),
                         self.check(forms, loopsec.connect,

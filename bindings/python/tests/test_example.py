@@ -6,9 +6,9 @@ import subprocess
 import sys
 import unittest
 
-try:
+if __package__:
     from . import support
-except ImportError:  # run with -s tests as the top level
+else:  # run with -s tests as the top level
     import support
 
 EXAMPLE = os.path.join(support.SRC_ROOT, "examples", "python", "local_api.py")

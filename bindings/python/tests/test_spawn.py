@@ -5,9 +5,9 @@ import sys
 import time
 import unittest
 
-try:
+if __package__:
     from . import support
-except ImportError:  # run with -s tests as the top level
+else:  # run with -s tests as the top level
     import support
 
 import loopsec
