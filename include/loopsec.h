@@ -287,12 +287,16 @@ LSEC_API LSEC_CHECK int lsec_listener_ticket(const lsec_listener *l, char *buf,
 /**
  * Write the ticket to a connection file, atomically, mode 0600, never through
  * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket (the
- * directory is created 0700 and must be the user's own).  The file is
- * removed when the listener closes.  The path used is written to `written`
- * when it is not NULL.
+ * directory is created 0700 and must be the user's own and 0700; with
+ * XDG_RUNTIME_DIR unset there is no fallback: LSEC_EINVAL, pass a path).
+ * A given path's directory may not be writable by others unless it is
+ * sticky (like /tmp).  The file is written to a fresh temporary name
+ * beside the target and renamed over it, so a symlink planted at the target
+ * is replaced, never followed.  The file is removed when the listener
+ * closes.  The path used is written to `written` when it is not NULL.
  *
- * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory), LSEC_EIO,
- * LSEC_EMSGSIZE (writtenlen too small).
+ * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory), LSEC_ENOTFOUND
+ * (no such directory), LSEC_EIO, LSEC_EMSGSIZE (writtenlen too small).
  */
 LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
                                                  const char *path,
@@ -334,9 +338,14 @@ LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
                                      int timeout_ms, lsec_channel **out);
 
 /**
- * Read a connection file (refused unless it is a regular file owned by this
- * user, not readable or writable by others, and small) and connect.
- * Returns lsec_connect's codes plus LSEC_EPERM and LSEC_ENOTFOUND.
+ * Read a connection file and connect.  The file is opened without following
+ * a symlink and without blocking, and the opened file is refused
+ * (LSEC_EPERM, each reason with its own detail) unless it is a regular file
+ * owned by this user (the effective uid), with no group or other permission
+ * bits, and at most LSEC_TICKET_MAX bytes.  Its content is one ticket and
+ * an optional newline.  A stale file whose listener is gone gives
+ * LSEC_ECLOSED (connection refused).
+ * Returns lsec_connect's codes plus LSEC_EPERM and LSEC_ENOTFOUND (no file).
  */
 LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
                                           int timeout_ms, lsec_channel **out);
@@ -434,15 +443,22 @@ typedef struct lsec_helper lsec_helper;
 /**
  * Parent listens, helper connects back.  Binds 127.0.0.1:0, starts
  * argv[0] (searched in PATH) with the ticket on an inherited pipe whose
- * number is in LOOPSEC_TICKET_FD, and waits for the helper's authenticated
- * connection, the helper's death or the timeout, whichever comes first.
- * Only that pipe is inherited besides stdin/stdout/stderr.  Unless
- * LSEC_OPT_HELPER_SURVIVES is set, the helper gets SIGKILL when the parent
- * dies.  The listener accepts exactly one peer.
+ * number (3) is in LOOPSEC_TICKET_FD, and waits for the helper's
+ * authenticated connection, the helper's death or the timeout, whichever
+ * comes first; a helper that dies at once is reported at once.  The
+ * helper's environment is the caller's plus that variable.  Only that pipe
+ * is inherited besides stdin/stdout/stderr (which are inherited as they
+ * are): every other descriptor, CLOEXEC or not, is closed in the helper.
+ * Unless LSEC_OPT_HELPER_SURVIVES is set, the helper gets SIGKILL when the
+ * parent dies (Linux PR_SET_PDEATHSIG: strictly, when the thread that
+ * called lsec_spawn ends, so call it from a thread that lives as long as
+ * the helper should).  The listener accepts exactly one peer and is closed
+ * before return.  `timeout_ms` bounds the whole call.
  *
- * Returns 0, LSEC_ECHILD (the helper exited: the detail has its status),
- * LSEC_ETIMEDOUT, LSEC_EINVAL, LSEC_EIO, LSEC_ENOMEM.
- * On failure the helper, if it was started, is killed and reaped.
+ * Returns 0, LSEC_ECHILD (the helper exited or could not be executed: the
+ * detail has its status or the reason), LSEC_ENOTFOUND (no such program),
+ * LSEC_ETIMEDOUT, LSEC_EINVAL, LSEC_EIO, LSEC_ENOMEM, or lsec_listen's
+ * codes.  On failure the helper, if it was started, is killed and reaped.
  */
 LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[],
                                    const lsec_opts *o, int timeout_ms,
@@ -452,7 +468,9 @@ LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[],
  * Helper listens, parent connects (kernel pattern).  Starts argv with a pipe
  * in LOOPSEC_ANNOUNCE_FD, reads the ticket the helper announces with
  * lsec_listener_announce, then connects.  The helper's port is held before
- * anyone learns its number.  Codes as lsec_spawn.
+ * anyone learns its number.  `timeout_ms` bounds the whole call.  Codes as
+ * lsec_spawn, plus LSEC_EPROTO (the helper closed the descriptor without
+ * announcing but lives on), LSEC_EBADTICKET, and lsec_connect's codes.
  */
 LSEC_API LSEC_CHECK int lsec_spawn_listening(const char *const argv[],
                                              const lsec_opts *o,
@@ -463,7 +481,12 @@ LSEC_API LSEC_CHECK int lsec_spawn_listening(const char *const argv[],
 /**
  * In a helper started by lsec_spawn: read the ticket from the descriptor
  * named in LOOPSEC_TICKET_FD (then close it and remove the variable) and
- * connect.  Returns lsec_connect's codes, LSEC_ENOTFOUND when not started so.
+ * connect, all within `timeout_ms`.  The variable must be plain decimal and
+ * at least 3, and the descriptor a pipe or socket.  Not thread-safe
+ * (unsetenv): call it early, before starting threads.
+ * Returns lsec_connect's codes, LSEC_ENOTFOUND when not started so (the
+ * variable is unset or its descriptor is not open), LSEC_EINVAL (malformed
+ * variable, or not a pipe), LSEC_EBADTICKET (nothing or garbage to read).
  */
 LSEC_API LSEC_CHECK int lsec_connect_inherited(const lsec_opts *o,
                                                int timeout_ms,
@@ -471,8 +494,10 @@ LSEC_API LSEC_CHECK int lsec_connect_inherited(const lsec_opts *o,
 
 /**
  * In a helper started by lsec_spawn_listening: write the listener's ticket
- * to the descriptor named in LOOPSEC_ANNOUNCE_FD, then close it.
- * LSEC_ENOTFOUND when not started so.
+ * and a newline to the descriptor named in LOOPSEC_ANNOUNCE_FD, then close
+ * it and remove the variable (checked as for lsec_connect_inherited; not
+ * thread-safe).  LSEC_ENOTFOUND when not started so, LSEC_EINVAL,
+ * LSEC_ECLOSED (the parent is gone), LSEC_EIO.
  */
 LSEC_API LSEC_CHECK int lsec_listener_announce(const lsec_listener *l);
 
@@ -480,18 +505,25 @@ LSEC_API LSEC_CHECK int lsec_listener_announce(const lsec_listener *l);
 LSEC_API int lsec_helper_pid(const lsec_helper *h);
 
 /**
- * Wait up to `timeout_ms` for the helper to exit; its wait status goes to
- * `*status`.  Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN, LSEC_EINVAL.
+ * Wait up to `timeout_ms` for the helper to exit; its wait status (as from
+ * waitpid: WIFEXITED, WEXITSTATUS...) goes to `*status`.  Once reaped, later
+ * calls return the same status.  Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN
+ * (timeout 0, still running), LSEC_EINVAL, LSEC_ECHILD (the application
+ * reaped it itself, e.g. with SIGCHLD ignored: status unknown).
  */
 LSEC_API LSEC_CHECK int lsec_helper_wait(lsec_helper *h, int timeout_ms,
                                          int *status);
 
-/** Send `sig` to the helper (if it has not been reaped). */
+/**
+ * Send `sig` to the helper.  Returns 0, LSEC_ECHILD (already reaped: its
+ * pid may belong to another process now, so nothing is sent), LSEC_EINVAL.
+ */
 LSEC_API int lsec_helper_kill(lsec_helper *h, int sig);
 
 /**
  * Free the handle.  A helper still running is killed (SIGKILL) and reaped,
- * unless LSEC_OPT_HELPER_SURVIVES was set.
+ * unless LSEC_OPT_HELPER_SURVIVES was set (then it keeps running, still a
+ * child of this process).
  */
 LSEC_API void lsec_helper_free(lsec_helper *h);
 
