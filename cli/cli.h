@@ -27,5 +27,6 @@ int cmd_who(int argc, char **argv);
 int cmd_listen(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_psk(int argc, char **argv);
+int cmd_spawn(int argc, char **argv); /* cmd_spawn.c */
 
 #endif

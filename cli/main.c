@@ -30,6 +30,8 @@ static const struct command commands[] = {
      "connect [--tls] [--timeout MS] (TICKET | --ticket-file P | --inherited)\n"
      "                         connect and relay stdin/stdout"},
     {"psk", cmd_psk, "psk (TICKET | -)     the TLS PSK and identity, for openssl s_client"},
+    {"spawn", cmd_spawn, "spawn [--tls] [--timeout MS] -- CMD [ARGS...]\n"
+     "                         run a helper that connects back; relay stdin/stdout"},
 };
 
 static void usage(FILE *f)

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -705,8 +706,12 @@ static void test_connect_inherited_reads_and_scrubs(void **state)
     assert_int_equal(lsec_connect_inherited(NULL, 5000, &ch), 0);
     acceptor_join(&a);
     assert_int_equal(a.rc, 0);
-    /* Read once: the descriptor is closed and the variable gone. */
-    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    /* Read once: the pipe is closed (its number may already be reused by
+     * the channel's socket) and the variable gone. */
+    {
+        struct stat st;
+        assert_true(fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode));
+    }
     assert_null(getenv(LSEC_ENV_TICKET_FD));
     {
         char buf[16];
@@ -1102,6 +1107,77 @@ static void test_connect_file_default_removed_on_close(void **state)
     remove_tree(dir);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* loopsec spawn                                                             */
+
+/* Run `cmd` under sh with stdin a pipe we hold open until its output ends
+ * (so the relay's stdin never ends first), stdout and stderr captured.
+ * Returns the exit status. */
+static int run_shell(const char *cmd, char *out, size_t cap)
+{
+    int in[2], op[2], st;
+    size_t got = 0;
+    pid_t pid;
+
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(op, O_CLOEXEC), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(op[1], 1);
+        dup2(op[1], 2);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(op[1]);
+    for (int i = 0; i < 200; i++) {
+        struct pollfd p = {.fd = op[0], .events = POLLIN};
+        ssize_t n;
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        n = read(op[0], out + got, cap - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(op[0]);
+    close(in[1]);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void test_cli_spawn(void **state)
+{
+    char cmd[2048], out[1024];
+    (void)state;
+
+    /* The helper connects back with `loopsec connect --inherited`, sends one
+     * line and hangs up; the parent relays it to stdout.  (Its stdin stays
+     * open: the relay ends because the helper closed.) */
+    snprintf(cmd, sizeof(cmd),
+             "%s spawn --timeout 5000 -- sh -c "
+             "'echo hello from the helper | %s connect --inherited' 2>&1",
+             LSEC_TEST_CLI, LSEC_TEST_CLI);
+    assert_int_equal(run_shell(cmd, out, sizeof(out)), 0);
+    assert_string_equal(out, "hello from the helper\n");
+
+    /* A helper that dies: exit 1 and one line naming its status. */
+    snprintf(cmd, sizeof(cmd), "%s spawn -- %s exit 3 2>&1 </dev/null",
+             LSEC_TEST_CLI, helper_path);
+    assert_int_equal(run_shell(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "exited with status 3"));
+
+    snprintf(cmd, sizeof(cmd), "%s spawn 2>&1 </dev/null", LSEC_TEST_CLI);
+    assert_int_equal(run_shell(cmd, out, sizeof(out)), 2);
+    snprintf(cmd, sizeof(cmd), "%s spawn --timeout x -- true 2>&1", LSEC_TEST_CLI);
+    assert_int_equal(run_shell(cmd, out, sizeof(out)), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1129,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_connfile_read_refusals),
         cmocka_unit_test(test_connect_file),
         cmocka_unit_test(test_connect_file_default_removed_on_close),
+        cmocka_unit_test(test_cli_spawn),
     };
     /* Every spawn below must find its helper; say so early if it is not
      * there rather than failing forty assertions. */
