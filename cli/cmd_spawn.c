@@ -46,8 +46,9 @@ static int finish_helper(lsec_helper *h, int timeout_ms)
 
     rc = lsec_helper_wait(h, timeout_ms, &st);
     if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
-        fprintf(stderr, "loopsec: spawn: helper still running after %d ms; "
-                        "terminating it\n",
+        fprintf(stderr,
+                "loopsec: spawn: helper still running after %d ms; "
+                "terminating it\n",
                 timeout_ms);
         (void)lsec_helper_kill(h, SIGTERM);
         rc = lsec_helper_wait(h, 2000, &st);

@@ -31,8 +31,7 @@ static int helper_next_to_me(char *buf, size_t len)
         return -1;
     buf[n] = '\0';
     slash = strrchr(buf, '/');
-    if (slash == NULL ||
-        (size_t)(slash - buf) + sizeof("/debug_helper") > len)
+    if (slash == NULL || (size_t)(slash - buf) + sizeof("/debug_helper") > len)
         return -1;
     strcpy(slash, "/debug_helper");
     return 0;

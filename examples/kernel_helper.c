@@ -27,16 +27,23 @@ static void evaluate(const char *req, char *out, size_t len)
         return;
     }
     switch (op) {
-    case '+': snprintf(out, len, "%ld", a + b); break;
-    case '-': snprintf(out, len, "%ld", a - b); break;
-    case '*': snprintf(out, len, "%ld", a * b); break;
+    case '+':
+        snprintf(out, len, "%ld", a + b);
+        break;
+    case '-':
+        snprintf(out, len, "%ld", a - b);
+        break;
+    case '*':
+        snprintf(out, len, "%ld", a * b);
+        break;
     case '/':
         if (b == 0)
             snprintf(out, len, "error: division by zero");
         else
             snprintf(out, len, "%ld", a / b);
         break;
-    default: snprintf(out, len, "error: unknown operator '%c'", op);
+    default:
+        snprintf(out, len, "error: unknown operator '%c'", op);
     }
 }
 

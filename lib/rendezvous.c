@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -119,6 +121,37 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+/*
+ * write_all to a pipe whose reader may be gone, without SIGPIPE: the library
+ * never raises it.  SIGPIPE is blocked in this thread for the write only,
+ * and one that the write itself raised is consumed before the mask is
+ * restored (unless one was already pending: that one is the caller's).
+ * Nothing else of the process's signal state is touched.
+ */
+static int write_nosigpipe(int fd, const char *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    bool was_pending;
+    int rc, e;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) != 0)
+        return write_all(fd, buf, len);
+    sigemptyset(&pending);
+    was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    rc = write_all(fd, buf, len);
+    e = errno;
+    if (rc != 0 && e == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return rc;
+}
+
 /* "exited with status 3", "killed by signal 9". */
 static void describe_status(int status, char *buf, size_t len)
 {
@@ -163,22 +196,45 @@ static int env_fd(const char *name, int *fd)
 }
 
 /*
- * Check that the inherited descriptor is open and is a pipe or a socket
- * (never a terminal or a file that stdout happens to share), and make it
+ * Take the descriptor named in environment variable `name`: parse it,
+ * remove the variable (it is spent either way: a grandchild must not find
+ * it), check that the descriptor is open and is a pipe or a socket (never a
+ * terminal or a file that stdout happens to share, so a stray variable
+ * cannot make us read a tty or print a ticket into a log), and make it
  * close-on-exec at once, so that nothing this process starts inherits it.
  */
-static int check_inherited_fd(const char *name, int fd)
+static int take_inherited_fd(const char *name, int *out)
 {
     struct stat st;
+    int fd, rc;
 
+    rc = env_fd(name, &fd);
+    if (rc != 0)
+        return rc;
+    unsetenv(name);
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
-        return lsec__fail(LSEC_ENOTFOUND, "descriptor %d named in %s is not open",
-                          fd, name);
+        return lsec__fail(LSEC_ENOTFOUND,
+                          "descriptor %d named in %s is not open", fd, name);
     if (fstat(fd, &st) != 0)
         return lsec__fail_errno(LSEC_EIO, errno, "fstat of descriptor %d", fd);
     if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode))
         return lsec__fail(LSEC_EINVAL,
                           "descriptor %d named in %s is not a pipe", fd, name);
+    *out = fd;
+    return 0;
+}
+
+/* The listener's ticket and a newline, the form that travels on pipes and
+ * in files.  The caller wipes `buf`. */
+static int ticket_line(const lsec__ticket *t, char buf[LSEC_TICKET_MAX + 1],
+                       size_t *len)
+{
+    int rc = lsec__ticket_format(t, buf, LSEC_TICKET_MAX);
+
+    if (rc != 0)
+        return rc;
+    *len = strlen(buf);
+    buf[(*len)++] = '\n';
     return 0;
 }
 
@@ -420,8 +476,8 @@ static char **build_env(const char *assign)
     if (envp == NULL)
         return NULL;
     for (char **e = environ; e != NULL && *e != NULL; e++) {
-        if (strncmp(*e, LSEC_ENV_TICKET_FD "=",
-                    sizeof(LSEC_ENV_TICKET_FD)) == 0 ||
+        if (strncmp(*e, LSEC_ENV_TICKET_FD "=", sizeof(LSEC_ENV_TICKET_FD)) ==
+                0 ||
             strncmp(*e, LSEC_ENV_ANNOUNCE_FD "=",
                     sizeof(LSEC_ENV_ANNOUNCE_FD)) == 0)
             continue;
@@ -436,12 +492,12 @@ struct child_plan {
     const char *path;
     char *const *argv;
     char *const *envp;
-    int pass_fd;     /* becomes CHILD_FD in the helper */
-    int err_fd;      /* CLOEXEC pipe: the exec errno, or EOF on success */
-    pid_t parent;    /* getpid() before fork, for the PDEATHSIG check */
+    int pass_fd;  /* becomes CHILD_FD in the helper */
+    int err_fd;   /* CLOEXEC pipe: the exec errno, or EOF on success */
+    pid_t parent; /* getpid() before fork, for the PDEATHSIG check */
     bool pdeathsig;
-    long max_fd;     /* fallback bound when close_range is unavailable */
-    sigset_t mask;   /* the caller's signal mask, restored before exec */
+    long max_fd;   /* fallback bound when close_range is unavailable */
+    sigset_t mask; /* the caller's signal mask, restored before exec */
 };
 
 /*
@@ -639,9 +695,8 @@ static int check_spawn_args(const char *const argv[], int timeout_ms,
  * that dies is noticed at once; once a connection has arrived, lsec_accept
  * drives its handshake in short slices with a check of the helper between.
  */
-static int await_connection(lsec_helper *h, lsec_listener *l,
-                            int64_t deadline, int timeout_ms,
-                            lsec_channel **out)
+static int await_connection(lsec_helper *h, lsec_listener *l, int64_t deadline,
+                            int timeout_ms, lsec_channel **out)
 {
     bool arrived = false;
     int rc;
@@ -655,8 +710,8 @@ static int await_connection(lsec_helper *h, lsec_listener *l,
                 {.fd = h->pidfd, .events = POLLIN},
             };
             unsigned long np = h->pidfd >= 0 ? 2 : 1;
-            int r = lsec__io.poll(p, np, h->pidfd >= 0 ? left
-                                                       : clamp_slice(left));
+            int r =
+                lsec__io.poll(p, np, h->pidfd >= 0 ? left : clamp_slice(left));
             if (r < 0 && errno != EINTR)
                 return lsec__fail_errno(LSEC_EIO, errno, "poll");
             if (r > 0 && p[0].revents != 0)
@@ -705,7 +760,7 @@ int lsec_spawn(const char *const argv[], const lsec_opts *o, int timeout_ms,
     rc = lsec_listen("127.0.0.1:0", &opts, &l);
     if (rc != 0)
         return rc;
-    rc = lsec_listener_ticket(l, ticket, LSEC_TICKET_MAX);
+    rc = ticket_line(lsec__listener_ticket(l), ticket, &len);
     if (rc != 0)
         goto out;
     rc = cloexec_pipe(p);
@@ -714,9 +769,8 @@ int lsec_spawn(const char *const argv[], const lsec_opts *o, int timeout_ms,
     /* The ticket goes into the pipe before the helper exists (a ticket is
      * far below PIPE_BUF, so this never blocks and is atomic), and the
      * write end is closed before fork: the helper only ever holds the read
-     * end, and reads EOF right after the ticket. */
-    len = strlen(ticket);
-    ticket[len++] = '\n';
+     * end, and reads EOF right after the ticket.  We hold the read end,
+     * so this write cannot raise SIGPIPE. */
     if (write_all(p[1], ticket, len) != 0) {
         rc = lsec__fail_errno(LSEC_EIO, errno, "cannot write the ticket pipe");
         close(p[0]);
@@ -838,12 +892,7 @@ int lsec_connect_inherited(const lsec_opts *o, int timeout_ms,
         return rc;
     deadline = lsec__deadline(timeout_ms);
     lsec__opts_resolve(o, &opts);
-    rc = env_fd(LSEC_ENV_TICKET_FD, &fd);
-    if (rc != 0)
-        return rc;
-    /* The variable is spent either way: a grandchild must not find it. */
-    unsetenv(LSEC_ENV_TICKET_FD);
-    rc = check_inherited_fd(LSEC_ENV_TICKET_FD, fd);
+    rc = take_inherited_fd(LSEC_ENV_TICKET_FD, &fd);
     if (rc != 0)
         return rc;
     rc = read_ticket_fd(fd, NULL, deadline, buf, &len);
@@ -874,23 +923,13 @@ int lsec_listener_announce(const lsec_listener *l)
     lsec__clear_detail();
     if (l == NULL)
         return lsec__fail(LSEC_EINVAL, "listener is NULL");
-    rc = env_fd(LSEC_ENV_ANNOUNCE_FD, &fd);
+    rc = take_inherited_fd(LSEC_ENV_ANNOUNCE_FD, &fd);
     if (rc != 0)
         return rc;
-    unsetenv(LSEC_ENV_ANNOUNCE_FD);
-    /* Refuse anything but a pipe or socket: a stray variable must not make
-     * us print the ticket into a terminal or a log file. */
-    rc = check_inherited_fd(LSEC_ENV_ANNOUNCE_FD, fd);
-    if (rc != 0)
-        return rc;
-    rc = lsec_listener_ticket(l, buf, LSEC_TICKET_MAX);
-    if (rc == 0) {
-        len = strlen(buf);
-        buf[len++] = '\n';
-        if (write_all(fd, buf, len) != 0)
-            rc = lsec__fail_errno(errno == EPIPE ? LSEC_ECLOSED : LSEC_EIO,
-                                  errno, "cannot announce the ticket");
-    }
+    rc = ticket_line(lsec__listener_ticket(l), buf, &len);
+    if (rc == 0 && write_nosigpipe(fd, buf, len) != 0)
+        rc = lsec__fail_errno(errno == EPIPE ? LSEC_ECLOSED : LSEC_EIO, errno,
+                              "cannot announce the ticket");
     lsec__wipe(buf, sizeof(buf));
     close(fd);
     return rc;
@@ -917,8 +956,8 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
     rc = cloexec_pipe(p);
     if (rc != 0)
         return rc;
-    rc = start_child(argv, &opts, p[1],
-                     LSEC_ENV_ANNOUNCE_FD "=" CHILD_FD_TEXT, deadline, &h);
+    rc = start_child(argv, &opts, p[1], LSEC_ENV_ANNOUNCE_FD "=" CHILD_FD_TEXT,
+                     deadline, &h);
     /* Only the helper holds the write end now, so its death is EOF here. */
     close(p[1]);
     if (rc != 0) {
@@ -941,8 +980,8 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
                               "without announcing");
     }
     if (rc == 0) {
-        rc = lsec__ticket_parse(buf, len,
-                                opts.flags & LSEC_ADDR_ALLOW_127_8, &t);
+        rc = lsec__ticket_parse(buf, len, opts.flags & LSEC_ADDR_ALLOW_127_8,
+                                &t);
         lsec__wipe(buf, sizeof(buf));
         if (rc == 0) {
             rc = lsec__connect_ticket(&t, &opts, lsec__remaining(deadline),
@@ -1049,8 +1088,8 @@ static int open_given_dir(const char *dirpath)
     return fd;
 }
 
-int lsec__connfile_write(const lsec__ticket *t, const char *path,
-                         char *written, size_t writtenlen)
+int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
+                         size_t writtenlen)
 {
     char dirpath[LSEC_PATH_MAX], full[LSEC_PATH_MAX], tmp[64 + NAME_MAX];
     char buf[LSEC_TICKET_MAX + 1];
@@ -1067,8 +1106,7 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path,
         dfd = open_default_dir(dirpath, sizeof(dirpath));
         if (dfd < 0)
             return dfd;
-        if (lsec__hex_encode(idhex, sizeof(idhex), t->id, sizeof(t->id)) !=
-            0) {
+        if (lsec__hex_encode(idhex, sizeof(idhex), t->id, sizeof(t->id)) != 0) {
             close(dfd);
             return lsec__fail(LSEC_EINVAL, "cannot encode the listener id");
         }
@@ -1085,9 +1123,8 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path,
         base = slash != NULL ? slash + 1 : path;
         if (base[0] == '\0' || strcmp(base, ".") == 0 ||
             strcmp(base, "..") == 0)
-            return lsec__fail(LSEC_EINVAL,
-                              "connection file path %s names a directory",
-                              path);
+            return lsec__fail(
+                LSEC_EINVAL, "connection file path %s names a directory", path);
         dlen = slash == NULL ? 0 : (slash == path ? 1 : (size_t)(slash - path));
         if (dlen == 0)
             snprintf(dirpath, sizeof(dirpath), ".");
@@ -1108,13 +1145,11 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path,
                           "connection file path does not fit the buffer");
     }
 
-    rc = lsec__ticket_format(t, buf, LSEC_TICKET_MAX);
+    rc = ticket_line(t, buf, &len);
     if (rc != 0) {
         close(dfd);
         return rc;
     }
-    len = strlen(buf);
-    buf[len++] = '\n';
 
     /* A fresh temp file beside the target: O_EXCL|O_NOFOLLOW means nothing
      * pre-planted (file or symlink) is ever opened; rename then replaces
@@ -1226,14 +1261,12 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            return lsec__fail(LSEC_ENOTFOUND, "no connection file at %s",
-                              path);
+            return lsec__fail(LSEC_ENOTFOUND, "no connection file at %s", path);
         if (e == ELOOP)
             return lsec__fail(LSEC_EPERM, "connection file %s is a symlink",
                               path);
         if (e == EACCES)
-            return lsec__fail_errno(LSEC_EPERM, e, "connection file %s",
-                                    path);
+            return lsec__fail_errno(LSEC_EPERM, e, "connection file %s", path);
         return lsec__fail_errno(LSEC_EIO, e, "cannot open connection file %s",
                                 path);
     }

@@ -29,6 +29,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+/* cmocka needs the three above first. */
 #include <cmocka.h>
 
 #ifndef LSEC_RDV_HELPER
@@ -375,12 +377,10 @@ static void test_spawn_exec_failures(void **state)
     int64_t t0 = lsec__now_ms();
     (void)state;
 
-    assert_int_equal(lsec_spawn(missing, NULL, 5000, &h, &ch),
-                     LSEC_ENOTFOUND);
+    assert_int_equal(lsec_spawn(missing, NULL, 5000, &h, &ch), LSEC_ENOTFOUND);
     assert_detail_has("cannot execute /nonexistent/loopsec-helper");
     assert_detail_has("No such file");
-    assert_int_equal(lsec_spawn(unknown, NULL, 5000, &h, &ch),
-                     LSEC_ENOTFOUND);
+    assert_int_equal(lsec_spawn(unknown, NULL, 5000, &h, &ch), LSEC_ENOTFOUND);
     assert_detail_has("cannot execute loopsec-no-such-program-here");
 
     make_tmpdir(dir, sizeof(dir));
@@ -559,18 +559,17 @@ static void test_spawn_listening_failures(void **state)
     (void)state;
 
     t0 = lsec__now_ms();
-    assert_int_equal(
-        spawn_listening_mode("announce-exit", "4", 10000, &h, &ch),
-        LSEC_ECHILD);
+    assert_int_equal(spawn_listening_mode("announce-exit", "4", 10000, &h, &ch),
+                     LSEC_ECHILD);
     assert_true(lsec__now_ms() - t0 < 1000);
     assert_detail_has("exited with status 4");
     assert_null(h);
     assert_null(ch);
     assert_no_children();
 
-    assert_int_equal(spawn_listening_mode("announce-none", NULL, 10000, &h,
-                                          &ch),
-                     LSEC_EPROTO);
+    assert_int_equal(
+        spawn_listening_mode("announce-none", NULL, 10000, &h, &ch),
+        LSEC_EPROTO);
     assert_detail_has("without announcing");
     assert_no_children();
 
@@ -622,6 +621,24 @@ static void test_announce_in_process(void **state)
     assert_string_equal(got, want);
     lsec__wipe(got, sizeof(got));
     lsec__wipe(want, sizeof(want));
+
+    /* The parent is gone (the read end closed): LSEC_ECLOSED, and no
+     * SIGPIPE although it is left at its default (which would kill us). */
+    {
+        struct sigaction sa;
+        assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+        assert_true(sa.sa_handler == SIG_DFL);
+    }
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    snprintf(num, sizeof(num), "%d", p[1]);
+    setenv(LSEC_ENV_ANNOUNCE_FD, num, 1);
+    assert_int_equal(lsec_listener_announce(l), LSEC_ECLOSED);
+    {
+        sigset_t pending;
+        assert_int_equal(sigpending(&pending), 0);
+        assert_false(sigismember(&pending, SIGPIPE));
+    }
     lsec_listener_close(l);
 }
 
@@ -646,8 +663,8 @@ static int inherit_text(const char *text)
 static void test_connect_inherited_env_checks(void **state)
 {
     lsec_channel *ch = (lsec_channel *)1;
-    static const char *const bad[] = {"", "abc", "2", "0", "03", "+4",
-                                      "4x", " 4", "-5", "99999999999"};
+    static const char *const bad[] = {"",   "abc", "2",  "0",  "03",
+                                      "+4", "4x",  " 4", "-5", "99999999999"};
     char num[16];
     int fd;
     (void)state;
@@ -677,13 +694,11 @@ static void test_connect_inherited_env_checks(void **state)
 
     /* Empty pipe (already read) and garbage. */
     fd = inherit_text("");
-    assert_int_equal(lsec_connect_inherited(NULL, 1000, &ch),
-                     LSEC_EBADTICKET);
+    assert_int_equal(lsec_connect_inherited(NULL, 1000, &ch), LSEC_EBADTICKET);
     assert_int_equal(fcntl(fd, F_GETFD), -1);
     assert_null(getenv(LSEC_ENV_TICKET_FD));
     fd = inherit_text("not a ticket\n");
-    assert_int_equal(lsec_connect_inherited(NULL, 1000, &ch),
-                     LSEC_EBADTICKET);
+    assert_int_equal(lsec_connect_inherited(NULL, 1000, &ch), LSEC_EBADTICKET);
     assert_int_equal(fcntl(fd, F_GETFD), -1);
     assert_null(ch);
 }
@@ -774,8 +789,7 @@ static void test_connfile_write_read(void **state)
 
     /* A buffer too small for the path: EMSGSIZE, nothing written. */
     unlink(path);
-    assert_int_equal(lsec__connfile_write(&t, path, written, 8),
-                     LSEC_EMSGSIZE);
+    assert_int_equal(lsec__connfile_write(&t, path, written, 8), LSEC_EMSGSIZE);
     assert_int_equal(access(path, F_OK), -1);
 
     /* Misuse and impossible places. */
@@ -815,8 +829,7 @@ static void test_connfile_default_dir(void **state)
     setenv("XDG_RUNTIME_DIR", dir, 1);
     assert_int_equal(lsec__connfile_write(&t, NULL, written, sizeof(written)),
                      0);
-    assert_int_equal(lsec__hex_encode(idhex, sizeof(idhex), t.id,
-                                      sizeof(t.id)),
+    assert_int_equal(lsec__hex_encode(idhex, sizeof(idhex), t.id, sizeof(t.id)),
                      0);
     snprintf(want, sizeof(want), "%s/%s.ticket", sub, idhex);
     assert_string_equal(written, want);
@@ -1008,8 +1021,7 @@ static void test_connfile_read_refusals(void **state)
         char two[2 * LSEC_TICKET_MAX];
         snprintf(two, sizeof(two), "%s%s", text, "x\n");
         write_text(path, two, 0600);
-        assert_int_equal(lsec__connfile_read(path, 0, &back),
-                         LSEC_EBADTICKET);
+        assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EBADTICKET);
     }
     /* Without the trailing newline it is still one ticket. */
     text[strlen(text) - 1] = '\0';
@@ -1040,14 +1052,12 @@ static void test_connect_file(void **state)
     snprintf(stale, sizeof(stale), "%s/stale.ticket", dir);
 
     assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
-    assert_int_equal(lsec_listener_write_file(l, path, written,
-                                              sizeof(written)),
-                     0);
+    assert_int_equal(
+        lsec_listener_write_file(l, path, written, sizeof(written)), 0);
     assert_string_equal(written, path);
     /* A copy the listener does not know about, to go stale. */
-    assert_int_equal(lsec__connfile_write(lsec__listener_ticket(l), stale,
-                                          NULL, 0),
-                     0);
+    assert_int_equal(
+        lsec__connfile_write(lsec__listener_ticket(l), stale, NULL, 0), 0);
 
     acceptor_start(&a, l);
     assert_int_equal(lsec_connect_file(path, NULL, 5000, &ch), 0);
@@ -1070,8 +1080,7 @@ static void test_connect_file(void **state)
     /* The listener is gone: a clean, prompt refusal. */
     assert_int_equal(lsec_connect_file(stale, NULL, 2000, &ch), LSEC_ECLOSED);
     assert_null(ch);
-    assert_int_equal(lsec_connect_file(path, NULL, 2000, &ch),
-                     LSEC_ENOTFOUND);
+    assert_int_equal(lsec_connect_file(path, NULL, 2000, &ch), LSEC_ENOTFOUND);
     assert_int_equal(chmod(stale, 0644), 0);
     assert_int_equal(lsec_connect_file(stale, NULL, 2000, &ch), LSEC_EPERM);
     assert_int_equal(lsec_connect_file(NULL, NULL, 2000, &ch), LSEC_EINVAL);
@@ -1091,9 +1100,8 @@ static void test_connect_file_default_removed_on_close(void **state)
     make_tmpdir(dir, sizeof(dir));
     setenv("XDG_RUNTIME_DIR", dir, 1);
     assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
-    assert_int_equal(lsec_listener_write_file(l, NULL, written,
-                                              sizeof(written)),
-                     0);
+    assert_int_equal(
+        lsec_listener_write_file(l, NULL, written, sizeof(written)), 0);
     assert_int_equal(stat(written, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     lsec_listener_close(l);
@@ -1106,7 +1114,6 @@ static void test_connect_file_default_removed_on_close(void **state)
     }
     remove_tree(dir);
 }
-
 
 /* ------------------------------------------------------------------------ */
 /* loopsec spawn                                                             */
@@ -1174,7 +1181,8 @@ static void test_cli_spawn(void **state)
 
     snprintf(cmd, sizeof(cmd), "%s spawn 2>&1 </dev/null", LSEC_TEST_CLI);
     assert_int_equal(run_shell(cmd, out, sizeof(out)), 2);
-    snprintf(cmd, sizeof(cmd), "%s spawn --timeout x -- true 2>&1", LSEC_TEST_CLI);
+    snprintf(cmd, sizeof(cmd), "%s spawn --timeout x -- true 2>&1",
+             LSEC_TEST_CLI);
     assert_int_equal(run_shell(cmd, out, sizeof(out)), 2);
 }
 
