@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -150,6 +151,19 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = e;
     return rc;
+}
+
+/*
+ * A path (or program name) as it may appear in a detail.  A caller who
+ * passes a ticket where a path belongs must not find the secret echoed in
+ * lsec_last_detail(), so anything that looks like a ticket is withheld.
+ */
+static const char *shown(const char *path)
+{
+    if (strcasestr(path, "loopsec:") != NULL ||
+        strcasestr(path, "secret=") != NULL)
+        return "(withheld: it looks like a ticket)";
+    return path;
 }
 
 /* "exited with status 3", "killed by signal 9". */
@@ -651,7 +665,7 @@ static int start_child(const char *const argv[], const lsec_opts *o,
             close(errp[0]);
             helper_abort(h);
             return lsec__fail(LSEC_ETIMEDOUT, "helper %.200s did not start",
-                              argv[0]);
+                              shown(argv[0]));
         }
         do {
             n = read(errp[0], &e, sizeof(e));
@@ -663,11 +677,12 @@ static int start_child(const char *const argv[], const lsec_opts *o,
         helper_abort(h);
         if (e == ENOENT)
             return lsec__fail(LSEC_ENOTFOUND,
-                              "cannot execute %.200s: No such file", argv[0]);
+                              "cannot execute %.200s: No such file",
+                              shown(argv[0]));
         return lsec__fail_errno(LSEC_ECHILD, e, "cannot execute %.200s",
-                                argv[0]);
+                                shown(argv[0]));
     }
-    lsec__log(LSEC_LOG_DEBUG, "started helper %.200s as pid %d", argv[0],
+    lsec__log(LSEC_LOG_DEBUG, "started helper %.200s as pid %d", shown(argv[0]),
               (int)pid);
     *out = h;
     return 0;
@@ -1028,7 +1043,8 @@ static int open_default_dir(char *dirpath, size_t len)
     if (n < 0 || (size_t)n >= len)
         return lsec__fail(LSEC_EINVAL, "XDG_RUNTIME_DIR is too long");
     if (mkdir(dirpath, 0700) != 0 && errno != EEXIST)
-        return lsec__fail_errno(LSEC_EIO, errno, "cannot create %s", dirpath);
+        return lsec__fail_errno(LSEC_EIO, errno, "cannot create %s",
+                                shown(dirpath));
     /* O_NOFOLLOW: a symlink planted in place of the directory is refused,
      * and everything after works on this descriptor, not on the name. */
     fd = open(dirpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -1036,25 +1052,26 @@ static int open_default_dir(char *dirpath, size_t len)
         int e = errno;
         if (e == ELOOP || e == ENOTDIR)
             return lsec__fail(LSEC_EPERM, "%s is not a directory (symlink?)",
-                              dirpath);
-        return lsec__fail_errno(LSEC_EIO, e, "cannot open %s", dirpath);
+                              shown(dirpath));
+        return lsec__fail_errno(LSEC_EIO, e, "cannot open %s", shown(dirpath));
     }
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", dirpath);
+        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(dirpath));
     }
     if (st.st_uid != geteuid()) {
         close(fd);
         return lsec__fail(LSEC_EPERM, "%s is owned by uid %u, not by us (%u)",
-                          dirpath, (unsigned)st.st_uid, (unsigned)geteuid());
+                          shown(dirpath), (unsigned)st.st_uid,
+                          (unsigned)geteuid());
     }
     if ((st.st_mode & 077) != 0) {
         close(fd);
         return lsec__fail(LSEC_EPERM,
                           "%s is accessible by others (mode 0%03o), "
                           "expected 0700",
-                          dirpath, (unsigned)(st.st_mode & 0777));
+                          shown(dirpath), (unsigned)(st.st_mode & 0777));
     }
     return fd;
 }
@@ -1072,18 +1089,18 @@ static int open_given_dir(const char *dirpath)
     if (fd < 0) {
         int e = errno;
         return lsec__fail_errno(e == ENOENT ? LSEC_ENOTFOUND : LSEC_EIO, e,
-                                "cannot open directory %s", dirpath);
+                                "cannot open directory %s", shown(dirpath));
     }
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", dirpath);
+        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(dirpath));
     }
     if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
         close(fd);
         return lsec__fail(LSEC_EPERM,
                           "directory %s is writable by others (mode 0%03o)",
-                          dirpath, (unsigned)(st.st_mode & 0777));
+                          shown(dirpath), (unsigned)(st.st_mode & 0777));
     }
     return fd;
 }
@@ -1123,8 +1140,9 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
         base = slash != NULL ? slash + 1 : path;
         if (base[0] == '\0' || strcmp(base, ".") == 0 ||
             strcmp(base, "..") == 0)
-            return lsec__fail(
-                LSEC_EINVAL, "connection file path %s names a directory", path);
+            return lsec__fail(LSEC_EINVAL,
+                              "connection file path %s names a directory",
+                              shown(path));
         dlen = slash == NULL ? 0 : (slash == path ? 1 : (size_t)(slash - path));
         if (dlen == 0)
             snprintf(dirpath, sizeof(dirpath), ".");
@@ -1165,7 +1183,7 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
         lsec__wipe(buf, sizeof(buf));
         close(dfd);
         return lsec__fail_errno(e == EACCES ? LSEC_EPERM : LSEC_EIO, e,
-                                "cannot create a file in %s", dirpath);
+                                "cannot create a file in %s", shown(dirpath));
     }
     /* Whatever the umask says (and it can only remove bits), 0600 exactly. */
     if (fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0 ||
@@ -1175,7 +1193,7 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
         close(fd);
         (void)unlinkat(dfd, tmp, 0);
         close(dfd);
-        return lsec__fail_errno(LSEC_EIO, e, "cannot write %s", full);
+        return lsec__fail_errno(LSEC_EIO, e, "cannot write %s", shown(full));
     }
     lsec__wipe(buf, sizeof(buf));
     close(fd);
@@ -1184,7 +1202,8 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
         (void)unlinkat(dfd, tmp, 0);
         close(dfd);
         return lsec__fail_errno(e == EISDIR ? LSEC_EPERM : LSEC_EIO, e,
-                                "cannot put the connection file at %s", full);
+                                "cannot put the connection file at %s",
+                                shown(full));
     }
     /* Make the rename itself durable; failure here loses nothing now. */
     (void)fsync(dfd);
@@ -1213,33 +1232,34 @@ static int check_connfile(const char *path, const struct stat *st)
     unsigned mode = (unsigned)(st->st_mode & 0777);
 
     if (!S_ISREG(st->st_mode))
-        return lsec__fail(LSEC_EPERM, "connection file %s is %s", path,
+        return lsec__fail(LSEC_EPERM, "connection file %s is %s", shown(path),
                           kind_of(st->st_mode));
     if (st->st_uid != geteuid())
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is owned by uid %u, not by us "
                           "(uid %u)",
-                          path, (unsigned)st->st_uid, (unsigned)geteuid());
+                          shown(path), (unsigned)st->st_uid,
+                          (unsigned)geteuid());
     if ((mode & 044) != 0)
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is readable by others "
                           "(mode 0%03o)",
-                          path, mode);
+                          shown(path), mode);
     if ((mode & 022) != 0)
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is writable by others "
                           "(mode 0%03o)",
-                          path, mode);
+                          shown(path), mode);
     if ((mode & 011) != 0)
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is accessible by others "
                           "(mode 0%03o)",
-                          path, mode);
+                          shown(path), mode);
     if (st->st_size > LSEC_TICKET_MAX)
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is too large (%lld bytes, at "
                           "most %d)",
-                          path, (long long)st->st_size, LSEC_TICKET_MAX);
+                          shown(path), (long long)st->st_size, LSEC_TICKET_MAX);
     return 0;
 }
 
@@ -1253,6 +1273,10 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
 
     if (path == NULL || path[0] == '\0' || out == NULL)
         return lsec__fail(LSEC_EINVAL, "connection file: bad arguments");
+    /* A common slip: the ticket itself instead of the file holding it. */
+    if (strncasecmp(path, "loopsec:", 8) == 0)
+        return lsec__fail(LSEC_EINVAL, "a ticket was given where the path of "
+                                       "a connection file belongs");
     /* O_NOFOLLOW: a symlink is refused, never followed; O_NONBLOCK: a fifo
      * planted at the path cannot hang us in open or read.  Every check
      * below is on this descriptor, so the file cannot be swapped between
@@ -1261,19 +1285,21 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            return lsec__fail(LSEC_ENOTFOUND, "no connection file at %s", path);
+            return lsec__fail(LSEC_ENOTFOUND, "no connection file at %s",
+                              shown(path));
         if (e == ELOOP)
             return lsec__fail(LSEC_EPERM, "connection file %s is a symlink",
-                              path);
+                              shown(path));
         if (e == EACCES)
-            return lsec__fail_errno(LSEC_EPERM, e, "connection file %s", path);
+            return lsec__fail_errno(LSEC_EPERM, e, "connection file %s",
+                                    shown(path));
         return lsec__fail_errno(LSEC_EIO, e, "cannot open connection file %s",
-                                path);
+                                shown(path));
     }
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", path);
+        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(path));
     }
     rc = check_connfile(path, &st);
     if (rc != 0) {
@@ -1287,7 +1313,8 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = lsec__fail_errno(LSEC_EIO, errno, "cannot read %s", path);
+            rc = lsec__fail_errno(LSEC_EIO, errno, "cannot read %s",
+                                  shown(path));
             break;
         }
         if (n == 0)
@@ -1296,7 +1323,8 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
     }
     close(fd);
     if (rc == 0 && got > LSEC_TICKET_MAX)
-        rc = lsec__fail(LSEC_EPERM, "connection file %s is too large", path);
+        rc = lsec__fail(LSEC_EPERM, "connection file %s is too large",
+                        shown(path));
     if (rc == 0) {
         /* One trailing newline is the file format; nothing else may
          * follow the ticket. */
@@ -1304,7 +1332,7 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
             got--;
         if (got == 0)
             rc = lsec__fail(LSEC_EBADTICKET, "connection file %s is empty",
-                            path);
+                            shown(path));
         else
             rc = lsec__ticket_parse(buf, got, addr_flags, out);
     }

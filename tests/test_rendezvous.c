@@ -1029,6 +1029,24 @@ static void test_connfile_read_refusals(void **state)
     assert_int_equal(lsec__connfile_read(path, 0, &back), 0);
     assert_memory_equal(back.secret, t.secret, sizeof(t.secret));
 
+    /* A ticket passed as a path: refused, and the secret not echoed in the
+     * detail (for the write, the path is withheld). */
+    {
+        char as_path[LSEC_TICKET_MAX + 1];
+        const char *sec;
+        snprintf(as_path, sizeof(as_path), "%s", text);
+        sec = strstr(as_path, "secret=") + strlen("secret=");
+        assert_int_equal(lsec__connfile_read(as_path, 0, &back), LSEC_EINVAL);
+        assert_null(strstr(lsec_last_detail(), sec));
+        assert_int_equal(
+            lsec_connect_file(as_path, NULL, 100, &(lsec_channel *){NULL}),
+            LSEC_EINVAL);
+        assert_null(strstr(lsec_last_detail(), sec));
+        assert_int_equal(lsec__connfile_write(&t, as_path, NULL, 0),
+                         LSEC_ENOTFOUND);
+        assert_null(strstr(lsec_last_detail(), sec));
+        assert_detail_has("withheld");
+    }
     assert_int_equal(lsec__connfile_read(NULL, 0, &back), LSEC_EINVAL);
     assert_int_equal(lsec__connfile_read(path, 0, NULL), LSEC_EINVAL);
     lsec__wipe(text, sizeof(text));
