@@ -2,7 +2,10 @@
 connection files."""
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -204,6 +207,47 @@ class ListenerTest(unittest.TestCase):
             srv.accept()
         self.assertLess(time.monotonic() - t0, 2)
 
+    def test_ctrl_c_interrupts_a_wait_forever(self):
+        code = ("import loopsec, sys\n"
+                "srv = loopsec.listen()\n"
+                "print('ready', flush=True)\n"
+                "try:\n"
+                "    srv.accept()\n"
+                "except KeyboardInterrupt:\n"
+                "    sys.exit(42)\n")
+        p = subprocess.Popen([sys.executable, "-c", code],
+                             stdout=subprocess.PIPE, env=support.child_env())
+        try:
+            self.assertEqual(p.stdout.readline(), b"ready\n")
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(timeout=5), 42)
+            self.assertLess(time.monotonic() - t0, 1.5)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+
+    def test_no_descriptor_leaks(self):
+        def count():
+            return len(os.listdir("/proc/self/fd"))
+        before = count()
+        for tls in (False, True):
+            for _ in range(10):
+                srv, a, b = support.pair(tls)
+                b.send(b"x")
+                self.assertEqual(a.recv(timeout=5), b"x")
+                for o in (a, b, srv):
+                    o.close()
+        # Dropped without close(): freed by the garbage collector.
+        srv, a, b = support.pair()
+        del srv, a, b
+        import gc
+        gc.collect()
+        self.assertEqual(count(), before)
+
     def test_address_in_use_names_the_holder(self):
         with loopsec.listen() as srv:
             with self.assertRaises(loopsec.AddressInUseError) as cm:
@@ -244,13 +288,25 @@ class ConnectionFileTest(unittest.TestCase):
         self.assertFalse(os.path.exists(path))  # removed on close
 
     def test_default_path(self):
-        rt = os.environ.get("XDG_RUNTIME_DIR")
-        if not rt or not os.path.isdir(rt):
-            self.skipTest("no XDG_RUNTIME_DIR")
-        with loopsec.listen() as srv:
-            path = srv.write_file()
-            self.assertTrue(path.startswith(os.path.join(rt, "loopsec")))
-            self.assertTrue(os.path.isfile(path))
+        # $XDG_RUNTIME_DIR/loopsec/<id>.ticket; a private runtime directory
+        # of our own keeps the test off the real one.
+        saved = os.environ.get("XDG_RUNTIME_DIR")
+        os.environ["XDG_RUNTIME_DIR"] = self.dir
+        try:
+            with loopsec.listen() as srv:
+                path = srv.write_file()
+                self.assertEqual(os.path.dirname(path),
+                                 os.path.join(self.dir, "loopsec"))
+                self.assertTrue(path.endswith(".ticket"))
+                self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+                with open(path) as f:
+                    self.assertEqual(f.read(), srv.ticket + "\n")
+            self.assertFalse(os.path.exists(path))
+        finally:
+            if saved is None:
+                del os.environ["XDG_RUNTIME_DIR"]
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = saved
 
     def test_refused_files(self):
         missing = os.path.join(self.dir, "missing.ticket")

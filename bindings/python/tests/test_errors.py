@@ -242,6 +242,7 @@ class NoSecretLeakTest(unittest.TestCase):
             loopsec.disable_logging()
             s.close()
         self.assertTrue(planted)
+        self.assertTrue(records)  # the failed handshakes were logged
         for line in records:
             self.assertClean(planted, line)
 
