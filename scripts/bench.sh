@@ -1,0 +1,28 @@
+#!/bin/sh
+# Build loopsec in Release and run the benchmark (issue 7, docs/BENCHMARKS.md):
+# loopsec auth and tls side by side with raw TCP and direct OpenSSL TLS 1.3
+# in one run, printing every figure and the ratio loopsec/anchor.
+#
+# Usage: scripts/bench.sh [--quick] [loopsec_bench options]
+#   (no option)  full measurement, three runs, verdict on the median ratios;
+#                exit 1 if a target is missed
+#   --quick      smoke run in well under 20 s; targets reported, not gated
+#   --proxies    also time stunnel4 and spiped (installed if missing)
+# Other options (--repeat N, --only LIST, --transports LIST, --gate) are
+# passed to the benchmark program; --help lists them.
+set -eu
+cd "$(dirname "$0")/.."
+extra=""
+for a in "$@"; do
+    [ "$a" = "--proxies" ] && extra="stunnel4 spiped"
+done
+# shellcheck disable=SC2086
+sh scripts/deps.sh $extra
+dir=build-bench
+mkdir -p "$dir"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOOPSEC_BENCH=ON \
+    -DLOOPSEC_EXAMPLES=OFF >"$dir/configure.log" 2>&1 ||
+    { cat "$dir/configure.log"; exit 2; }
+cmake --build "$dir" -j "$(nproc 2>/dev/null || echo 2)" --target loopsec_bench \
+    >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; exit 2; }
+exec "$dir/tests/bench/loopsec_bench" "$@"

@@ -1,0 +1,232 @@
+/*
+ * Anchor 1: raw TCP over loopback, written the way a careful hand-written
+ * program would be: TCP_NODELAY on both ends, one writev() of the 4-byte
+ * length prefix and the payload, and on the receiving side a read of the
+ * header followed by a read of the payload straight into the caller's
+ * buffer.  In event-loop use (the concurrent-clients test) it reads in bulk
+ * into a per-connection buffer and parses whole messages out of it.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+struct bsrv {
+    int fd;
+};
+
+struct bconn {
+    int fd;
+    b_rbuf *rb; /* event-loop mode only */
+};
+
+static int raw_srv_open(bsrv **out, char *info, size_t infolen)
+{
+    int port;
+    bsrv *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return b_fail("out of memory");
+    s->fd = b_tcp_listen(1024, &port);
+    if (s->fd < 0) {
+        free(s);
+        return B_ERR;
+    }
+    snprintf(info, infolen, "%d", port);
+    *out = s;
+    return B_OK;
+}
+
+static int wrap(int fd, bconn **out)
+{
+    bconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return b_fail("out of memory");
+    }
+    c->fd = fd;
+    *out = c;
+    return B_OK;
+}
+
+static int raw_srv_accept(bsrv *s, int timeout_ms, bconn **out)
+{
+    if (b_wait(s->fd, POLLIN, timeout_ms) != B_OK)
+        return b_fail("raw accept: timed out");
+    int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return b_fail("accept: %s", strerror(errno));
+    b_nodelay(fd);
+    return wrap(fd, out);
+}
+
+static void raw_srv_close(bsrv *s)
+{
+    if (s == NULL)
+        return;
+    close(s->fd);
+    free(s);
+}
+
+static int raw_connect(const char *info, bconn **out)
+{
+    int fd = b_tcp_connect(atoi(info));
+    if (fd < 0)
+        return B_ERR;
+    return wrap(fd, out);
+}
+
+static int raw_send(bconn *c, const void *buf, size_t len)
+{
+    uint8_t hdr[4];
+    struct iovec iov[2] = {{hdr, 4}, {(void *)buf, len}};
+    struct iovec *v = iov;
+    int cnt = len > 0 ? 2 : 1;
+
+    b_put_len(hdr, (uint32_t)len);
+    while (cnt > 0) {
+        ssize_t n = writev(c->fd, v, cnt);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (b_wait(c->fd, POLLOUT, 30000) != B_OK)
+                return b_fail("raw send: timed out");
+            continue;
+        }
+        if (n <= 0)
+            return b_fail("writev: %s", strerror(errno));
+        while (cnt > 0 && (size_t)n >= v->iov_len) {
+            n -= (ssize_t)v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
+    }
+    return B_OK;
+}
+
+/* Read exactly len bytes.  B_EOF if the stream ends before the first. */
+static int read_exact(int fd, uint8_t *p, size_t len)
+{
+    size_t have = 0;
+    while (have < len) {
+        ssize_t n = read(fd, p + have, len - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (b_wait(fd, POLLIN, 30000) != B_OK)
+                return b_fail("raw recv: timed out");
+            continue;
+        }
+        if (n == 0 && have == 0)
+            return B_EOF;
+        if (n <= 0)
+            return b_fail("read: %s", n == 0 ? "truncated" : strerror(errno));
+        have += (size_t)n;
+    }
+    return B_OK;
+}
+
+static int raw_recv(bconn *c, void *buf, size_t cap, size_t *len)
+{
+    uint8_t hdr[4];
+    int rc;
+
+    if (c->rb != NULL) {
+        /* Event-loop mode: drain the buffered bytes first. */
+        for (;;) {
+            rc = b_rbuf_take(c->rb, buf, cap, len);
+            if (rc != B_AGAIN)
+                return rc;
+            if (b_wait(c->fd, POLLIN, 30000) != B_OK)
+                return b_fail("raw recv: timed out");
+            b_rbuf_compact(c->rb);
+            ssize_t n = recv(c->fd, c->rb->buf + c->rb->len,
+                             sizeof(c->rb->buf) - c->rb->len, MSG_DONTWAIT);
+            if (n == 0)
+                return c->rb->len == 0 ? B_EOF : b_fail("raw: truncated");
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                return b_fail("recv: %s", strerror(errno));
+            if (n > 0)
+                c->rb->len += (size_t)n;
+        }
+    }
+    rc = read_exact(c->fd, hdr, 4);
+    if (rc != B_OK)
+        return rc;
+    uint32_t n = b_get_len(hdr);
+    if (n > cap)
+        return b_fail("raw: message of %u bytes, buffer %zu", n, cap);
+    rc = read_exact(c->fd, buf, n);
+    if (rc != B_OK)
+        return rc == B_EOF ? b_fail("raw: truncated") : rc;
+    *len = n;
+    return B_OK;
+}
+
+static int raw_try_recv(bconn *c, void *buf, size_t cap, size_t *len)
+{
+    for (;;) {
+        int rc = b_rbuf_take(c->rb, buf, cap, len);
+        if (rc != B_AGAIN)
+            return rc;
+        b_rbuf_compact(c->rb);
+        ssize_t n = recv(c->fd, c->rb->buf + c->rb->len,
+                         sizeof(c->rb->buf) - c->rb->len, MSG_DONTWAIT);
+        if (n > 0) {
+            c->rb->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return c->rb->len == 0 ? B_EOF : b_fail("raw: truncated");
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return B_AGAIN;
+        return b_fail("recv: %s", strerror(errno));
+    }
+}
+
+static int raw_set_nonblock(bconn *c)
+{
+    if (c->rb == NULL && (c->rb = calloc(1, sizeof(*c->rb))) == NULL)
+        return b_fail("out of memory");
+    return b_nonblock(c->fd);
+}
+
+static int raw_fd(const bconn *c)
+{
+    return c->fd;
+}
+
+static void raw_close(bconn *c)
+{
+    if (c == NULL)
+        return;
+    close(c->fd);
+    free(c->rb);
+    free(c);
+}
+
+const transport tr_raw = {
+    .name = "raw",
+    .anchor = NULL,
+    .srv_open = raw_srv_open,
+    .srv_accept = raw_srv_accept,
+    .srv_close = raw_srv_close,
+    .connect = raw_connect,
+    .send = raw_send,
+    .recv = raw_recv,
+    .try_recv = raw_try_recv,
+    .set_nonblock = raw_set_nonblock,
+    .fd = raw_fd,
+    .close = raw_close,
+};
