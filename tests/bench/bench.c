@@ -436,14 +436,16 @@ static int peer_start(const transport *t, int role, int n, peer *p)
     return B_OK;
 }
 
-/* Tell the child to finish and reap it, within a bound.  B_OK if it
- * exited 0. */
-static int peer_finish(peer *p)
+/* Tell the child to finish and reap it, within a bound; after a failure
+ * on our side (`ok` false) kill it at once.  B_OK if it exited 0. */
+static int peer_finish(peer *p, bool ok)
 {
     int status = 0;
     if (p->to_child >= 0)
         close(p->to_child);
     p->to_child = -1;
+    if (p->pid > 0 && !ok)
+        kill(p->pid, SIGKILL);
     if (p->pid > 0) {
         uint64_t end = b_now_ns() + 60ull * 1000000000u;
         pid_t r;
@@ -459,6 +461,8 @@ static int peer_finish(peer *p)
     if (p->from_child >= 0)
         close(p->from_child);
     p->from_child = -1;
+    if (!ok)
+        return B_ERR;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0
                ? B_OK
                : b_fail("server child failed (status %#x)", status);
@@ -493,9 +497,11 @@ static int run_rtt(const transport *t, int n, uint64_t *samples)
     }
     rc = B_OK;
 out:
+    if (rc != B_OK)
+        b_fail("%s: round trips failed", t->name);
     if (c != NULL)
         t->close(c);
-    if (peer_finish(&p) != B_OK)
+    if (peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }
@@ -533,9 +539,11 @@ static int run_bulk(const transport *t, size_t size, double secs,
     *msgs += (double)count;
     rc = B_OK;
 out:
+    if (rc != B_OK)
+        b_fail("%s: bulk transfer of %zu-byte messages failed", t->name, size);
     if (c != NULL)
         t->close(c);
-    if (peer_finish(&p) != B_OK)
+    if (peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }
@@ -585,7 +593,9 @@ static int run_connect_serial(const transport *t, int n, uint64_t *samples)
     }
     rc = send_quit(t, p.info);
 out:
-    if (peer_finish(&p) != B_OK)
+    if (rc != B_OK)
+        b_fail("%s: serial connects failed", t->name);
+    if (peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }
@@ -645,7 +655,9 @@ static int run_connect_rate(const transport *t, double secs, double *count,
     if (send_quit(t, p.info) != B_OK)
         rc = B_ERR;
 out:
-    if (peer_finish(&p) != B_OK)
+    if (rc != B_OK)
+        b_fail("%s: concurrent connects failed", t->name);
+    if (peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }
@@ -696,10 +708,12 @@ static int run_memory(const transport *t, int n, double *srv_kib,
     *srv_fd = (double)(rep.fd_after - rep.fd_before) / rep.count;
     rc = B_OK;
 out:
+    if (rc != B_OK)
+        b_fail("%s: idle channels failed", t->name);
     for (int i = 0; i < count; i++)
         t->close(held[i]);
     free(held);
-    if (peer_finish(&p) != B_OK)
+    if (peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }
@@ -779,6 +793,8 @@ static int run_multi(const transport *t, int nc, int m, double *rts, double *ns,
                    : b_fail("%s: %ld clients unfinished at the time bound",
                             t->name, busy);
 out:
+    if (rc != B_OK)
+        b_fail("%s: concurrent clients failed", t->name);
     if (ep >= 0)
         close(ep);
     for (int i = 0; i < opened; i++)
@@ -786,7 +802,7 @@ out:
     free(cs);
     free(sent);
     free(left);
-    if (p.pid > 0 && peer_finish(&p) != B_OK)
+    if (p.pid > 0 && peer_finish(&p, rc == B_OK) != B_OK)
         rc = B_ERR;
     return rc;
 }

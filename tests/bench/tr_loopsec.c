@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "loopsec.h"
 
@@ -28,8 +29,20 @@ static int lfail(const char *what, int rc)
                   lsec_last_detail());
 }
 
+static void log_stderr(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "loopsec[%d] %d: %s\n", (int)getpid(), level, msg);
+}
+
 static void opts_for(lsec_opts *o, int mode)
 {
+    /* LOOPSEC_BENCH_LOG=1: the library's log lines on stderr (debugging). */
+    static bool logging;
+    if (!logging && getenv("LOOPSEC_BENCH_LOG") != NULL) {
+        lsec_set_log(log_stderr, NULL, LSEC_LOG_DEBUG);
+        logging = true;
+    }
     lsec_opts_init(o);
     o->mode = mode;
     o->backlog = 1024;
