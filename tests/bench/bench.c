@@ -62,16 +62,17 @@ typedef struct cfg {
     unsigned tests;
     unsigned tmask; /* transports to run */
     int rounds;
-    int rtt_n;         /* measured round trips per transport, all rounds */
-    double bulk_s;     /* seconds per bulk slice */
-    int conn_n;        /* serial connects per transport, all rounds */
-    int conn_threads;  /* client threads of the connect-rate test */
-    double connrate_s; /* seconds per connect-rate slice */
-    int mem_n;         /* idle channels held at once */
-    int multi_c;       /* concurrent clients */
-    int multi_m;       /* round trips per client */
-    double multi_s;    /* time bound of the echo phase */
-    int child_alarm_s; /* a server child never outlives this */
+    int rtt_n;           /* measured round trips per transport, all rounds */
+    double bulk_s;       /* seconds per bulk slice */
+    unsigned bulk_sizes; /* bit 0: 64 KiB, 1: 1 MiB, 2: 64 B */
+    int conn_n;          /* serial connects per transport, all rounds */
+    int conn_threads;    /* client threads of the connect-rate test */
+    double connrate_s;   /* seconds per connect-rate slice */
+    int mem_n;           /* idle channels held at once */
+    int multi_c;         /* concurrent clients */
+    int multi_m;         /* round trips per client */
+    double multi_s;      /* time bound of the echo phase */
+    int child_alarm_s;   /* a server child never outlives this */
 } cfg;
 
 static cfg C;
@@ -877,6 +878,8 @@ static int suite_bulk(run_result *res)
         buf[i] = (uint8_t)(i * 131u + 7u);
     for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]) && rc == B_OK;
          z++) {
+        if (!(C.bulk_sizes & (1u << z)))
+            continue;
         double bytes[NTRANSPORT] = {0}, ns[NTRANSPORT] = {0},
                msgs[NTRANSPORT] = {0};
         for (int r = 0; r < C.rounds && rc == B_OK; r++) {
@@ -1028,12 +1031,16 @@ static void fmt_num(char *buf, size_t len, double x)
         snprintf(buf, len, "%.2f", x);
 }
 
-static void fmt_limit(char *buf, size_t len, const metric_def *d, double lim)
+/* A ratio target reads "<=1.05x"; a target on the value itself carries
+ * the unit ("<=8KiB", ">=5000conn/s"). */
+static void fmt_limit(char *buf, size_t len, const metric_def *d, double lim,
+                      bool absolute)
 {
     if (lim == 0)
         snprintf(buf, len, " ");
     else
-        snprintf(buf, len, "%s%g", d->higher_better ? ">=" : "<=", lim);
+        snprintf(buf, len, "%s%g%s", d->higher_better ? ">=" : "<=", lim,
+                 absolute ? d->unit : "x");
 }
 
 /*
@@ -1046,7 +1053,7 @@ static int print_table(const char *title, const run_result *r,
 {
     int missed = 0;
     printf("\n%s\n", title);
-    printf("%-34s %-7s | %9s %9s %7s %7s | %9s %9s %7s %7s\n", "", "unit",
+    printf("%-34s %-7s | %9s %9s %7s %12s  | %9s %9s %7s %12s\n", "", "unit",
            "raw", "auth", "ratio", "target", "openssl", "tls", "ratio",
            "target");
     for (int m = 0; m < NMETRIC; m++) {
@@ -1055,7 +1062,7 @@ static int print_table(const char *title, const run_result *r,
             continue;
         printf("%-34s %-7s", d->label, d->unit);
         for (int pair = 0; pair < 2; pair++) {
-            char a[16], l[16], q[16], lim[16], lim2[16];
+            char a[16], l[16], q[16], lim[24];
             double ratio =
                 ratios != NULL ? ratios[m][pair] : ratio_of(r, m, pair);
             double val = r->v[m][pair_lsec[pair]];
@@ -1067,12 +1074,11 @@ static int print_table(const char *title, const run_result *r,
                 snprintf(q, sizeof(q), "-");
             else
                 snprintf(q, sizeof(q), "%.3f", ratio);
-            fmt_limit(lim, sizeof(lim), d, d->ratio_floor[pair]);
-            if (d->abs_limit[pair] != 0) {
-                fmt_limit(lim2, sizeof(lim2), d, d->abs_limit[pair]);
-                snprintf(lim, sizeof(lim), "%s", lim2);
-            }
-            printf(" | %9s %9s %7s %7s", a, l, q, lim);
+            if (d->abs_limit[pair] != 0)
+                fmt_limit(lim, sizeof(lim), d, d->abs_limit[pair], true);
+            else
+                fmt_limit(lim, sizeof(lim), d, d->ratio_floor[pair], false);
+            printf(" | %9s %9s %7s %12s", a, l, q, lim);
             if (!ok_ratio || !ok_abs) {
                 printf("!");
                 missed++;
@@ -1082,8 +1088,8 @@ static int print_table(const char *title, const run_result *r,
         }
         printf("\n");
     }
-    printf("(ratio = loopsec / anchor; target on the ratio, or on the loopsec "
-           "value for memory and connects/s; '!' = target missed)\n");
+    printf("(ratio = loopsec / anchor; a target ending in x is on the ratio, "
+           "one with a unit on loopsec's own figure; '!' = missed)\n");
     return missed;
 }
 
@@ -1168,7 +1174,8 @@ static void usage(void)
         "usage: loopsec_bench [--quick] [--repeat N] [--gate|--no-gate]\n"
         "                     [--only rtt,bulk,connect,memory,multi]\n"
         "                     [--transports raw,openssl,auth,tls]\n"
-        "                     [--proxies]\n"
+        "                     [--proxies] [--bulk-sizes 64k,1m,64]\n"
+        "                     [--bulk-seconds S]\n"
         "  --quick   small counts, finishes in well under 20 s (smoke);\n"
         "            targets are reported but not gated unless --gate\n"
         "  --proxies also time stunnel4 and spiped tunnels (context)\n"
@@ -1182,6 +1189,7 @@ static void defaults(bool quick)
     C.repeat = 1;
     C.gate = !quick;
     C.tests = TEST_ALL;
+    C.bulk_sizes = 7;
     C.tmask = ((1u << NTRANSPORT) - 1) & ~PROXY_MASK;
     if (quick) {
         C.rounds = 2;
@@ -1214,10 +1222,12 @@ int main(int argc, char **argv)
 {
     static const char *const test_names[] = {"rtt", "bulk", "connect", "memory",
                                              "multi"};
+    static const char *const size_names[] = {"64k", "1m", "64"};
     static const char *const tr_names[] = {"raw", "openssl", "auth",
                                            "tls", "stunnel", "spiped"};
     int gate = -1, missed = 0;
-    const char *only = NULL, *trs = NULL;
+    const char *only = NULL, *trs = NULL, *sizes = NULL;
+    double bulk_s = 0;
     bool quick = false, proxies = false;
     int repeat = 0;
 
@@ -1232,6 +1242,10 @@ int main(int argc, char **argv)
             proxies = true;
         else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
             repeat = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--bulk-sizes") == 0 && i + 1 < argc)
+            sizes = argv[++i];
+        else if (strcmp(argv[i], "--bulk-seconds") == 0 && i + 1 < argc)
+            bulk_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strcmp(argv[i], "--transports") == 0 && i + 1 < argc)
@@ -1261,6 +1275,13 @@ int main(int argc, char **argv)
     }
     if (proxies)
         C.tmask |= PROXY_MASK;
+    if (sizes != NULL &&
+        (C.bulk_sizes = parse_list(sizes, size_names, 3)) == 0) {
+        usage();
+        return 2;
+    }
+    if (bulk_s > 0 && bulk_s <= 10)
+        C.bulk_s = bulk_s;
 
     /* The benchmark's own writes (raw anchor) may meet a closed peer. */
     signal(SIGPIPE, SIG_IGN);
