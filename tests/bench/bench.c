@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ enum {
     TEST_ALL = 31
 };
 
+enum { PLACE_SAME, PLACE_SPLIT, PLACE_FREE };
+
 typedef struct cfg {
     bool quick;
     int repeat;
@@ -73,9 +76,74 @@ typedef struct cfg {
     int multi_m;         /* round trips per client */
     double multi_s;      /* time bound of the echo phase */
     int child_alarm_s;   /* a server child never outlives this */
+    int placement;    /* latency tests: PLACE_SAME, PLACE_SPLIT, PLACE_FREE */
+    int cpu_a, cpu_b; /* client's CPU; the server's under PLACE_SPLIT */
 } cfg;
 
 static cfg C;
+
+/*
+ * Where the two processes of a latency test run.  Left to the scheduler,
+ * the pair sometimes shares a CPU (a round trip then costs both processes'
+ * code and two context switches) and sometimes not (a cross-CPU wake-up,
+ * which in a virtual machine costs tens of microseconds); which one happens
+ * depends on the rest of the machine's load, so a ratio would measure luck.
+ * PLACE_SAME puts both on one CPU: the software path, the strict measure.
+ * PLACE_SPLIT puts them on two CPUs: what two processes on an otherwise
+ * idle machine see, wake-up latency included.  The child inherits the
+ * parent's affinity at fork and, under PLACE_SPLIT, moves itself.
+ */
+static cpu_set_t saved_affinity;
+static bool pinned;
+
+static void set_cpu(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    (void)sched_setaffinity(0, sizeof(one), &one);
+}
+
+static void pin(void)
+{
+    if (C.placement == PLACE_FREE ||
+        sched_getaffinity(0, sizeof(saved_affinity), &saved_affinity) != 0)
+        return;
+    set_cpu(C.cpu_a);
+    pinned = true;
+}
+
+static void unpin(void)
+{
+    if (pinned)
+        (void)sched_setaffinity(0, sizeof(saved_affinity), &saved_affinity);
+    pinned = false;
+}
+
+/* In a new server child. */
+static void place_child(void)
+{
+    if (pinned && C.placement == PLACE_SPLIT)
+        set_cpu(C.cpu_b);
+}
+
+/* The CPU we run on, and another one we may use. */
+static void choose_cpus(void)
+{
+    cpu_set_t set;
+    C.cpu_a = sched_getcpu();
+    C.cpu_b = C.cpu_a;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        for (int i = 0; i < CPU_SETSIZE; i++)
+            if (i != C.cpu_a && CPU_ISSET(i, &set)) {
+                C.cpu_b = i;
+                break;
+            }
+    if (C.cpu_a < 0)
+        C.placement = PLACE_FREE;
+    else if (C.cpu_b == C.cpu_a && C.placement == PLACE_SPLIT)
+        C.placement = PLACE_SAME; /* one CPU only */
+}
 
 /* ------------------------------------------------------------------------ */
 /* Metrics                                                                   */
@@ -423,6 +491,7 @@ static int peer_start(const transport *t, int role, int n, peer *p)
     if (p->pid == 0) {
         close(up[0]);
         close(down[1]);
+        place_child();
         child_main(t, role, n, down[0], up[1]);
     }
     close(up[1]);
@@ -847,7 +916,9 @@ static int suite_rtt(run_result *res)
             int ti = order[k];
             if (!want_t(ti))
                 continue;
+            pin();
             rc = run_rtt(transports[ti], per, s[ti] + have[ti]);
+            unpin();
             have[ti] += (size_t)per;
         }
     }
@@ -921,9 +992,11 @@ static int suite_connect(run_result *res)
             int ti = order[k];
             if (!want_t(ti))
                 continue;
+            pin();
             rc = run_connect_serial(transports[ti], per, s[ti] + have[ti]);
+            unpin();
             have[ti] += (size_t)per;
-            if (rc == B_OK)
+            if (rc == B_OK && C.connrate_s > 0)
                 rc = run_connect_rate(transports[ti], C.connrate_s / C.rounds,
                                       &cnt[ti], &ns[ti]);
         }
@@ -1172,15 +1245,20 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: loopsec_bench [--quick] [--repeat N] [--gate|--no-gate]\n"
-        "                     [--only rtt,bulk,connect,memory,multi]\n"
-        "                     [--transports raw,openssl,auth,tls]\n"
-        "                     [--proxies] [--bulk-sizes 64k,1m,64]\n"
-        "                     [--bulk-seconds S]\n"
-        "  --quick   small counts, finishes in well under 20 s (smoke);\n"
-        "            targets are reported but not gated unless --gate\n"
-        "  --proxies also time stunnel4 and spiped tunnels (context)\n"
-        "  --repeat  run the whole suite N times (1..9; full default 3); the\n"
-        "            verdict is on the median of each ratio\n");
+        "         [--only rtt,bulk,connect,memory,multi]\n"
+        "         [--transports raw,openssl,auth,tls] [--proxies]\n"
+        "         [--placement same|split|free] [--bulk-sizes 64k,1m,64]\n"
+        "         [--bulk-seconds S] [--rate-seconds S] [--connects N]\n"
+        "  --quick       small counts, well under 20 s (smoke); targets are\n"
+        "                reported, not gated, unless --gate\n"
+        "  --repeat      run the whole suite N times (1..9; full default 3);\n"
+        "                the verdict is on the median of each ratio\n"
+        "  --proxies     also time stunnel4 and spiped tunnels (context)\n"
+        "  --placement   latency tests: both processes on one CPU (same, the\n"
+        "                default), on two CPUs (split), or where the\n"
+        "                scheduler puts them (free)\n"
+        "  --bulk-sizes, --bulk-seconds, --rate-seconds (0: skip the\n"
+        "                connect-rate test), --connects: focus a run\n");
 }
 
 static void defaults(bool quick)
@@ -1227,8 +1305,10 @@ int main(int argc, char **argv)
                                            "tls", "stunnel", "spiped"};
     int gate = -1, missed = 0;
     const char *only = NULL, *trs = NULL, *sizes = NULL;
-    double bulk_s = 0;
+    double bulk_s = 0, rate_s = -1;
+    int conns = 0;
     bool quick = false, proxies = false;
+    const char *placement = "same";
     int repeat = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -1238,6 +1318,8 @@ int main(int argc, char **argv)
             gate = 1;
         else if (strcmp(argv[i], "--no-gate") == 0)
             gate = 0;
+        else if (strcmp(argv[i], "--placement") == 0 && i + 1 < argc)
+            placement = argv[++i];
         else if (strcmp(argv[i], "--proxies") == 0)
             proxies = true;
         else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
@@ -1246,6 +1328,10 @@ int main(int argc, char **argv)
             sizes = argv[++i];
         else if (strcmp(argv[i], "--bulk-seconds") == 0 && i + 1 < argc)
             bulk_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--rate-seconds") == 0 && i + 1 < argc)
+            rate_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--connects") == 0 && i + 1 < argc)
+            conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strcmp(argv[i], "--transports") == 0 && i + 1 < argc)
@@ -1275,6 +1361,14 @@ int main(int argc, char **argv)
     }
     if (proxies)
         C.tmask |= PROXY_MASK;
+    static const char *const place_names[] = {"same", "split", "free"};
+    unsigned pm = parse_list(placement, place_names, 3);
+    if (pm != 1 && pm != 2 && pm != 4) {
+        usage();
+        return 2;
+    }
+    C.placement = pm == 1 ? PLACE_SAME : pm == 2 ? PLACE_SPLIT : PLACE_FREE;
+    choose_cpus();
     if (sizes != NULL &&
         (C.bulk_sizes = parse_list(sizes, size_names, 3)) == 0) {
         usage();
@@ -1282,6 +1376,10 @@ int main(int argc, char **argv)
     }
     if (bulk_s > 0 && bulk_s <= 10)
         C.bulk_s = bulk_s;
+    if (rate_s >= 0 && rate_s <= 30)
+        C.connrate_s = rate_s;
+    if (conns > 0 && conns <= 100000)
+        C.conn_n = conns;
 
     /* The benchmark's own writes (raw anchor) may meet a closed peer. */
     signal(SIGPIPE, SIG_IGN);
