@@ -9,7 +9,6 @@ import base64
 import os
 import sys
 import threading
-import unittest
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,14 +22,6 @@ from loopsec._lib import LIB  # noqa: E402
 
 CLI = os.environ.get("LOOPSEC_CLI")
 HEADER = os.path.join(SRC_ROOT, "include", "loopsec.h")
-
-
-def needs(*symbols):
-    """Skip a test or class until the C functions it exercises exist in the
-    library under test (they land on main one module at a time)."""
-    absent = [s for s in symbols if not LIB.has(s)]
-    return unittest.skipIf(bool(absent), "not in the library yet: "
-                           + ", ".join(absent))
 
 
 def child_env(**extra):

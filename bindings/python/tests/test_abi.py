@@ -99,6 +99,9 @@ class HeaderTest(unittest.TestCase):
 
 
 class LibraryTest(unittest.TestCase):
+    def test_every_pinned_function_is_exported(self):
+        self.assertEqual(_lib.LIB.missing, set())
+
     def test_opts_size(self):
         o = _lib.Opts()
         _lib.LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))

@@ -15,8 +15,6 @@ EXAMPLE = os.path.join(support.SRC_ROOT, "examples", "python", "local_api.py")
 
 
 @unittest.skipUnless(os.path.isfile(EXAMPLE), "no source tree")
-@support.needs("lsec_listen", "lsec_accept", "lsec_listener_write_file",
-               "lsec_connect_file", "lsec_send", "lsec_recv")
 class LocalApiTest(unittest.TestCase):
     def test_demo(self):
         for extra in ([], ["--tls"]):

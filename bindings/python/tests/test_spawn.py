@@ -12,8 +12,6 @@ else:  # run with -s tests as the top level
 
 import loopsec
 
-SPAWN = ("lsec_spawn", "lsec_connect_inherited", "lsec_helper_wait",
-         "lsec_send", "lsec_recv")
 
 
 class _Env:
@@ -27,7 +25,6 @@ class _Env:
         os.environ.update(self._saved)
 
 
-@support.needs(*SPAWN)
 class SpawnTest(_Env, unittest.TestCase):
     def echo(self, helper, ch):
         with helper, ch:
@@ -80,7 +77,6 @@ class SpawnTest(_Env, unittest.TestCase):
         self.assertRaises(ValueError, loopsec.spawn, ["a\0b"])
 
 
-@support.needs("lsec_connect_inherited")
 class InheritedTest(unittest.TestCase):
     def test_not_started_by_spawn(self):
         saved = os.environ.pop("LOOPSEC_TICKET_FD", None)
@@ -92,7 +88,6 @@ class InheritedTest(unittest.TestCase):
                 os.environ["LOOPSEC_TICKET_FD"] = saved
 
 
-@support.needs("lsec_spawn_listening", "lsec_listener_announce")
 class SpawnListeningTest(_Env, unittest.TestCase):
     def test_kernel_pattern(self):
         for tls in (False, True):

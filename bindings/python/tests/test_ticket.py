@@ -17,7 +17,6 @@ REDACTED = ("loopsec://127.0.0.1:62893/?mode=auth&id=0011223344556677"
             "&secret=REDACTED")
 
 
-@support.needs("lsec_ticket_redact")
 class RedactTest(unittest.TestCase):
     def test_vector(self):
         self.assertEqual(loopsec.ticket_redact(TICKET), REDACTED)
