@@ -16,6 +16,7 @@ import ctypes
 import logging
 import math
 import os
+import signal
 import threading
 import time
 
@@ -228,6 +229,31 @@ class _Handle:
                 raise make_error(ETIMEDOUT)
             return rc
 
+    def _call(self, fn, *args):
+        """fn(handle, *args) while the handle is held; raises for a
+        negative result, else returns it."""
+        p = self._acquire()
+        try:
+            rc = fn(p, *args)
+            if rc < 0:
+                raise last_error(rc)  # before _release, which may call C
+            return rc
+        finally:
+            self._release()
+
+    def _timed(self, fn, timeout):
+        """fn(handle, ms) in slices until it is done or `timeout` seconds
+        have passed; raises for a negative result, else returns it."""
+        deadline = _deadline(timeout)
+        p = self._acquire()
+        try:
+            rc = self._run(lambda ms: fn(p, ms), deadline, timeout == 0)
+            if rc < 0:
+                raise last_error(rc)
+            return rc
+        finally:
+            self._release()
+
     @property
     def closed(self):
         return self._ptr is None or self._closing
@@ -289,28 +315,12 @@ class Channel(_Handle):
                 ptr = view.tobytes()
             else:
                 ptr = (ctypes.c_char * n).from_buffer(view.cast("B"))
-        deadline = _deadline(timeout)
-        p = self._acquire()
-        try:
-            rc = self._run(lambda ms: LIB.lsec_send(p, ptr, n, ms), deadline,
-                           timeout == 0)
-            if rc < 0:
-                raise last_error(rc)
-        finally:
-            self._release()
+        self._timed(lambda p, ms: LIB.lsec_send(p, ptr, n, ms), timeout)
 
     def flush(self, timeout=None):
         """Write out what an earlier send queued.  WouldBlock for timeout 0
         while something is still queued."""
-        deadline = _deadline(timeout)
-        p = self._acquire()
-        try:
-            rc = self._run(lambda ms: LIB.lsec_flush(p, ms), deadline,
-                           timeout == 0)
-            if rc < 0:
-                raise last_error(rc)
-        finally:
-            self._release()
+        self._timed(LIB.lsec_flush, timeout)
 
     def recv(self, timeout=None):
         """Receive one whole message as bytes.
@@ -355,21 +365,13 @@ class Channel(_Handle):
     def fileno(self):
         """The socket, for select/poll: readable means recv may progress.
         In tls mode also check `pending`.  Do not read or write it."""
-        p = self._acquire()
-        try:
-            return check(LIB.lsec_channel_fd(p))
-        finally:
-            self._release()
+        return self._call(LIB.lsec_channel_fd)
 
     @property
     def pending(self):
         """Bytes already buffered inside the channel (tls mode: decrypted
         data that select() on the socket cannot see)."""
-        p = self._acquire()
-        try:
-            return LIB.lsec_channel_pending(p)
-        finally:
-            self._release()
+        return self._call(LIB.lsec_channel_pending)
 
     @property
     def mode(self):
@@ -380,11 +382,7 @@ class Channel(_Handle):
     def peer(self):
         """Peer(uid, pid, port, local_port); None where not visible."""
         out = PeerStruct()
-        p = self._acquire()
-        try:
-            check(LIB.lsec_channel_peer(p, ctypes.byref(out)))
-        finally:
-            self._release()
+        self._call(LIB.lsec_channel_peer, ctypes.byref(out))
         return Peer(*(None if v < 0 else v for v in
                       (out.uid, out.pid, out.port, out.local_port)))
 
@@ -421,12 +419,10 @@ class Listener(_Handle):
         """The ticket (a credential; never logged by this package)."""
         cap = LIB.lsec_ticket_max()
         buf = ctypes.create_string_buffer(cap)
-        p = self._acquire()
         try:
-            check(LIB.lsec_listener_ticket(p, buf, cap))
+            self._call(LIB.lsec_listener_ticket, buf, cap)
             return buf.value.decode("ascii")
         finally:
-            self._release()
             ctypes.memset(buf, 0, cap)
 
     @property
@@ -441,48 +437,30 @@ class Listener(_Handle):
         Raises Timeout, WouldBlock (timeout 0), LimitError after max_accepts
         peers.  Failed attempts by other clients do not end the wait.
         """
-        deadline = _deadline(timeout)
         out = ctypes.c_void_p()
-        p = self._acquire()
-        try:
-            rc = self._run(
-                lambda ms: LIB.lsec_accept(p, ms, ctypes.byref(out)),
-                deadline, timeout == 0)
-            if rc < 0:
-                raise last_error(rc)
-            return Channel(out.value)
-        finally:
-            self._release()
+        self._timed(lambda p, ms: LIB.lsec_accept(p, ms, ctypes.byref(out)),
+                    timeout)
+        return Channel(out.value)
 
     def write_file(self, path=None):
         """Write the ticket to a 0600 connection file (default under
         $XDG_RUNTIME_DIR/loopsec/); returns the path.  Removed on close."""
         arg = None if path is None else _text_arg(path, "path")
         out = ctypes.create_string_buffer(PATH_MAX)
-        p = self._acquire()
-        try:
-            check(LIB.lsec_listener_write_file(p, arg, out, PATH_MAX))
-        finally:
-            self._release()
+        self._call(LIB.lsec_listener_write_file, arg, out, PATH_MAX)
         return os.fsdecode(out.value)
 
     def announce(self):
         """In a helper started by spawn_listening: hand the ticket to the
         parent over the inherited descriptor."""
-        p = self._acquire()
         try:
-            check(LIB.lsec_listener_announce(p))
+            self._call(LIB.lsec_listener_announce)
         finally:
-            self._release()
             _sync_environ(ENV_ANNOUNCE_FD)
 
     def fileno(self):
         """The listening descriptor: readable means "call accept"."""
-        p = self._acquire()
-        try:
-            return check(LIB.lsec_listener_fd(p))
-        finally:
-            self._release()
+        return self._call(LIB.lsec_listener_fd)
 
     def __repr__(self):
         # Port and mode only: never the ticket.
@@ -511,17 +489,10 @@ class Helper(_Handle):
         killed by that signal), as subprocess does.  Raises Timeout."""
         if self.returncode is not None:
             return self.returncode
-        deadline = _deadline(timeout)
         status = ctypes.c_int()
-        p = self._acquire()
-        try:
-            rc = self._run(
-                lambda ms: LIB.lsec_helper_wait(p, ms, ctypes.byref(status)),
-                deadline, timeout == 0)
-            if rc < 0:
-                raise last_error(rc)
-        finally:
-            self._release()
+        self._timed(
+            lambda p, ms: LIB.lsec_helper_wait(p, ms, ctypes.byref(status)),
+            timeout)
         self.returncode = os.waitstatus_to_exitcode(status.value)
         return self.returncode
 
@@ -534,16 +505,10 @@ class Helper(_Handle):
 
     def kill(self, sig=None):
         """Send `sig` (default SIGKILL) to the helper if not yet reaped."""
-        import signal
-        p = self._acquire()
-        try:
-            check(LIB.lsec_helper_kill(
-                p, signal.SIGKILL if sig is None else int(sig)))
-        finally:
-            self._release()
+        self._call(LIB.lsec_helper_kill,
+                   signal.SIGKILL if sig is None else int(sig))
 
     def terminate(self):
-        import signal
         self.kill(signal.SIGTERM)
 
     def __repr__(self):

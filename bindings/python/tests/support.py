@@ -6,6 +6,7 @@ for comparisons; tests that need it skip without it).
 """
 
 import base64
+import contextlib
 import os
 import sys
 import threading
@@ -91,3 +92,14 @@ def pair(tls=False, **kw):
     if "err" in box:
         raise box["err"]
     return srv, server, box["ch"]
+
+
+@contextlib.contextmanager
+def paired(tls=False, **kw):
+    """pair() as a with block that closes all three at the end."""
+    objs = pair(tls, **kw)
+    try:
+        yield objs
+    finally:
+        for o in objs:
+            o.close()

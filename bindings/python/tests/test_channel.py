@@ -186,13 +186,9 @@ class ListenerTest(unittest.TestCase):
         self.assertRaises(ValueError, loopsec.listen, handshake_timeout=0)
 
     def test_max_accepts(self):
-        srv, a, b = support.pair(max_accepts=1)
-        try:
+        with support.paired(max_accepts=1) as (srv, a, b):
             with self.assertRaises(loopsec.LimitError):
                 srv.accept(timeout=1)
-        finally:
-            for o in (a, b, srv):
-                o.close()
 
     def test_close_from_another_thread_ends_a_blocked_accept(self):
         srv = loopsec.listen()
@@ -231,11 +227,9 @@ class ListenerTest(unittest.TestCase):
         before = count()
         for tls in (False, True):
             for _ in range(10):
-                srv, a, b = support.pair(tls)
-                b.send(b"x")
-                self.assertEqual(a.recv(timeout=5), b"x")
-                for o in (a, b, srv):
-                    o.close()
+                with support.paired(tls) as (srv, a, b):
+                    b.send(b"x")
+                    self.assertEqual(a.recv(timeout=5), b"x")
         # Dropped without close(): freed by the garbage collector.
         srv, a, b = support.pair()
         del srv, a, b
