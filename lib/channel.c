@@ -613,6 +613,8 @@ static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
     if (rc != LSEC__HS_AGAIN)
         goto out;
     rc = send_small(fd, out, outlen, deadline);
+    if (rc == LSEC_ERESET)
+        goto refused;
     if (rc != 0)
         goto out;
     for (;;) {
@@ -627,14 +629,14 @@ static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
         }
         if (n <= 0) {
             /* A listener that refuses us (peer policy, one-shot spent, a
-             * TLS listener that drops an auth hello) closes without a word. */
-            rc = n == 0 ? LSEC_ECLOSED : LSEC_ERESET;
-            rc = lsec__fail(rc, got_any == 0
-                                    ? "the listener closed the connection "
-                                      "without answering (refused, wrong mode, "
-                                      "or not a loopsec listener)"
-                                    : "the listener closed the connection "
-                                      "during the handshake");
+             * TLS listener that drops an auth hello) closes without a word;
+             * whether that arrives as FIN or as a reset (our hello was still
+             * unread) is timing, so both are the same LSEC_ECLOSED. */
+            if (got_any == 0)
+                goto refused;
+            rc = lsec__fail(n == 0 ? LSEC_ECLOSED : LSEC_ERESET,
+                            "the listener closed the connection during the "
+                            "handshake");
             goto out;
         }
         got_any += (size_t)n;
@@ -667,6 +669,11 @@ out:
     lsec__wipe(out, sizeof(out));
     lsec__wipe(in, sizeof(in));
     return rc;
+refused:
+    rc = lsec__fail(LSEC_ECLOSED, "the listener closed the connection without "
+                                  "answering (refused, wrong mode, or not a "
+                                  "loopsec listener)");
+    goto out;
 }
 
 /* Drive a TLS handshake (either side) to completion before the deadline. */
