@@ -70,6 +70,10 @@ uint64_t b_now_ns(void);
 int b_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Resident set size and open descriptors of this process. */
 long b_rss_bytes(void);
+/* Give the allocator's free pages back to the kernel, so that memory
+ * freed by an earlier test (or inherited at fork) is not silently reused
+ * and missed by the next RSS delta. */
+void b_release_free_memory(void);
 int b_fd_count(void);
 /* Raise RLIMIT_NOFILE to at least `want` descriptors if the hard limit
  * allows (or, as root, up to `want`); returns the soft limit now in force. */

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -49,6 +50,11 @@ long b_rss_bytes(void)
         resident = -1;
     fclose(f);
     return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+void b_release_free_memory(void)
+{
+    (void)malloc_trim(0); /* glibc: also the free pages inside the heap */
 }
 
 int b_fd_count(void)
