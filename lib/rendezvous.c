@@ -1271,6 +1271,10 @@ int lsec__connfile_read(const char *path, unsigned addr_flags,
     size_t got = 0;
     int fd, rc;
 
+    /* On every failure the result is all zero (STYLE.md "Errors"), also
+     * when the file is refused before it is parsed. */
+    if (out != NULL)
+        lsec__ticket_wipe(out);
     if (path == NULL || path[0] == '\0' || out == NULL)
         return lsec__fail(LSEC_EINVAL, "connection file: bad arguments");
     /* A common slip: the ticket itself instead of the file holding it. */
