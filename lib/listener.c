@@ -472,13 +472,14 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
         }
         if (rc > 0 && (l->pfds[0].revents & POLLIN))
             accept_new(l);
-        if (rc == 0 || timeout_ms == 0) {
-            if (timeout_ms == 0)
-                return LSEC_EAGAIN;
-            if (lsec__remaining(deadline) == 0)
-                return lsec__fail(LSEC_ETIMEDOUT, "no authenticated peer "
-                                                  "within the timeout");
-        }
+        if (timeout_ms == 0)
+            return LSEC_EAGAIN;
+        /* Checked after every round, not only after a poll that timed out:
+         * a listener that is never idle (a flood of connections, a client
+         * trickling bytes) must not hold the caller past its timeout. */
+        if (lsec__remaining(deadline) == 0)
+            return lsec__fail(LSEC_ETIMEDOUT, "no authenticated peer "
+                                              "within the timeout");
     }
 }
 

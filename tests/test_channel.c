@@ -390,6 +390,48 @@ static void test_pending_cap(void **state)
     lsec_listener_close(l);
 }
 
+/*
+ * lsec_accept keeps its own timeout even when the listener is never idle.
+ * The poll seam reports the listening socket readable on every call (a
+ * flood of connections that arrive faster than the deadline check ran,
+ * modelled without real sockets), while accept4 finds nothing to take.  A
+ * loop that checks the deadline only after a poll that timed out would
+ * never return.
+ */
+static int busy_polls;
+
+static int always_readable_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+    (void)timeout;
+    /* A safety valve so that a broken lsec_accept still ends the test. */
+    if (++busy_polls > 1500)
+        return poll(fds, (nfds_t)n, 0);
+    usleep(1000);
+    for (unsigned long i = 0; i < n; i++)
+        fds[i].revents = 0;
+    fds[0].revents = POLLIN;
+    return 1;
+}
+
+static void test_accept_timeout_under_flood(void **state)
+{
+    (void)state;
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL);
+    lsec_channel *c = NULL;
+    busy_polls = 0;
+    lsec__io.poll = always_readable_poll;
+    int64_t t0 = lsec__now_ms();
+    int rc = lsec_accept(l, 100, &c);
+    int64_t took = lsec__now_ms() - t0;
+    lsec__io_reset();
+    lsec_listener_close(l);
+    assert_int_equal(rc, LSEC_ETIMEDOUT);
+    assert_null(c);
+    if (took > 1000)
+        fail_msg("lsec_accept(100 ms) returned after %lld ms (%d polls)",
+                 (long long)took, busy_polls);
+}
+
 static void test_oversized_length(void **state)
 {
     (void)state;
@@ -851,6 +893,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup, teardown),
