@@ -44,7 +44,14 @@ struct lsec_listener {
     int npend;
     int accepted;
     char *file; /* connection file to remove on close */
+    /* Out of descriptors: the listening socket stays readable (the
+     * connection waits in the backlog), so it is left out of poll until
+     * this time instead of failing accept4 in a busy loop. */
+    int64_t accept_paused_until;
 };
+
+/* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
+#define ACCEPT_BACKOFF_MS 100
 
 /* ------------------------------------------------------------------------ */
 
@@ -139,9 +146,11 @@ static void accept_new(lsec_listener *l)
             if (errno == EINTR)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                errno == ENOMEM)
+                errno == ENOMEM) {
                 lsec__log(LSEC_LOG_ERROR, "accept: out of descriptors or "
                                           "memory; retrying later");
+                l->accept_paused_until = lsec__now_ms() + ACCEPT_BACKOFF_MS;
+            }
             /* EAGAIN and transient errors (ECONNABORTED...) end the round. */
             return;
         }
@@ -439,7 +448,14 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
                 wake = l->pend[i].deadline;
             i++;
         }
+        /* A negative fd keeps its slot (pfds[k+1] is pend[k]) while poll
+         * ignores it. */
         l->pfds[n].fd = l->fd;
+        if (now < l->accept_paused_until) {
+            l->pfds[n].fd = -1;
+            if (l->accept_paused_until < wake)
+                wake = l->accept_paused_until;
+        }
         l->pfds[n].events = POLLIN;
         l->pfds[n].revents = 0;
         n++;
