@@ -501,10 +501,22 @@ int lsec_channel_fd(const lsec_channel *c)
 
 size_t lsec_channel_pending(const lsec_channel *c)
 {
+    size_t held;
+
     if (c == NULL)
         return 0;
-    return (c->rlen - c->roff) + c->stash_have +
-           (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
+    /* Callers poll with "pending > 0 ? do not wait : wait for the socket"
+     * (lsec_channel_fd).  Bytes that cannot make a message by themselves,
+     * part of a header or the start of a payload whose rest is still on
+     * its way, need the socket: counting them would make such a loop spin
+     * until the peer sends more. */
+    held = c->rlen - c->roff;
+    if (!c->have_len ? held < LSEC__FRAME_HDR
+                     : c->stash_have + held < c->msg_len)
+        held = 0;
+    else
+        held += c->stash_have;
+    return held + (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
 }
 
 int lsec_channel_mode(const lsec_channel *c)

@@ -570,6 +570,59 @@ static void test_partial_message_survives_timeout(void **state)
     lsec_channel_close(c);
 }
 
+/* Wait until the kernel has bytes for `fd` (the raw sends above them
+ * went through loopback, so this is immediate in practice). */
+static void wait_readable(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+}
+
+/*
+ * lsec_channel_pending > 0 tells a poll loop to call lsec_recv(timeout 0)
+ * without waiting for the socket (lsec_channel_fd's contract; the CLI relay
+ * does exactly this).  Bytes that cannot make a message on their own (part
+ * of a header, the start of a payload whose rest is still on its way) must
+ * not count, or such a loop spins at full CPU until the peer sends more.
+ */
+static void test_pending_means_progress(void **state)
+{
+    (void)state;
+    lsec_channel *s, *c;
+    char buf[256];
+    size_t len = 0;
+
+    pair(NULL, &s, &c);
+    int fd = lsec_channel_fd(c);
+    /* Half a header. */
+    assert_int_equal(send(fd, "\0\0", 2, MSG_NOSIGNAL), 2);
+    wait_readable(lsec_channel_fd(s));
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    /* The rest of the header and 10 of 100 payload bytes. */
+    uint8_t part[12] = {0, 100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    assert_int_equal(send(fd, part, sizeof(part), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(part));
+    wait_readable(lsec_channel_fd(s));
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    /* Whole messages read ahead do count: the socket will not say so. */
+    uint8_t rest[90 + 4 + 3] = {0};
+    rest[93] = 3;
+    assert_int_equal(send(fd, rest, sizeof(rest), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(rest));
+    wait_readable(lsec_channel_fd(s));
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 100);
+    assert_memory_equal(buf, part + 2, 10);
+    assert_true(lsec_channel_pending(s) > 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 3);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 struct sender {
     lsec_channel *c;
     int count;
@@ -899,6 +952,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_means_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
