@@ -11,7 +11,10 @@
  * a large message is read straight into the caller's buffer, with the
  * read-ahead buffer as a second iovec to catch the next header in the same
  * system call.  Only when a timeout cuts a message in half are its bytes
- * kept ("stashed") in memory of our own, bounded by max_message.
+ * kept ("stashed") in memory of our own, bounded by max_message; the rest of
+ * that message is then read into the stash, which grows geometrically, and
+ * copied out once, so a message that arrives in many pieces costs time
+ * linear in its size.
  */
 #include "internal.h"
 
@@ -44,7 +47,7 @@ struct lsec_channel {
     bool have_len;
     uint32_t msg_len;
     uint8_t *stash; /* the part of a message read before a timeout */
-    size_t stash_have;
+    size_t stash_have, stash_cap;
     /* bytes of the framed stream accepted by lsec_send, not yet written */
     uint8_t *wq;
     size_t wq_off, wq_len;
@@ -368,18 +371,102 @@ int lsec_flush(lsec_channel *c, int timeout_ms)
     return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
 }
 
+/*
+ * Make room for `need` (<= msg_len) bytes in the stash.  Growth doubles, so
+ * that a message arriving in many pieces is copied O(1) times per byte, and
+ * never exceeds the message: memory stays within twice what has arrived.
+ * The old block is wiped, not left behind by realloc.
+ */
+static int stash_reserve(lsec_channel *c, size_t need)
+{
+    size_t cap;
+    uint8_t *p;
+
+    if (need <= c->stash_cap)
+        return 0;
+    cap = c->stash_cap > c->msg_len / 2 ? c->msg_len : 2 * c->stash_cap;
+    if (cap < need)
+        cap = need;
+    if (cap < RBUF_SIZE && c->msg_len >= RBUF_SIZE)
+        cap = RBUF_SIZE;
+    p = malloc(cap > 0 ? cap : 1);
+    if (p == NULL)
+        return broken(c, LSEC_ENOMEM, "out of memory keeping a message");
+    if (c->stash != NULL) {
+        memcpy(p, c->stash, c->stash_have);
+        lsec__wipe(c->stash, c->stash_have);
+        free(c->stash);
+    }
+    c->stash = p;
+    c->stash_cap = cap;
+    return 0;
+}
+
+static void stash_free(lsec_channel *c)
+{
+    if (c->stash != NULL) {
+        lsec__wipe(c->stash, c->stash_have);
+        free(c->stash);
+    }
+    c->stash = NULL;
+    c->stash_have = c->stash_cap = 0;
+}
+
 /* A timeout inside a message: keep what arrived so the next call resumes. */
 static int stash_partial(lsec_channel *c, const uint8_t *buf, size_t have,
                          int rc)
 {
     if (have > 0) {
-        c->stash = malloc(have);
-        if (c->stash == NULL)
-            return broken(c, LSEC_ENOMEM, "out of memory keeping a message");
+        int e = stash_reserve(c, have);
+        if (e != 0)
+            return e;
         memcpy(c->stash, buf, have);
         c->stash_have = have;
     }
     return rc;
+}
+
+static int rx_failed(lsec_channel *c, int rc, bool mid_message);
+
+/*
+ * Go on with a stashed message: what the read-ahead buffer holds, then the
+ * socket, straight into the stash.  0 once the whole payload is in; a
+ * timeout leaves it stashed.
+ */
+static int stash_fill(lsec_channel *c, int64_t deadline, bool nowait)
+{
+    size_t avail = c->rlen - c->roff, n;
+    size_t take = avail < c->msg_len - c->stash_have
+                      ? avail
+                      : c->msg_len - c->stash_have;
+    int rc;
+
+    if ((rc = stash_reserve(c, c->stash_have + take)) != 0)
+        return rc;
+    memcpy(c->stash + c->stash_have, c->rbuf + c->roff, take);
+    c->roff += take;
+    c->stash_have += take;
+    while (c->stash_have < c->msg_len) {
+        if ((rc = stash_reserve(c, c->stash_have + 1)) != 0)
+            return rc;
+        /* As in lsec_recv: the read-ahead buffer is empty here, and catches
+         * what follows the message once the stash reaches its end. */
+        struct iovec iov[2] = {{c->stash + c->stash_have,
+                                c->stash_cap - c->stash_have},
+                               {c->rbuf, RBUF_SIZE}};
+        int iovcnt = c->stash_cap == c->msg_len ? 2 : 1;
+        c->roff = c->rlen = 0;
+        rc = rx(c, iov, iovcnt, deadline, nowait, &n);
+        if (rc != 0)
+            return rx_failed(c, rc, true);
+        if (n <= iov[0].iov_len) {
+            c->stash_have += n;
+        } else {
+            c->rlen = n - iov[0].iov_len;
+            c->stash_have += iov[0].iov_len;
+        }
+    }
+    return 0;
 }
 
 static int rx_failed(lsec_channel *c, int rc, bool mid_message)
@@ -452,15 +539,19 @@ int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
                           "next message is %u bytes; the buffer holds %zu",
                           c->msg_len, cap);
     }
-    have = 0;
     if (c->stash != NULL) {
-        memcpy(dst, c->stash, c->stash_have);
-        have = c->stash_have;
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-        c->stash = NULL;
-        c->stash_have = 0;
+        /* A message cut by an earlier timeout continues in the stash and
+         * is copied out once, whole. */
+        if ((rc = stash_fill(c, deadline, nowait)) != 0)
+            return rc;
+        if (c->msg_len > 0)
+            memcpy(dst, c->stash, c->msg_len);
+        stash_free(c);
+        c->have_len = false;
+        *len = c->msg_len;
+        return 0;
     }
+    have = 0;
     avail = c->rlen - c->roff;
     take = avail < c->msg_len - have ? avail : c->msg_len - have;
     if (take > 0)
@@ -570,10 +661,7 @@ void lsec_channel_close(lsec_channel *c)
     }
     close(c->fd);
     lsec__wipe(c->rbuf, sizeof(c->rbuf));
-    if (c->stash != NULL) {
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-    }
+    stash_free(c);
     if (c->wq != NULL) {
         lsec__wipe(c->wq, c->wq_len);
         free(c->wq);

@@ -623,6 +623,129 @@ static void test_pending_means_progress(void **state)
     lsec_channel_close(c);
 }
 
+/*
+ * A message that arrives in many small pieces, each picked up by
+ * lsec_recv(timeout 0) from a poll loop (the usual event-loop pattern, and
+ * what a slow or hostile peer can force), costs time linear in its size.
+ * The seam lets each call find only 4 KiB in the socket; keeping the
+ * partial message by copying all of it out to the caller's buffer and back
+ * on every call made 8 MiB take 16 GiB of copying.
+ */
+static size_t trickle_budget;
+
+static ssize_t trickle_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+    struct iovec iov[2];
+    struct msghdr m = *mh;
+    size_t left = trickle_budget;
+    int k = 0;
+
+    if (left == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    for (size_t i = 0; i < mh->msg_iovlen && left > 0 && k < 2; i++, k++) {
+        iov[k] = mh->msg_iov[i];
+        if (iov[k].iov_len > left)
+            iov[k].iov_len = left;
+        left -= iov[k].iov_len;
+    }
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)k;
+    ssize_t n = recvmsg(fd, &m, flags);
+    if (n > 0)
+        trickle_budget -= (size_t)n;
+    return n;
+}
+
+static int trickle_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+    if (trickle_budget == 0) {
+        fds[0].revents = 0;
+        return 0; /* "nothing more has arrived yet" */
+    }
+    return poll(fds, (nfds_t)n, timeout);
+}
+
+struct raw_writer {
+    int fd;
+    const uint8_t *p;
+    size_t len;
+};
+
+static void *raw_writer_thread(void *arg)
+{
+    struct raw_writer *w = arg;
+    while (w->len > 0) {
+        ssize_t n = send(w->fd, w->p, w->len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN) {
+            /* The channel's socket is non-blocking. */
+            struct pollfd p = {w->fd, POLLOUT, 0};
+            if (poll(&p, 1, 5000) != 1)
+                break;
+            continue;
+        }
+        if (n <= 0)
+            break;
+        w->p += n;
+        w->len -= (size_t)n;
+    }
+    return NULL;
+}
+
+static void test_trickled_message_linear(void **state)
+{
+    (void)state;
+    enum { SIZE = 8 << 20, PIECE = 4096 };
+    lsec_channel *s, *c;
+    /* The big message, then a small one right behind it in the stream. */
+    uint8_t *msg = malloc(SIZE + 4 + 9), *got = malloc(SIZE);
+    assert_non_null(msg);
+    assert_non_null(got);
+    lsec__frame_header(msg, SIZE);
+    for (size_t i = 0; i < SIZE; i++)
+        msg[4 + i] = (uint8_t)(i * 13 + 1);
+    lsec__frame_header(msg + 4 + SIZE, 5);
+    memcpy(msg + 8 + SIZE, "tail!", 5);
+    pair(NULL, &s, &c);
+    struct raw_writer w = {lsec_channel_fd(c), msg, SIZE + 4 + 9};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, raw_writer_thread, &w), 0);
+
+    lsec__io.recvmsg = trickle_recvmsg;
+    lsec__io.poll = trickle_poll;
+    int64_t t0 = lsec__now_ms();
+    size_t len = 0;
+    int rc = LSEC_EAGAIN, calls = 0;
+    while (rc == LSEC_EAGAIN && calls < 4 * (SIZE / PIECE)) {
+        struct pollfd p = {lsec_channel_fd(s), POLLIN, 0};
+        if (poll(&p, 1, 2000) != 1)
+            break;
+        trickle_budget = PIECE;
+        rc = lsec_recv(s, got, SIZE, &len, 0);
+        calls++;
+    }
+    int64_t took = lsec__now_ms() - t0;
+    lsec__io_reset();
+    pthread_join(th, NULL);
+    if (rc != 0)
+        fail_msg("after %d calls and %lld ms: %s", calls, (long long)took,
+                 lsec_strerror(rc));
+    assert_int_equal(len, SIZE);
+    assert_memory_equal(got, msg + 4, SIZE);
+    assert_int_equal(lsec_recv(s, got, SIZE, &len, 2000), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(got, "tail!", 5);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+    free(msg);
+    free(got);
+    /* About 2000 calls; linear work is a few ms, the quadratic copy took
+     * seconds. */
+    if (took > 1000)
+        fail_msg("8 MiB in %d pieces took %lld ms", calls, (long long)took);
+}
+
 struct sender {
     lsec_channel *c;
     int count;
@@ -953,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_means_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
