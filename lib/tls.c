@@ -39,6 +39,19 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+/*
+ * Empty this thread's OpenSSL error queue, as SSL_get_error() requires
+ * before every SSL call.  ERR_clear_error() walks and frees all the slots
+ * of the queue on every call (OpenSSL 3.0), twice per SSL_read/SSL_write
+ * here; a peek first makes the common case, an empty queue, cheap
+ * (docs/BENCHMARKS.md).
+ */
+static void clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 /* The cipher suites: both SHA-256 based, so that one 32-byte external PSK
  * fits either, and the first is what `openssl s_client -psk` assumes. */
 #define TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
@@ -99,7 +112,7 @@ static void tls_init_run(void)
 {
     int type;
 
-    ERR_clear_error();
+    clear_errors();
     /* Loads libssl once for the process; OpenSSL makes this idempotent and
      * thread-safe, the once guard only keeps it off the hot path. */
     if (OPENSSL_init_ssl(0, NULL) != 1)
@@ -122,7 +135,7 @@ static void tls_init_run(void)
 fail:
     BIO_meth_free(sock_method);
     sock_method = NULL;
-    ERR_clear_error();
+    clear_errors();
     tls_init_result = LSEC_ETLS;
 }
 
@@ -319,7 +332,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS context");
-    ERR_clear_error();
+    clear_errors();
     sc = SSL_CTX_new(role == LSEC__HS_SERVER ? TLS_server_method()
                                              : TLS_client_method());
     if (sc == NULL)
@@ -366,7 +379,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
 fail:
     SSL_CTX_free(sc);
     free(c);
-    ERR_clear_error();
+    clear_errors();
     return lsec__fail(LSEC_ETLS, "cannot set up the TLS 1.3 PSK context");
 }
 
@@ -428,7 +441,7 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
     /* Only the derived PSK is kept, never the secret itself. */
     lsec__tls_psk(t->psk, secret);
 
-    ERR_clear_error();
+    clear_errors();
     t->ssl = SSL_new(ctx->ssl_ctx);
     if (t->ssl == NULL || !SSL_set_ex_data(t->ssl, ex_index, t))
         goto fail;
@@ -444,7 +457,7 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
     *out = t;
     return 0;
 fail:
-    ERR_clear_error();
+    clear_errors();
     lsec__tls_free(t);
     return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
 }
@@ -521,7 +534,7 @@ static void drain_queue(struct queue_summary *q)
         if (reason == ERR_R_MALLOC_FAILURE)
             q->nomem = true;
     }
-    ERR_clear_error();
+    clear_errors();
 }
 
 static bool peer_vanished(const lsec__tls *t)
@@ -645,7 +658,7 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
 static void reset_io_state(lsec__tls *t)
 {
     t->sys_errno = 0;
-    ERR_clear_error();
+    clear_errors();
 }
 
 int lsec__tls_handshake(lsec__tls *t)
@@ -661,7 +674,7 @@ int lsec__tls_handshake(lsec__tls *t)
     reset_io_state(t);
     r = SSL_do_handshake(t->ssl);
     if (r == 1) {
-        ERR_clear_error();
+        clear_errors();
         /* Belt and braces: the configuration allows nothing else, but the
          * connection is used only if it really is TLS 1.3 authenticated by
          * our PSK (a "reused" session is the external PSK's). */
@@ -675,7 +688,7 @@ int lsec__tls_handshake(lsec__tls *t)
     }
     e = SSL_get_error(t->ssl, r);
     if (is_want(e)) {
-        ERR_clear_error();
+        clear_errors();
         return want(e);
     }
     return handshake_failed(t, e);
@@ -727,13 +740,13 @@ static int io_result(lsec__tls *t, int r, size_t *n, const char *what)
     int e;
 
     if (r == 1) {
-        ERR_clear_error();
+        clear_errors();
         return 0;
     }
     *n = 0;
     e = SSL_get_error(t->ssl, r);
     if (is_want(e)) {
-        ERR_clear_error();
+        clear_errors();
         return want(e);
     }
     return io_failed(t, e, what);
@@ -780,7 +793,7 @@ void lsec__tls_shutdown(lsec__tls *t)
     t->dontwait = true;
     (void)SSL_shutdown(t->ssl);
     t->dontwait = false;
-    ERR_clear_error();
+    clear_errors();
 }
 
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len)
