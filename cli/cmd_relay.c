@@ -227,6 +227,8 @@ int cmd_connect(int argc, char **argv)
         } else if (argv[i][0] != '-' && !have_ticket) {
             size_t n = strlen(argv[i]);
             if (n >= sizeof(ticket)) {
+                /* Too long to be a ticket, but it may hold one: wipe it. */
+                explicit_bzero(argv[i], n);
                 fprintf(stderr, "loopsec: connect: malformed ticket\n");
                 return 1;
             }

@@ -332,7 +332,9 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * the mode is local policy and is never negotiated down.
  *
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
- * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused or closed), LSEC_ETLS, LSEC_EIO.
+ * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER
+ * (the listener belongs to another user, under LSEC_PEER_SAME_USER),
+ * LSEC_ERESET, LSEC_EPROTO, LSEC_ETLS, LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
  */
 LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
                                      int timeout_ms, lsec_channel **out);
@@ -361,8 +363,9 @@ LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
  * channel and 0 is returned; it is flushed by the next lsec_send, lsec_recv
  * or lsec_flush.
  *
- * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_EMSGSIZE, LSEC_ECLOSED,
- * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL, LSEC_ENOMEM.
+ * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_EMSGSIZE, LSEC_ERESET,
+ * LSEC_ETLS, LSEC_EINVAL, LSEC_ENOMEM, LSEC_EIO, or the error that broke the
+ * channel earlier (e.g. LSEC_EPROTO from a receive).
  */
 LSEC_API LSEC_CHECK int lsec_send(lsec_channel *c, const void *msg, size_t len,
                                   int timeout_ms);
@@ -376,21 +379,30 @@ LSEC_API LSEC_CHECK int lsec_flush(lsec_channel *c, int timeout_ms);
  * length and the message left queued, so the caller can retry with a larger
  * buffer.  A partial message survives a timeout.
  *
- * Returns 0, LSEC_EAGAIN (timeout 0), LSEC_ETIMEDOUT, LSEC_ECLOSED (clean end
- * between messages), LSEC_ERESET (peer vanished, mid-message too),
- * LSEC_EPROTO (a length above max_message), LSEC_EMSGSIZE, LSEC_ETLS.
+ * Returns 0, LSEC_EAGAIN (timeout 0), LSEC_ETIMEDOUT, LSEC_ECLOSED (the peer
+ * ended its side cleanly between messages; every later lsec_recv says so
+ * too, while lsec_send may go on: half-close), LSEC_ERESET (peer vanished,
+ * mid-message too), LSEC_EPROTO (a length above max_message; the channel
+ * cannot be resynchronised and stays broken), LSEC_EMSGSIZE, LSEC_ETLS,
+ * LSEC_ENOMEM, LSEC_EIO, LSEC_EINVAL.
  */
 LSEC_API LSEC_CHECK int lsec_recv(lsec_channel *c, void *buf, size_t cap,
                                   size_t *len, int timeout_ms);
 
 /**
  * The socket, for poll/epoll: readable means lsec_recv may make progress.
- * In tls mode, also call lsec_recv(timeout 0) when lsec_channel_pending says
- * data is buffered.  Do not read or write it directly.
+ * In either mode, first call lsec_recv(timeout 0) while
+ * lsec_channel_pending is non-zero: a whole message may already be read
+ * ahead (or decrypted) inside the channel, and the socket will not say so.
+ * Do not read or write the socket directly.
  */
 LSEC_API int lsec_channel_fd(const lsec_channel *c);
 
-/** Bytes already buffered inside the channel (decrypted or read ahead). */
+/**
+ * Bytes lsec_recv can deliver without waiting for the socket: whole
+ * messages read ahead, or TLS plaintext already decrypted.  A partial
+ * message does not count, so "pending > 0 ? recv : poll" never spins.
+ */
 LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 
 /** The channel's mode, LSEC_MODE_AUTH or LSEC_MODE_TLS. */

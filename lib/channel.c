@@ -40,6 +40,9 @@ struct lsec_channel {
     lsec__tls *tls;
     size_t max_message;
     int err; /* sticky: once broken, every call fails with it */
+    /* The peer ended its direction cleanly (FIN or close_notify between
+     * messages).  Receiving is over; sending goes on (half-close). */
+    bool rx_closed;
     lsec__addr local, remote;
     int64_t peer_uid;
     /* receive state */
@@ -475,8 +478,12 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
         return rc;
     if (rc == LSEC_ECLOSED && mid_message)
         return broken(c, LSEC_ERESET, "the peer vanished in the middle of a message");
-    if (rc == LSEC_ECLOSED)
-        return broken(c, LSEC_ECLOSED, "the peer closed the channel");
+    if (rc == LSEC_ECLOSED) {
+        c->rx_closed = true;
+        lsec__log(LSEC_LOG_DEBUG, "channel to port %u: the peer closed its side",
+                  c->remote.port);
+        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
+    }
     c->err = rc;
     return rc;
 }
@@ -497,6 +504,8 @@ int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
         return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->rx_closed)
+        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */

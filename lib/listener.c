@@ -417,6 +417,11 @@ int lsec_listener_write_file(lsec_listener *l, const char *path,
         unlink(l->file);
     free(l->file);
     l->file = strdup(used);
+    if (l->file == NULL) {
+        /* Without the name we could not remove it at close: undo now. */
+        unlink(used);
+        return lsec__fail(LSEC_ENOMEM, "out of memory");
+    }
     return 0;
 }
 

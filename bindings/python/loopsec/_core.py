@@ -364,13 +364,15 @@ class Channel(_Handle):
 
     def fileno(self):
         """The socket, for select/poll: readable means recv may progress.
-        In tls mode also check `pending`.  Do not read or write it."""
+        In either mode call recv(timeout=0) first while `pending` is
+        non-zero: a whole message may already wait inside the channel.
+        Do not read or write the socket."""
         return self._call(LIB.lsec_channel_fd)
 
     @property
     def pending(self):
-        """Bytes already buffered inside the channel (tls mode: decrypted
-        data that select() on the socket cannot see)."""
+        """Bytes recv can deliver without the socket (whole messages read
+        ahead, or decrypted TLS data) that select() cannot see."""
         return self._call(LIB.lsec_channel_pending)
 
     @property

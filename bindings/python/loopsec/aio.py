@@ -72,8 +72,8 @@ async def recv(ch, timeout=None):
     """Receive one message from a Channel without blocking the loop."""
     deadline = _deadline(timeout)
     while True:
-        # Always try the channel first: in tls mode a whole message may
-        # already be decrypted inside it (ch.pending > 0) while the socket
+        # Always try the channel first: a whole message may already be read
+        # ahead or decrypted inside it (ch.pending > 0) while the socket
         # itself has nothing more to read.
         try:
             return ch.recv(timeout=0)
