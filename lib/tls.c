@@ -28,6 +28,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,9 @@ static void clear_errors(void)
 /* TLS_AES_128_GCM_SHA256 (RFC 8446 B.4): the PSK's session carries it; only
  * its hash (SHA-256) matters for the handshake. */
 static const unsigned char psk_suite_id[2] = {0x13, 0x01};
+
+/* How long lsec__tls_shutdown waits for room for its close_notify. */
+#define SHUTDOWN_WAIT_MS 500
 
 /* The detail the client reports when the listener hangs up on its hello. */
 #define DETAIL_NOT_TLS_LISTENER                                                \
@@ -181,7 +185,12 @@ static int bio_write(BIO *b, const char *buf, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
-    n = lsec__io.send(t->fd, buf, (size_t)len, flags);
+    /* EINTR is retried here, not reported as "retry later": the best-effort
+     * close_notify of lsec__tls_shutdown gets no second call, and a signal
+     * must not turn a clean close into a lost connection for the peer. */
+    do
+        n = lsec__io.send(t->fd, buf, (size_t)len, flags);
+    while (n < 0 && errno == EINTR);
     if (n >= 0)
         return (int)n;
     if (is_retry_errno(errno)) {
@@ -200,7 +209,9 @@ static int bio_read(BIO *b, char *buf, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
-    n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
+    do
+        n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
     if (n > 0) {
         t->got_bytes = true;
         while (t->first_len < sizeof(t->first) && t->first_len < (size_t)n) {
@@ -784,14 +795,25 @@ size_t lsec__tls_pending(const lsec__tls *t)
 
 void lsec__tls_shutdown(lsec__tls *t)
 {
+    int64_t deadline;
+
     /* OpenSSL forbids SSL_shutdown after a fatal error or mid-handshake. */
     if (t == NULL || !t->done || t->fatal != 0)
         return;
     reset_io_state(t);
-    /* Best effort and never blocking, even on a blocking descriptor: one
-     * close_notify if the socket takes it now, and no wait for the peer's. */
+    /* Best effort, never waiting for the peer's close_notify; but ours is
+     * what tells the peer a clean end from a lost connection, so when the
+     * socket is full right now it gets a short, bounded wait for room. */
     t->dontwait = true;
-    (void)SSL_shutdown(t->ssl);
+    deadline = lsec__deadline(SHUTDOWN_WAIT_MS);
+    for (;;) {
+        int r = SSL_shutdown(t->ssl);
+        if (r >= 0 || SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_WRITE)
+            break;
+        ERR_clear_error();
+        if (lsec__wait_fd(t->fd, POLLOUT, deadline, false) != 0)
+            break;
+    }
     t->dontwait = false;
     clear_errors();
 }
