@@ -44,9 +44,12 @@ struct lsec_listener {
     int npend;
     int accepted;
     char *file; /* connection file to remove on close */
-    /* Out of descriptors: the listening socket stays readable (the
-     * connection waits in the backlog), so it is left out of poll until
-     * this time instead of failing accept4 in a busy loop. */
+    /* A spare descriptor (on /dev/null) given back at the descriptor
+     * limit so that a waiting connection can be taken and refused. */
+    int reserve_fd;
+    /* Out of descriptors and no spare: the listening socket stays readable
+     * (the connection waits in the backlog), so it is left out of poll
+     * until this time instead of failing accept4 in a busy loop. */
     int64_t accept_paused_until;
 };
 
@@ -136,6 +139,28 @@ static void admit(lsec_listener *l, int fd)
     l->npend++;
 }
 
+/*
+ * At the descriptor limit a waiting connection keeps the listening socket
+ * readable, so every poll -- ours, or the caller's on lsec_listener_fd --
+ * would return at once and a caller would spin.  Give back the spare
+ * descriptor, take the connection and close it at once (the client sees a
+ * refusal, LSEC_ECLOSED, and may retry), then take the spare again.  True
+ * if a connection was refused so.
+ */
+static bool refuse_one(lsec_listener *l)
+{
+    int fd;
+
+    if (l->reserve_fd < 0)
+        return false;
+    close(l->reserve_fd);
+    fd = lsec__io.accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0)
+        close(fd);
+    l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
 static void accept_new(lsec_listener *l)
 {
     /* Bounded: never starve the pending handshakes. */
@@ -145,6 +170,11 @@ static void accept_new(lsec_listener *l)
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
+            if ((errno == EMFILE || errno == ENFILE) && refuse_one(l)) {
+                lsec__log(LSEC_LOG_WARN, "accept: out of descriptors; "
+                                         "refused a connection");
+                continue;
+            }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                 errno == ENOMEM) {
                 lsec__log(LSEC_LOG_ERROR, "accept: out of descriptors or "
@@ -321,6 +351,9 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     if (l == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
     l->fd = -1;
+    /* Taken while descriptors are plentiful; without one, the listener
+     * still works and pauses at the limit instead. */
+    l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     lsec__opts_resolve(o, &l->o);
     if ((l->o.mode != LSEC_MODE_AUTH && l->o.mode != LSEC_MODE_TLS) ||
         l->o.handshake_timeout_ms <= 0 || l->o.max_pending < 1 ||
@@ -509,6 +542,8 @@ void lsec_listener_close(lsec_listener *l)
     if (l == NULL)
         return;
     stop_listening(l);
+    if (l->reserve_fd >= 0)
+        close(l->reserve_fd);
     if (l->file != NULL) {
         unlink(l->file);
         free(l->file);
