@@ -18,3 +18,25 @@ echo "== debugger pattern: the parent listens, the helper connects back"
 echo
 echo "== kernel pattern: the helper listens and announces, the parent connects"
 "$dir/examples/kernel_parent" "$dir/examples/kernel_helper"
+echo
+echo "== addresses: only loopback, only canonical spellings"
+for a in 127.0.0.1:8080 localhost:8080 '[::1]:8080' 0.0.0.0:8080 127.1:8080 0x7f.0.0.1:8080 '[::ffff:127.0.0.1]:8080' example.com:8080; do
+    printf '%-28s ' "loopsec check $a"
+    "$dir/loopsec" check "$a" 2>&1 || true
+done
+echo
+echo "== who holds a port: a listener, then loopsec who"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# The listener gives up after 2 s without a peer; it prints its ticket (a
+# credential) into a private file, from which only the port is shown here.
+"$dir/loopsec" listen --timeout 2000 >"$tmp/ticket" 2>/dev/null </dev/null &
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    [ -s "$tmp/ticket" ] && break
+    sleep 0.1
+done
+port=$(sed -n 's|^loopsec://127.0.0.1:\([0-9]*\)/.*|\1|p' "$tmp/ticket")
+echo "loopsec listen is on 127.0.0.1:$port"
+echo "loopsec who $port:"
+"$dir/loopsec" who "$port"
+wait || true
