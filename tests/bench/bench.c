@@ -43,6 +43,8 @@ static const transport *const transports[NTRANSPORT] = {
 /* The proxies (--proxies) are context, timed in round trips and bulk. */
 #define PROXY_TESTS (TEST_RTT | TEST_BULK)
 #define PROXY_MASK ((1u << T_STUNNEL) | (1u << T_SPIPED))
+/* Bulk runs twice as many rounds of half the length: more pairs. */
+#define BULK_ROUNDS_MAX 32
 /* Each loopsec transport and its anchor. */
 static const int pair_lsec[2] = {T_AUTH, T_TLS};
 static const int pair_anchor[2] = {T_RAW, T_OPENSSL};
@@ -76,8 +78,9 @@ typedef struct cfg {
     int multi_m;         /* round trips per client */
     double multi_s;      /* time bound of the echo phase */
     int child_alarm_s;   /* a server child never outlives this */
-    int placement;    /* latency tests: PLACE_SAME, PLACE_SPLIT, PLACE_FREE */
-    int cpu_a, cpu_b; /* client's CPU; the server's under PLACE_SPLIT */
+    int placement;      /* latency tests: PLACE_SAME, PLACE_SPLIT, PLACE_FREE */
+    int cpu_a, cpu_b;   /* client's CPU; the server's under PLACE_SPLIT */
+    int bulk_placement; /* bulk: PLACE_SPLIT (default) or PLACE_FREE */
 } cfg;
 
 static cfg C;
@@ -104,13 +107,21 @@ static void set_cpu(int cpu)
     (void)sched_setaffinity(0, sizeof(one), &one);
 }
 
-static void pin(void)
+static int cur_placement;
+
+static void pin_as(int placement)
 {
-    if (C.placement == PLACE_FREE ||
+    cur_placement = placement;
+    if (placement == PLACE_FREE ||
         sched_getaffinity(0, sizeof(saved_affinity), &saved_affinity) != 0)
         return;
     set_cpu(C.cpu_a);
     pinned = true;
+}
+
+static void pin(void)
+{
+    pin_as(C.placement);
 }
 
 static void unpin(void)
@@ -123,7 +134,7 @@ static void unpin(void)
 /* In a new server child. */
 static void place_child(void)
 {
-    if (pinned && C.placement == PLACE_SPLIT)
+    if (pinned && cur_placement == PLACE_SPLIT)
         set_cpu(C.cpu_b);
 }
 
@@ -139,10 +150,15 @@ static void choose_cpus(void)
                 C.cpu_b = i;
                 break;
             }
-    if (C.cpu_a < 0)
+    if (C.cpu_a < 0) {
         C.placement = PLACE_FREE;
-    else if (C.cpu_b == C.cpu_a && C.placement == PLACE_SPLIT)
-        C.placement = PLACE_SAME; /* one CPU only */
+        C.bulk_placement = PLACE_FREE;
+    } else if (C.cpu_b == C.cpu_a) { /* one CPU only */
+        if (C.placement == PLACE_SPLIT)
+            C.placement = PLACE_SAME;
+        if (C.bulk_placement == PLACE_SPLIT)
+            C.bulk_placement = PLACE_SAME;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -245,7 +261,12 @@ static const metric_def metrics[NMETRIC] = {
 /* One run's figures: value per metric and transport (NAN: not measured). */
 typedef struct run_result {
     double v[NMETRIC][NTRANSPORT];
+    /* Where set (not NAN): the ratio, as the median of per-round paired
+     * ratios, instead of the ratio of the pooled figures. */
+    double paired[NMETRIC][2];
 } run_result;
+
+static double median_of(double *v, int n);
 
 /* ------------------------------------------------------------------------ */
 /* The server child                                                          */
@@ -968,16 +989,36 @@ static int suite_bulk(run_result *res)
         if (!(C.bulk_sizes & (1u << z)))
             continue;
         double bytes[NTRANSPORT] = {0}, ns[NTRANSPORT] = {0},
-               msgs[NTRANSPORT] = {0};
-        for (int r = 0; r < C.rounds && rc == B_OK; r++) {
+               msgs[NTRANSPORT] = {0}, pr[2][BULK_ROUNDS_MAX];
+        int rounds =
+            C.rounds * 2 <= BULK_ROUNDS_MAX ? C.rounds * 2 : BULK_ROUNDS_MAX;
+        for (int r = 0; r < rounds && rc == B_OK; r++) {
+            /* This round's own figures, for the paired ratios. */
+            double rb[NTRANSPORT] = {0}, rn[NTRANSPORT] = {0},
+                   rm[NTRANSPORT] = {0};
             round_order(r, order);
             for (int k = 0; k < NTRANSPORT && rc == B_OK; k++) {
                 int ti = order[k];
-                if (want_t(ti))
-                    rc = run_bulk(transports[ti], sizes[z].size, C.bulk_s, buf,
-                                  &bytes[ti], &ns[ti], &msgs[ti]);
+                if (!want_t(ti))
+                    continue;
+                pin_as(C.bulk_placement);
+                rc = run_bulk(transports[ti], sizes[z].size,
+                              C.bulk_s * C.rounds / rounds, buf, &rb[ti],
+                              &rn[ti], &rm[ti]);
+                unpin();
+                bytes[ti] += rb[ti];
+                ns[ti] += rn[ti];
+                msgs[ti] += rm[ti];
+            }
+            for (int pair = 0; pair < 2; pair++) {
+                int a = pair_anchor[pair], l = pair_lsec[pair];
+                pr[pair][r] = rn[a] > 0 && rn[l] > 0 && rb[a] > 0
+                                  ? (rb[l] / rn[l]) / (rb[a] / rn[a])
+                                  : NAN;
             }
         }
+        for (int pair = 0; pair < 2 && rc == B_OK; pair++)
+            res->paired[sizes[z].metric][pair] = median_of(pr[pair], rounds);
         for (int ti = 0; ti < NTRANSPORT && rc == B_OK; ti++) {
             if (!want_t(ti) || ns[ti] <= 0)
                 continue;
@@ -1075,6 +1116,8 @@ static int suite_multi(run_result *res)
 static double ratio_of(const run_result *r, int m, int pair)
 {
     double a = r->v[m][pair_anchor[pair]], l = r->v[m][pair_lsec[pair]];
+    if (!isnan(r->paired[m][pair]))
+        return r->paired[m][pair];
     if (isnan(a) || isnan(l) || a == 0)
         return NAN;
     /* Raw sockets keep next to nothing in user memory: a ratio to that
@@ -1222,9 +1265,11 @@ static int run_suite(run_result *res)
         {TEST_MEMORY, "idle channels", suite_memory},
         {TEST_MULTI, "concurrent clients", suite_multi},
     };
-    for (int m = 0; m < NMETRIC; m++)
+    for (int m = 0; m < NMETRIC; m++) {
         for (int ti = 0; ti < NTRANSPORT; ti++)
             res->v[m][ti] = NAN;
+        res->paired[m][0] = res->paired[m][1] = NAN;
+    }
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         if (!(C.tests & steps[i].test))
             continue;
@@ -1268,7 +1313,8 @@ static void usage(void)
         "         [--only rtt,bulk,connect,memory,multi]\n"
         "         [--transports raw,openssl,auth,tls] [--proxies]\n"
         "         [--placement same|split|free] [--bulk-sizes 64k,1m,64]\n"
-        "         [--bulk-seconds S] [--rate-seconds S] [--connects N]\n"
+        "         [--bulk-seconds S] [--bulk-free] [--rate-seconds S]\n"
+        "         [--connects N]\n"
         "  --quick       small counts, well under 20 s (smoke); targets are\n"
         "                reported, not gated, unless --gate\n"
         "  --repeat      run the whole suite N times (1..9; full default 3);\n"
@@ -1277,6 +1323,8 @@ static void usage(void)
         "  --placement   latency tests: both processes on one CPU (same, the\n"
         "                default), on two CPUs (split), or where the\n"
         "                scheduler puts them (free)\n"
+        "  --bulk-free   leave the bulk tests to the scheduler (default: the\n"
+        "                two processes on two CPUs)\n"
         "  --bulk-sizes, --bulk-seconds, --rate-seconds (0: skip the\n"
         "                connect-rate test), --connects: focus a run\n");
 }
@@ -1327,7 +1375,7 @@ int main(int argc, char **argv)
     const char *only = NULL, *trs = NULL, *sizes = NULL;
     double bulk_s = 0, rate_s = -1;
     int conns = 0;
-    bool quick = false, proxies = false;
+    bool quick = false, proxies = false, bulk_free = false;
     const char *placement = "same";
     int repeat = 0;
 
@@ -1338,6 +1386,8 @@ int main(int argc, char **argv)
             gate = 1;
         else if (strcmp(argv[i], "--no-gate") == 0)
             gate = 0;
+        else if (strcmp(argv[i], "--bulk-free") == 0)
+            bulk_free = true;
         else if (strcmp(argv[i], "--placement") == 0 && i + 1 < argc)
             placement = argv[++i];
         else if (strcmp(argv[i], "--proxies") == 0)
@@ -1388,6 +1438,7 @@ int main(int argc, char **argv)
         return 2;
     }
     C.placement = pm == 1 ? PLACE_SAME : pm == 2 ? PLACE_SPLIT : PLACE_FREE;
+    C.bulk_placement = bulk_free ? PLACE_FREE : PLACE_SPLIT;
     choose_cpus();
     if (sizes != NULL &&
         (C.bulk_sizes = parse_list(sizes, size_names, 3)) == 0) {
@@ -1436,6 +1487,7 @@ int main(int argc, char **argv)
     }
     if (C.repeat > 1) {
         run_result med;
+        memset(&med, 0, sizeof(med));
         double ratios[NMETRIC][2];
         for (int m = 0; m < NMETRIC; m++) {
             for (int ti = 0; ti < NTRANSPORT; ti++) {
