@@ -20,13 +20,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_ASSERT(c)                                                        \
-    do {                                                                      \
-        if (!(c)) {                                                           \
-            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__,       \
-                    __LINE__, #c);                                            \
-            abort();                                                          \
-        }                                                                     \
+#define FUZZ_ASSERT(c)                                                         \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__,        \
+                    __LINE__, #c);                                             \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 /* A cursor over the fuzz input. */
@@ -69,6 +69,46 @@ static inline size_t fz_take(fz *f, size_t want, const uint8_t **out)
     f->p += k;
     f->n -= k;
     return k;
+}
+
+/* A small deterministic generator (xorshift32), seeded from the input, for
+ * decisions that must not compete with the payload for input bytes (chunk
+ * sizes, injected EAGAIN): one input still fully determines a run. */
+static inline uint32_t fz_rand(uint32_t *state)
+{
+    uint32_t x = *state ? *state : 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    return x;
+}
+
+/* A count of at most n (n > 0): 1, a few, any, or all of it. */
+static inline size_t fz_some(uint32_t *state, size_t n)
+{
+    uint32_t v = fz_rand(state);
+    if (n <= 1)
+        return n;
+    switch (v % 4) {
+    case 0:
+        return 1;
+    case 1:
+        return 1 + (v >> 8) % (n < 16 ? n : 16);
+    case 2:
+        return 1 + (v >> 8) % n;
+    default:
+        return n;
+    }
+}
+
+static inline int fz_all_zero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0)
+            return 0;
+    return 1;
 }
 
 /* Is every byte of the NUL-terminated `s` printable ASCII?  Details and

@@ -51,15 +51,6 @@ __attribute__((destructor)) static void cleanup(void)
     }
 }
 
-static int all_zero(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != 0)
-            return 0;
-    return 1;
-}
-
 static void write_file(const char *where, const uint8_t *p, size_t n,
                        mode_t mode)
 {
@@ -111,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(lsec__now_ms() - t0 < 2000);
 
     if (rc != 0) {
-        FUZZ_ASSERT(all_zero(&t, sizeof(t)));
+        FUZZ_ASSERT(fz_all_zero(&t, sizeof(t)));
         FUZZ_ASSERT(lsec_last_detail()[0] != '\0');
         FUZZ_ASSERT(fz_printable(lsec_last_detail()));
     }

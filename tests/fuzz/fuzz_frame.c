@@ -76,32 +76,9 @@ static size_t out_len;
 static int chan_fd = -1;
 static unsigned eagain_run; /* consecutive EAGAINs, bounded for -1 waits */
 
-static uint32_t next_rand(void)
-{
-    uint32_t x = rng ? rng : 0x6d2b79f5u;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    rng = x;
-    return x;
-}
+static uint32_t next_rand(void) { return fz_rand(&rng); }
 
-static size_t some(size_t n)
-{
-    uint32_t v = next_rand();
-    if (n <= 1)
-        return n;
-    switch (v % 4) {
-    case 0:
-        return 1;
-    case 1:
-        return 1 + (v >> 8) % (n < 16 ? n : 16);
-    case 2:
-        return 1 + (v >> 8) % n;
-    default:
-        return n;
-    }
-}
+static size_t some(size_t n) { return fz_some(&rng, n); }
 
 /* A hiccup now and then, never many in a row. */
 static int hiccup(void)

@@ -26,37 +26,20 @@ static const uint8_t secret[LSEC_SECRET_BYTES] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz f = fz_init(data, size);
-    uint8_t flags, srv_nonce[32] = {0}, cli_nonce[32] = {0};
     uint8_t stream[STREAM_MAX], ch[REF_HELLO], out[LSEC__HS_MSG_MAX];
     uint8_t proof[32];
     size_t slen = 0, k, consumed, outlen;
     const uint8_t *p;
-    lsec__addr srv, cli;
+    struct hs_setup st;
     lsec__hs c, s;
     feed_result res;
-    prng r;
     int code, bad, rc, honest_ok = 0;
 
-    if (lsec__init() != 0)
-        abort();
-    flags = fz_u8(&f);
-    r.s = (uint32_t)fz_u16(&f) << 16 | fz_u16(&f);
-    k = fz_take(&f, 32, &p);
-    memcpy(srv_nonce, p, k);
-    k = fz_take(&f, 32, &p);
-    memcpy(cli_nonce, p, k);
-    fuzz_addr_v4(&srv, 40000);
-    fuzz_addr_v4(&cli, 50001);
-    if (flags & 0x40) {
-        srv.family = cli.family = AF_INET6;
-        memset(srv.ip, 0, 16);
-        memset(cli.ip, 0, 16);
-        srv.ip[15] = cli.ip[15] = 1;
-    }
+    hs_setup_read(&f, &st);
     FUZZ_ASSERT(lsec__hs_init(&c, LSEC__HS_CLIENT, LSEC_MODE_AUTH, secret,
-                              &cli, &srv, cli_nonce) == 0);
+                              &st.cli, &st.srv, st.cli_nonce) == 0);
 
-    if (flags & 0x80) {
+    if (st.flags & 0x80) {
         /* The server spoke first: refused before anything is sent. */
         uint8_t early[4] = {0x4c, 0x53, 0x45, 0x43};
         rc = lsec__hs_step(&c, early, 1 + fz_u8(&f) % 4, &consumed, out,
@@ -76,49 +59,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ch[4] = 0x01;
     ch[5] = LSEC_MODE_AUTH;
     ch[6] = ch[7] = 0;
-    memcpy(ch + 8, cli_nonce, 32);
+    memcpy(ch + 8, st.cli_nonce, 32);
     FUZZ_ASSERT(memcmp(out, ch, REF_HELLO) == 0);
 
     memset(&res, 0, sizeof(res));
-    if (flags & 1) {
+    if (st.flags & 1) {
         /* A real server, possibly wrong in one way or another. */
         uint8_t ssecret[LSEC_SECRET_BYTES];
-        lsec__addr sview = cli;
+        lsec__addr sview = st.cli;
         feed_result sres;
 
         memcpy(ssecret, secret, sizeof(ssecret));
-        if (flags & 2)
+        if (st.flags & 2)
             ssecret[fz_u8(&f) % 32] ^= (uint8_t)(fz_u8(&f) | 1);
-        if (flags & 4)
+        if (st.flags & 4)
             sview.port ^= (uint16_t)(fz_u8(&f) | 1); /* a relay */
         FUZZ_ASSERT(lsec__hs_init(&s, LSEC__HS_SERVER, LSEC_MODE_AUTH, ssecret,
-                                  &srv, &sview, srv_nonce) == 0);
+                                  &st.srv, &sview, st.srv_nonce) == 0);
         memset(&sres, 0, sizeof(sres));
-        feed(&s, ch, REF_HELLO, &r, &sres);
+        feed(&s, ch, REF_HELLO, &st.r, &sres);
         FUZZ_ASSERT(sres.rc == LSEC__HS_AGAIN && sres.outlen == REF_SHELLO);
         memcpy(stream, sres.out, REF_SHELLO);
         slen = REF_SHELLO;
-        if (flags & 8)
+        if (st.flags & 8)
             stream[fz_u8(&f) % REF_SHELLO] ^= (uint8_t)(fz_u8(&f) | 1);
         /* Bytes behind the ServerHello (a server never sends any before
          * the ClientFinish, but the client must not take them). */
         k = fz_take(&f, 64, &p);
         memcpy(stream + slen, p, k);
         slen += k;
-        feed(&c, stream, slen, &r, &res);
-        honest_ok = !(flags & (2 | 4 | 8));
+        feed(&c, stream, slen, &st.r, &res);
+        honest_ok = !(st.flags & (2 | 4 | 8));
         if (honest_ok) {
             /* The server accepts the finish the client produced. */
             FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
             memset(&sres, 0, sizeof(sres));
-            feed(&s, res.out, res.outlen, &r, &sres);
+            feed(&s, res.out, res.outlen, &st.r, &sres);
             FUZZ_ASSERT(sres.rc == LSEC__HS_DONE);
         }
         lsec__hs_wipe(&s);
     } else {
         slen = fz_take(&f, STREAM_MAX, &p);
         memcpy(stream, p, slen);
-        feed(&c, stream, slen, &r, &res);
+        feed(&c, stream, slen, &st.r, &res);
     }
 
     bad = ref_header_error(stream, slen < 8 ? slen : 8, LSEC__HS_CLIENT, &code);
@@ -132,11 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(res.outlen == 0);
     } else {
         FUZZ_ASSERT(res.consumed == REF_SHELLO);
-        ref_proof(proof, secret, 1, ch, stream, &cli, &srv);
+        ref_proof(proof, secret, 1, ch, stream, &st.cli, &st.srv);
         if (memcmp(stream + REF_HELLO, proof, 32) == 0) {
             FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
             FUZZ_ASSERT(res.outlen == REF_FINISH);
-            ref_proof(proof, secret, 0, ch, stream, &cli, &srv);
+            ref_proof(proof, secret, 0, ch, stream, &st.cli, &st.srv);
             FUZZ_ASSERT(memcmp(res.out, proof, 32) == 0);
         } else {
             FUZZ_ASSERT(res.rc == LSEC_EAUTH);

@@ -26,66 +26,48 @@ static const uint8_t secret[LSEC_SECRET_BYTES] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz f = fz_init(data, size);
-    uint8_t flags, srv_nonce[32] = {0}, cli_nonce[32] = {0};
     uint8_t stream[STREAM_MAX], exp_sh[REF_SHELLO], proof[32];
     size_t slen = 0, k;
     const uint8_t *p;
-    lsec__addr srv, cli;
+    struct hs_setup st;
     lsec__hs s, c;
     feed_result res;
-    prng r;
     int code, bad, honest_ok = 0;
 
-    if (lsec__init() != 0)
-        abort();
-    flags = fz_u8(&f);
-    r.s = (uint32_t)fz_u16(&f) << 16 | fz_u16(&f);
-    k = fz_take(&f, 32, &p);
-    memcpy(srv_nonce, p, k);
-    k = fz_take(&f, 32, &p);
-    memcpy(cli_nonce, p, k);
-    fuzz_addr_v4(&srv, 40000);
-    fuzz_addr_v4(&cli, 50001);
-    if (flags & 0x40) {
-        /* The same over IPv6. */
-        srv.family = cli.family = AF_INET6;
-        memset(srv.ip, 0, 16);
-        memset(cli.ip, 0, 16);
-        srv.ip[15] = cli.ip[15] = 1;
-    }
+    hs_setup_read(&f, &st);
     memset(&res, 0, sizeof(res));
     FUZZ_ASSERT(lsec__hs_init(&s, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
-                              &srv, &cli, srv_nonce) == 0);
+                              &st.srv, &st.cli, st.srv_nonce) == 0);
 
-    if (flags & 1) {
+    if (st.flags & 1) {
         /* A real client, possibly wrong in one way or another. */
         uint8_t csecret[LSEC_SECRET_BYTES], out[LSEC__HS_MSG_MAX];
-        lsec__addr cview = srv;
+        lsec__addr cview = st.srv;
         size_t consumed, outlen;
         feed_result cres;
 
         memcpy(csecret, secret, sizeof(csecret));
-        if (flags & 2)
+        if (st.flags & 2)
             csecret[fz_u8(&f) % 32] ^= (uint8_t)(fz_u8(&f) | 1);
-        if (flags & 4)
+        if (st.flags & 4)
             cview.port ^= (uint16_t)(fz_u8(&f) | 1); /* a relay */
         FUZZ_ASSERT(lsec__hs_init(&c, LSEC__HS_CLIENT, LSEC_MODE_AUTH, csecret,
-                                  &cli, &cview, cli_nonce) == 0);
+                                  &st.cli, &cview, st.cli_nonce) == 0);
         FUZZ_ASSERT(lsec__hs_step(&c, NULL, 0, &consumed, out, sizeof(out),
                                   &outlen) == LSEC__HS_AGAIN);
         FUZZ_ASSERT(outlen == REF_HELLO);
         memcpy(stream, out, REF_HELLO);
         slen = REF_HELLO;
-        if (flags & 8)
+        if (st.flags & 8)
             stream[fz_u8(&f) % REF_HELLO] ^= (uint8_t)(fz_u8(&f) | 1);
-        feed(&s, stream, slen, &r, &res);
+        feed(&s, stream, slen, &st.r, &res);
         memset(&cres, 0, sizeof(cres));
         if (res.rc == LSEC__HS_AGAIN && res.outlen == REF_SHELLO)
-            feed(&c, res.out, res.outlen, &r, &cres);
+            feed(&c, res.out, res.outlen, &st.r, &cres);
         if (cres.rc == LSEC__HS_DONE) {
             FUZZ_ASSERT(cres.outlen == REF_FINISH);
             memcpy(stream + slen, cres.out, REF_FINISH);
-            if (flags & 16)
+            if (st.flags & 16)
                 stream[slen + fz_u8(&f) % REF_FINISH] ^=
                     (uint8_t)(fz_u8(&f) | 1);
             slen += REF_FINISH;
@@ -93,16 +75,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             k = fz_take(&f, 64, &p);
             memcpy(stream + slen, p, k);
             slen += k;
-            feed(&s, stream + res.consumed, slen - res.consumed, &r, &res);
+            feed(&s, stream + res.consumed, slen - res.consumed, &st.r, &res);
         }
-        honest_ok = !(flags & (2 | 4 | 8 | 16));
+        honest_ok = !(st.flags & (2 | 4 | 8 | 16));
         if (honest_ok)
             FUZZ_ASSERT(cres.rc == LSEC__HS_DONE);
         lsec__hs_wipe(&c);
     } else {
         slen = fz_take(&f, STREAM_MAX, &p);
         memcpy(stream, p, slen);
-        feed(&s, stream, slen, &r, &res);
+        feed(&s, stream, slen, &st.r, &res);
     }
 
     /* The reference ServerHello for this ClientHello. */
@@ -110,9 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     exp_sh[4] = 0x01;
     exp_sh[5] = LSEC_MODE_AUTH;
     exp_sh[6] = exp_sh[7] = 0;
-    memcpy(exp_sh + 8, srv_nonce, 32);
+    memcpy(exp_sh + 8, st.srv_nonce, 32);
     if (slen >= REF_HELLO)
-        ref_proof(exp_sh + REF_HELLO, secret, 1, stream, exp_sh, &cli, &srv);
+        ref_proof(exp_sh + REF_HELLO, secret, 1, stream, exp_sh, &st.cli,
+                  &st.srv);
 
     bad = ref_header_error(stream, slen < 8 ? slen : 8, LSEC__HS_SERVER, &code);
     if (bad >= 0) {
@@ -133,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(res.consumed == slen);
             FUZZ_ASSERT(res.outlen == REF_SHELLO);
         } else {
-            ref_proof(proof, secret, 0, stream, exp_sh, &cli, &srv);
+            ref_proof(proof, secret, 0, stream, exp_sh, &st.cli, &st.srv);
             FUZZ_ASSERT(res.consumed == REF_HELLO + REF_FINISH);
             if (memcmp(stream + REF_HELLO, proof, 32) == 0) {
                 FUZZ_ASSERT(res.rc == LSEC__HS_DONE);

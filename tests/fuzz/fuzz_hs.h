@@ -100,26 +100,15 @@ static inline int ref_header_error(const uint8_t *p, size_t n, int checker,
     return -1;
 }
 
-/* A small deterministic generator for chunk sizes, seeded from the input,
- * so that the chunking and the payload do not compete for input bytes. */
+/* The chunk sizes come from fz_rand, seeded from the input. */
 typedef struct prng {
     uint32_t s;
 } prng;
 
-static inline uint32_t prng_next(prng *r)
-{
-    uint32_t x = r->s ? r->s : 0x9e3779b9u;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    r->s = x;
-    return x;
-}
-
 /* 0 (an empty step is legal), 1 (the worst case), or a few to many. */
 static inline size_t prng_chunk(prng *r)
 {
-    uint32_t v = prng_next(r);
+    uint32_t v = fz_rand(&r->s);
     switch (v % 8) {
     case 0:
         return 0;
@@ -139,7 +128,7 @@ typedef struct feed_result {
     int rc;          /* last return: LSEC__HS_AGAIN, _DONE or an error */
     size_t consumed; /* input bytes taken, over all calls */
     uint8_t out[4 * LSEC__HS_MSG_MAX];
-    size_t outlen;    /* output bytes, over all calls */
+    size_t outlen; /* output bytes, over all calls */
     size_t calls;
 } feed_result;
 
@@ -167,8 +156,7 @@ static inline void feed(lsec__hs *h, const uint8_t *in, size_t len, prng *r,
         res->calls++;
         res->rc = rc;
         FUZZ_ASSERT(rc == LSEC__HS_AGAIN || rc == LSEC__HS_DONE ||
-                    rc == LSEC_EPROTO || rc == LSEC_EMODE ||
-                    rc == LSEC_EAUTH);
+                    rc == LSEC_EPROTO || rc == LSEC_EMODE || rc == LSEC_EAUTH);
         FUZZ_ASSERT(consumed <= n);
         FUZZ_ASSERT(outlen <= LSEC__HS_MSG_MAX);
         if (rc == LSEC__HS_AGAIN)
@@ -222,6 +210,39 @@ static inline void fuzz_addr_v4(lsec__addr *a, uint16_t port)
     a->ip[0] = 127;
     a->ip[3] = 1;
     a->port = port;
+}
+
+/* What both harnesses read first: flags, the chunking seed, both nonces;
+ * and the two endpoints (IPv6 when flags has 0x40). */
+struct hs_setup {
+    uint8_t flags;
+    prng r;
+    uint8_t srv_nonce[32], cli_nonce[32];
+    lsec__addr srv, cli;
+};
+
+static inline void hs_setup_read(fz *f, struct hs_setup *st)
+{
+    const uint8_t *p;
+    size_t k;
+
+    if (lsec__init() != 0)
+        abort();
+    memset(st, 0, sizeof(*st));
+    st->flags = fz_u8(f);
+    st->r.s = (uint32_t)fz_u16(f) << 16 | fz_u16(f);
+    k = fz_take(f, 32, &p);
+    memcpy(st->srv_nonce, p, k);
+    k = fz_take(f, 32, &p);
+    memcpy(st->cli_nonce, p, k);
+    fuzz_addr_v4(&st->srv, 40000);
+    fuzz_addr_v4(&st->cli, 50001);
+    if (st->flags & 0x40) {
+        st->srv.family = st->cli.family = AF_INET6;
+        memset(st->srv.ip, 0, 16);
+        memset(st->cli.ip, 0, 16);
+        st->srv.ip[15] = st->cli.ip[15] = 1;
+    }
 }
 
 #endif /* LOOPSEC_FUZZ_HS_H */

@@ -19,15 +19,6 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
-static int all_zero(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != 0)
-            return 0;
-    return 1;
-}
-
 /* Field by field: struct padding is not part of a ticket's value. */
 static int ticket_eq(const lsec__ticket *a, const lsec__ticket *b)
 {
@@ -133,7 +124,7 @@ static void check_refused(const uint8_t *data, size_t size, int rc,
     size_t at = 0;
 
     FUZZ_ASSERT(rc == LSEC_EBADTICKET || rc == LSEC_ENOTLOOPBACK);
-    FUZZ_ASSERT(all_zero(t, sizeof(*t)));
+    FUZZ_ASSERT(fz_all_zero(t, sizeof(*t)));
     FUZZ_ASSERT(detail[0] != '\0');
     FUZZ_ASSERT(fz_printable(detail));
     /* Whatever follows "secret=" is treated as secret: the detail must not

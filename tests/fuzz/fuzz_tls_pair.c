@@ -55,31 +55,10 @@ static struct pipe c2s, s2c;
 static struct pipe *to_client = &s2c, *to_server = &c2s;
 static uint32_t rng;
 
-static uint32_t next_rand(void)
-{
-    uint32_t x = rng ? rng : 0x2545f491u;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    rng = x;
-    return x;
-}
+static uint32_t next_rand(void) { return fz_rand(&rng); }
 
 /* A short count now and then: 1 byte, a few, or everything. */
-static size_t some(size_t n)
-{
-    uint32_t v = next_rand();
-    if (n <= 1)
-        return n;
-    switch (v % 4) {
-    case 0:
-        return 1;
-    case 1:
-        return 1 + (v >> 8) % n;
-    default:
-        return n;
-    }
-}
+static size_t some(size_t n) { return fz_some(&rng, n); }
 
 static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
 {
