@@ -93,7 +93,7 @@ static void stalled_case(int mode, int good)
     struct server s;
     lsec_opts o;
     lsec_listener *l;
-    int64_t bound_max = slow_runtime() ? 2000 : 500;
+    int64_t bound_max = slow_runtime() ? 2000 : 1000;
     int64_t bound_median = slow_runtime() ? 100 : 25;
 
     assert_non_null(lat);
