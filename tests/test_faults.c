@@ -46,10 +46,17 @@ static const char *const op_name[NOPS] = {"recv",    "send",    "sendmsg",
                                           "recvmsg", "accept4", "connect",
                                           "poll",    "socket"};
 
-enum fault { F_NONE, F_EINTR, F_EAGAIN, F_SHORT, F_ECONNRESET, F_EPIPE, F_EMFILE };
-static const char *const fault_name[] = {"none",       "EINTR", "EAGAIN",
-                                         "short",      "ECONNRESET",
-                                         "EPIPE",      "EMFILE"};
+enum fault {
+    F_NONE,
+    F_EINTR,
+    F_EAGAIN,
+    F_SHORT,
+    F_ECONNRESET,
+    F_EPIPE,
+    F_EMFILE
+};
+static const char *const fault_name[] = {
+    "none", "EINTR", "EAGAIN", "short", "ECONNRESET", "EPIPE", "EMFILE"};
 
 /* What each call can realistically fail with. */
 static const enum fault op_faults[NOPS][5] = {
@@ -243,7 +250,7 @@ static void make_msg(int i, uint8_t *buf)
 
 static int is_msg(int i, const uint8_t *buf, size_t len)
 {
-    static uint8_t want[64 * 1024];
+    static _Thread_local uint8_t want[64 * 1024];
     if (i >= NMSG || len != msg_len[i])
         return 0;
     make_msg(i, want);
@@ -308,8 +315,7 @@ static int do_recv(struct side *s, lsec_channel *c, size_t *len)
     int rc;
     if (s->blocking)
         return lsec_recv(c, s->buf, sizeof(s->buf), len, -1);
-    while ((rc = lsec_recv(c, s->buf, sizeof(s->buf), len, 0)) ==
-           LSEC_EAGAIN) {
+    while ((rc = lsec_recv(c, s->buf, sizeof(s->buf), len, 0)) == LSEC_EAGAIN) {
         if (lsec_channel_pending(c) > 0)
             continue;
         if (nb_wait(lsec_channel_fd(c), POLLIN, s, 100) != 0)
@@ -321,7 +327,7 @@ static int do_recv(struct side *s, lsec_channel *c, size_t *len)
 static void *echo_client_main(void *arg)
 {
     struct side *s = arg;
-    static uint8_t m[64 * 1024];
+    static _Thread_local uint8_t m[64 * 1024];
     lsec_channel *c = NULL;
     size_t len;
     int rc;
@@ -460,21 +466,20 @@ static void run_case(const struct config *cf, lsec_listener *l,
     fi.op = op;
     fi.fault = f;
     fi.nth = nth;
-    assert_int_equal(pthread_create(&out->sv.th, NULL, echo_server_main, &out->sv),
-                     0);
-    assert_int_equal(pthread_create(&out->cl.th, NULL, echo_client_main, &out->cl),
-                     0);
+    assert_int_equal(
+        pthread_create(&out->sv.th, NULL, echo_server_main, &out->sv), 0);
+    assert_int_equal(
+        pthread_create(&out->cl.th, NULL, echo_client_main, &out->cl), 0);
     fi.victim = cf->victim_server ? out->sv.th : out->cl.th;
     __atomic_store_n(&fi.armed, 1, __ATOMIC_RELEASE);
     pthread_barrier_wait(&start);
     join_or_fail(out->cl.th, t0 + 10000, "the client");
     /* A server whose handshake failed is still accepting: once it has
      * had 50 ms to finish the client's handshake, kick it. */
-    for (int i = 0; i < 200 && __atomic_load_n(&out->sv.phase,
-                                               __ATOMIC_ACQUIRE) != 2;
+    for (int i = 0;
+         i < 200 && __atomic_load_n(&out->sv.phase, __ATOMIC_ACQUIRE) != 2;
          i++) {
-        if (__atomic_load_n(&out->sv.phase, __ATOMIC_ACQUIRE) == 0 &&
-            i >= 10) {
+        if (__atomic_load_n(&out->sv.phase, __ATOMIC_ACQUIRE) == 0 && i >= 10) {
             __atomic_store_n(&fi.armed, 0, __ATOMIC_RELEASE);
             kick(ticket, &out->cl.o, &out->sv.phase);
         }
@@ -524,8 +529,8 @@ static void check_case(const struct config *cf, enum op op, enum fault f,
         fail_msg("%s: a non-blocking wait never ended", what);
     /* The echo never gets ahead of what the server received. */
     if (o->cl.ok > o->sv.ok)
-        fail_msg("%s: the client got %d echoes of %d messages", what,
-                 o->cl.ok, o->sv.ok);
+        fail_msg("%s: the client got %d echoes of %d messages", what, o->cl.ok,
+                 o->sv.ok);
     if (benign(op, f)) {
         if (o->cl.rc != 0 || o->sv.rc != 0 || o->cl.ok != NMSG ||
             o->sv.ok != NMSG)

@@ -47,12 +47,10 @@ static void watch_bytes(const uint8_t *b)
 
     assert_true(nwatched <= MAX_SECRETS * 4);
     memcpy(f->raw, b, LSEC__KEY_BYTES);
-    assert_int_equal(lsec__b64_encode(f->b64, sizeof(f->b64), b,
-                                      LSEC__KEY_BYTES),
-                     0);
-    assert_int_equal(lsec__hex_encode(f->hex, sizeof(f->hex), b,
-                                      LSEC__KEY_BYTES),
-                     0);
+    assert_int_equal(
+        lsec__b64_encode(f->b64, sizeof(f->b64), b, LSEC__KEY_BYTES), 0);
+    assert_int_equal(
+        lsec__hex_encode(f->hex, sizeof(f->hex), b, LSEC__KEY_BYTES), 0);
     for (size_t i = 0; f->hex[i] != '\0'; i++)
         f->HEX[i] = (char)toupper((unsigned char)f->hex[i]);
 }
@@ -73,9 +71,9 @@ static void watch_secret(const uint8_t secret[LSEC_SECRET_BYTES])
 static void watch_ticket(const char *ticket)
 {
     lsec__ticket t;
-    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket),
-                                        LSEC_ADDR_ALLOW_127_8, &t),
-                     0);
+    assert_int_equal(
+        lsec__ticket_parse(ticket, strlen(ticket), LSEC_ADDR_ALLOW_127_8, &t),
+        0);
     watch_secret(t.secret);
     lsec__ticket_wipe(&t);
 }
@@ -103,8 +101,8 @@ static const char *dirt(const char *text, size_t len)
             return "a secret in hex";
     }
     /* Anything shaped like a ticket's secret field, whoever's. */
-    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text),
-                                           "secret=", 7)) != NULL;
+    for (const char *p = text;
+         (p = memmem(p, len - (size_t)(p - text), "secret=", 7)) != NULL;
          p += 7) {
         size_t run = 0;
         while (p + 7 + run < text + len &&
@@ -121,8 +119,8 @@ static void assert_clean_n(const char *where, const char *text, size_t len)
 {
     const char *why = dirt(text, len);
     if (why != NULL)
-        fail_msg("%s: %s in \"%.*s\"", where, why,
-                 (int)(len < 300 ? len : 300), text);
+        fail_msg("%s: %s in \"%.*s\"", where, why, (int)(len < 300 ? len : 300),
+                 text);
 }
 
 static void assert_clean(const char *where, const char *text)
@@ -247,8 +245,7 @@ static void test_checker_sees_secrets(void **state)
     snprintf(text, sizeof(text), "x %.20s y", watched[0].HEX + 30);
     assert_non_null(dirt(text, strlen(text)));
     lsec__tls_psk(psk, planted);
-    assert_int_equal(lsec__hex_encode(text, sizeof(text), psk, sizeof(psk)),
-                     0);
+    assert_int_equal(lsec__hex_encode(text, sizeof(text), psk, sizeof(psk)), 0);
     assert_non_null(dirt(text, strlen(text)));
     memcpy(text, "ab", 2);
     memcpy(text + 2, planted, 16);
@@ -310,10 +307,14 @@ static void test_bad_tickets(void **state)
     char good[LSEC_TICKET_MAX], bad[BAD_MAX], buf[LSEC_TICKET_MAX];
     char hex[80], id[LSEC__PSK_IDENTITY_MAX];
     static const char *const edits[][2] = {
-        {"mode=auth", "mode=AUTH"},  {"mode=auth", "mode=tls2"},
-        {"127.0.0.1", "10.0.0.1"},   {"127.0.0.1", "localhost"},
-        {"127.0.0.1", "127.1"},      {"loopsec://", "http://"},
-        {"id=", "id=X"},             {"/?mode", "?mode"},
+        {"mode=auth", "mode=AUTH"},
+        {"mode=auth", "mode=tls2"},
+        {"127.0.0.1", "10.0.0.1"},
+        {"127.0.0.1", "localhost"},
+        {"127.0.0.1", "127.1"},
+        {"loopsec://", "http://"},
+        {"id=", "id=X"},
+        {"/?mode", "?mode"},
         {"127.0.0.1:", "[::ffff:127.0.0.1]:"},
     };
     lsec_channel *c = NULL;
@@ -415,7 +416,8 @@ static void test_bad_files(void **state)
                   lsec_connect_file(path, NULL, 1000, &c));
     snprintf(text, sizeof(text), "%s%0400d\n", good, 0);
     write_file(path, text, 0600);
-    check_failure("an over-large file", lsec_connect_file(path, NULL, 1000, &c));
+    check_failure("an over-large file",
+                  lsec_connect_file(path, NULL, 1000, &c));
     /* Not a regular file of ours. */
     snprintf(text, sizeof(text), "%s\n", good);
     write_file(path, text, 0600);
@@ -510,8 +512,8 @@ static void test_bad_peers(void **state)
 {
     (void)state;
     static const uint8_t sh_wrong[72] = {'L', 'S', 'E', 'C', 1, 1, 0, 0, 7};
-    static const uint8_t tls_alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
-                                        0x28};
+    static const uint8_t tls_alert[] = {0x15, 0x03, 0x03, 0x00,
+                                        0x02, 0x02, 0x28};
     static const char tls_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03"
                                     "\x03";
     char ta[LSEC_TICKET_MAX], tt[LSEC_TICKET_MAX], mine[LSEC_TICKET_MAX];
@@ -722,8 +724,8 @@ static void test_cli_failures(void **state)
                   (const char *[]){"--verbose", "connect", "--timeout", "1000",
                                    bad, NULL},
                   "");
-        cli_fails("cli psk, malformed ticket", (const char *[]){"psk", bad, NULL},
-                  "");
+        cli_fails("cli psk, malformed ticket",
+                  (const char *[]){"psk", bad, NULL}, "");
         cli_fails("cli psk -, malformed ticket",
                   (const char *[]){"psk", "-", NULL}, bad);
     }
@@ -732,17 +734,18 @@ static void test_cli_failures(void **state)
                                good, NULL},
               "");
     cli_fails("cli connect --tls, auth ticket",
-              (const char *[]){"--verbose", "connect", "--tls", good, NULL}, "");
+              (const char *[]){"--verbose", "connect", "--tls", good, NULL},
+              "");
     cli_fails("cli psk, auth ticket", (const char *[]){"psk", good, NULL}, "");
 
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/t", dir);
     snprintf(text, sizeof(text), "%s\n", good);
     write_file(path, text, 0644);
-    cli_fails("cli connect, readable file",
-              (const char *[]){"--verbose", "connect", "--ticket-file", path,
-                               NULL},
-              "");
+    cli_fails(
+        "cli connect, readable file",
+        (const char *[]){"--verbose", "connect", "--ticket-file", path, NULL},
+        "");
     unlink(path);
     rmdir(dir);
 
@@ -758,10 +761,10 @@ static void test_cli_failures(void **state)
               "hello\n");
     /* Listening where it may not: the refusal comes before any secret,
      * and still none may show. */
-    cli_fails("cli listen, bad bind",
-              (const char *[]){"--verbose", "listen", "--bind", "0.0.0.0:0",
-                               NULL},
-              "");
+    cli_fails(
+        "cli listen, bad bind",
+        (const char *[]){"--verbose", "listen", "--bind", "0.0.0.0:0", NULL},
+        "");
     server_stop(&sa);
     lsec_listener_close(la);
     check_log("cli", true);

@@ -72,9 +72,8 @@ static void run_clients(const char *ticket, int mode, int total, int threads,
     o.mode = mode;
     for (int t = 0; t < threads; t++) {
         jobs[t] = (struct client_job){ticket, &o, per, lat + t * per, 0, 0, 0};
-        assert_int_equal(pthread_create(&jobs[t].th, NULL, client_main,
-                                        &jobs[t]),
-                         0);
+        assert_int_equal(
+            pthread_create(&jobs[t].th, NULL, client_main, &jobs[t]), 0);
     }
     for (int t = 0; t < threads; t++) {
         pthread_join(jobs[t].th, NULL);
@@ -110,8 +109,8 @@ static void stalled_case(int mode, int good)
         stalled[i] = raw_connect(lsec_listener_port(l));
         assert_true(stalled[i] >= 0);
         if (i % 2 == 1) {
-            const char *part = mode == LSEC_MODE_TLS ? "\x16\x03\x01\x00"
-                                                     : "LSEC\x01";
+            const char *part =
+                mode == LSEC_MODE_TLS ? "\x16\x03\x01\x00" : "LSEC\x01";
             assert_int_equal(send(stalled[i], part, 4, MSG_NOSIGNAL), 4);
         }
     }
@@ -213,9 +212,9 @@ static void bad_proof(const char *ticket)
     assert_int_equal(lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
                                    t.secret, &local, &remote, NULL),
                      0);
-    assert_int_equal(lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out),
-                                   &outlen),
-                     LSEC__HS_AGAIN);
+    assert_int_equal(
+        lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out), &outlen),
+        LSEC__HS_AGAIN);
     assert_int_equal(send(fd, out, outlen, MSG_NOSIGNAL), (ssize_t)outlen);
     while (rc == LSEC__HS_AGAIN) {
         ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
@@ -317,8 +316,8 @@ static void test_failed_handshakes_leave_nothing(void **state)
     (void)state;
     /* Cheap kinds more often than the two-sided TLS ones; the stalling
      * kind (13) costs a handshake timeout per batch, so it comes rarely. */
-    static const int mix[] = {0, 1, 2, 3, 4, 5, 6, 11, 12, 0, 2, 4, 5, 6,
-                              7, 8, 9, 10, 0, 1, 2, 3, 4, 5, 6, 11, 12};
+    static const int mix[] = {0, 1, 2, 3,  4, 5, 6, 11, 12, 0, 2, 4,  5, 6,
+                              7, 8, 9, 10, 0, 1, 2, 3,  4,  5, 6, 11, 12};
     char ta[LSEC_TICKET_MAX], tt[LSEC_TICKET_MAX];
     int target = slow_runtime() ? 2000 : 10000, done = 0, fds0, fds1;
     size_t heap0, heap1;

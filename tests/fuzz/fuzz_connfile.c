@@ -130,9 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(rc == LSEC_EBADTICKET);
         return 0;
     }
-    want_rc = lsec__ticket_parse((const char *)content, n,
-                                 (kind & 0x80) ? LSEC_ADDR_ALLOW_127_8 : 0,
-                                 &want);
+    want_rc =
+        lsec__ticket_parse((const char *)content, n,
+                           (kind & 0x80) ? LSEC_ADDR_ALLOW_127_8 : 0, &want);
     FUZZ_ASSERT(rc == want_rc);
     if (rc == 0) {
         char b64[64];

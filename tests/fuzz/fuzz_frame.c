@@ -76,9 +76,15 @@ static size_t out_len;
 static int chan_fd = -1;
 static unsigned eagain_run; /* consecutive EAGAINs, bounded for -1 waits */
 
-static uint32_t next_rand(void) { return fz_rand(&rng); }
+static uint32_t next_rand(void)
+{
+    return fz_rand(&rng);
+}
 
-static size_t some(size_t n) { return fz_some(&rng, n); }
+static size_t some(size_t n)
+{
+    return fz_some(&rng, n);
+}
 
 /* A hiccup now and then, never many in a row. */
 static int hiccup(void)

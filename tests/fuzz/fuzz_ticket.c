@@ -86,8 +86,8 @@ static void check_parsed(const uint8_t *data, size_t size, unsigned flags,
         char psk_hex[80];
         FUZZ_ASSERT(rc == 0);
         lsec__tls_psk(psk, t->secret);
-        FUZZ_ASSERT(lsec__hex_encode(psk_hex, sizeof(psk_hex), psk,
-                                     sizeof(psk)) == 0);
+        FUZZ_ASSERT(
+            lsec__hex_encode(psk_hex, sizeof(psk_hex), psk, sizeof(psk)) == 0);
         FUZZ_ASSERT(strcmp(psk_hex, hex) == 0);
         FUZZ_ASSERT(lsec__ticket_psk_identity(t, ident2, sizeof(ident2)) == 0);
         FUZZ_ASSERT(strcmp(ident, ident2) == 0);

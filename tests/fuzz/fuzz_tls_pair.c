@@ -46,7 +46,7 @@ struct pipe {
     bool discard;    /* nobody reads: drop what is written */
     struct {
         size_t at;
-        uint8_t xor;
+        uint8_t xor ;
     } edit[MAX_EDITS];
     int nedit;
 };
@@ -55,10 +55,16 @@ static struct pipe c2s, s2c;
 static struct pipe *to_client = &s2c, *to_server = &c2s;
 static uint32_t rng;
 
-static uint32_t next_rand(void) { return fz_rand(&rng); }
+static uint32_t next_rand(void)
+{
+    return fz_rand(&rng);
+}
 
 /* A short count now and then: 1 byte, a few, or everything. */
-static size_t some(size_t n) { return fz_some(&rng, n); }
+static size_t some(size_t n)
+{
+    return fz_some(&rng, n);
+}
 
 static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
 {
@@ -88,7 +94,7 @@ static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
     memcpy(p->buf + p->len, buf, n);
     for (int i = 0; i < p->nedit; i++)
         if (p->edit[i].at >= p->total && p->edit[i].at < p->total + n)
-            p->buf[p->len + (p->edit[i].at - p->total)] ^= p->edit[i].xor;
+            p->buf[p->len + (p->edit[i].at - p->total)] ^= p->edit[i].xor ;
     p->len += n;
     p->total += n;
     return (ssize_t)n;
@@ -168,8 +174,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* One side's progress: its handshake, then its share of the data. */
 struct side {
     lsec__tls *t;
-    int hs;          /* 0 done, WANT_*, or the failure */
-    int io;          /* 0, or the failure after the handshake */
+    int hs; /* 0 done, WANT_*, or the failure */
+    int io; /* 0, or the failure after the handshake */
     const uint8_t *out;
     size_t out_len, out_done;
     uint8_t in[PAYLOAD_MAX];
@@ -182,8 +188,9 @@ static bool drive(struct side *s)
     size_t n;
     int rc;
 
-    if (s->t == NULL || s->io != 0 || (s->hs != 0 && s->hs != LSEC__TLS_WANT_READ &&
-                                       s->hs != LSEC__TLS_WANT_WRITE))
+    if (s->t == NULL || s->io != 0 ||
+        (s->hs != 0 && s->hs != LSEC__TLS_WANT_READ &&
+         s->hs != LSEC__TLS_WANT_WRITE))
         return false;
     if (s->hs != 0) {
         rc = lsec__tls_handshake(s->t);
@@ -210,8 +217,8 @@ static bool drive(struct side *s)
         }
     }
     if (s->in_len < s->in_want) {
-        rc = lsec__tls_read(s->t, s->in + s->in_len, s->in_want - s->in_len,
-                            &n);
+        rc =
+            lsec__tls_read(s->t, s->in + s->in_len, s->in_want - s->in_len, &n);
         if (rc == 0) {
             FUZZ_ASSERT(n > 0 && n <= s->in_want - s->in_len);
             s->in_len += n;
@@ -297,11 +304,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lsec__io.send = fake_send;
     lsec__io.recv = fake_recv;
     if (scenario != 1)
-        FUZZ_ASSERT(lsec__tls_new(client_ctx, FD_CLIENT, csecret, cident,
-                                  &cl.t) == 0);
+        FUZZ_ASSERT(
+            lsec__tls_new(client_ctx, FD_CLIENT, csecret, cident, &cl.t) == 0);
     if (scenario != 2 && scenario != 3)
-        FUZZ_ASSERT(lsec__tls_new(server_ctx, FD_SERVER, secret, identity,
-                                  &sv.t) == 0);
+        FUZZ_ASSERT(
+            lsec__tls_new(server_ctx, FD_SERVER, secret, identity, &sv.t) == 0);
     if (scenario == 1) {
         /* The input is the client's whole stream; the server's answers
          * go nowhere. */
