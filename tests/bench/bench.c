@@ -392,6 +392,21 @@ out:
     return rc;
 }
 
+/* An epoll descriptor watching all n connections for input (the event
+ * data is the index), or -1. */
+static int epoll_all(const transport *t, bconn **cs, int n)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    for (int i = 0; i < n && ep >= 0; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, t->fd(cs[i]), &ev) != 0) {
+            close(ep);
+            ep = -1;
+        }
+    }
+    return ep;
+}
+
 /* Echo every whole message client i has ready; close it at its end. */
 static int echo_ready(const transport *t, bconn **cs, int i, int ep,
                       uint8_t *buf, int *open)
@@ -428,14 +443,8 @@ static int serve_multi(const transport *t, bsrv *s, uint8_t *buf, int n)
         if (t->srv_accept(s, 15000, &cs[open]) != B_OK ||
             t->set_nonblock(cs[open]) != B_OK)
             goto out;
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
+    if ((ep = epoll_all(t, cs, n)) < 0)
         goto out;
-    for (int i = 0; i < n; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, t->fd(cs[i]), &ev) != 0)
-            goto out;
-    }
     /* A channel may hold bytes that arrived with its handshake (read
      * ahead by the library): the socket will not report them, so serve
      * every channel once before trusting epoll, as an application must. */
@@ -851,14 +860,8 @@ static int run_multi(const transport *t, int nc, int m, double *rts, double *ns,
         if (t->connect(p.info, &cs[opened]) != B_OK ||
             t->set_nonblock(cs[opened]) != B_OK)
             goto out;
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0)
+    if ((ep = epoll_all(t, cs, nc)) < 0)
         goto out;
-    for (int i = 0; i < nc; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, t->fd(cs[i]), &ev) != 0)
-            goto out;
-    }
     uint64_t t0 = b_now_ns(), stop = t0 + (uint64_t)(C.multi_s * 1e9);
     for (int i = 0; i < nc; i++) {
         left[i] = m;
@@ -936,17 +939,23 @@ static void round_order(int r, int order[NTRANSPORT])
         order[i] = (r & 1) ? base[NTRANSPORT - 1 - i] : base[i];
 }
 
-static int suite_rtt(run_result *res)
+/*
+ * A latency test: n samples per transport, taken in interleaved rounds with
+ * both processes placed as --placement says; median and p99 (in µs) go to
+ * metrics m_med and m_p99.
+ */
+static int sampled(int n, int (*run)(const transport *, int, uint64_t *),
+                   int m_med, int m_p99, run_result *res)
 {
-    int per = (C.rtt_n + C.rounds - 1) / C.rounds, order[NTRANSPORT];
+    int per = (n + C.rounds - 1) / C.rounds, order[NTRANSPORT];
     size_t total = (size_t)per * (size_t)C.rounds;
     uint64_t *s[NTRANSPORT] = {0};
     size_t have[NTRANSPORT] = {0};
     int rc = B_OK;
 
-    for (int ti = 0; ti < NTRANSPORT; ti++)
+    for (int ti = 0; ti < NTRANSPORT && rc == B_OK; ti++)
         if ((s[ti] = calloc(total, sizeof(uint64_t))) == NULL)
-            return b_fail("out of memory");
+            rc = b_fail("out of memory");
     for (int r = 0; r < C.rounds && rc == B_OK; r++) {
         round_order(r, order);
         for (int k = 0; k < NTRANSPORT && rc == B_OK; k++) {
@@ -954,7 +963,7 @@ static int suite_rtt(run_result *res)
             if (!want_t(ti))
                 continue;
             pin();
-            rc = run_rtt(transports[ti], per, s[ti] + have[ti]);
+            rc = run(transports[ti], per, s[ti] + have[ti]);
             unpin();
             have[ti] += (size_t)per;
         }
@@ -962,12 +971,17 @@ static int suite_rtt(run_result *res)
     for (int ti = 0; ti < NTRANSPORT; ti++) {
         if (rc == B_OK && have[ti] > 0) {
             b_sort_u64(s[ti], have[ti]);
-            res->v[M_RTT_MED][ti] = b_percentile(s[ti], have[ti], 50) / 1e3;
-            res->v[M_RTT_P99][ti] = b_percentile(s[ti], have[ti], 99) / 1e3;
+            res->v[m_med][ti] = b_percentile(s[ti], have[ti], 50) / 1e3;
+            res->v[m_p99][ti] = b_percentile(s[ti], have[ti], 99) / 1e3;
         }
         free(s[ti]);
     }
     return rc;
+}
+
+static int suite_rtt(run_result *res)
+{
+    return sampled(C.rtt_n, run_rtt, M_RTT_MED, M_RTT_P99, res);
 }
 
 static int suite_bulk(run_result *res)
@@ -1033,40 +1047,22 @@ static int suite_bulk(run_result *res)
 
 static int suite_connect(run_result *res)
 {
-    int per = (C.conn_n + C.rounds - 1) / C.rounds, order[NTRANSPORT];
-    size_t total = (size_t)per * (size_t)C.rounds;
-    uint64_t *s[NTRANSPORT] = {0};
-    size_t have[NTRANSPORT] = {0};
     double cnt[NTRANSPORT] = {0}, ns[NTRANSPORT] = {0};
-    int rc = B_OK;
+    int order[NTRANSPORT];
+    int rc = sampled(C.conn_n, run_connect_serial, M_CONN_MED, M_CONN_P99, res);
 
-    for (int ti = 0; ti < NTRANSPORT; ti++)
-        if ((s[ti] = calloc(total, sizeof(uint64_t))) == NULL)
-            return b_fail("out of memory");
-    for (int r = 0; r < C.rounds && rc == B_OK; r++) {
+    /* Connects per second: not pinned, several clients at once. */
+    for (int r = 0; r < C.rounds && rc == B_OK && C.connrate_s > 0; r++) {
         round_order(r, order);
-        for (int k = 0; k < NTRANSPORT && rc == B_OK; k++) {
-            int ti = order[k];
-            if (!want_t(ti))
-                continue;
-            pin();
-            rc = run_connect_serial(transports[ti], per, s[ti] + have[ti]);
-            unpin();
-            have[ti] += (size_t)per;
-            if (rc == B_OK && C.connrate_s > 0)
-                rc = run_connect_rate(transports[ti], C.connrate_s / C.rounds,
-                                      &cnt[ti], &ns[ti]);
-        }
+        for (int k = 0; k < NTRANSPORT && rc == B_OK; k++)
+            if (want_t(order[k]))
+                rc = run_connect_rate(transports[order[k]],
+                                      C.connrate_s / C.rounds, &cnt[order[k]],
+                                      &ns[order[k]]);
     }
-    for (int ti = 0; ti < NTRANSPORT; ti++) {
-        if (rc == B_OK && have[ti] > 0) {
-            b_sort_u64(s[ti], have[ti]);
-            res->v[M_CONN_MED][ti] = b_percentile(s[ti], have[ti], 50) / 1e3;
-            res->v[M_CONN_P99][ti] = b_percentile(s[ti], have[ti], 99) / 1e3;
+    for (int ti = 0; ti < NTRANSPORT && rc == B_OK; ti++)
+        if (ns[ti] > 0)
             res->v[M_CONN_RATE][ti] = cnt[ti] / (ns[ti] / 1e9);
-        }
-        free(s[ti]);
-    }
     return rc;
 }
 
