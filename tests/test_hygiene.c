@@ -767,7 +767,82 @@ static void test_cli_failures(void **state)
         "");
     server_stop(&sa);
     lsec_listener_close(la);
+    /* Failing after a secret exists inside the CLI: a helper that dies,
+     * a ticket file that cannot be written. */
+    cli_fails("cli spawn, helper exits",
+              (const char *[]){"--verbose", "spawn", "--timeout", "3000", "--",
+                               "false", NULL},
+              "");
+    cli_fails("cli listen, unwritable ticket file",
+              (const char *[]){"--verbose", "listen", "--ticket-file",
+                               "/nonexistent-dir/t", NULL},
+              "");
     check_log("cli", true);
+}
+
+/*
+ * `loopsec --verbose listen` prints its ticket (asked for) on stdout; its
+ * stderr, while a wrong-secret client and garbage come and the accept
+ * times out, must not show that ticket's secret, now known to us.
+ */
+static void test_cli_listen_keeps_its_secret(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/lsec-hygiene-err-XXXXXX", ticket[LSEC_TICKET_MAX];
+    char mine[LSEC_TICKET_MAX], err[8192], rest[256];
+    int efd = mkstemp(tmpl), out[2], status = 0;
+    size_t got = 0;
+    lsec__ticket t;
+    lsec_channel *c = NULL;
+    pid_t pid;
+    ssize_t n;
+
+    assert_true(efd >= 0);
+    assert_int_equal(pipe(out), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(out[1], 1);
+        dup2(efd, 2);
+        close(out[0]);
+        execl(LSEC_TEST_CLI, LSEC_TEST_CLI, "--verbose", "listen",
+              "--timeout", "1500", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    /* The first line of stdout is the ticket. */
+    while (got < sizeof(ticket) - 1 && memchr(ticket, '\n', got) == NULL) {
+        struct pollfd p = {out[0], POLLIN, 0};
+        assert_true(poll(&p, 1, 5000) > 0);
+        n = read(out[0], ticket + got, sizeof(ticket) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    ticket[got] = '\0';
+    *strchr(ticket, '\n') = '\0';
+    watch_ticket(ticket);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
+
+    planted_ticket(mine, t.addr.port, LSEC_MODE_AUTH, NULL);
+    assert_int_equal(lsec_connect(mine, NULL, 3000, &c), LSEC_EAUTH);
+    garbage_at(t.addr.port, "GET / HTTP/1.1\r\n\r\n", 18);
+    lsec__ticket_wipe(&t);
+
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    n = read(out[0], rest, sizeof(rest));
+    assert_int_equal(n, 0); /* nothing on stdout but the ticket */
+    close(out[0]);
+    n = pread(efd, err, sizeof(err) - 1, 0);
+    err[n > 0 ? n : 0] = '\0';
+    close(efd);
+    unlink(tmpl);
+    if (err[0] == '\0')
+        fail_msg("loopsec listen failed without a word");
+    assert_clean("loopsec --verbose listen, stderr", err);
+    check_log("cli listen", false);
 }
 
 int main(void)
@@ -780,6 +855,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_listen_keeps_its_secret,
+                                        setup, teardown),
     };
     signal(SIGPIPE, SIG_DFL);
     return cmocka_run_group_tests(tests, NULL, NULL);
