@@ -371,6 +371,10 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
      * next one.  Writes may be partial and resumed from a moved buffer, as
      * the channel's send queue needs. */
     SSL_CTX_clear_mode(sc, SSL_MODE_AUTO_RETRY);
+    /* Read what the socket holds, not a 5-byte header and then the body of
+     * each record: half the recv calls (docs/BENCHMARKS.md).  Records read
+     * ahead wait inside OpenSSL; see process_buffered(). */
+    SSL_CTX_set_read_ahead(sc, 1);
     SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (role == LSEC__HS_SERVER) {
@@ -666,6 +670,8 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
 /* ------------------------------------------------------------------------ */
 /* Operations                                                                */
 
+static void process_buffered(lsec__tls *t);
+
 static void reset_io_state(lsec__tls *t)
 {
     t->sys_errno = 0;
@@ -695,6 +701,8 @@ int lsec__tls_handshake(lsec__tls *t)
             (t->role == LSEC__HS_SERVER && !t->identity_ok))
             return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
         t->done = true;
+        /* The peer's first records may have come with its last flight. */
+        process_buffered(t);
         return 0;
     }
     e = SSL_get_error(t->ssl, r);
@@ -763,6 +771,27 @@ static int io_result(lsec__tls *t, int r, size_t *n, const char *what)
     return io_failed(t, e, what);
 }
 
+/*
+ * With read-ahead, a whole record can wait inside OpenSSL undecrypted, where
+ * neither the socket nor SSL_pending() shows it, and a poll loop would wait
+ * for it forever.  Decrypt the next record if it is complete, so that
+ * lsec__tls_pending() counts its plaintext; a partial record stays (the
+ * socket reports the rest when it comes).  Errors are left for the next
+ * SSL_read to report.
+ */
+static void process_buffered(lsec__tls *t)
+{
+    unsigned char b;
+    size_t got;
+
+    if (SSL_pending(t->ssl) > 0 || !SSL_has_pending(t->ssl))
+        return;
+    /* The socket is non-blocking: a partial record costs one recv. */
+    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1)
+        clear_errors();
+    t->sys_errno = 0;
+}
+
 int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
 {
     int rc = io_check(t, buf, len, n);
@@ -770,7 +799,10 @@ int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
     if (rc != 0)
         return rc;
     reset_io_state(t);
-    return io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
+    rc = io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
+    if (rc == 0)
+        process_buffered(t);
+    return rc;
 }
 
 int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
