@@ -843,7 +843,8 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
     char where[LSEC_ADDR_MAX];
 
     *fdp = -1;
-    (void)lsec__addr_format(a, where, sizeof(where));
+    /* The address text is only for error details: formatted on failure. */
+    where[0] = '\0';
     int fd = lsec__io.socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
                              0);
     if (fd < 0)
@@ -852,16 +853,19 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
     while (lsec__io.connect(fd, (struct sockaddr *)&ss, sl) != 0) {
         if (errno == EINTR)
             continue;
-        if (errno != EINPROGRESS) {
+        /* EALREADY: a connect interrupted by a signal is still in
+         * progress; wait for it like EINPROGRESS. */
+        if (errno != EINPROGRESS && errno != EALREADY) {
             err = errno;
             goto failed;
         }
         rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
         if (rc != 0) {
             close(fd);
-            return rc == LSEC_ETIMEDOUT
-                       ? lsec__fail(rc, "timed out connecting to %s", where)
-                       : rc;
+            if (rc != LSEC_ETIMEDOUT)
+                return rc;
+            (void)lsec__addr_format(a, where, sizeof(where));
+            return lsec__fail(rc, "timed out connecting to %s", where);
         }
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
             err = errno;
@@ -873,6 +877,7 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
     return 0;
 failed:
     close(fd);
+    (void)lsec__addr_format(a, where, sizeof(where));
     if (err == ECONNREFUSED)
         return lsec__fail(LSEC_ECLOSED,
                           "connection refused: nothing listens on %s "
