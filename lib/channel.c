@@ -886,6 +886,17 @@ failed:
     return lsec__fail_errno(LSEC_EIO, err, "connect to %s", where);
 }
 
+/* getsockname, re-checked as loopback in the kernel's view. */
+static int socket_local(int fd, unsigned flags, lsec__addr *local)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return lsec__fail_errno(LSEC_EIO, errno, "getsockname");
+    return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, local);
+}
+
 /* getsockname/getpeername, re-checked as loopback in the kernel's view. */
 int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
                            lsec__addr *remote)
@@ -894,12 +905,8 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
     socklen_t sl = sizeof(ss);
     int rc;
 
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return lsec__fail_errno(LSEC_EIO, errno, "getsockname");
-    rc = lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, local);
-    if (rc != 0)
+    if ((rc = socket_local(fd, flags, local)) != 0)
         return rc;
-    sl = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
         return lsec__fail_errno(LSEC_ERESET, errno, "getpeername");
     return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, remote);
@@ -940,7 +947,10 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
 
     if ((rc = tcp_connect(&t->addr, deadline, &fd)) != 0)
         return rc;
-    if ((rc = lsec__socket_endpoints(fd, ro.flags, &local, &remote)) != 0)
+    /* Our end as the kernel sees it; the other end is the ticket's literal
+     * loopback address, which we just connected to. */
+    remote = t->addr;
+    if ((rc = socket_local(fd, ro.flags, &local)) != 0)
         goto fail;
     /* Who accepted us?  Under the same-user policy a listener of another
      * user (a squatter on a stale ticket's port) never sees our hello. */

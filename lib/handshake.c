@@ -163,10 +163,11 @@ static int client_verify(lsec__hs *h, uint8_t *out, size_t *outlen)
     return finish_ok(h);
 }
 
-int lsec__hs_init(lsec__hs *h, int role, int mode,
-                  const uint8_t secret[LSEC_SECRET_BYTES],
-                  const lsec__addr *local, const lsec__addr *remote,
-                  const uint8_t *nonce)
+int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
+                       const uint8_t k_client[LSEC__KEY_BYTES],
+                       const uint8_t k_server[LSEC__KEY_BYTES],
+                       const lsec__addr *local, const lsec__addr *remote,
+                       const uint8_t *nonce)
 {
     const lsec__addr *client, *server;
 
@@ -174,15 +175,16 @@ int lsec__hs_init(lsec__hs *h, int role, int mode,
         return lsec__fail(LSEC_EINVAL, "handshake: no state");
     sodium_memzero(h, sizeof(*h));
     if ((role != LSEC__HS_CLIENT && role != LSEC__HS_SERVER) ||
-        secret == NULL || local == NULL || remote == NULL)
+        k_client == NULL || k_server == NULL || local == NULL ||
+        remote == NULL)
         return lsec__fail(LSEC_EINVAL, "handshake: bad arguments");
     /* This state machine is the auth mode; tls mode never runs it. */
     if (mode != LSEC_MODE_AUTH)
         return lsec__fail(LSEC_EINVAL, "handshake: mode %d is not auth", mode);
     h->role = role;
     h->mode = mode;
-    lsec__kdf(h->k_client, secret, LSEC__LABEL_AUTH_CLIENT);
-    lsec__kdf(h->k_server, secret, LSEC__LABEL_AUTH_SERVER);
+    memcpy(h->k_client, k_client, LSEC__KEY_BYTES);
+    memcpy(h->k_server, k_server, LSEC__KEY_BYTES);
     /* Each side binds its own view of the connection: (local, remote) on
      * the client is (remote, local) on the server.  A relay between two
      * connections makes the views differ, and both proofs fail. */
@@ -196,6 +198,35 @@ int lsec__hs_init(lsec__hs *h, int role, int mode,
         lsec__random(h->nonce_local, LSEC__HS_NONCE_BYTES);
     h->state = role == LSEC__HS_CLIENT ? ST_CLIENT_START : ST_SERVER_WAIT_CH;
     return 0;
+}
+
+int lsec__hs_init(lsec__hs *h, int role, int mode,
+                  const uint8_t secret[LSEC_SECRET_BYTES],
+                  const lsec__addr *local, const lsec__addr *remote,
+                  const uint8_t *nonce)
+{
+    uint8_t k_client[LSEC__KEY_BYTES], k_server[LSEC__KEY_BYTES];
+    int rc;
+
+    if (secret == NULL) {
+        if (h != NULL)
+            sodium_memzero(h, sizeof(*h));
+        return lsec__fail(LSEC_EINVAL, "handshake: bad arguments");
+    }
+    lsec__hs_keys(secret, k_client, k_server);
+    rc = lsec__hs_init_keys(h, role, mode, k_client, k_server, local, remote,
+                            nonce);
+    sodium_memzero(k_client, sizeof(k_client));
+    sodium_memzero(k_server, sizeof(k_server));
+    return rc;
+}
+
+void lsec__hs_keys(const uint8_t secret[LSEC_SECRET_BYTES],
+                   uint8_t k_client[LSEC__KEY_BYTES],
+                   uint8_t k_server[LSEC__KEY_BYTES])
+{
+    lsec__kdf(k_client, secret, LSEC__LABEL_AUTH_CLIENT);
+    lsec__kdf(k_server, secret, LSEC__LABEL_AUTH_SERVER);
 }
 
 /* Take one received byte; LSEC__HS_AGAIN while the handshake goes on. */

@@ -252,6 +252,17 @@ int lsec__hs_init(lsec__hs *h, int role, int mode,
                   const uint8_t secret[LSEC_SECRET_BYTES],
                   const lsec__addr *local, const lsec__addr *remote,
                   const uint8_t *nonce);
+/* The two auth keys of a secret (PROTOCOL.md "Keys"). */
+void lsec__hs_keys(const uint8_t secret[LSEC_SECRET_BYTES],
+                   uint8_t k_client[LSEC__KEY_BYTES],
+                   uint8_t k_server[LSEC__KEY_BYTES]);
+/* lsec__hs_init with keys derived once beforehand (a listener derives them
+ * once for all its connections). */
+int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
+                       const uint8_t k_client[LSEC__KEY_BYTES],
+                       const uint8_t k_server[LSEC__KEY_BYTES],
+                       const lsec__addr *local, const lsec__addr *remote,
+                       const uint8_t *nonce);
 /*
  * Feed `inlen` received bytes (may be 0).  Consumes what it can, reports
  * how much in *consumed, and writes at most `outcap` (>= LSEC__HS_MSG_MAX)

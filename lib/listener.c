@@ -38,6 +38,10 @@ struct lsec_listener {
     lsec_opts o;
     lsec__addr addr;
     lsec__ticket ticket;
+    /* Auth mode: the two handshake keys, derived once for every connection
+     * (wiped at close with the rest of the listener). */
+    uint8_t k_client[LSEC__KEY_BYTES];
+    uint8_t k_server[LSEC__KEY_BYTES];
     lsec__tls_ctx *tls_ctx;
     struct pending *pend;
     struct pollfd *pfds;
@@ -79,15 +83,19 @@ static void pending_drop(lsec_listener *l, int i, int level, const char *why)
 }
 
 /* Admit one accepted socket: loopback re-check, peer policy, then start. */
-static void admit(lsec_listener *l, int fd)
+static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
+                  unsigned peerlen)
 {
     struct pending *p;
-    lsec__addr local, remote;
+    lsec__addr local = l->addr, remote;
     int64_t uid = -1;
     int32_t peer_pid = -1;
-    int one = 1, rc;
+    int rc;
 
-    if (lsec__socket_endpoints(fd, l->o.flags, &local, &remote) != 0) {
+    /* The kernel's own view of the peer, as accept4 reported it, checked
+     * as loopback again.  Our end is the address the listener is bound to
+     * (a single loopback address, never a wildcard). */
+    if (lsec__addr_from_sockaddr(peer, peerlen, l->o.flags, &remote) != 0) {
         lsec__log(LSEC_LOG_WARN, "refused a connection: %s", lsec_last_detail());
         close(fd);
         return;
@@ -111,7 +119,6 @@ static void admit(lsec_listener *l, int fd)
         pending_drop(l, oldest, LSEC_LOG_WARN,
                      "dropped: too many pending handshakes");
     }
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     p = &l->pend[l->npend];
     memset(p, 0, sizeof(*p));
     p->fd = fd;
@@ -127,8 +134,9 @@ static void admit(lsec_listener *l, int fd)
             rc = lsec__tls_new(l->tls_ctx, fd, l->ticket.secret, identity,
                                &p->tls);
     } else {
-        rc = lsec__hs_init(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
-                           l->ticket.secret, &local, &remote, NULL);
+        rc = lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+                                l->k_client, l->k_server, &local, &remote,
+                                NULL);
     }
     if (rc != 0) {
         lsec__log(LSEC_LOG_ERROR, "cannot start a handshake: %s",
@@ -165,7 +173,9 @@ static void accept_new(lsec_listener *l)
 {
     /* Bounded: never starve the pending handshakes. */
     for (int k = 0; k < 64; k++) {
-        int fd = lsec__io.accept4(l->fd, NULL, NULL,
+        struct sockaddr_storage peer;
+        unsigned peerlen = sizeof(peer);
+        int fd = lsec__io.accept4(l->fd, (struct sockaddr *)&peer, &peerlen,
                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EINTR)
@@ -184,7 +194,7 @@ static void accept_new(lsec_listener *l)
             /* EAGAIN and transient errors (ECONNABORTED...) end the round. */
             return;
         }
-        admit(l, fd);
+        admit(l, fd, (struct sockaddr *)&peer, peerlen);
     }
 }
 
@@ -377,6 +387,10 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         goto fail;
     if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
         goto fail;
+    /* Accepted sockets inherit TCP_NODELAY from the listening socket (as
+     * Linux clones it): one system call here instead of one per peer. */
+    int one = 1;
+    (void)setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* accept_new drains the queue until EAGAIN: never block in accept. */
     int fl = fcntl(l->fd, F_GETFL);
     if (fl < 0 || fcntl(l->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
@@ -389,6 +403,7 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     l->ticket.mode = l->o.mode;
     lsec__random(l->ticket.id, sizeof(l->ticket.id));
     lsec__random(l->ticket.secret, sizeof(l->ticket.secret));
+    lsec__hs_keys(l->ticket.secret, l->k_client, l->k_server);
     *out = l;
     return 0;
 fail:

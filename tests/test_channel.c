@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -197,6 +198,17 @@ static void test_round_trip_v4_v6(void **state)
         assert_int_equal(p.pid, getpid());
         assert_int_equal(p.local_port, lsec_listener_port(l));
         assert_int_equal(lsec_channel_mode(c), LSEC_MODE_AUTH);
+        /* Small messages go out at once on both ends (the accepted socket
+         * inherits TCP_NODELAY from the listening one). */
+        int nd = 0;
+        socklen_t ndl = sizeof(nd);
+        assert_int_equal(getsockopt(lsec_channel_fd(j.ch), IPPROTO_TCP,
+                                    TCP_NODELAY, &nd, &ndl), 0);
+        assert_int_equal(nd, 1);
+        nd = 0;
+        assert_int_equal(getsockopt(lsec_channel_fd(c), IPPROTO_TCP,
+                                    TCP_NODELAY, &nd, &ndl), 0);
+        assert_int_equal(nd, 1);
         lsec_channel_close(c);
         lsec_channel_close(j.ch);
         lsec_listener_close(l);
