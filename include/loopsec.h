@@ -307,7 +307,8 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
  * Wait up to `timeout_ms` for one authenticated peer.  All pending handshakes
  * progress concurrently; a silent or slow client never delays another and is
  * dropped at its own deadline.  Failed attempts are logged and do not end the
- * call.
+ * call.  The new channel may already hold the peer's first messages (see
+ * lsec_channel_pending) before its socket is readable.
  *
  * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),
  * LSEC_ELIMIT (max_accepts peers were already accepted), LSEC_EINVAL,
@@ -316,7 +317,14 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
 LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
                                     lsec_channel **out);
 
-/** The listening descriptor, for poll: readable means "call lsec_accept". */
+/**
+ * A descriptor for poll/epoll (never read or write it): readable when
+ * lsec_accept can make progress — a new connection, or bytes for a pending
+ * handshake — so an event loop calls lsec_accept(l, 0, &ch) each time it is
+ * readable until LSEC_EAGAIN.  Pending handshakes only progress inside
+ * lsec_accept.  (It is an epoll set holding the listening socket and, from
+ * the first call of this function on, every pending handshake.)
+ */
 LSEC_API int lsec_listener_fd(const lsec_listener *l);
 
 /** Close, drop pending handshakes, remove the connection file, wipe. */

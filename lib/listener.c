@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ struct pending {
     lsec__addr local, remote;
     lsec__tls *tls; /* tls mode */
     lsec__hs hs;    /* auth mode */
+    short ev;       /* events registered in the listener's epoll set */
     uint8_t out[LSEC__HS_MSG_MAX];
     size_t out_len, out_off;
 };
@@ -47,6 +49,11 @@ struct lsec_listener {
     struct pollfd *pfds;
     int npend;
     int accepted;
+    /* The descriptor lsec_listener_fd hands out: an epoll set holding the
+     * listening socket and, once the caller has asked for it, every pending
+     * handshake, so that "readable" means "lsec_accept can make progress". */
+    int efd;
+    bool ep_used;
     char *file; /* connection file to remove on close */
     /* A spare descriptor (on /dev/null) given back at the descriptor
      * limit so that a waiting connection can be taken and refused. */
@@ -198,10 +205,40 @@ static void accept_new(lsec_listener *l)
     }
 }
 
+/* Keep pend's registration in the epoll set in step with what it waits
+ * for.  Only once the caller watches lsec_listener_fd: otherwise the two
+ * system calls per connection buy nothing. */
+static void ep_set(lsec_listener *l, struct pending *p, short want)
+{
+    struct epoll_event e;
+
+    if (!l->ep_used || p->ev == want)
+        return;
+    memset(&e, 0, sizeof(e));
+    e.events = want == POLLOUT ? EPOLLOUT : EPOLLIN;
+    e.data.fd = p->fd;
+    if (epoll_ctl(l->efd, p->ev == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, p->fd,
+                  &e) == 0)
+        p->ev = want;
+}
+
+static short pending_events(const lsec_listener *l, const struct pending *p);
+
+static void ep_sync(lsec_listener *l)
+{
+    for (int i = 0; i < l->npend; i++)
+        ep_set(l, &l->pend[i], pending_events(l, &l->pend[i]));
+}
+
 /* Take pend[i] out of the array without closing its socket. */
 static struct pending pending_take(lsec_listener *l, int i)
 {
     struct pending p = l->pend[i];
+    /* The socket lives on as a channel: it must leave the set.  (A dropped
+     * one leaves it by itself when it is closed.) */
+    if (p.ev != 0)
+        (void)epoll_ctl(l->efd, EPOLL_CTL_DEL, p.fd, NULL);
+    p.ev = 0;
     l->npend--;
     if (i != l->npend)
         l->pend[i] = l->pend[l->npend];
@@ -337,7 +374,7 @@ static void stop_listening(lsec_listener *l)
     while (l->npend > 0)
         pending_drop(l, l->npend - 1, LSEC_LOG_DEBUG, NULL);
     if (l->fd >= 0)
-        close(l->fd);
+        close(l->fd); /* leaves the epoll set by itself */
     l->fd = -1;
 }
 
@@ -361,6 +398,7 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     if (l == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
     l->fd = -1;
+    l->efd = -1;
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -387,6 +425,19 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         goto fail;
     if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
         goto fail;
+    l->efd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->efd < 0) {
+        rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_create1");
+        goto fail;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = l->fd;
+    if (epoll_ctl(l->efd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
+        rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_ctl");
+        goto fail;
+    }
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (as
      * Linux clones it): one system call here instead of one per peer. */
     int one = 1;
@@ -422,7 +473,15 @@ int lsec_listener_fd(const lsec_listener *l)
 {
     if (l == NULL)
         return LSEC_EINVAL;
-    return l->fd;
+    /* From now on pending handshakes are kept in the set too.  The flag is
+     * internal bookkeeping, not a change the caller can observe, hence the
+     * const the signature promises is kept in spirit. */
+    lsec_listener *m = (lsec_listener *)l;
+    if (!m->ep_used) {
+        m->ep_used = true;
+        ep_sync(m);
+    }
+    return l->efd;
 }
 
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l)
@@ -536,11 +595,13 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
                 l->accepted++;
                 if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
                     stop_listening(l);
+                ep_sync(l);
                 return 0;
             }
         }
         if (rc > 0 && (l->pfds[0].revents & POLLIN))
             accept_new(l);
+        ep_sync(l);
         if (timeout_ms == 0)
             return LSEC_EAGAIN;
         /* Checked after every round, not only after a poll that timed out:
@@ -557,6 +618,8 @@ void lsec_listener_close(lsec_listener *l)
     if (l == NULL)
         return;
     stop_listening(l);
+    if (l->efd >= 0)
+        close(l->efd);
     if (l->reserve_fd >= 0)
         close(l->reserve_fd);
     if (l->file != NULL) {

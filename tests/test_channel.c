@@ -963,6 +963,82 @@ static void test_tls_wrong_secret(void **state)
     lsec_listener_close(l);
 }
 
+/*
+ * An event loop that polls lsec_listener_fd and calls lsec_accept(0) when it
+ * is readable: a handshake whose bytes arrive after the connection was
+ * admitted must wake the loop (the listening socket alone would not), and
+ * nothing wakes it when there is nothing to do.
+ */
+static void test_event_loop_accept(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec__ticket t;
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL);
+    ticket_of(l, ticket);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
+    struct pollfd lp = {lsec_listener_fd(l), POLLIN, 0};
+    lsec_channel *ch = NULL;
+
+    assert_int_equal(poll(&lp, 1, 0), 0); /* idle: not readable */
+    int fd = raw_connect(t.addr.port);
+    assert_int_equal(poll(&lp, 1, 2000), 1);
+    assert_int_equal(lsec_accept(l, 0, &ch), LSEC_EAGAIN); /* admitted */
+    assert_int_equal(poll(&lp, 1, 100), 0); /* nothing to do: no spin */
+
+    lsec__addr local, remote;
+    assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
+    lsec__hs hs;
+    uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
+    size_t used, outlen, have = 0;
+    assert_int_equal(lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+                                   t.secret, &local, &remote, NULL),
+                     0);
+    assert_int_equal(lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out),
+                                   &outlen),
+                     LSEC__HS_AGAIN);
+    assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
+    /* The hello arrives on the pending socket: the listener fd says so. */
+    assert_int_equal(poll(&lp, 1, 2000), 1);
+    assert_int_equal(lsec_accept(l, 0, &ch), LSEC_EAGAIN); /* answered */
+    int rc = LSEC__HS_AGAIN;
+    while (rc == LSEC__HS_AGAIN) {
+        ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
+        assert_true(n > 0);
+        rc = lsec__hs_step(&hs, in + have, (size_t)n, &used, out, sizeof(out),
+                           &outlen);
+        have += (size_t)n;
+    }
+    assert_int_equal(rc, LSEC__HS_DONE);
+    /* The proof and a first message in one write. */
+    uint8_t msg[LSEC__HS_MSG_MAX + 6];
+    memcpy(msg, out, outlen);
+    lsec__frame_header(msg + outlen, 2);
+    memcpy(msg + outlen + 4, "hi", 2);
+    assert_int_equal(send(fd, msg, outlen + 6, 0), (ssize_t)(outlen + 6));
+    assert_int_equal(poll(&lp, 1, 2000), 1);
+    assert_int_equal(lsec_accept(l, 0, &ch), 0);
+    assert_non_null(ch);
+    /* The first message came with the proof: it is inside the channel
+     * already, which pending says. */
+    assert_true(lsec_channel_pending(ch) > 0);
+    char buf[8];
+    size_t len = 0;
+    assert_int_equal(lsec_recv(ch, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(buf, "hi", 2);
+    /* The accepted socket has left the set: the listener fd is quiet even
+     * though the channel's socket now has data. */
+    assert_int_equal(send(fd, "\0\0\0\1x", 5, 0), 5);
+    usleep(20 * 1000);
+    assert_int_equal(poll(&lp, 1, 0), 0);
+    lsec_channel_close(ch);
+    close(fd);
+    lsec__hs_wipe(&hs);
+    lsec__ticket_wipe(&t);
+    lsec_listener_close(l);
+}
+
 static void test_one_shot(void **state)
 {
     (void)state;
@@ -1098,6 +1174,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
