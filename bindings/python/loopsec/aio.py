@@ -22,11 +22,11 @@ from . import _core, _errors
 __all__ = ["recv", "send", "accept", "AsyncChannel", "connect",
            "connect_file", "spawn"]
 
-# How long accept() waits on the listening socket before trying again.  The
-# listening descriptor (lsec_listener_fd) wakes us only for new connections;
-# a handshake in progress moves on its own socket, which the library keeps to
-# itself, so accept() also polls at this interval to let it finish.
-ACCEPT_POLL = 0.02
+# The listener's descriptor (lsec_listener_fd) is readable whenever accept
+# can make progress, handshakes in progress included, so accept() sleeps on
+# it.  It still wakes at this interval with nothing to do, so that pending
+# handshakes that ran out of time are dropped even on an idle loop.
+ACCEPT_POLL = 1.0
 
 
 def _deadline(timeout):
