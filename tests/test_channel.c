@@ -156,6 +156,42 @@ static void pair(lsec_opts *o, lsec_channel **server, lsec_channel **client)
     lsec_listener_close(l);
 }
 
+/* Speak the client side of the auth handshake by hand on a raw socket:
+ * send the ClientHello... */
+static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
+{
+    lsec__addr local, remote;
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t used, outlen;
+
+    assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
+    assert_int_equal(lsec__hs_init(hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+                                   t->secret, &local, &remote, NULL),
+                     0);
+    assert_int_equal(lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out),
+                                   &outlen),
+                     LSEC__HS_AGAIN);
+    assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
+}
+
+/* ...then read the ServerHello; the ClientFinish (not sent) goes to out. */
+static void raw_read_server(int fd, lsec__hs *hs, uint8_t out[LSEC__HS_MSG_MAX],
+                            size_t *outlen)
+{
+    uint8_t in[LSEC__HS_MSG_MAX];
+    size_t used, have = 0;
+    int rc = LSEC__HS_AGAIN;
+
+    while (rc == LSEC__HS_AGAIN) {
+        ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
+        assert_true(n > 0);
+        rc = lsec__hs_step(hs, in + have, (size_t)n, &used, out,
+                           LSEC__HS_MSG_MAX, outlen);
+        have += (size_t)n;
+    }
+    assert_int_equal(rc, LSEC__HS_DONE);
+}
+
 /* Replace the secret in a ticket with one of the same shape. */
 static void corrupt_secret(char *ticket)
 {
@@ -255,28 +291,11 @@ static void test_bad_client_proof(void **state)
     accept_async(&j, l, 800);
 
     int fd = raw_connect(t.addr.port);
-    lsec__addr local, remote;
-    assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
     lsec__hs hs;
-    uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
-    size_t used, outlen;
-    assert_int_equal(lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
-                                   t.secret, &local, &remote, NULL),
-                     0);
-    assert_int_equal(lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out),
-                                   &outlen),
-                     LSEC__HS_AGAIN);
-    assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
-    size_t have = 0;
-    int rc = LSEC__HS_AGAIN;
-    while (rc == LSEC__HS_AGAIN) {
-        ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
-        assert_true(n > 0);
-        rc = lsec__hs_step(&hs, in + have, (size_t)n, &used, out, sizeof(out),
-                           &outlen);
-        have += (size_t)n;
-    }
-    assert_int_equal(rc, LSEC__HS_DONE);
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t outlen;
+    raw_send_hello(fd, &t, &hs);
+    raw_read_server(fd, &hs, out, &outlen);
     out[0] ^= 1; /* a wrong proof */
     assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
     assert_int_equal(bytes_until_eof(fd, NULL), 0);
@@ -986,30 +1005,14 @@ static void test_event_loop_accept(void **state)
     assert_int_equal(lsec_accept(l, 0, &ch), LSEC_EAGAIN); /* admitted */
     assert_int_equal(poll(&lp, 1, 100), 0); /* nothing to do: no spin */
 
-    lsec__addr local, remote;
-    assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
     lsec__hs hs;
-    uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
-    size_t used, outlen, have = 0;
-    assert_int_equal(lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
-                                   t.secret, &local, &remote, NULL),
-                     0);
-    assert_int_equal(lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out),
-                                   &outlen),
-                     LSEC__HS_AGAIN);
-    assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t outlen;
+    raw_send_hello(fd, &t, &hs);
     /* The hello arrives on the pending socket: the listener fd says so. */
     assert_int_equal(poll(&lp, 1, 2000), 1);
     assert_int_equal(lsec_accept(l, 0, &ch), LSEC_EAGAIN); /* answered */
-    int rc = LSEC__HS_AGAIN;
-    while (rc == LSEC__HS_AGAIN) {
-        ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
-        assert_true(n > 0);
-        rc = lsec__hs_step(&hs, in + have, (size_t)n, &used, out, sizeof(out),
-                           &outlen);
-        have += (size_t)n;
-    }
-    assert_int_equal(rc, LSEC__HS_DONE);
+    raw_read_server(fd, &hs, out, &outlen);
     /* The proof and a first message in one write. */
     uint8_t msg[LSEC__HS_MSG_MAX + 6];
     memcpy(msg, out, outlen);
