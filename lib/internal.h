@@ -153,6 +153,9 @@ int32_t lsec__proc_socket_pid(uint64_t inode);
  */
 int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
                       bool want_pid, int64_t *uid, int32_t *pid);
+/* Close the process's kept sock_diag socket; the next lookup opens a new
+ * one through lsec__io.socket (for tests that replace the seam). */
+void lsec__peer_forget(void);
 
 /* ------------------------------------------------------------------------ */
 /* secret.c: secrets, key derivation, encodings, no I/O                      */

@@ -9,8 +9,10 @@
  *
  * Fast path: one exact NETLINK_SOCK_DIAG request by the 4-tuple (no dump),
  * answered by the kernel within the send call; it runs on every accepted
- * connection.  Fallback when netlink is unavailable (old kernels, seccomp,
- * no inet_diag module): a scan of /proc/net/tcp and tcp6.
+ * and every dialled connection, so the process keeps one netlink socket for
+ * it (creating and destroying one costs more than the lookup itself).
+ * Fallback when netlink is unavailable (old kernels, seccomp, no inet_diag
+ * module): a scan of /proc/net/tcp and tcp6.
  */
 #include "internal.h"
 
@@ -19,8 +21,10 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -63,12 +67,91 @@ struct peer_found {
 };
 
 /*
- * The exact netlink lookup.  0 with *f filled, LSEC_ENOTFOUND when the
- * kernel has no such socket, LSEC_ENOSYS when netlink cannot answer (the
- * caller then falls back to /proc).
+ * The process's sock_diag socket.  Whoever takes the lock uses it; a thread
+ * that finds it taken opens a socket of its own for its one lookup, so
+ * threads never wait for each other.  Three things could make a kept
+ * descriptor lie, and each is handled:
+ *  - the application closed our descriptor and the number now names one
+ *    of its own files: the socket's inode is checked before every use, so
+ *    a request is never written into somebody else's file;
+ *  - fork: parent and child would share one socket and could read each
+ *    other's replies; the child forgets it (pthread_atfork);
+ *  - a failed exchange could leave a reply queued for the next request:
+ *    the socket is dropped after any failure, and every reply must carry
+ *    the sequence number of its request and the 4-tuple that was asked.
  */
-static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
-                       struct peer_found *f)
+static struct {
+    pthread_mutex_t lock;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    uint32_t seq;
+} diag = {PTHREAD_MUTEX_INITIALIZER, -1, 0, 0, 0};
+static pthread_once_t diag_once = PTHREAD_ONCE_INIT;
+
+static bool diag_is_ours(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+           st.st_dev == diag.dev && st.st_ino == diag.ino;
+}
+
+/* Drop the kept socket; close it only if the descriptor is still ours. */
+static void diag_drop(void)
+{
+    if (diag.fd >= 0 && diag_is_ours(diag.fd))
+        close(diag.fd);
+    diag.fd = -1;
+}
+
+static void diag_atfork_child(void)
+{
+    /* One thread runs in the child; the lock may have been held by a
+     * thread that does not exist here. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    diag.lock = fresh;
+    diag_drop();
+}
+
+static void diag_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, diag_atfork_child);
+}
+
+static int diag_open(void)
+{
+    return lsec__io.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
+                           NETLINK_SOCK_DIAG);
+}
+
+void lsec__peer_forget(void)
+{
+    (void)pthread_once(&diag_once, diag_register);
+    if (pthread_mutex_lock(&diag.lock) != 0)
+        return;
+    diag_drop();
+    pthread_mutex_unlock(&diag.lock);
+}
+
+__attribute__((destructor)) static void diag_unload(void)
+{
+    /* dlclose of the library or exit: nobody will use it again. */
+    if (pthread_mutex_trylock(&diag.lock) != 0)
+        return;
+    diag_drop();
+    pthread_mutex_unlock(&diag.lock);
+}
+
+/* How one exchange with the kernel ended. */
+enum { X_ANSWER, X_NOSUCH, X_BROKEN };
+
+/*
+ * One request on `fd` and its reply.  X_ANSWER with *f filled, X_NOSUCH
+ * when the kernel has no such socket (the socket stays usable), X_BROKEN
+ * when netlink did not answer as it should (the socket is not reused).
+ */
+static int diag_exchange(int fd, uint32_t seq, const lsec__addr *local,
+                         const lsec__addr *remote, struct peer_found *f)
 {
     struct {
         struct nlmsghdr nlh;
@@ -83,19 +166,13 @@ static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
     const struct inet_diag_msg *d;
     lsec__addr got_local, got_remote;
     ssize_t n;
-    int fd;
-
-    fd = lsec__io.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
-                         NETLINK_SOCK_DIAG);
-    if (fd < 0)
-        return LSEC_ENOSYS;
 
     memset(&msg, 0, sizeof(msg));
     msg.nlh.nlmsg_len = sizeof(msg);
     msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     /* NLM_F_REQUEST alone, no NLM_F_DUMP: one socket by its 4-tuple. */
     msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-    msg.nlh.nlmsg_seq = 1;
+    msg.nlh.nlmsg_seq = seq;
     msg.req.sdiag_family = (uint8_t)local->family;
     msg.req.sdiag_protocol = IPPROTO_TCP;
     msg.req.idiag_states = ~0u;
@@ -110,37 +187,34 @@ static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
     do
         n = lsec__io.send(fd, &msg, sizeof(msg), 0);
     while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof(msg)) {
-        close(fd);
-        return LSEC_ENOSYS;
-    }
+    if (n != (ssize_t)sizeof(msg))
+        return X_BROKEN;
     /* The kernel answers inside send(): the reply is already queued, so
      * MSG_DONTWAIT never turns a working kernel into a failure, and a
      * kernel that does not answer can never block us. */
     do
         n = lsec__io.recv(fd, reply.bytes, sizeof(reply.bytes), MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
-    close(fd);
     if (n < (ssize_t)sizeof(struct nlmsghdr))
-        return LSEC_ENOSYS;
+        return X_BROKEN;
 
     h = &reply.nlh;
-    if (!NLMSG_OK(h, (unsigned)n) || h->nlmsg_seq != 1)
-        return LSEC_ENOSYS;
+    if (!NLMSG_OK(h, (unsigned)n) || h->nlmsg_seq != seq)
+        return X_BROKEN;
     if (h->nlmsg_type == NLMSG_ERROR) {
         const struct nlmsgerr *e = NLMSG_DATA(h);
         if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
-            return LSEC_ENOSYS;
+            return X_BROKEN;
         /* ENOENT: no such socket.  Anything else (EINVAL from a kernel
          * without exact lookups, EPERM under a sandbox): ask /proc. */
-        return e->error == -ENOENT ? LSEC_ENOTFOUND : LSEC_ENOSYS;
+        return e->error == -ENOENT ? X_NOSUCH : X_BROKEN;
     }
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
         h->nlmsg_len < NLMSG_LENGTH(sizeof(*d)))
-        return LSEC_ENOSYS;
+        return X_BROKEN;
     d = NLMSG_DATA(h);
     if (d->idiag_family != AF_INET && d->idiag_family != AF_INET6)
-        return LSEC_ENOSYS;
+        return X_BROKEN;
     /*
      * The kernel's lookup falls back to a listening socket on the source
      * endpoint when no connection matches the 4-tuple; only a connected
@@ -150,10 +224,56 @@ static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
     from_diag(d->idiag_family, d->id.idiag_dst, d->id.idiag_dport, &got_remote);
     if (!live_state(d->idiag_state) || !same_endpoint(&got_local, remote) ||
         !same_endpoint(&got_remote, local))
-        return LSEC_ENOTFOUND;
+        return X_NOSUCH;
     f->uid = (int64_t)d->idiag_uid;
     f->inode = d->idiag_inode;
-    return 0;
+    return X_ANSWER;
+}
+
+/*
+ * The exact netlink lookup.  0 with *f filled, LSEC_ENOTFOUND when the
+ * kernel has no such socket, LSEC_ENOSYS when netlink cannot answer (the
+ * caller then falls back to /proc).
+ */
+static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
+                       struct peer_found *f)
+{
+    struct stat st;
+    int fd, x;
+
+    (void)pthread_once(&diag_once, diag_register);
+    if (pthread_mutex_trylock(&diag.lock) == 0) {
+        if (diag.fd >= 0 && !diag_is_ours(diag.fd))
+            diag.fd = -1; /* closed behind our back: not ours to close */
+        if (diag.fd < 0) {
+            fd = diag_open();
+            if (fd >= 0 && fstat(fd, &st) != 0) {
+                close(fd);
+                fd = -1;
+            }
+            if (fd < 0) {
+                pthread_mutex_unlock(&diag.lock);
+                return LSEC_ENOSYS;
+            }
+            diag.fd = fd;
+            diag.dev = st.st_dev;
+            diag.ino = st.st_ino;
+        }
+        x = diag_exchange(diag.fd, ++diag.seq, local, remote, f);
+        if (x == X_BROKEN) {
+            close(diag.fd);
+            diag.fd = -1;
+        }
+        pthread_mutex_unlock(&diag.lock);
+    } else {
+        /* Another thread is asking: a socket of our own, this once. */
+        fd = diag_open();
+        if (fd < 0)
+            return LSEC_ENOSYS;
+        x = diag_exchange(fd, 1, local, remote, f);
+        close(fd);
+    }
+    return x == X_ANSWER ? 0 : x == X_NOSUCH ? LSEC_ENOTFOUND : LSEC_ENOSYS;
 }
 
 struct proc_match {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* One connection: both sockets with each side's own view. */
@@ -188,6 +189,7 @@ static void test_proc_fallback(void **state)
     connect_pair("[::1]:0", AF_INET6, &c6);
     connect_pair("127.0.0.1:0", AF_INET6, &cd);
     lsec__io.socket = no_netlink;
+    lsec__peer_forget(); /* the kept netlink socket would still answer */
     check_both_ways(&c4, true);
     check_not_found(&c4);
     check_both_ways(&c6, true);
@@ -292,6 +294,165 @@ static void test_speed(void **state)
     close_pair(&c);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The kept sock_diag socket                                                 */
+
+/* Netlink sockets opened through the seam, and the last one's number. */
+static int nl_opened, nl_last_fd;
+
+static int counting_socket(int domain, int type, int protocol)
+{
+    int fd = socket(domain, type, protocol);
+    if (domain == AF_NETLINK && fd >= 0) {
+        nl_opened++;
+        nl_last_fd = fd;
+    }
+    return fd;
+}
+
+static void lookup_ok(struct conn *c)
+{
+    int64_t uid;
+    int32_t pid;
+    assert_int_equal(
+        lsec__peer_lookup(&c->s_local, &c->s_remote, false, &uid, &pid), 0);
+    assert_int_equal(uid, (int64_t)geteuid());
+}
+
+static void count_from_scratch(void)
+{
+    lsec__io_reset();
+    lsec__peer_forget();
+    lsec__io.socket = counting_socket;
+    nl_opened = 0;
+    nl_last_fd = -1;
+}
+
+/* One netlink socket serves every lookup of the process. */
+static void test_socket_kept(void **state)
+{
+    (void)state;
+    struct conn c;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    for (int i = 0; i < 100; i++)
+        lookup_ok(&c);
+    assert_int_equal(nl_opened, 1);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/*
+ * The application closes our descriptor (closefrom, a double close) and the
+ * number comes back as one of its own files: the next lookup must neither
+ * write its request into that file nor close it, and must still answer.
+ */
+static void test_socket_closed_behind_our_back(void **state)
+{
+    (void)state;
+    struct conn c;
+    int sp[2], fd;
+    char buf[8];
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c);
+    assert_int_equal(nl_opened, 1);
+    fd = nl_last_fd;
+    /* One end of a socket pair takes the number; the other end shows
+     * whatever is written into it. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sp), 0);
+    assert_int_equal(dup2(sp[0], fd), fd);
+    lookup_ok(&c);
+    assert_int_equal(nl_opened, 2);
+    /* Nothing was sent through the application's socket... */
+    assert_int_equal(recv(sp[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    /* ...and it is still open. */
+    assert_int_equal(send(fd, "x", 1, 0), 1);
+    assert_int_equal(recv(sp[1], buf, sizeof(buf), MSG_DONTWAIT), 1);
+    close(fd);
+    close(sp[0]);
+    close(sp[1]);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/* A forked child must not share the parent's socket (either could read
+ * the other's replies): it opens its own; the parent keeps using its own. */
+static void test_socket_after_fork(void **state)
+{
+    (void)state;
+    struct conn c;
+    pid_t child;
+    int status;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c);
+    assert_int_equal(nl_opened, 1);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int64_t uid;
+        int32_t pid;
+        int ok = 1;
+        nl_opened = 0;
+        for (int i = 0; i < 10; i++)
+            ok &= lsec__peer_lookup(&c.s_local, &c.s_remote, false, &uid,
+                                    &pid) == 0 &&
+                  uid == (int64_t)geteuid();
+        _exit(ok && nl_opened == 1 ? 0 : 1);
+    }
+    for (int i = 0; i < 10; i++)
+        lookup_ok(&c);
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(nl_opened, 1);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/* A failed exchange may leave a reply queued: the socket is not reused. */
+static int recv_fail_once;
+
+static ssize_t failing_recv(int fd, void *buf, size_t len, int flags)
+{
+    if (recv_fail_once) {
+        recv_fail_once = 0;
+        errno = EAGAIN;
+        return -1;
+    }
+    return recv(fd, buf, len, flags);
+}
+
+static void test_socket_dropped_after_failure(void **state)
+{
+    (void)state;
+    struct conn c;
+    int64_t uid;
+    int32_t pid;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c);
+    recv_fail_once = 1;
+    lsec__io.recv = failing_recv;
+    /* The reply stays queued; /proc answers this one. */
+    assert_int_equal(
+        lsec__peer_lookup(&c.s_local, &c.s_remote, false, &uid, &pid), 0);
+    assert_int_equal(uid, (int64_t)geteuid());
+    assert_int_equal(recv_fail_once, 0);
+    assert_int_equal(nl_opened, 1);
+    /* A fresh socket, so the stale reply is never read as the answer. */
+    lookup_ok(&c);
+    assert_int_equal(nl_opened, 2);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +463,10 @@ int main(void)
         cmocka_unit_test(test_closed_peer),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_speed),
+        cmocka_unit_test(test_socket_kept),
+        cmocka_unit_test(test_socket_closed_behind_our_back),
+        cmocka_unit_test(test_socket_after_fork),
+        cmocka_unit_test(test_socket_dropped_after_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
