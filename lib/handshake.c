@@ -50,23 +50,25 @@ static void write_hello(uint8_t p[HELLO], int mode,
 }
 
 /*
- * proof = HMAC-SHA-256(key, label || transcript[0..tlen) || ep_client ||
- * ep_server).  Every part but the label has a fixed length, and the label
- * is fixed per role, so the concatenation is unambiguous.
+ * proof = BLAKE2b-256(key, label || transcript[0..tlen) || ep_client ||
+ * ep_server), keyed BLAKE2b (RFC 7693).  Every part but the label has a
+ * fixed length, and the label is fixed per role, so the concatenation is
+ * unambiguous.
  */
 static void compute_proof(uint8_t out[PROOF], const lsec__hs *h,
                           const uint8_t key[LSEC__KEY_BYTES], const char *label,
                           size_t tlen)
 {
-    crypto_auth_hmacsha256_state st;
+    crypto_generichash_state st;
 
-    crypto_auth_hmacsha256_init(&st, key, LSEC__KEY_BYTES);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label,
-                                  strlen(label));
-    crypto_auth_hmacsha256_update(&st, h->transcript, tlen);
-    crypto_auth_hmacsha256_update(&st, h->ep_client, LSEC__EP_BYTES);
-    crypto_auth_hmacsha256_update(&st, h->ep_server, LSEC__EP_BYTES);
-    crypto_auth_hmacsha256_final(&st, out);
+    (void)crypto_generichash_init(&st, key, LSEC__KEY_BYTES, PROOF);
+    (void)crypto_generichash_update(&st, (const unsigned char *)label,
+                                    strlen(label));
+    (void)crypto_generichash_update(&st, h->transcript, tlen);
+    (void)crypto_generichash_update(&st, h->ep_client, LSEC__EP_BYTES);
+    (void)crypto_generichash_update(&st, h->ep_server, LSEC__EP_BYTES);
+    (void)crypto_generichash_final(&st, out, PROOF);
+    /* The state held the key block: wipe it. */
     sodium_memzero(&st, sizeof(st));
 }
 

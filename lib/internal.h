@@ -165,7 +165,7 @@ void lsec__peer_forget(void);
 
 /* Fill with random bytes (libsodium). */
 void lsec__random(void *buf, size_t len);
-/* key = HMAC-SHA-256(key=secret, msg=label) — PROTOCOL.md "Keys". */
+/* key = BLAKE2b-256(key=secret, msg=label) — PROTOCOL.md "Keys". */
 void lsec__kdf(uint8_t key[LSEC__KEY_BYTES],
                const uint8_t secret[LSEC_SECRET_BYTES], const char *label);
 /* base64url without padding.  Return 0 or LSEC_EMSGSIZE / LSEC_EINVAL. */

@@ -22,16 +22,18 @@ void lsec__random(void *buf, size_t len)
 void lsec__kdf(uint8_t key[LSEC__KEY_BYTES],
                const uint8_t secret[LSEC_SECRET_BYTES], const char *label)
 {
-    crypto_auth_hmacsha256_state st;
+    crypto_generichash_state st;
 
-    /* PROTOCOL.md "Keys": the secret is the HMAC key and the label, as ASCII
-     * without its NUL, is the message.  A distinct label per purpose keeps
-     * any one derived key from ever serving two purposes. */
-    crypto_auth_hmacsha256_init(&st, secret, LSEC_SECRET_BYTES);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label,
-                                  strlen(label));
-    crypto_auth_hmacsha256_final(&st, key);
-    /* The state holds the padded secret: wipe it. */
+    /* PROTOCOL.md "Keys": keyed BLAKE2b-256 with the secret as the key and
+     * the label, as ASCII without its NUL, as the message.  A distinct
+     * label per purpose keeps any one derived key from ever serving two
+     * purposes. */
+    (void)crypto_generichash_init(&st, secret, LSEC_SECRET_BYTES,
+                                  LSEC__KEY_BYTES);
+    (void)crypto_generichash_update(&st, (const unsigned char *)label,
+                                    strlen(label));
+    (void)crypto_generichash_final(&st, key, LSEC__KEY_BYTES);
+    /* The state held the secret's key block: wipe it. */
     sodium_memzero(&st, sizeof(st));
 }
 

@@ -20,12 +20,12 @@
 
 static const uint8_t ref_magic[4] = {0x4c, 0x53, 0x45, 0x43};
 
-/* key = HMAC(key = secret, msg = label) */
+/* key = MAC(key = secret, msg = label); MAC is keyed BLAKE2b-256 */
 static inline void ref_key(uint8_t out[32], const uint8_t secret[32],
                            const char *label)
 {
-    crypto_auth_hmacsha256(out, (const unsigned char *)label, strlen(label),
-                           secret);
+    crypto_generichash(out, 32, (const unsigned char *)label, strlen(label),
+                       secret, 32);
 }
 
 /* The 18-byte endpoint: IPv4 as ::ffff:a.b.c.d, then the port big-endian. */
@@ -53,7 +53,7 @@ static inline void ref_proof(uint8_t out[32], const uint8_t secret[32],
                              int server, const uint8_t *ch, const uint8_t *sh,
                              const lsec__addr *client, const lsec__addr *srv)
 {
-    crypto_auth_hmacsha256_state st;
+    crypto_generichash_state st;
     uint8_t key[32], epc[18], eps[18];
     const char *label =
         server ? "loopsec/1 server proof" : "loopsec/1 client proof";
@@ -63,14 +63,13 @@ static inline void ref_proof(uint8_t out[32], const uint8_t secret[32],
                    : "loopsec/1 auth client->server");
     ref_ep(epc, client);
     ref_ep(eps, srv);
-    crypto_auth_hmacsha256_init(&st, key, sizeof(key));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label,
-                                  strlen(label));
-    crypto_auth_hmacsha256_update(&st, ch, REF_HELLO);
-    crypto_auth_hmacsha256_update(&st, sh, server ? REF_HELLO : REF_SHELLO);
-    crypto_auth_hmacsha256_update(&st, epc, sizeof(epc));
-    crypto_auth_hmacsha256_update(&st, eps, sizeof(eps));
-    crypto_auth_hmacsha256_final(&st, out);
+    crypto_generichash_init(&st, key, sizeof(key), 32);
+    crypto_generichash_update(&st, (const unsigned char *)label, strlen(label));
+    crypto_generichash_update(&st, ch, REF_HELLO);
+    crypto_generichash_update(&st, sh, server ? REF_HELLO : REF_SHELLO);
+    crypto_generichash_update(&st, epc, sizeof(epc));
+    crypto_generichash_update(&st, eps, sizeof(eps));
+    crypto_generichash_final(&st, out, 32);
 }
 
 /*

@@ -35,9 +35,14 @@ LABEL_AUTH_SERVER = b"loopsec/1 auth server->client"
 LABEL_TLS_PSK = b"loopsec/1 tls psk server"
 
 
+def mac(key, msg):
+    """PROTOCOL.md's MAC: keyed BLAKE2b with a 32-byte output (RFC 7693)."""
+    return hashlib.blake2b(msg, digest_size=32, key=key).digest()
+
+
 def kdf(secret, label):
-    """HMAC-SHA-256 with the secret as key and the label as message."""
-    return hmac.new(secret, label, hashlib.sha256).digest()
+    """The MAC with the secret as key and the label as message."""
+    return mac(secret, label)
 
 
 # --- PROTOCOL.md "Endpoints" -----------------------------------------------
@@ -89,13 +94,13 @@ def hello(mode, nonce):
 def server_proof(k_s, client_hello, server_hello_head, ep_client, ep_server):
     msg = (SERVER_PROOF_LABEL + client_hello + server_hello_head +
            ep_client + ep_server)
-    return hmac.new(k_s, msg, hashlib.sha256).digest()
+    return mac(k_s, msg)
 
 
 def client_proof(k_c, client_hello, server_hello, ep_client, ep_server):
     msg = (CLIENT_PROOF_LABEL + client_hello + server_hello + ep_client +
            ep_server)
-    return hmac.new(k_c, msg, hashlib.sha256).digest()
+    return mac(k_c, msg)
 
 
 def check_hello_header(data, mode, role):
