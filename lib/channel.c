@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -760,15 +761,15 @@ static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
     if (rc != 0)
         goto out;
     for (;;) {
+        /* Wait first: the ServerHello cannot be there before the listener
+         * has run, so reading first would only fail with EAGAIN. */
+        rc = lsec__wait_fd(fd, POLLIN, deadline, false);
+        if (rc != 0)
+            goto out;
         ssize_t n = lsec__io.recv(fd, in, sizeof(in), MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && (errno == EINTR || errno == EAGAIN ||
+                      errno == EWOULDBLOCK))
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            rc = lsec__wait_fd(fd, POLLIN, deadline, false);
-            if (rc != 0)
-                goto out;
-            continue;
-        }
         if (n <= 0) {
             /* A listener that refuses us (peer policy, one-shot spent, a
              * TLS listener that drops an auth hello) closes without a word;
@@ -834,6 +835,16 @@ int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline)
     }
 }
 
+static bool tcp_established(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           len >= offsetof(struct tcp_info, tcpi_state) + 1 &&
+           ti.tcpi_state == TCP_ESTABLISHED;
+}
+
 static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
 {
     struct sockaddr_storage ss;
@@ -859,6 +870,11 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
             err = errno;
             goto failed;
         }
+        /* On loopback the kernel has usually finished the three-way
+         * handshake by the time connect() says EINPROGRESS: one getsockopt
+         * tells, where poll would arm a timer to learn the same. */
+        if (tcp_established(fd))
+            break;
         rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
         if (rc != 0) {
             close(fd);

@@ -178,6 +178,12 @@ static bool refuse_one(lsec_listener *l)
 
 static void accept_new(lsec_listener *l)
 {
+    /* An idle listener has most likely just been sent the one connection
+     * there is: it takes that one and goes back to poll, which reports any
+     * other, instead of paying for an accept4 that fails with EAGAIN.  A
+     * busy one takes connections in batches. */
+    bool idle = l->npend == 0;
+
     /* Bounded: never starve the pending handshakes. */
     for (int k = 0; k < 64; k++) {
         struct sockaddr_storage peer;
@@ -202,6 +208,8 @@ static void accept_new(lsec_listener *l)
             return;
         }
         admit(l, fd, (struct sockaddr *)&peer, peerlen);
+        if (idle)
+            return;
     }
 }
 
