@@ -21,7 +21,12 @@
  *     initialises itself once, thread-safely, on first use.
  *   - The library never touches the process's signal state and never raises
  *     SIGPIPE.  Every descriptor it creates is close-on-exec, except the one
- *     that lsec_spawn deliberately hands to a helper.
+ *     that lsec_spawn deliberately hands to a helper.  Besides the objects'
+ *     own sockets it keeps one: a sock_diag netlink socket for peer lookups,
+ *     opened on first use.  Closing it behind the library's back is
+ *     harmless (its identity is checked before each use; another file that
+ *     takes its number is never written to or closed), and a forked child
+ *     opens its own.
  *
  * This header includes only <stddef.h> and <stdint.h>.
  */
