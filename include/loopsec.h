@@ -23,10 +23,11 @@
  *     SIGPIPE.  Every descriptor it creates is close-on-exec, except the one
  *     that lsec_spawn deliberately hands to a helper.  Besides the objects'
  *     own sockets it keeps one: a sock_diag netlink socket for peer lookups,
- *     opened on first use.  Closing it behind the library's back is
- *     harmless (its identity is checked before each use; another file that
- *     takes its number is never written to or closed), and a forked child
- *     opens its own.
+ *     opened on first use and bound to a random netlink address (never the
+ *     process id).  Closing it behind the library's back is harmless: its
+ *     identity is checked before each use, so another file that takes its
+ *     number is never written to or closed (unless the close races with a
+ *     lookup in another thread).  A child created by fork() opens its own.
  *
  * This header includes only <stddef.h> and <stdint.h>.
  */
@@ -328,7 +329,10 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
  * handshake — so an event loop calls lsec_accept(l, 0, &ch) each time it is
  * readable until LSEC_EAGAIN.  Pending handshakes only progress inside
  * lsec_accept.  (It is an epoll set holding the listening socket and, from
- * the first call of this function on, every pending handshake.)
+ * the first call of this function on, every pending handshake.)  Watch it
+ * level-triggered (poll, or epoll without EPOLLET): one lsec_accept call
+ * may leave further connections waiting, and the descriptor stays readable
+ * for them.
  */
 LSEC_API int lsec_listener_fd(const lsec_listener *l);
 

@@ -79,6 +79,10 @@ struct peer_found {
  *  - a failed exchange could leave a reply queued for the next request:
  *    the socket is dropped after any failure, and every reply must carry
  *    the sequence number of its request and the 4-tuple that was asked.
+ * (An application that closes our descriptor while another thread is in
+ * a lookup races with that thread; nothing can close that window.)  The
+ * socket binds a random netlink address, never the process id (see
+ * diag_open).
  */
 static struct {
     pthread_mutex_t lock;
@@ -108,8 +112,7 @@ static void diag_atfork_child(void)
 {
     /* One thread runs in the child; the lock may have been held by a
      * thread that does not exist here. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    diag.lock = fresh;
+    (void)pthread_mutex_init(&diag.lock, NULL);
     diag_drop();
 }
 
@@ -118,10 +121,34 @@ static void diag_register(void)
     (void)pthread_atfork(NULL, NULL, diag_atfork_child);
 }
 
+/*
+ * A new sock_diag socket.  Left to itself, the kernel would give the first
+ * one of the process the process id as its netlink address and keep it
+ * taken while we keep the socket, so that an application binding its own
+ * sock_diag socket to getpid() (a common idiom) would fail with
+ * EADDRINUSE.  So bind a random address in [2^30, 2^31), which neither
+ * process ids (at most 2^22) nor the kernel's own choices (negative) use;
+ * after four collisions, let the kernel choose.
+ */
 static int diag_open(void)
 {
-    return lsec__io.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
-                           NETLINK_SOCK_DIAG);
+    struct sockaddr_nl sa;
+    uint32_t r;
+    int fd = lsec__io.socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
+                             NETLINK_SOCK_DIAG);
+
+    if (fd < 0)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        lsec__random(&r, sizeof(r));
+        memset(&sa, 0, sizeof(sa));
+        sa.nl_family = AF_NETLINK;
+        sa.nl_pid = (r & 0x3fffffffu) | 0x40000000u;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+            errno != EADDRINUSE)
+            break;
+    }
+    return fd;
 }
 
 void lsec__peer_forget(void)
@@ -140,6 +167,12 @@ __attribute__((destructor)) static void diag_unload(void)
         return;
     diag_drop();
     pthread_mutex_unlock(&diag.lock);
+}
+
+/* Sequence numbers, one counter for the kept and the temporary sockets. */
+static uint32_t next_seq(void)
+{
+    return __atomic_add_fetch(&diag.seq, 1, __ATOMIC_RELAXED);
 }
 
 /* How one exchange with the kernel ended. */
@@ -255,22 +288,21 @@ static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
                 pthread_mutex_unlock(&diag.lock);
                 return LSEC_ENOSYS;
             }
-            diag.fd = fd;
+            /* Identity first: a fork in between finds a consistent pair. */
             diag.dev = st.st_dev;
             diag.ino = st.st_ino;
+            diag.fd = fd;
         }
-        x = diag_exchange(diag.fd, ++diag.seq, local, remote, f);
-        if (x == X_BROKEN) {
-            close(diag.fd);
-            diag.fd = -1;
-        }
+        x = diag_exchange(diag.fd, next_seq(), local, remote, f);
+        if (x == X_BROKEN)
+            diag_drop(); /* checked again: a failure may mean "not ours" */
         pthread_mutex_unlock(&diag.lock);
     } else {
         /* Another thread is asking: a socket of our own, this once. */
         fd = diag_open();
         if (fd < 0)
             return LSEC_ENOSYS;
-        x = diag_exchange(fd, 1, local, remote, f);
+        x = diag_exchange(fd, next_seq(), local, remote, f);
         close(fd);
     }
     return x == X_ANSWER ? 0 : x == X_NOSUCH ? LSEC_ENOTFOUND : LSEC_ENOSYS;

@@ -14,9 +14,12 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -310,6 +313,15 @@ static int counting_socket(int domain, int type, int protocol)
     return fd;
 }
 
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
+}
+
 static void lookup_ok(struct conn *c)
 {
     int64_t uid;
@@ -438,6 +450,7 @@ static void test_socket_dropped_after_failure(void **state)
     connect_pair("127.0.0.1:0", AF_INET, &c);
     count_from_scratch();
     lookup_ok(&c);
+    int before = open_fds();
     recv_fail_once = 1;
     lsec__io.recv = failing_recv;
     /* The reply stays queued; /proc answers this one. */
@@ -446,9 +459,119 @@ static void test_socket_dropped_after_failure(void **state)
     assert_int_equal(uid, (int64_t)geteuid());
     assert_int_equal(recv_fail_once, 0);
     assert_int_equal(nl_opened, 1);
-    /* A fresh socket, so the stale reply is never read as the answer. */
+    /* A fresh socket, so the stale reply is never read as the answer;
+     * the old one was closed, not leaked. */
     lookup_ok(&c);
     assert_int_equal(nl_opened, 2);
+    assert_int_equal(open_fds(), before);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/* The kept socket must not hold the netlink address getpid(), which an
+ * application's own sock_diag socket may want. */
+static void test_socket_leaves_pid_free(void **state)
+{
+    (void)state;
+    struct conn c;
+    struct sockaddr_nl sa;
+    int fd;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c);
+    assert_int_equal(nl_opened, 1);
+    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    assert_true(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    sa.nl_pid = (uint32_t)getpid();
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd);
+    lookup_ok(&c);
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/* A reply with another request's sequence number is never the answer,
+ * even when it names the right sockets: here it also claims uid 4242. */
+static ssize_t stale_recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t n = recv(fd, buf, len, flags);
+    struct nlmsghdr *h = buf;
+    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
+        h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+        struct inet_diag_msg *d = NLMSG_DATA(h);
+        h->nlmsg_seq--;
+        d->idiag_uid = 4242;
+    }
+    return n;
+}
+
+static void test_stale_sequence_refused(void **state)
+{
+    (void)state;
+    struct conn c;
+    int64_t uid;
+    int32_t pid;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c); /* the kept socket exists and has answered once */
+    lsec__io.recv = stale_recv;
+    /* /proc answers instead, with the truth. */
+    assert_int_equal(
+        lsec__peer_lookup(&c.s_local, &c.s_remote, false, &uid, &pid), 0);
+    assert_int_equal(uid, (int64_t)geteuid());
+    lsec__io_reset();
+    close_pair(&c);
+}
+
+/* Threads looking up at once: the one holding the kept socket and the
+ * others on sockets of their own all get the truth, and nothing leaks. */
+struct looker {
+    struct conn *c;
+    int wrong;
+    pthread_t th;
+};
+
+static void *looker_main(void *arg)
+{
+    struct looker *k = arg;
+    for (int i = 0; i < 2000; i++) {
+        int64_t uid;
+        int32_t pid;
+        if (lsec__peer_lookup(&k->c->s_local, &k->c->s_remote, false, &uid,
+                              &pid) != 0 ||
+            uid != (int64_t)geteuid())
+            k->wrong++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_lookups(void **state)
+{
+    (void)state;
+    struct conn c;
+    struct looker k[4];
+    int before;
+
+    connect_pair("127.0.0.1:0", AF_INET, &c);
+    count_from_scratch();
+    lookup_ok(&c);
+    before = open_fds();
+    for (int i = 0; i < 4; i++) {
+        k[i].c = &c;
+        k[i].wrong = 0;
+        assert_int_equal(pthread_create(&k[i].th, NULL, looker_main, &k[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(k[i].th, NULL);
+        assert_int_equal(k[i].wrong, 0);
+    }
+    assert_int_equal(open_fds(), before);
+    print_message("4 x 2000 concurrent lookups: %d netlink sockets opened\n",
+                  nl_opened);
     lsec__io_reset();
     close_pair(&c);
 }
@@ -467,6 +590,9 @@ int main(void)
         cmocka_unit_test(test_socket_closed_behind_our_back),
         cmocka_unit_test(test_socket_after_fork),
         cmocka_unit_test(test_socket_dropped_after_failure),
+        cmocka_unit_test(test_socket_leaves_pid_free),
+        cmocka_unit_test(test_stale_sequence_refused),
+        cmocka_unit_test(test_concurrent_lookups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
