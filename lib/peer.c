@@ -21,6 +21,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,9 +33,10 @@
  * (see diag_lookup); a TIME_WAIT socket or a request socket (NEW_SYN_RECV)
  * is reported with uid 0 and no inode, which would pass for root.
  */
+enum { TIME_WAIT = 6, CLOSE = 7, LISTEN = 10, NEW_SYN_RECV = 12 };
+
 static bool live_state(int state)
 {
-    enum { TIME_WAIT = 6, CLOSE = 7, LISTEN = 10, NEW_SYN_RECV = 12 };
     return state >= 1 && state <= 11 && state != TIME_WAIT && state != CLOSE &&
            state != LISTEN && state != NEW_SYN_RECV;
 }
@@ -176,11 +178,13 @@ static uint32_t next_seq(void)
 }
 
 /* How one exchange with the kernel ended. */
-enum { X_ANSWER, X_NOSUCH, X_BROKEN };
+enum { X_ANSWER, X_NOSUCH, X_BROKEN, X_PENDING };
 
 /*
  * One request on `fd` and its reply.  X_ANSWER with *f filled, X_NOSUCH
- * when the kernel has no such socket (the socket stays usable), X_BROKEN
+ * when the kernel has no such socket (the socket stays usable), X_PENDING
+ * when the peer's end is still a request socket (the listener's kernel has
+ * not yet processed our ACK: softirq work deferred under load), X_BROKEN
  * when netlink did not answer as it should (the socket is not reused).
  */
 static int diag_exchange(int fd, uint32_t seq, const lsec__addr *local,
@@ -255,6 +259,9 @@ static int diag_exchange(int fd, uint32_t seq, const lsec__addr *local,
      */
     from_diag(d->idiag_family, d->id.idiag_src, d->id.idiag_sport, &got_local);
     from_diag(d->idiag_family, d->id.idiag_dst, d->id.idiag_dport, &got_remote);
+    if (d->idiag_state == NEW_SYN_RECV && same_endpoint(&got_local, remote) &&
+        same_endpoint(&got_remote, local))
+        return X_PENDING;
     if (!live_state(d->idiag_state) || !same_endpoint(&got_local, remote) ||
         !same_endpoint(&got_remote, local))
         return X_NOSUCH;
@@ -305,8 +312,13 @@ static int diag_lookup(const lsec__addr *local, const lsec__addr *remote,
         x = diag_exchange(fd, next_seq(), local, remote, f);
         close(fd);
     }
-    return x == X_ANSWER ? 0 : x == X_NOSUCH ? LSEC_ENOTFOUND : LSEC_ENOSYS;
+    return x == X_ANSWER    ? 0
+           : x == X_NOSUCH  ? LSEC_ENOTFOUND
+           : x == X_PENDING ? LSEC_EAGAIN
+                            : LSEC_ENOSYS;
 }
+
+#define PENDING_TRIES 50
 
 struct proc_match {
     const lsec__addr *local;
@@ -360,7 +372,19 @@ int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
         local->family != remote->family)
         return lsec__fail(LSEC_EINVAL, "peer lookup needs two endpoints of "
                                        "one IP family");
-    rc = diag_lookup(local, remote, &f);
+    /* A client may ask before the listener's kernel has turned its request
+     * socket into a connection (our ACK still queued for softirq work):
+     * give it up to PENDING_TRIES milliseconds, then it is not found. */
+    for (int tries = 0;; tries++) {
+        rc = diag_lookup(local, remote, &f);
+        if (rc != LSEC_EAGAIN)
+            break;
+        if (tries == PENDING_TRIES) {
+            rc = LSEC_ENOTFOUND;
+            break;
+        }
+        (void)poll(NULL, 0, 1);
+    }
     if (rc == LSEC_ENOSYS)
         rc = proc_lookup(local, remote, &f);
     if (rc != 0) {
