@@ -436,6 +436,10 @@ static void test_fd_limit_no_spin(void **state)
                 refused++;
                 usleep(20 * 1000);
             } else {
+                /* Say why, for the parent's failure message. */
+                fprintf(stderr, "client %d of %d: %s (%s) after %d refusals\n",
+                        i + 1, CLIENTS, lsec_errname(got), lsec_last_detail(),
+                        refused);
                 _exit(100 + (-got));
             }
         }
@@ -481,7 +485,16 @@ static void test_fd_limit_no_spin(void **state)
         uint8_t buf[16];
         size_t len = 0;
         rc = accept_bounded(l, 10000, &ch);
-        assert_int_equal(rc, 0);
+        if (rc != 0) {
+            /* Did the clients give up?  Their status says how. */
+            int st = 0;
+            pid_t w = waitpid(child, &st, WNOHANG);
+            fail_msg("accept of client %d: %s; client process %s, status "
+                     "%d",
+                     i + 1, lsec_errname(rc),
+                     w == child ? "exited" : "still running",
+                     w == child && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        }
         assert_int_equal(lsec_recv(ch, buf, sizeof(buf), &len, 5000), 0);
         assert_int_equal(lsec_send(ch, buf, len, 5000), 0);
         lsec_channel_close(ch);
