@@ -899,6 +899,14 @@ failed:
                           "connection refused: nothing listens on %s "
                           "(a stale ticket?)",
                           where);
+    /* Reset while connecting: the listener took the connection off its
+     * queue and dropped it, or stopped listening with it queued.  A
+     * refusal, like a reset during the handshake. */
+    if (err == ECONNRESET)
+        return lsec__fail(LSEC_ECLOSED,
+                          "the listener on %s reset the connection before "
+                          "the handshake (refused, or it stopped listening)",
+                          where);
     return lsec__fail_errno(LSEC_EIO, err, "connect to %s", where);
 }
 
@@ -971,8 +979,25 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     /* Who accepted us?  Under the same-user policy a listener of another
      * user (a squatter on a stale ticket's port) never sees our hello. */
     rc = lsec__peer_lookup(&local, &remote, false, &uid, &peer_pid);
-    if (ro.peer_policy == LSEC_PEER_SAME_USER &&
-        (rc != 0 || uid != (int64_t)geteuid())) {
+    if (ro.peer_policy == LSEC_PEER_SAME_USER && rc == LSEC_ENOTFOUND &&
+        !tcp_established(fd)) {
+        /* Nobody to ask: the listener dropped us before we could look
+         * (a reset destroys its socket).  A refusal, not another user. */
+        rc = lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
+                                      "before the handshake (refused?)");
+        goto fail;
+    }
+    if (ro.peer_policy == LSEC_PEER_SAME_USER && rc != 0) {
+        /* Fail closed: a listener we cannot identify is not "ours". */
+        rc = lsec__fail(LSEC_EPEER,
+                        "the owner of the listener on port %u cannot be "
+                        "found (%s), so it is not known to be us (peer "
+                        "policy same-user)",
+                        remote.port, lsec_errname(rc));
+        lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
+        goto fail;
+    }
+    if (ro.peer_policy == LSEC_PEER_SAME_USER && uid != (int64_t)geteuid()) {
         rc = lsec__fail(LSEC_EPEER,
                         "the listener on port %u belongs to uid %lld, not to "
                         "us (peer policy same-user)",

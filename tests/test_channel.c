@@ -1155,6 +1155,97 @@ static void test_connect_refusals(void **state)
     assert_int_equal(lsec_listen("127.0.0.1:0", &o, &nl), LSEC_EINVAL);
 }
 
+/*
+ * A listener that refuses a client before the client has looked it up
+ * (accept and close at once: a listener at its descriptor limit, a spent
+ * one-shot listener) is a refusal, LSEC_ECLOSED, in both modes: not "a
+ * listener of another user" (LSEC_EPEER), which is what the lookup of a
+ * closed socket used to conclude.  The connect seam lets the listening
+ * side accept and close before lsec_connect goes on.
+ */
+static int refusing_lfd = -1;
+static bool refuse_abortive; /* RST (SO_LINGER 0) rather than FIN */
+
+static int connect_then_refused(int fd, const struct sockaddr *sa,
+                                unsigned len)
+{
+    int rc = fd >= 0 ? connect(fd, sa, (socklen_t)len) : 0, e = errno;
+    int s = accept(refusing_lfd, NULL, NULL);
+    if (s >= 0) {
+        if (refuse_abortive) {
+            struct linger lg = {1, 0};
+            setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(s);
+    }
+    usleep(10 * 1000); /* the FIN or RST reaches the client */
+    errno = e;
+    return rc;
+}
+
+/* The same refusal, arriving just before the peer lookup's request. */
+static ssize_t lookup_after_refusal(int fd, const void *buf, size_t len,
+                                    int flags)
+{
+    int domain = 0;
+    socklen_t dl = sizeof(domain);
+    if (refusing_lfd >= 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+        domain == AF_NETLINK) {
+        (void)connect_then_refused(-1, NULL, 0); /* accept, drop, wait */
+    }
+    return send(fd, buf, len, flags);
+}
+
+static void test_refused_before_lookup(void **state)
+{
+    (void)state;
+    /* tls with a plain close is left out: a TLS client cannot tell a
+     * closed connection without any TLS answer from an auth listener's
+     * silent close, and says LSEC_EMODE (test_mode_mismatch_fast). */
+    static const struct {
+        const char *mode;
+        bool abortive;
+        bool at_lookup; /* refused after connect, before the lookup */
+    } cases[] = {{"auth", false, false}, {"auth", true, false},
+                 {"tls", true, false},   {"auth", false, true},
+                 {"auth", true, true},   {"tls", true, true}};
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    char ticket[LSEC_TICKET_MAX];
+    lsec_channel *c = NULL;
+
+    refusing_lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(refusing_lfd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(refusing_lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(refusing_lfd, 4), 0);
+    assert_int_equal(getsockname(refusing_lfd, (struct sockaddr *)&sa, &sl), 0);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        snprintf(ticket, sizeof(ticket),
+                 "loopsec://127.0.0.1:%u/?mode=%s&id=0011223344556677&"
+                 "secret=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+                 (unsigned)ntohs(sa.sin_port), cases[k].mode);
+        refuse_abortive = cases[k].abortive;
+        if (cases[k].at_lookup)
+            lsec__io.send = lookup_after_refusal;
+        else
+            lsec__io.connect = connect_then_refused;
+        lsec__peer_forget(); /* the lookup's socket comes from the seam */
+        int rc = lsec_connect(ticket, NULL, 2000, &c);
+        lsec__io_reset();
+        if (rc != LSEC_ECLOSED)
+            fail_msg("%s, %s %s: %s (%s)", cases[k].mode,
+                     cases[k].abortive ? "reset" : "closed",
+                     cases[k].at_lookup ? "before the lookup" : "at connect",
+                     lsec_errname(rc), lsec_last_detail());
+        assert_null(c);
+    }
+    close(refusing_lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1181,6 +1272,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_before_lookup, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
