@@ -936,6 +936,38 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
     return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, remote);
 }
 
+/*
+ * The same-user policy on the connecting side, given what the peer lookup
+ * found (`lookup_rc`, `uid`): 0 when the listener is ours, else why not.
+ */
+static int refuse_unless_ours(int fd, int lookup_rc, int64_t uid,
+                              unsigned port)
+{
+    int rc;
+
+    if (lookup_rc == 0 && uid == (int64_t)geteuid())
+        return 0;
+    /* Nobody to ask: the listener dropped us before we could look (a
+     * reset destroys its socket).  A refusal, not another user. */
+    if (lookup_rc == LSEC_ENOTFOUND && !tcp_established(fd))
+        return lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
+                                        "before the handshake (refused?)");
+    if (lookup_rc != 0)
+        /* Fail closed: a listener we cannot identify is not "ours". */
+        rc = lsec__fail(LSEC_EPEER,
+                        "the owner of the listener on port %u cannot be "
+                        "found (%s), so it is not known to be us (peer "
+                        "policy same-user)",
+                        port, lsec_errname(lookup_rc));
+    else
+        rc = lsec__fail(LSEC_EPEER,
+                        "the listener on port %u belongs to uid %lld, not to "
+                        "us (peer policy same-user)",
+                        port, (long long)uid);
+    lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
+    return rc;
+}
+
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out)
 {
@@ -979,32 +1011,9 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     /* Who accepted us?  Under the same-user policy a listener of another
      * user (a squatter on a stale ticket's port) never sees our hello. */
     rc = lsec__peer_lookup(&local, &remote, false, &uid, &peer_pid);
-    if (ro.peer_policy == LSEC_PEER_SAME_USER && rc == LSEC_ENOTFOUND &&
-        !tcp_established(fd)) {
-        /* Nobody to ask: the listener dropped us before we could look
-         * (a reset destroys its socket).  A refusal, not another user. */
-        rc = lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
-                                      "before the handshake (refused?)");
+    if (ro.peer_policy == LSEC_PEER_SAME_USER &&
+        (rc = refuse_unless_ours(fd, rc, uid, remote.port)) != 0)
         goto fail;
-    }
-    if (ro.peer_policy == LSEC_PEER_SAME_USER && rc != 0) {
-        /* Fail closed: a listener we cannot identify is not "ours". */
-        rc = lsec__fail(LSEC_EPEER,
-                        "the owner of the listener on port %u cannot be "
-                        "found (%s), so it is not known to be us (peer "
-                        "policy same-user)",
-                        remote.port, lsec_errname(rc));
-        lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
-        goto fail;
-    }
-    if (ro.peer_policy == LSEC_PEER_SAME_USER && uid != (int64_t)geteuid()) {
-        rc = lsec__fail(LSEC_EPEER,
-                        "the listener on port %u belongs to uid %lld, not to "
-                        "us (peer policy same-user)",
-                        remote.port, (long long)uid);
-        lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
-        goto fail;
-    }
     if (t->mode == LSEC_MODE_TLS) {
         lsec__tls_ctx *ctx;
         char identity[LSEC__PSK_IDENTITY_MAX];

@@ -259,11 +259,12 @@ static int diag_exchange(int fd, uint32_t seq, const lsec__addr *local,
      */
     from_diag(d->idiag_family, d->id.idiag_src, d->id.idiag_sport, &got_local);
     from_diag(d->idiag_family, d->id.idiag_dst, d->id.idiag_dport, &got_remote);
-    if (d->idiag_state == NEW_SYN_RECV && same_endpoint(&got_local, remote) &&
-        same_endpoint(&got_remote, local))
-        return X_PENDING;
-    if (!live_state(d->idiag_state) || !same_endpoint(&got_local, remote) ||
+    if (!same_endpoint(&got_local, remote) ||
         !same_endpoint(&got_remote, local))
+        return X_NOSUCH;
+    if (d->idiag_state == NEW_SYN_RECV)
+        return X_PENDING;
+    if (!live_state(d->idiag_state))
         return X_NOSUCH;
     f->uid = (int64_t)d->idiag_uid;
     f->inode = d->idiag_inode;

@@ -247,14 +247,24 @@ static void test_misuse(void **state)
                      LSEC_EINVAL);
 }
 
+/* The socket description in a netlink answer of `n` bytes, or NULL when it
+ * is something else (an error, a short read). */
+static struct inet_diag_msg *diag_answer(void *buf, ssize_t n)
+{
+    struct nlmsghdr *h = buf;
+    if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) ||
+        h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+        return NULL;
+    return NLMSG_DATA(h);
+}
+
 /* Count netlink answers, to know that the fast path is the one timed. */
 static int diag_answers;
 
 static ssize_t counting_recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t n = recv(fd, buf, len, flags);
-    if (n >= (ssize_t)sizeof(struct nlmsghdr) &&
-        ((struct nlmsghdr *)buf)->nlmsg_type == SOCK_DIAG_BY_FAMILY)
+    if (diag_answer(buf, n) != NULL)
         diag_answers++;
     return n;
 }
@@ -498,11 +508,9 @@ static void test_socket_leaves_pid_free(void **state)
 static ssize_t stale_recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t n = recv(fd, buf, len, flags);
-    struct nlmsghdr *h = buf;
-    if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
-        h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-        struct inet_diag_msg *d = NLMSG_DATA(h);
-        h->nlmsg_seq--;
+    struct inet_diag_msg *d = diag_answer(buf, n);
+    if (d != NULL) {
+        ((struct nlmsghdr *)buf)->nlmsg_seq--;
         d->idiag_uid = 4242;
     }
     return n;
@@ -588,11 +596,8 @@ static int syn_recv_left;
 static ssize_t syn_recv_recv(int fd, void *buf, size_t len, int flags)
 {
     ssize_t n = recv(fd, buf, len, flags);
-    struct nlmsghdr *h = buf;
-    if (syn_recv_left > 0 &&
-        n >= (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
-        h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-        struct inet_diag_msg *d = NLMSG_DATA(h);
+    struct inet_diag_msg *d = diag_answer(buf, n);
+    if (syn_recv_left > 0 && d != NULL) {
         d->idiag_state = 12; /* TCP_NEW_SYN_RECV */
         d->idiag_uid = 0;
         d->idiag_inode = 0;
