@@ -14,7 +14,11 @@
  *     the calling thread; it never contains a secret.
  *   - Results come back through out-parameters, which are set to NULL/0 on
  *     failure.  Inputs are copied; the caller keeps ownership of its buffers.
- *   - Timeouts are milliseconds: -1 waits forever, 0 never waits.
+ *   - Timeouts are milliseconds: -1 waits forever, 0 never waits, > 0 waits
+ *     that long; below -1 is LSEC_EINVAL, in every call that takes one.
+ *   - Options fail closed: every call that takes an lsec_opts refuses, with
+ *     LSEC_EINVAL and a detail, a struct not filled by lsec_opts_init, an
+ *     unknown mode, policy or flag bit, and a value out of its range.
  *   - Every object has one *_close or *_free that accepts NULL.
  *   - No object is thread-safe: use one object from one thread at a time.
  *     Distinct objects may be used from distinct threads.  The library
@@ -207,6 +211,8 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 #define LSEC_OPT_PORT_FALLBACK 0x0100u
 /** lsec_spawn: let the helper outlive the parent (no PR_SET_PDEATHSIG). */
 #define LSEC_OPT_HELPER_SURVIVES 0x0200u
+/** refuse to listen when net.ipv4.conf.*.route_localnet is set */
+#define LSEC_OPT_NO_ROUTE_LOCALNET 0x0400u
 
 /**
  * Options: a plain struct filled with defaults by lsec_opts_init, then edited.
@@ -215,20 +221,29 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
  * lsec_opts_init (a macro) passes from the caller's own header.  The library
  * reads only members that lie within that size and uses defaults for the
  * rest, so a program built against an older, smaller lsec_opts keeps working
- * with a newer library.  New members are only ever appended.
+ * with a newer library.  New members are only ever appended.  Validation
+ * (LSEC_EINVAL, in lsec_listen, lsec_connect*, lsec_spawn*): a size smaller
+ * than this first release's struct (a struct never given to lsec_opts_init,
+ * such as `lsec_opts o = {0}`); a larger struct (a newer header) whose bytes
+ * beyond this library's struct are not all zero, as Linux's extensible
+ * structs do; a mode, peer_policy or port_policy other than the constants
+ * below; a flag bit other than the LSEC_ADDR_* and LSEC_OPT_* ones; and each
+ * member outside the range its comment gives.
  */
 typedef struct lsec_opts {
     size_t size;              /* set by lsec_opts_init; do not edit */
     int mode;                 /* LSEC_MODE_AUTH (default) or LSEC_MODE_TLS */
     int handshake_timeout_ms; /* per connection, absolute, > 0; 5000 */
-    size_t max_message;       /* larger incoming lengths: LSEC_EPROTO */
+    size_t max_message;       /* <= 2^32-1; larger incoming: LSEC_EPROTO */
     int peer_policy;          /* LSEC_PEER_SAME_USER (default) */
     int port_policy;          /* LSEC_PORT_KERNEL (default) or LSEC_PORT_RANGE */
-    uint16_t port_min;        /* range policy; default 49152 */
+    uint16_t port_min;        /* range policy, 1 <= min <= max; 49152 */
     uint16_t port_max;        /* range policy; default 65535 */
-    int backlog;              /* listen(2) backlog; default 128 */
-    int max_pending;          /* concurrent unauthenticated connections; 64 */
-    int max_accepts;          /* stop accepting after N peers; 0: no limit */
+    int backlog;              /* listen(2) backlog, >= 1; default 128 */
+    int max_pending;          /* concurrent unauthenticated connections,
+                                 1..65536; default 64 */
+    int max_accepts;          /* stop accepting after N peers, >= 0; 0: no
+                                 limit */
     uint32_t flags;           /* LSEC_ADDR_*, LSEC_OPT_* */
 } lsec_opts;
 

@@ -325,6 +325,8 @@ int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
     lsec__clear_detail();
     if (c == NULL || (msg == NULL && len > 0))
         return lsec__fail(LSEC_EINVAL, "NULL channel or message");
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
     if (len > UINT32_MAX)
@@ -401,6 +403,8 @@ int lsec_flush(lsec_channel *c, int timeout_ms)
     lsec__clear_detail();
     if (c == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL channel");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     if (c->wq_len == 0)
         return 0;
     if (c->err != 0)
@@ -536,6 +540,8 @@ int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
         *len = 0;
     if (c == NULL || len == NULL || (buf == NULL && cap > 0))
         return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
     if (c->rx_closed)
@@ -982,7 +988,10 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     int fd = -1, rc;
 
     *out = NULL;
-    lsec__opts_resolve(o, &ro);
+    if ((rc = lsec__opts_resolve(o, &ro)) != 0)
+        return rc;
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
     if ((rc = lsec__init()) != 0)
         return rc;
     /* The mode is local policy: a tls-only client never accepts an auth
@@ -990,10 +999,6 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     if (ro.mode == LSEC_MODE_TLS && t->mode != LSEC_MODE_TLS)
         return lsec__fail(LSEC_EMODE, "the ticket is for auth mode but local "
                                       "policy requires tls");
-    if (ro.handshake_timeout_ms <= 0 || ro.max_message > UINT32_MAX ||
-        (ro.mode != LSEC_MODE_AUTH && ro.mode != LSEC_MODE_TLS))
-        return lsec__fail(LSEC_EINVAL, "invalid options (mode, "
-                                       "handshake_timeout_ms or max_message)");
     if (!lsec__addr_is_loopback(&t->addr, ro.flags))
         return lsec__fail(LSEC_ENOTLOOPBACK, "ticket address is not loopback");
     deadline = lsec__deadline(timeout_ms);
@@ -1059,7 +1064,9 @@ int lsec_connect(const char *ticket, const lsec_opts *o, int timeout_ms,
         return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
     if ((rc = lsec__init()) != 0)
         return rc;
-    lsec__opts_resolve(o, &ro);
+    if ((rc = lsec__opts_resolve(o, &ro)) != 0 ||
+        (rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
     rc = lsec__ticket_parse(ticket, strlen(ticket), ro.flags, &t);
     if (rc == 0)
         rc = lsec__connect_ticket(&t, o, timeout_ms, out);

@@ -1,7 +1,8 @@
 /*
- * Error codes, the thread-local detail text, logging, options and one-time
- * initialisation.  Nothing here ever receives a secret: callers format only
- * addresses, ports, uids, pids, file names and fixed reasons.
+ * Error codes, the thread-local detail text, logging and one-time
+ * initialisation (options: opts.c).  Nothing here ever receives a secret:
+ * callers format only addresses, ports, uids, pids, file names and fixed
+ * reasons.
  */
 #include "internal.h"
 
@@ -157,57 +158,6 @@ int lsec__init(void)
     if (init_result != 0)
         return lsec__fail(LSEC_EIO, "libsodium failed to initialise");
     return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Options                                                                   */
-
-static void opts_defaults(lsec_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->size = sizeof(*o);
-    o->mode = LSEC_MODE_AUTH;
-    o->handshake_timeout_ms = 5000;
-    o->max_message = LSEC_MAX_MESSAGE_DEFAULT;
-    o->peer_policy = LSEC_PEER_SAME_USER;
-    o->port_policy = LSEC_PORT_KERNEL;
-    o->port_min = 49152;
-    o->port_max = 65535;
-    o->backlog = 128;
-    o->max_pending = 64;
-    o->max_accepts = 0;
-    o->flags = 0;
-}
-
-size_t lsec_opts_size(void) { return sizeof(lsec_opts); }
-
-void lsec_opts_init_sized(lsec_opts *o, size_t size)
-{
-    lsec_opts d;
-
-    if (o == NULL || size < sizeof(size_t))
-        return;
-    opts_defaults(&d);
-    if (size > sizeof(d)) {
-        /* A newer caller: zero what we do not know, fill what we do. */
-        memset(o, 0, size);
-        size = sizeof(d);
-    }
-    memcpy(o, &d, size);
-    o->size = size;
-}
-
-void lsec__opts_resolve(const lsec_opts *in, lsec_opts *out)
-{
-    size_t n;
-
-    opts_defaults(out);
-    if (in == NULL || in->size < sizeof(size_t))
-        return;
-    /* Only members that lie within the caller's struct are read. */
-    n = in->size < sizeof(*out) ? in->size : sizeof(*out);
-    memcpy(out, in, n);
-    out->size = sizeof(*out);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -44,8 +44,32 @@ void lsec__log(int level, const char *fmt, ...) LSEC__PRINTF(2, 3);
 bool lsec__log_enabled(int level);
 /* Initialise libsodium (and OpenSSL lazily in tls.c) once.  0 or LSEC_EIO. */
 int lsec__init(void);
-/* Effective options: defaults merged with the caller's (size-aware). */
-void lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
+
+/* ------------------------------------------------------------------------ */
+/* opts.c: defaults, size-aware merge, validation (fail closed)              */
+
+/* Every flag bit lsec_opts.flags may carry; any other bit is LSEC_EINVAL. */
+#define LSEC__OPT_FLAGS_KNOWN                                                  \
+    (LSEC_ADDR_ALLOW_127_8 | LSEC_OPT_PORT_FALLBACK |                          \
+     LSEC_OPT_HELPER_SURVIVES | LSEC_OPT_NO_ROUTE_LOCALNET)
+/* The largest max_pending (the header documents it). */
+#define LSEC__MAX_PENDING_LIMIT 65536
+/*
+ * Effective options: defaults merged with the caller's (size-aware; `in`
+ * NULL: defaults), then validated.  0, or LSEC_EINVAL with a detail: a size
+ * below the first release's struct (not initialised by lsec_opts_init),
+ * non-zero bytes beyond this library's struct, an unknown mode, peer or
+ * port policy or flag bit, or a value out of its documented range.  `out`
+ * holds the merged options either way.
+ */
+LSEC_CHECK int lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
+/* 0 for a timeout of -1 (forever), 0 (never wait) or > 0 ms; below -1:
+ * LSEC_EINVAL with a detail.  Every public call taking a timeout uses it. */
+LSEC_CHECK int lsec__timeout_check(int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* error.c (continued)                                                       */
+
 /* Monotonic clock in milliseconds. */
 int64_t lsec__now_ms(void);
 /* Deadline from a timeout (-1: none, encoded as INT64_MAX). */

@@ -410,16 +410,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    lsec__opts_resolve(o, &l->o);
-    if ((l->o.mode != LSEC_MODE_AUTH && l->o.mode != LSEC_MODE_TLS) ||
-        l->o.handshake_timeout_ms <= 0 || l->o.max_pending < 1 ||
-        l->o.max_pending > 65536 ||
-        l->o.max_accepts < 0 || l->o.max_message > UINT32_MAX) {
-        rc = lsec__fail(LSEC_EINVAL, "invalid options (mode, "
-                                     "handshake_timeout_ms, max_pending, "
-                                     "max_accepts or max_message)");
+    if ((rc = lsec__opts_resolve(o, &l->o)) != 0)
         goto fail;
-    }
     if ((rc = lsec__addr_parse(bind, l->o.flags, &a)) != 0)
         goto fail;
     l->pend = calloc((size_t)l->o.max_pending, sizeof(*l->pend));
@@ -549,6 +541,8 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
         *out = NULL;
     if (l == NULL || out == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL listener or output");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
         return lsec__fail(LSEC_ELIMIT, "this listener already accepted its "
                                        "%d peer(s)",

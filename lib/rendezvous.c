@@ -360,8 +360,10 @@ int lsec_helper_wait(lsec_helper *h, int timeout_ms, int *status)
     lsec__clear_detail();
     if (status != NULL)
         *status = 0;
-    if (h == NULL || status == NULL || timeout_ms < -1)
+    if (h == NULL || status == NULL)
         return lsec__fail(LSEC_EINVAL, "helper_wait: bad arguments");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     deadline = lsec__deadline(timeout_ms);
     for (;;) {
         int left;
@@ -696,8 +698,10 @@ static int check_spawn_args(const char *const argv[], int timeout_ms,
     if (chan != NULL)
         *chan = NULL;
     if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0' ||
-        helper == NULL || chan == NULL || timeout_ms < -1)
+        helper == NULL || chan == NULL)
         return lsec__fail(LSEC_EINVAL, "spawn: bad arguments");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     return lsec__init();
 }
 
@@ -769,7 +773,8 @@ int lsec_spawn(const char *const argv[], const lsec_opts *o, int timeout_ms,
     if (rc != 0)
         return rc;
     deadline = lsec__deadline(timeout_ms);
-    lsec__opts_resolve(o, &opts);
+    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+        return rc;
     /* One-shot: the listener exists for this one helper only. */
     opts.max_accepts = 1;
     rc = lsec_listen("127.0.0.1:0", &opts, &l);
@@ -900,13 +905,16 @@ int lsec_connect_inherited(const lsec_opts *o, int timeout_ms,
     lsec__clear_detail();
     if (out != NULL)
         *out = NULL;
-    if (out == NULL || timeout_ms < -1)
+    if (out == NULL)
         return lsec__fail(LSEC_EINVAL, "connect_inherited: bad arguments");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     rc = lsec__init();
     if (rc != 0)
         return rc;
     deadline = lsec__deadline(timeout_ms);
-    lsec__opts_resolve(o, &opts);
+    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+        return rc;
     rc = take_inherited_fd(LSEC_ENV_TICKET_FD, &fd);
     if (rc != 0)
         return rc;
@@ -967,7 +975,8 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
     if (rc != 0)
         return rc;
     deadline = lsec__deadline(timeout_ms);
-    lsec__opts_resolve(o, &opts);
+    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+        return rc;
     rc = cloexec_pipe(p);
     if (rc != 0)
         return rc;
@@ -1355,13 +1364,16 @@ int lsec_connect_file(const char *path, const lsec_opts *o, int timeout_ms,
     lsec__clear_detail();
     if (out != NULL)
         *out = NULL;
-    if (path == NULL || out == NULL || timeout_ms < -1)
+    if (path == NULL || out == NULL)
         return lsec__fail(LSEC_EINVAL, "connect_file: bad arguments");
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
     rc = lsec__init();
     if (rc != 0)
         return rc;
     deadline = lsec__deadline(timeout_ms);
-    lsec__opts_resolve(o, &opts);
+    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+        return rc;
     rc = lsec__connfile_read(path, opts.flags & LSEC_ADDR_ALLOW_127_8, &t);
     if (rc != 0)
         return rc;

@@ -57,7 +57,7 @@ static void connect_pair(const char *text, int client_family, struct conn *c)
     struct sockaddr_storage ss;
     unsigned len;
 
-    lsec__opts_resolve(NULL, &o);
+    assert_int_equal(lsec__opts_resolve(NULL, &o), 0);
     assert_int_equal(lsec__addr_parse(text, 0, &a), 0);
     assert_int_equal(lsec__port_listen(&a, &o, &c->lfd, &bound), 0);
     len = lsec__addr_to_sockaddr(&bound, &ss);

@@ -34,7 +34,7 @@ static lsec__addr parse(const char *text)
 static lsec_opts defaults(void)
 {
     lsec_opts o;
-    lsec__opts_resolve(NULL, &o);
+    assert_int_equal(lsec__opts_resolve(NULL, &o), 0);
     return o;
 }
 

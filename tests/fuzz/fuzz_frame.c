@@ -185,7 +185,8 @@ static lsec_channel *open_channel(size_t max_message, const uint8_t *early,
     lsec__addr a;
     lsec_channel *c = NULL;
 
-    lsec__opts_resolve(NULL, &o);
+    if (lsec__opts_resolve(NULL, &o) != 0)
+        abort();
     o.max_message = max_message;
     memset(&a, 0, sizeof(a));
     a.family = AF_INET;
