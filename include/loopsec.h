@@ -174,15 +174,20 @@ LSEC_API size_t lsec_addr_max(void);
 /* Addresses                                                                 */
 
 /* Address flags (lsec_addr_check, lsec_opts.flags). */
-/** Accept all of 127.0.0.0/8, not only 127.0.0.1 (explicit opt-in). */
+/** Accept all of 127.0.0.0/8, not only 127.0.0.1 (explicit opt-in), except
+ *  127.0.0.0 and 127.255.255.255, which are never accepted. */
 #define LSEC_ADDR_ALLOW_127_8 0x0001u
 
 /**
  * Check that `hostport` may be used: canonical "127.0.0.1:PORT",
  * "[::1]:PORT" or "localhost:PORT" (mapped by the library to 127.0.0.1,
  * never resolved), PORT in 0..65535 written in plain decimal.  Every other
- * spelling, address or name is refused.  On success the normal form
- * ("127.0.0.1:PORT" or "[::1]:PORT") is written to `norm` if it is not NULL.
+ * spelling, address or name is refused (a URL such as "tcp://..." is
+ * LSEC_EINVAL).  On success the normal form ("127.0.0.1:PORT" or
+ * "[::1]:PORT") is written to `norm` if it is not NULL.  The detail quotes
+ * refused text in full only when it parsed as an IP address or is at most
+ * 11 characters long; otherwise only its first 4 characters and its length
+ * (it may be a secret pasted in the wrong place).
  *
  * Returns 0, LSEC_ENOTLOOPBACK (the host is not an accepted loopback
  * address), LSEC_EINVAL (malformed text, port or arguments), or

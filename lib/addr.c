@@ -32,10 +32,13 @@
  *                      address, IPv4-mapped/compatible/embedded IPv6,
  *                      unspecified, link-local, a zone id, any host name.
  * The syntax checks run first, so text that is wrong in both ways gets
- * LSEC_EINVAL.  Every refusal records a detail saying why; it may quote the
- * text (an address is not secret), capped in length, and only after the
- * text was checked to be printable ASCII, so nothing can smuggle terminal
- * escapes into a log line.
+ * LSEC_EINVAL.  Every refusal records a detail saying why.  It quotes the
+ * text only after the text was checked to be printable ASCII, so nothing
+ * can smuggle terminal escapes into a log line, and never more of it than
+ * cannot be a secret (a base64url secret or a ticket pasted where an
+ * address belongs): text that parsed as an IP address is quoted in full,
+ * any other text only when it is at most SHOW_FULL characters, else its
+ * first SHOW_PREFIX characters and its length (see `shown`).
  */
 #include "internal.h"
 
@@ -48,8 +51,31 @@
 
 /* Longest accepted text, excluding the NUL: LSEC_ADDR_MAX bounds it. */
 #define TEXT_MAX (LSEC_ADDR_MAX - 1)
-/* How much of a refused text the detail quotes. */
-#define QUOTE "%.48s"
+/* Untrusted text up to this many characters is quoted in full: too short
+ * to be a secret (43 base64url characters) or a PSK (64 hex digits). */
+#define SHOW_FULL 11
+/* Of longer text, only this many leading characters, then its length. */
+#define SHOW_PREFIX 4
+/* Room for `shown`: "\"" SHOW_FULL chars "\"", or the prefix, "...\" (N
+ * characters)", and the NUL. */
+#define SHOWN_MAX 48
+
+/*
+ * `text` (printable ASCII, at most TEXT_MAX bytes) rendered for a detail in
+ * `buf`: "\"127.0.0.2\"" in full when short, else "\"AAEC...\" (43
+ * characters)".  Returns buf, for use as a printf argument.
+ */
+static const char *shown(const char *text, char buf[SHOWN_MAX])
+{
+    size_t n = strnlen(text, TEXT_MAX + 1);
+
+    if (n <= SHOW_FULL)
+        snprintf(buf, SHOWN_MAX, "\"%s\"", text);
+    else
+        snprintf(buf, SHOWN_MAX, "\"%.*s...\" (%zu characters)", SHOW_PREFIX,
+                 text, n);
+    return buf;
+}
 
 static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
                                         0, 0, 0, 0, 0, 0, 0, 1};
@@ -59,31 +85,31 @@ static int parse_port(const char *p, const char *text, uint16_t *port)
 {
     size_t n = strlen(p);
     unsigned long v = 0;
+    char q[SHOWN_MAX];
 
     if (n == 0)
-        return lsec__fail(LSEC_EINVAL, "\"" QUOTE "\" has an empty port", text);
+        return lsec__fail(LSEC_EINVAL, "%s has an empty port", shown(text, q));
     /* More than 5 digits can only overflow; refusing them early also keeps
      * the loop below from ever wrapping. */
     if (n > 5)
-        return lsec__fail(LSEC_EINVAL,
-                          "port \"" QUOTE "\" is out of range 0..65535", p);
+        return lsec__fail(LSEC_EINVAL, "port %s is out of range 0..65535",
+                          shown(p, q));
     for (size_t i = 0; i < n; i++) {
         /* Digits only: no sign, no spaces, no hex, nothing after it. */
         if (p[i] < '0' || p[i] > '9')
             return lsec__fail(LSEC_EINVAL,
-                              "port \"" QUOTE "\" is not plain decimal "
-                              "digits",
-                              p);
+                              "port %s is not plain decimal digits",
+                              shown(p, q));
         v = v * 10 + (unsigned long)(p[i] - '0');
     }
     /* A leading zero is a second spelling of the same port ("080" might be
      * read as octal elsewhere): one port, one text. */
     if (n > 1 && p[0] == '0')
-        return lsec__fail(LSEC_EINVAL, "port \"" QUOTE "\" has a leading zero",
-                          p);
+        return lsec__fail(LSEC_EINVAL, "port %s has a leading zero",
+                          shown(p, q));
     if (v > 65535)
-        return lsec__fail(LSEC_EINVAL,
-                          "port \"" QUOTE "\" is out of range 0..65535", p);
+        return lsec__fail(LSEC_EINVAL, "port %s is out of range 0..65535",
+                          shown(p, q));
     *port = (uint16_t)v;
     return 0;
 }
@@ -116,6 +142,8 @@ static bool looks_numeric_v4(const char *host)
 
 static int refuse_name(const char *host)
 {
+    char q[SHOWN_MAX];
+
     /* Near misses of "localhost" get their own hint: they are the ones
      * people expect to work, and every one of them would go to a resolver
      * ("localhost." and "LOCALHOST" can be sent to DNS). */
@@ -123,21 +151,19 @@ static int refuse_name(const char *host)
         strncasecmp(host, "ip6-localhost", 13) == 0 ||
         strncasecmp(host, "ip6-loopback", 12) == 0)
         return lsec__fail(LSEC_ENOTLOOPBACK,
-                          "host names are never resolved: \"" QUOTE
-                          "\" is not the exact word localhost; write "
-                          "127.0.0.1 or [::1]",
-                          host);
+                          "host names are never resolved: %s is not the "
+                          "exact word localhost; write 127.0.0.1 or [::1]",
+                          shown(host, q));
     return lsec__fail(LSEC_ENOTLOOPBACK,
-                      "host names are never resolved: \"" QUOTE
-                      "\" is not a loopback address; write 127.0.0.1 or "
-                      "[::1]",
-                      host);
+                      "host names are never resolved: %s is not a loopback "
+                      "address; write 127.0.0.1 or [::1]",
+                      shown(host, q));
 }
 
 static int parse_v4(const char *host, unsigned flags, lsec__addr *out)
 {
     struct in_addr in;
-    char back[INET_ADDRSTRLEN];
+    char back[INET_ADDRSTRLEN], q[SHOWN_MAX];
 
     /* inet_pton(AF_INET) takes only four dotted decimal parts; the round
      * trip then refuses leading zeros, which some libcs accept. */
@@ -146,21 +172,28 @@ static int parse_v4(const char *host, unsigned flags, lsec__addr *out)
         strcmp(back, host) != 0) {
         if (looks_numeric_v4(host))
             return lsec__fail(LSEC_ENOTLOOPBACK,
-                              QUOTE " is not canonical dotted-quad "
-                                    "(shorthand, octal, hex, integer and "
-                                    "leading-zero forms are refused): "
-                                    "write 127.0.0.1",
-                              host);
+                              "%s is not canonical dotted-quad "
+                              "(shorthand, octal, hex, integer and "
+                              "leading-zero forms are refused): "
+                              "write 127.0.0.1",
+                              shown(host, q));
         return refuse_name(host);
     }
     out->family = AF_INET;
     memcpy(out->ip, &in, 4);
     if (lsec__addr_is_loopback(out, flags))
         return 0;
+    if (out->ip[0] == 127 && (flags & LSEC_ADDR_ALLOW_127_8))
+        return lsec__fail(LSEC_ENOTLOOPBACK,
+                          "%s is the network or broadcast address of "
+                          "127.0.0.0/8: never accepted, even with the "
+                          "allow-127/8 option",
+                          back);
     if (out->ip[0] == 127)
         return lsec__fail(LSEC_ENOTLOOPBACK,
-                          "%s is in 127.0.0.0/8 but not 127.0.0.1: the rest "
-                          "of 127/8 needs LSEC_ADDR_ALLOW_127_8",
+                          "%s: an address in 127.0.0.0/8 other than "
+                          "127.0.0.1 needs the allow-127/8 option "
+                          "(LSEC_ADDR_ALLOW_127_8; CLI --allow-127-8)",
                           back);
     if (in.s_addr == htonl(INADDR_ANY))
         return lsec__fail(LSEC_ENOTLOOPBACK,
@@ -200,37 +233,37 @@ static const char *v6_reason(const uint8_t *b)
 static int parse_v6(const char *host, lsec__addr *out)
 {
     struct in6_addr in6;
-    char back[INET6_ADDRSTRLEN];
+    char back[INET6_ADDRSTRLEN], q[SHOWN_MAX];
 
     /* A zone id is meaningful only for link-local addresses and is never
      * part of a loopback address; inet_pton would refuse it anyway, but the
      * detail should say so. */
     if (strchr(host, '%') != NULL)
-        return lsec__fail(LSEC_ENOTLOOPBACK,
-                          "[" QUOTE "]: zone ids are refused", host);
+        return lsec__fail(LSEC_ENOTLOOPBACK, "[%s]: zone ids are refused",
+                          shown(host, q));
     if (inet_pton(AF_INET6, host, &in6) != 1) {
         struct in_addr in;
         if (inet_pton(AF_INET, host, &in) == 1)
             return lsec__fail(LSEC_ENOTLOOPBACK,
-                              "[" QUOTE "]: brackets are only for IPv6: "
+                              "[%s]: brackets are only for IPv6: "
                               "write 127.0.0.1:PORT",
-                              host);
+                              host); /* a valid IPv4 address */
         if (looks_numeric_v4(host) || strchr(host, ':') != NULL)
-            return lsec__fail(LSEC_ENOTLOOPBACK,
-                              "[" QUOTE "] is not an IPv6 address", host);
+            return lsec__fail(LSEC_ENOTLOOPBACK, "[%s] is not an IPv6 address",
+                              shown(host, q));
         return refuse_name(host);
     }
     if (memcmp(in6.s6_addr, v6_loopback, 16) != 0)
-        return lsec__fail(LSEC_ENOTLOOPBACK, "[" QUOTE "]: %s", host,
-                          v6_reason(in6.s6_addr));
+        return lsec__fail(LSEC_ENOTLOOPBACK, "[%s]: %s", host,
+                          v6_reason(in6.s6_addr)); /* a valid address */
     /* The binary value is ::1; only the text "::1" spells it (no
      * 0:0:0:0:0:0:0:1, ::0001, 0::1). */
     if (inet_ntop(AF_INET6, &in6, back, sizeof(back)) == NULL ||
         strcmp(back, host) != 0)
         return lsec__fail(LSEC_ENOTLOOPBACK,
-                          "[" QUOTE "]: non-canonical spelling of ::1: write "
+                          "[%s]: non-canonical spelling of ::1: write "
                           "[::1]",
-                          host);
+                          host); /* a valid address */
     out->family = AF_INET6;
     memcpy(out->ip, in6.s6_addr, 16);
     return 0;
@@ -240,6 +273,7 @@ int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out)
 {
     char buf[LSEC_ADDR_MAX];
     const char *host, *port_text;
+    char q[SHOWN_MAX];
     lsec__addr a;
     size_t n;
     int rc;
@@ -266,37 +300,42 @@ int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out)
     }
     if (n > TEXT_MAX)
         return lsec__fail(LSEC_EINVAL,
-                          "address longer than %d characters: \"%.24s...\"",
-                          TEXT_MAX, hostport);
+                          "address longer than %d characters: \"%.*s...\"",
+                          TEXT_MAX, SHOW_PREFIX, hostport);
+    /* "tcp://127.0.0.1:0", "http://...": a URL is not HOST:PORT (and could
+     * be a ticket: nothing of it is quoted). */
+    if (strstr(hostport, "://") != NULL)
+        return lsec__fail(LSEC_EINVAL, "address is a URL: give HOST:PORT, "
+                                       "not a URL (e.g. 127.0.0.1:8080)");
     memcpy(buf, hostport, n + 1);
     memset(&a, 0, sizeof(a));
 
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
         if (close == NULL)
-            return lsec__fail(LSEC_EINVAL, "\"" QUOTE "\" has no closing ]",
-                              hostport);
+            return lsec__fail(LSEC_EINVAL, "%s has no closing ]",
+                              shown(hostport, q));
         if (close[1] != ':')
-            return lsec__fail(
-                LSEC_EINVAL, "\"" QUOTE "\": expected :PORT after ]", hostport);
+            return lsec__fail(LSEC_EINVAL, "%s: expected :PORT after ]",
+                              shown(hostport, q));
         *close = '\0';
         host = buf + 1;
         port_text = close + 2;
     } else {
         char *colon = strchr(buf, ':');
         if (strchr(buf, ']') != NULL)
-            return lsec__fail(LSEC_EINVAL, "\"" QUOTE "\" has an unmatched ]",
-                              hostport);
+            return lsec__fail(LSEC_EINVAL, "%s has an unmatched ]",
+                              shown(hostport, q));
         if (colon == NULL)
-            return lsec__fail(LSEC_EINVAL, "\"" QUOTE "\" has no :PORT",
-                              hostport);
+            return lsec__fail(LSEC_EINVAL, "%s has no :PORT",
+                              shown(hostport, q));
         /* A second colon means an IPv6 address written without brackets,
          * where the port could not be told from the address. */
         if (strchr(colon + 1, ':') != NULL)
             return lsec__fail(LSEC_EINVAL,
-                              "\"" QUOTE "\": IPv6 addresses must be in "
+                              "%s: IPv6 addresses must be in "
                               "brackets, as in [::1]:PORT",
-                              hostport);
+                              shown(hostport, q));
         *colon = '\0';
         host = buf;
         port_text = colon + 1;
@@ -305,8 +344,8 @@ int lsec__addr_parse(const char *hostport, unsigned flags, lsec__addr *out)
     if ((rc = parse_port(port_text, hostport, &a.port)) != 0)
         return rc;
     if (host[0] == '\0')
-        return lsec__fail(LSEC_EINVAL, "\"" QUOTE "\" has an empty host",
-                          hostport);
+        return lsec__fail(LSEC_EINVAL, "%s has an empty host",
+                          shown(hostport, q));
     if (host != buf) {
         if ((rc = parse_v6(host, &a)) != 0)
             return rc;
@@ -329,9 +368,15 @@ bool lsec__addr_is_loopback(const lsec__addr *a, unsigned flags)
     if (a->family == AF_INET) {
         if (a->ip[0] != 127)
             return false;
-        if (flags & LSEC_ADDR_ALLOW_127_8)
+        if (a->ip[1] == 0 && a->ip[2] == 0 && a->ip[3] == 1)
             return true;
-        return a->ip[1] == 0 && a->ip[2] == 0 && a->ip[3] == 1;
+        /* The rest of 127/8 on request, except its network and broadcast
+         * addresses: 127.0.0.0 and 127.255.255.255 are never accepted. */
+        if (!(flags & LSEC_ADDR_ALLOW_127_8))
+            return false;
+        if (a->ip[1] == 0 && a->ip[2] == 0 && a->ip[3] == 0)
+            return false;
+        return !(a->ip[1] == 255 && a->ip[2] == 255 && a->ip[3] == 255);
     }
     if (a->family == AF_INET6)
         return memcmp(a->ip, v6_loopback, 16) == 0;

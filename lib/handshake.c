@@ -124,6 +124,23 @@ static int check_hello_byte(lsec__hs *h, size_t pos, uint8_t b)
     return 0;
 }
 
+/*
+ * The peer's nonce (bytes 8..39 of its hello, complete): all zero is no
+ * fresh nonce, and our own nonce sent back is a reflection.  Both are
+ * LSEC_EPROTO, checked in constant time (nonces are public, but the check
+ * costs nothing and leaks nothing either way).
+ */
+static int check_peer_nonce(lsec__hs *h, const uint8_t *peer_hello)
+{
+    const uint8_t *n = peer_hello + 8;
+
+    if (sodium_is_zero(n, LSEC__HS_NONCE_BYTES))
+        return die(h, LSEC_EPROTO, "the peer's nonce is all zero");
+    if (sodium_memcmp(n, h->nonce_local, LSEC__HS_NONCE_BYTES) == 0)
+        return die(h, LSEC_EPROTO, "the peer's nonce equals ours");
+    return 0;
+}
+
 /* The ClientHello is complete: answer with the ServerHello and its proof. */
 static void server_hello(lsec__hs *h)
 {
@@ -243,6 +260,8 @@ static int take_byte(lsec__hs *h, uint8_t b, uint8_t *out, size_t *outlen)
             return rc;
         h->transcript[h->transcript_len++] = b;
         if (h->transcript_len == HELLO) {
+            if ((rc = check_peer_nonce(h, h->transcript)) != 0)
+                return rc;
             server_hello(h);
             memcpy(out, h->transcript + HELLO, SHELLO);
             *outlen = SHELLO;
@@ -258,6 +277,9 @@ static int take_byte(lsec__hs *h, uint8_t b, uint8_t *out, size_t *outlen)
         if (rc != 0)
             return rc;
         h->transcript[h->transcript_len++] = b;
+        if (h->transcript_len == 2 * HELLO &&
+            (rc = check_peer_nonce(h, h->transcript + HELLO)) != 0)
+            return rc;
         if (h->transcript_len == HELLO + SHELLO)
             return client_verify(h, out, outlen);
         return LSEC__HS_AGAIN;

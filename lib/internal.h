@@ -89,6 +89,7 @@ struct lsec__io_ops {
     int (*connect)(int fd, const struct sockaddr *sa, unsigned salen);
     int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
     int (*socket)(int domain, int type, int protocol);
+    int (*getsockname)(int fd, struct sockaddr *sa, unsigned *salen);
 };
 /* The live table; tests may replace members and must restore them. */
 extern struct lsec__io_ops lsec__io;

@@ -51,9 +51,14 @@ static int real_socket(int domain, int type, int protocol)
     return socket(domain, type, protocol);
 }
 
+static int real_getsockname(int fd, struct sockaddr *sa, unsigned *salen)
+{
+    return getsockname(fd, sa, (socklen_t *)salen);
+}
+
 struct lsec__io_ops lsec__io = {
-    real_recv, real_send, real_sendmsg, real_recvmsg, real_accept4,
-    real_connect, real_poll, real_socket,
+    real_recv,    real_send, real_sendmsg, real_recvmsg,     real_accept4,
+    real_connect, real_poll, real_socket,  real_getsockname,
 };
 
 void lsec__io_reset(void)
@@ -66,6 +71,7 @@ void lsec__io_reset(void)
     lsec__io.connect = real_connect;
     lsec__io.poll = real_poll;
     lsec__io.socket = real_socket;
+    lsec__io.getsockname = real_getsockname;
 }
 
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)

@@ -492,7 +492,7 @@ int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
                       lsec__addr *bound)
 {
     struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
+    unsigned sslen = sizeof(ss);
     int s = -1, rc;
 
     if (fd != NULL)
@@ -540,14 +540,33 @@ int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
     if (rc != 0)
         return rc;
 
-    /* The kernel's own view of what we hold, checked again as loopback. */
-    if (getsockname(s, (struct sockaddr *)&ss, &sslen) != 0) {
+    /* The kernel's own view of what we hold, checked again as loopback,
+     * and as exactly the address asked for: a listener never publishes an
+     * address it did not request. */
+    if (lsec__io.getsockname(s, (struct sockaddr *)&ss, &sslen) != 0) {
         rc = sys_fail(errno, "getsockname on", a, a->port);
         close(s);
         return rc;
     }
-    if ((rc = lsec__addr_from_sockaddr((struct sockaddr *)&ss, (unsigned)sslen,
-                                       o->flags, bound)) != 0) {
+    if ((rc = lsec__addr_from_sockaddr((struct sockaddr *)&ss, sslen, o->flags,
+                                       bound)) != 0) {
+        close(s);
+        return rc;
+    }
+    if (bound->family != a->family ||
+        memcmp(bound->ip, a->ip, a->family == AF_INET ? 4 : 16) != 0 ||
+        bound->port == 0 ||
+        (a->port != 0 && bound->port != a->port &&
+         !(o->flags & LSEC_OPT_PORT_FALLBACK))) {
+        char want[LSEC_ADDR_MAX], got[LSEC_ADDR_MAX];
+        if (lsec__addr_format(a, want, sizeof(want)) != 0)
+            snprintf(want, sizeof(want), "?");
+        if (lsec__addr_format(bound, got, sizeof(got)) != 0)
+            snprintf(got, sizeof(got), "?");
+        rc =
+            lsec__fail(LSEC_ENOTLOOPBACK,
+                       "asked to bind %s but the kernel reports %s", want, got);
+        memset(bound, 0, sizeof(*bound));
         close(s);
         return rc;
     }

@@ -53,22 +53,44 @@ static int bad(const char *why)
     return lsec__fail(LSEC_EBADTICKET, "ticket: %s", why);
 }
 
-/* HOST:PORT up to the next '/', in the normal form lsec__addr_format
- * writes, so that one listener has one ticket text. */
-/* The longest normal form, "127.255.255.255:65535". */
-#define HOSTPORT_MAX 21
+/* HOST:PORT up to the next '/', exactly as PROTOCOL.md's grammar writes
+ * it (the normal form lsec__addr_format writes), so that one listener has
+ * one ticket text. */
 
-/* Could `text` be an address in normal form, character by character? */
-static bool address_shaped(const char *text, size_t n)
+/* Take a decimal number of 1..`maxdig` digits without a leading zero (a
+ * lone "0" is fine) whose value is at most `max`. */
+static bool take_decimal(struct cursor *c, int maxdig, unsigned long max)
 {
-    if (n == 0 || n > HOSTPORT_MAX)
-        return false;
-    return strspn(text, "0123456789.:[]") == n;
+    unsigned long v = 0;
+    int n = 0;
+
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9' && n < maxdig + 1) {
+        if (n == 1 && v == 0)
+            return false; /* leading zero */
+        v = v * 10 + (unsigned long)(*c->p - '0');
+        c->p++;
+        n++;
+    }
+    return n >= 1 && n <= maxdig && v <= max;
+}
+
+/* hostport = ( ipv4 / "[::1]" ) ":" port, the whole of [p, end).  The
+ * grammar admits port 0 here; the caller says why it cannot be used. */
+static bool in_grammar(const char *p, size_t n)
+{
+    struct cursor c = {p, p + n};
+
+    if (!take(&c, "[::1]")) {
+        for (int i = 0; i < 4; i++)
+            if ((i > 0 && !take(&c, ".")) || !take_decimal(&c, 3, 255))
+                return false;
+    }
+    return take(&c, ":") && take_decimal(&c, 5, 65535) && c.p == c.end;
 }
 
 static int parse_addr(struct cursor *c, unsigned flags, lsec__addr *addr)
 {
-    char text[LSEC_ADDR_MAX], norm[LSEC_ADDR_MAX], why[160];
+    char text[LSEC_ADDR_MAX];
     const char *slash = memchr(c->p, '/', (size_t)(c->end - c->p));
     size_t n;
     int rc;
@@ -78,35 +100,21 @@ static int parse_addr(struct cursor *c, unsigned flags, lsec__addr *addr)
     n = (size_t)(slash - c->p);
     if (n == 0 || n >= sizeof(text))
         return bad("HOST:PORT is empty or too long");
+    /* Outside the grammar is a malformed ticket, whatever the text might
+     * mean elsewhere ("localhost", "127.1", "127.0.0.01", "[::ffff:...]",
+     * a name, a mangled ticket): EBADTICKET, never quoted (it may hold a
+     * secret). */
+    if (!in_grammar(c->p, n))
+        return bad("HOST:PORT must be dotted-decimal IPV4:PORT or [::1]:PORT "
+                   "in normal form (no leading zeros, port 1..65535)");
     memcpy(text, c->p, n);
     text[n] = '\0';
-    norm[0] = '\0';
+    /* Well-formed: the loopback policy decides (ENOTLOOPBACK). */
     rc = lsec__addr_parse(text, flags, addr);
-    /* addr.c's detail quotes the text it refuses.  It is kept only when
-     * that text has the shape of an address; anything else in this place
-     * (a name, or a mangled ticket whose secret came before the first '/')
-     * is refused without being quoted. */
-    if (rc != 0 && !address_shaped(text, n)) {
-        rc = rc == LSEC_ENOTLOOPBACK
-                 ? lsec__fail(rc, "ticket: HOST:PORT is not 127.0.0.1:PORT "
-                                  "or [::1]:PORT")
-                 : bad("HOST:PORT is not an address");
-    } else if (rc == LSEC_ENOTLOOPBACK) {
-        /* A well-formed address that is not loopback keeps its own code:
-         * the caller may want to say "not loopback". */
-    } else if (rc != 0) {
-        snprintf(why, sizeof(why), "HOST:PORT: %s", lsec_last_detail());
-        rc = bad(why);
-    }
-    if (rc == 0 && (lsec__addr_format(addr, norm, sizeof(norm)) != 0 ||
-                    strcmp(norm, text) != 0)) {
-        /* "localhost:PORT" parses, but a ticket names the address itself. */
-        snprintf(why, sizeof(why), "HOST:PORT must be written %s", norm);
-        rc = bad(why);
-    }
+    if (rc != 0 && rc != LSEC_ENOTLOOPBACK)
+        rc = bad("HOST:PORT is not an address"); /* cannot happen */
     if (rc == 0 && addr->port == 0)
         rc = bad("port 0 cannot be connected to");
-    /* The copy may be a piece of a mangled ticket. */
     sodium_memzero(text, sizeof(text));
     if (rc == 0)
         c->p = slash;
@@ -136,6 +144,10 @@ static int parse_secret(struct cursor *c, uint8_t secret[LSEC_SECRET_BYTES])
             0 ||
         sodium_memcmp(again, c->p, SECRET_CHARS) != 0)
         rc = bad("secret is not in canonical base64url");
+    /* All zero is no secret at all (a placeholder, an uninitialised
+     * buffer): refused, in constant time. */
+    if (rc == 0 && sodium_is_zero(secret, LSEC_SECRET_BYTES))
+        rc = bad("secret is all zero");
     sodium_memzero(again, sizeof(again));
     c->p = c->end;
     return rc;

@@ -251,6 +251,128 @@ static void test_opt_in_127_8(void **state)
         LSEC_ENOTLOOPBACK);
 }
 
+/* The opt-in widens to 127/8 but never to its network and broadcast
+ * addresses (127.255.255.255 binds, and can never be reached). */
+static void test_127_8_network_broadcast_refused(void **state)
+{
+    static const char *never[] = {"127.0.0.0:80", "127.255.255.255:80"};
+    struct sockaddr_in sin;
+    lsec__addr a;
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(lsec__addr_parse(never[i], 0, &a), LSEC_ENOTLOOPBACK);
+        assert_int_equal(lsec__addr_parse(never[i], LSEC_ADDR_ALLOW_127_8, &a),
+                         LSEC_ENOTLOOPBACK);
+        assert_non_null(strstr(lsec_last_detail(), "network or broadcast"));
+        assert_int_equal(
+            lsec_addr_check(never[i], LSEC_ADDR_ALLOW_127_8, NULL, 0),
+            LSEC_ENOTLOOPBACK);
+    }
+    /* The binary check (kernel views, tickets) agrees. */
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(80);
+    sin.sin_addr.s_addr = htonl(0x7f000000u);
+    assert_int_equal(lsec__addr_from_sockaddr((struct sockaddr *)&sin,
+                                              sizeof(sin),
+                                              LSEC_ADDR_ALLOW_127_8, &a),
+                     LSEC_ENOTLOOPBACK);
+    sin.sin_addr.s_addr = htonl(0x7fffffffu);
+    assert_int_equal(lsec__addr_from_sockaddr((struct sockaddr *)&sin,
+                                              sizeof(sin),
+                                              LSEC_ADDR_ALLOW_127_8, &a),
+                     LSEC_ENOTLOOPBACK);
+    sin.sin_addr.s_addr = htonl(0x7ffffffeu);
+    assert_int_equal(lsec__addr_from_sockaddr((struct sockaddr *)&sin,
+                                              sizeof(sin),
+                                              LSEC_ADDR_ALLOW_127_8, &a),
+                     0);
+    /* The hint names the option as the API and the CLI spell it. */
+    assert_int_equal(lsec__addr_parse("127.0.0.2:80", 0, &a),
+                     LSEC_ENOTLOOPBACK);
+    assert_non_null(strstr(lsec_last_detail(), "LSEC_ADDR_ALLOW_127_8"));
+    assert_non_null(strstr(lsec_last_detail(), "--allow-127-8"));
+}
+
+/* A URL is diagnosed as a URL, not as an unbracketed IPv6 address. */
+static void test_url_diagnosed(void **state)
+{
+    static const char *urls[] = {"tcp://127.0.0.1:0", "http://127.0.0.1:80",
+                                 "https://[::1]:443",
+                                 "loopsec://127.0.0.1:1/?mode=auth"};
+    lsec__addr a;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        assert_int_equal(lsec__addr_parse(urls[i], 0, &a), LSEC_EINVAL);
+        if (strstr(lsec_last_detail(), "not a URL") == NULL)
+            fail_msg("%s: detail \"%s\"", urls[i], lsec_last_detail());
+        assert_null(strstr(lsec_last_detail(), "brackets"));
+        /* Nothing of it is quoted (it could be a ticket). */
+        assert_null(strstr(lsec_last_detail(), "://"));
+        assert_null(strstr(lsec_last_detail(), urls[i] + 4));
+    }
+}
+
+/* A secret pasted where an address belongs is never quoted back: no
+ * detail holds 12 consecutive characters of it, whatever the refusal. */
+static void assert_no_piece(const char *detail, const char *secret)
+{
+    size_t n = strlen(secret);
+
+    for (size_t i = 0; i + 12 <= n; i++) {
+        char piece[13];
+        memcpy(piece, secret + i, 12);
+        piece[12] = '\0';
+        if (strstr(detail, piece) != NULL)
+            fail_msg("detail \"%s\" quotes \"%s\" of the secret", detail,
+                     piece);
+    }
+}
+
+static void test_detail_never_quotes_secret(void **state)
+{
+    static const char *shapes[] = {
+        "%s:0",         "%s",        "[%s]:0",
+        "127.0.0.1:%s", "%s:%s",     "[::1]:%s",
+        "[%s",          "%s]:0",     "[%s]",
+        "%s:0:0",       "[%s%%1]:0", "localhost%s:0",
+        "%s.%s:1",      "0x%s:1",    "[::1]%s:1",
+        ":%s",          "[]:%s",     "127.0.0.1:0%s",
+        "[%s]x:1",      "%s:",
+    };
+    uint8_t raw[LSEC_SECRET_BYTES];
+    char secret[64], text[256];
+    lsec_listener *l = NULL;
+    lsec__addr a;
+
+    (void)state;
+    for (int round = 0; round < 50; round++) {
+        lsec__random(raw, sizeof(raw));
+        assert_int_equal(
+            lsec__b64_encode(secret, sizeof(secret), raw, sizeof(raw)), 0);
+        assert_int_equal(strlen(secret), 43);
+        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+            snprintf(text, sizeof(text), shapes[i], secret, secret);
+#pragma GCC diagnostic pop
+            for (unsigned f = 0; f < 2; f++) {
+                unsigned flags = f ? LSEC_ADDR_ALLOW_127_8 : 0;
+                int rc = lsec__addr_parse(text, flags, &a);
+                if (rc == 0)
+                    fail_msg("\"%s\" was accepted", text);
+                assert_no_piece(lsec_last_detail(), secret);
+                assert_int_not_equal(lsec_addr_check(text, flags, NULL, 0), 0);
+                assert_no_piece(lsec_last_detail(), secret);
+            }
+            assert_int_not_equal(lsec_listen(text, NULL, &l), 0);
+            assert_no_piece(lsec_last_detail(), secret);
+        }
+    }
+}
+
 static void test_misuse(void **state)
 {
     (void)state;
@@ -465,6 +587,9 @@ int main(void)
         cmocka_unit_test(test_refused_table),
         cmocka_unit_test(test_accepted_table),
         cmocka_unit_test(test_opt_in_127_8),
+        cmocka_unit_test(test_127_8_network_broadcast_refused),
+        cmocka_unit_test(test_url_diagnosed),
+        cmocka_unit_test(test_detail_never_quotes_secret),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_detail_quotes_text),
         cmocka_unit_test(test_sockaddr_round_trip),

@@ -626,11 +626,13 @@ static void reflection(void **state)
     assert_int_equal(n, 0);
 
     /* The client's own hello reflected to it (a TCP self-connect or an
-     * echo service): the header passes, the proof cannot. */
+     * echo service): the header passes, the nonce is its own (EPROTO, at
+     * the nonce's last byte, before any proof is looked at). */
     start(&p, &r);
     memcpy(buf, r.ch, CH);
     memcpy(buf + CH, r.ch + 8, 32);
-    assert_int_equal(step(&p.c, buf, SH, &used, out, &n), LSEC_EAUTH);
+    assert_int_equal(step(&p.c, buf, SH, &used, out, &n), LSEC_EPROTO);
+    assert_int_equal(used, CH);
 
     /* Two servers as oracles for each other: the attacker opens one
      * connection to each, feeds each server's hello to the other; neither
@@ -643,6 +645,57 @@ static void reflection(void **state)
     run_to_server_hello(&q, &r2);
     assert_int_equal(step(&p.s, r2.sh + CH, FIN, &used, out, &n), LSEC_EAUTH);
     assert_int_equal(step(&q.s, r.sh + CH, FIN, &used, out, &n), LSEC_EAUTH);
+}
+
+/* A nonce of 32 zero bytes is no fresh nonce, and a side's own nonce sent
+ * back is a reflection: LSEC_EPROTO on either side, when the nonce is
+ * complete, with nothing sent and the keys wiped. */
+static void peer_nonce_zero_or_reflected(void **state)
+{
+    static const uint8_t fixed[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    lsec__addr c = addr("127.0.0.1:50000"), s = addr("127.0.0.1:62893");
+    uint8_t secret[LSEC_SECRET_BYTES], hello[SH], out[LSEC__HS_MSG_MAX];
+    struct pair p;
+    struct run r;
+    lsec__hs h;
+    size_t used, n;
+
+    (void)state;
+    lsec__random(secret, sizeof(secret));
+    /* Server: a ClientHello whose nonce is all zero. */
+    pair_init(&p);
+    client_hello(&p, &r);
+    memset(r.ch + 8, 0, 32);
+    assert_int_equal(step(&p.s, r.ch, CH, &used, out, &n), LSEC_EPROTO);
+    assert_int_equal(used, CH);
+    assert_int_equal(n, 0);
+    assert_dead(&p.s, LSEC_EPROTO);
+    /* Server: a ClientHello carrying the server's own nonce. */
+    assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
+                                   &s, &c, fixed),
+                     0);
+    memcpy(hello, r.ch, 8);
+    memcpy(hello + 8, fixed, 32);
+    assert_int_equal(step(&h, hello, CH, &used, out, &n), LSEC_EPROTO);
+    assert_int_equal(n, 0);
+    assert_dead(&h, LSEC_EPROTO);
+    /* The same hello with one nonce byte changed is fine. */
+    assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
+                                   &s, &c, fixed),
+                     0);
+    hello[39] ^= 1;
+    assert_int_equal(step(&h, hello, CH, &used, out, &n), AGAIN);
+    assert_int_equal(n, SH);
+    lsec__hs_wipe(&h);
+    /* Client: a ServerHello whose nonce is all zero (its proof is never
+     * looked at: the nonce ends the handshake first). */
+    pair_init(&p);
+    run_to_server_hello(&p, &r);
+    memset(r.sh + 8, 0, 32);
+    assert_int_equal(step(&p.c, r.sh, SH, &used, out, &n), LSEC_EPROTO);
+    assert_int_equal(used, CH);
+    assert_int_equal(n, 0);
+    assert_dead(&p.c, LSEC_EPROTO);
 }
 
 static void replay(void **state)
@@ -923,6 +976,7 @@ int main(void)
         cmocka_unit_test(odd_chunks),
         cmocka_unit_test(ipv6_connection),
         cmocka_unit_test(fresh_nonces_each_time),
+        cmocka_unit_test(peer_nonce_zero_or_reflected),
         cmocka_unit_test(trailing_bytes_not_consumed),
         cmocka_unit_test(wrong_secret),
         cmocka_unit_test(every_finish_bit_matters),

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -305,6 +306,55 @@ static pid_t spawn_holder(int family, uint16_t *port)
     return pid;
 }
 
+/* The kernel's view after bind must be exactly the address asked for: a
+ * faked getsockname reporting another address (loopback or not) is
+ * refused, and nothing is returned or left open. */
+static uint32_t fake_v4; /* host order; 0: report the truth */
+static int fake_getsockname(int fd, struct sockaddr *sa, unsigned *salen)
+{
+    int rc = getsockname(fd, sa, (socklen_t *)salen);
+    if (rc == 0 && fake_v4 != 0 && sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_addr.s_addr = htonl(fake_v4);
+    return rc;
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
+}
+
+static void test_kernel_view_must_match(void **state)
+{
+    static const uint32_t fakes[] = {0x7f000002u, 0x7f010203u, 0x0a000001u};
+    lsec_opts o = defaults();
+    lsec__addr a = parse("127.0.0.1:0"), b;
+    int fd, before = count_fds();
+
+    (void)state;
+    lsec__io.getsockname = fake_getsockname;
+    for (int f = 0; f < 2; f++) {
+        o.flags = f ? LSEC_ADDR_ALLOW_127_8 : 0;
+        for (size_t i = 0; i < sizeof(fakes) / sizeof(fakes[0]); i++) {
+            fake_v4 = fakes[i];
+            fd = 7;
+            assert_int_equal(lsec__port_listen(&a, &o, &fd, &b),
+                             LSEC_ENOTLOOPBACK);
+            assert_int_equal(fd, -1);
+            assert_int_equal(b.family, 0);
+        }
+    }
+    /* The same seam telling the truth: fine. */
+    fake_v4 = 0;
+    fd = must_listen("127.0.0.1:0", &o, &b);
+    close(fd);
+    lsec__io_reset();
+    assert_int_equal(count_fds(), before);
+}
+
 static void reap(pid_t pid)
 {
     int status;
@@ -407,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_preferred_port),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_socket_failure),
+        cmocka_unit_test(test_kernel_view_must_match),
         cmocka_unit_test(test_real_holder_v4),
         cmocka_unit_test(test_real_holder_v6),
         cmocka_unit_test(test_owner_of_self),

@@ -937,6 +937,39 @@ static void test_connfile_planted_symlink(void **state)
     remove_tree(dir);
 }
 
+/* 32 zero bytes in a connection file are no secret: EBADTICKET, through
+ * lsec__connfile_read and lsec_connect_file alike.  A file without its
+ * final line feed is valid (PROTOCOL.md "Connection files"). */
+static void test_connfile_zero_secret(void **state)
+{
+    char dir[64], path[128], text[LSEC_TICKET_MAX + 1];
+    lsec_channel *c = NULL;
+    lsec__ticket t, back;
+    (void)state;
+
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/z.ticket", dir);
+    make_ticket(&t, 4247);
+    /* Without the final line feed: read as the same ticket. */
+    assert_int_equal(lsec__ticket_format(&t, text, sizeof(text)), 0);
+    write_text(path, text, 0600);
+    assert_int_equal(lsec__connfile_read(path, 0, &back), 0);
+    assert_memory_equal(back.secret, t.secret, sizeof(t.secret));
+    /* Two line feeds: refused. */
+    strcat(text, "\n\n");
+    write_text(path, text, 0600);
+    assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EBADTICKET);
+    memset(t.secret, 0, sizeof(t.secret));
+    assert_int_equal(lsec__ticket_format(&t, text, sizeof(text)), 0);
+    strcat(text, "\n");
+    write_text(path, text, 0600);
+    assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EBADTICKET);
+    assert_detail_has("all zero");
+    assert_int_equal(lsec_connect_file(path, NULL, 2000, &c), LSEC_EBADTICKET);
+    assert_null(c);
+    remove_tree(dir);
+}
+
 static void test_connfile_read_refusals(void **state)
 {
     char dir[64], path[128], text[LSEC_TICKET_MAX + 1], big[400];
@@ -1229,6 +1262,7 @@ int main(void)
         cmocka_unit_test(test_connfile_given_dir_checks),
         cmocka_unit_test(test_connfile_planted_symlink),
         cmocka_unit_test(test_connfile_read_refusals),
+        cmocka_unit_test(test_connfile_zero_secret),
         cmocka_unit_test(test_connect_file),
         cmocka_unit_test(test_connect_file_default_removed_on_close),
         cmocka_unit_test(test_cli_spawn),

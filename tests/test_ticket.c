@@ -36,7 +36,22 @@ static const struct {
     {"http://127.0.0.1:62893" TAIL, BT, "loopsec://"},
     {" loopsec://127.0.0.1:62893" TAIL, BT, "loopsec://"},
     /* HOST:PORT: normal form only. */
-    {"loopsec://localhost:62893" TAIL, BT, "127.0.0.1:62893"},
+    {"loopsec://localhost:62893" TAIL, BT, "HOST:PORT"},
+    /* PROTOCOL.md's grammar: every spelling outside it is EBADTICKET, only
+     * a well-formed address that is not loopback is ENOTLOOPBACK. */
+    {"loopsec://127.0.0.01:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://127.0.0.256:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://127.1:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://[::ffff:127.0.0.1]:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://[0:0:0:0:0:0:0:1]:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://[::2]:62893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://[::1]:062893" TAIL, BT, "HOST:PORT"},
+    {"loopsec://127.0.0.1:99999" TAIL, BT, "HOST:PORT"},
+    {"loopsec://127.0.0.1:655350" TAIL, BT, "HOST:PORT"},
+    {"loopsec://127.0.0.2:62893" TAIL, NL, ""},
+    {"loopsec://127.0.0.0:62893" TAIL, NL, ""},
+    {"loopsec://127.255.255.255:62893" TAIL, NL, ""},
+    {"loopsec://0.0.0.0:62893" TAIL, NL, ""},
     {"loopsec://127.0.0.1" TAIL, BT, "HOST:PORT"},
     {"loopsec://127.0.0.1:" TAIL, BT, "HOST:PORT"},
     {"loopsec://:62893" TAIL, BT, "HOST:PORT"},
@@ -46,24 +61,19 @@ static const struct {
     {"loopsec://127.0.0.1:65536" TAIL, BT, "HOST:PORT"},
     {"loopsec://127.0.0.1:+80" TAIL, BT, "HOST:PORT"},
     {"loopsec://::1:62893" TAIL, BT, "HOST:PORT"},
-    {"loopsec://user@127.0.0.1:62893" TAIL, NL, ""},
+    {"loopsec://user@127.0.0.1:62893" TAIL, BT, "HOST:PORT"},
     {"loopsec://127.0.0.1:62893", BT, "'/'"},
     /* A mangled ticket whose secret comes before the first '/' is never
      * quoted in the detail. */
     {"loopsec://127.0.0.1:62893?mode=auth&id=" ID "&secret=" SECRET "/", BT,
      "too long"},
-    {"loopsec://" SECRET "/", BT, "not an address"},
-    {"loopsec://AAECAwQFBgcICQoLDA0O/" TAIL, BT, "not an address"},
-    {"loopsec://AAECAwQF:1/" TAIL, NL, "[::1]:PORT"},
+    {"loopsec://" SECRET "/", BT, "HOST:PORT"},
+    {"loopsec://AAECAwQFBgcICQoLDA0O/" TAIL, BT, "HOST:PORT"},
+    {"loopsec://AAECAwQF:1/" TAIL, BT, "[::1]:PORT"},
     {"loopsec://127.0.0.1:62893?mode=auth&id=" ID "&secret=" SECRET, BT, "'/'"},
     /* Not loopback: the address's own code. */
     {"loopsec://10.0.0.1:62893" TAIL, NL, ""},
-    {"loopsec://0.0.0.0:62893" TAIL, NL, ""},
-    {"loopsec://127.0.0.2:62893" TAIL, NL, ""},
-    {"loopsec://127.1:62893" TAIL, NL, ""},
-    {"loopsec://[::ffff:127.0.0.1]:62893" TAIL, NL, ""},
-    {"loopsec://[0:0:0:0:0:0:0:1]:62893" TAIL, NL, ""},
-    {"loopsec://example.com:62893" TAIL, NL, ""},
+    {"loopsec://example.com:62893" TAIL, BT, "HOST:PORT"},
     /* The query, in its one order. */
     {"loopsec://127.0.0.1:62893//?mode=auth&id=" ID "&secret=" SECRET, BT,
      "/?mode="},
@@ -131,6 +141,10 @@ static const struct {
      BT, "base64url"},
     {"loopsec://127.0.0.1:62893/?mode=auth&id=" ID "&secret=REDACTED", BT,
      "43"},
+    /* 32 zero bytes are no secret. */
+    {"loopsec://127.0.0.1:62893/?mode=auth&id=" ID
+     "&secret=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+     BT, "all zero"},
 };
 
 static bool all_zero(const void *p, size_t n)
@@ -267,8 +281,15 @@ static void addr_127_8_needs_opt_in(void **state)
     assert_int_equal(lsec_ticket_redact(text, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "loopsec://127.1.2.3:80/?mode=auth&id=" ID
                              "&secret=REDACTED");
-    /* Canonical spelling still required. */
+    /* Canonical spelling still required: outside the grammar. */
     text = "loopsec://127.001.2.3:80" TAIL;
+    assert_int_equal(
+        lsec__ticket_parse(text, strlen(text), LSEC_ADDR_ALLOW_127_8, &t), BT);
+    /* The network and broadcast addresses of 127/8 never. */
+    text = "loopsec://127.0.0.0:80" TAIL;
+    assert_int_equal(
+        lsec__ticket_parse(text, strlen(text), LSEC_ADDR_ALLOW_127_8, &t), NL);
+    text = "loopsec://127.255.255.255:80" TAIL;
     assert_int_equal(
         lsec__ticket_parse(text, strlen(text), LSEC_ADDR_ALLOW_127_8, &t), NL);
 }

@@ -88,6 +88,9 @@ static int oracle(const char *text, unsigned flags, lsec__addr *out)
     if (!(flags & LSEC_ADDR_ALLOW_127_8) &&
         !(out->ip[1] == 0 && out->ip[2] == 0 && out->ip[3] == 1))
         return 0;
+    /* 127.0.0.0 and 127.255.255.255: never, even with the opt-in. */
+    if (strcmp(host, "127.0.0.0") == 0 || strcmp(host, "127.255.255.255") == 0)
+        return 0;
     return 1;
 }
 

@@ -78,6 +78,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   &st.srv, &sview, st.srv_nonce) == 0);
         memset(&sres, 0, sizeof(sres));
         feed(&s, ch, REF_HELLO, &st.r, &sres);
+        if (ref_nonce_bad(st.cli_nonce, st.srv_nonce)) {
+            /* The server refuses our nonce; nothing to answer. */
+            FUZZ_ASSERT(sres.rc == LSEC_EPROTO && sres.outlen == 0);
+            lsec__hs_wipe(&s);
+            lsec__hs_wipe(&c);
+            return 0;
+        }
         FUZZ_ASSERT(sres.rc == LSEC__HS_AGAIN && sres.outlen == REF_SHELLO);
         memcpy(stream, sres.out, REF_SHELLO);
         slen = REF_SHELLO;
@@ -89,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(stream + slen, p, k);
         slen += k;
         feed(&c, stream, slen, &st.r, &res);
-        honest_ok = !(st.flags & (2 | 4 | 8));
+        honest_ok = !(st.flags & (2 | 4 | 8)) &&
+                    !ref_nonce_bad(st.srv_nonce, st.cli_nonce);
         if (honest_ok) {
             /* The server accepts the finish the client produced. */
             FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
@@ -108,6 +116,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bad >= 0) {
         FUZZ_ASSERT(res.rc == code);
         FUZZ_ASSERT(res.consumed == (size_t)bad + 1);
+        FUZZ_ASSERT(res.outlen == 0);
+    } else if (slen >= REF_HELLO && ref_nonce_bad(stream + 8, st.cli_nonce)) {
+        FUZZ_ASSERT(res.rc == LSEC_EPROTO);
+        FUZZ_ASSERT(res.consumed == REF_HELLO);
         FUZZ_ASSERT(res.outlen == 0);
     } else if (slen < REF_SHELLO) {
         FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);

@@ -77,7 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             slen += k;
             feed(&s, stream + res.consumed, slen - res.consumed, &st.r, &res);
         }
-        honest_ok = !(st.flags & (2 | 4 | 8 | 16));
+        honest_ok = !(st.flags & (2 | 4 | 8 | 16)) &&
+                    !ref_nonce_bad(st.cli_nonce, st.srv_nonce) &&
+                    !ref_nonce_bad(st.srv_nonce, st.cli_nonce);
         if (honest_ok)
             FUZZ_ASSERT(cres.rc == LSEC__HS_DONE);
         lsec__hs_wipe(&c);
@@ -105,6 +107,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (slen < REF_HELLO) {
         FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);
         FUZZ_ASSERT(res.consumed == slen);
+        FUZZ_ASSERT(res.outlen == 0);
+    } else if (ref_nonce_bad(stream + 8, st.srv_nonce)) {
+        FUZZ_ASSERT(res.rc == LSEC_EPROTO);
+        FUZZ_ASSERT(res.consumed == REF_HELLO);
         FUZZ_ASSERT(res.outlen == 0);
     } else {
         /* Only ever the ServerHello, byte for byte. */

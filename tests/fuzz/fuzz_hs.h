@@ -211,6 +211,15 @@ static inline void fuzz_addr_v4(lsec__addr *a, uint16_t port)
     a->port = port;
 }
 
+/* PROTOCOL.md: a peer's nonce of 32 zero bytes, or equal to the
+ * receiver's own, is EPROTO as soon as its last byte (hello byte 39) is
+ * in. */
+static inline bool ref_nonce_bad(const uint8_t peer[32], const uint8_t own[32])
+{
+    static const uint8_t zero[32];
+    return memcmp(peer, zero, 32) == 0 || memcmp(peer, own, 32) == 0;
+}
+
 /* What both harnesses read first: flags, the chunking seed, both nonces;
  * and the two endpoints (IPv6 when flags has 0x40). */
 struct hs_setup {

@@ -145,6 +145,8 @@ def parse_ticket(text):
     if base64.urlsafe_b64encode(secret).rstrip(b"=").decode() != \
             m.group("secret"):
         raise ValueError("secret not canonical")
+    if secret == bytes(SECRET_BYTES):
+        raise ValueError("secret is all zero")
     return {
         "host": host,
         "port": port,
@@ -179,6 +181,16 @@ def _sock_endpoint(addr):
     return endpoint(addr[0], addr[1])
 
 
+def check_peer_nonce(peer_hello, own_nonce):
+    """PROTOCOL.md: a peer's nonce of 32 zero bytes, or our own reflected,
+    is EPROTO."""
+    n = peer_hello[8:HELLO_BYTES]
+    if n == bytes(32):
+        raise ProtocolError("EPROTO", "the peer's nonce is all zero")
+    if hmac.compare_digest(n, own_nonce):
+        raise ProtocolError("EPROTO", "the peer's nonce equals ours")
+
+
 def handshake_client(sock, ticket, nonce=None):
     """Run the client side on a connected TCP socket.  Returns when the
     server is authenticated and our ClientFinish is sent; application
@@ -194,6 +206,7 @@ def handshake_client(sock, ticket, nonce=None):
     sock.sendall(ch)
     sh = _recv_exact(sock, SERVER_HELLO_BYTES,
                      lambda b: check_hello_header(b, MODE_AUTH, "client"))
+    check_peer_nonce(sh, ch[8:HELLO_BYTES])
     want = server_proof(k_s, ch, sh[:HELLO_BYTES], ep_c, ep_s)
     if not hmac.compare_digest(want, sh[HELLO_BYTES:]):
         raise ProtocolError("EAUTH", "server proof")
@@ -210,6 +223,7 @@ def handshake_server(sock, secret, nonce=None):
     ch = _recv_exact(sock, HELLO_BYTES,
                      lambda b: check_hello_header(b, MODE_AUTH, "server"))
     head = hello(MODE_AUTH, nonce or os.urandom(32))
+    check_peer_nonce(ch, head[8:HELLO_BYTES])
     sh = head + server_proof(k_s, ch, head, ep_c, ep_s)
     sock.sendall(sh)
     fin = _recv_exact(sock, FINISH_BYTES)
