@@ -149,7 +149,17 @@ typedef void (*lsec_log_fn)(void *arg, int level, const char *msg);
  * Install a process-wide log callback (NULL: silent, the default).  Messages
  * above `max_level` are not formatted.  Reports refused peers, failed
  * handshakes, timeouts and mode mismatches, with the peer's port and uid.
- * Thread-safe, but set it before other threads use the library.
+ *
+ * Thread-safe, also while other threads use the library and log: the
+ * callback, its `arg` and `max_level` are published together, so every
+ * call gets the `arg` and level that were installed with its `fn`.  Calls
+ * that start after lsec_set_log returns use the new callback; a call that
+ * another thread had already started may still be running the old one, so
+ * keep the old `arg` (and the code of the old `fn`) valid until such calls
+ * are over -- in practice, for as long as the process runs, or until the
+ * threads that use the library have stopped.  Each distinct (fn, arg,
+ * max_level) costs one small record, kept (and reused when installed
+ * again) until the process exits; out of memory, logging is switched off.
  */
 LSEC_API void lsec_set_log(lsec_log_fn fn, void *arg, int max_level);
 

@@ -691,7 +691,12 @@ def spawn_listening(argv, timeout=None, *, tls=False, survive=False,
 
 _LEVELS = {LOG_ERROR: logging.ERROR, LOG_WARN: logging.WARNING,
            LOG_INFO: logging.INFO, LOG_DEBUG: logging.DEBUG}
-_log_callback = None  # keeps the ctypes callback alive while installed
+_log_callback = None  # the ctypes callback now installed, or None
+# Every callback ever installed, never dropped: a C thread that started a
+# log call just before lsec_set_log replaced it may still be running the
+# old one (include/loopsec.h, lsec_set_log), so its thunk must outlive it.
+# A process changes its logger a few times; each costs one small object.
+_log_thunks = []
 
 
 def enable_logging(logger=None, max_level=LOG_INFO):
@@ -708,11 +713,14 @@ def enable_logging(logger=None, max_level=LOG_INFO):
             pass
 
     cb = LOG_FN(emit)
+    _log_thunks.append(cb)  # before C can call it, and for good
     LIB.lsec_set_log(cb, None, int(max_level))
     _log_callback = cb
 
 
 def disable_logging():
+    """Stop sending log lines.  Callbacks installed before are kept alive
+    (a C thread may still be finishing a call into one)."""
     global _log_callback
     LIB.lsec_set_log(LOG_FN(), None, 0)
     _log_callback = None

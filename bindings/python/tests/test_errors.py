@@ -237,5 +237,51 @@ class NoSecretLeakTest(unittest.TestCase):
             self.assertClean(forms, repr(a), repr(b), repr(a.peer))
 
 
+class LoggingThunkTest(unittest.TestCase):
+    """A ctypes callback handed to lsec_set_log is never dropped: a C thread
+    that began a log call before the switch may still be running it."""
+
+    def test_thunks_outlive_disable_and_replace(self):
+        import gc
+        import logging
+        from loopsec import _core
+        lines = []
+
+        class Grab(logging.Handler):
+            def emit(self, record):
+                lines.append(record.getMessage())
+
+        log = logging.getLogger("loopsec.test.thunks")
+        log.propagate = False
+        log.addHandler(Grab())
+        log.setLevel(logging.DEBUG)
+        before = len(_core._log_thunks)
+        try:
+            loopsec.enable_logging(log, loopsec.LOG_DEBUG)
+            first = _core._log_callback
+            loopsec.disable_logging()
+            loopsec.enable_logging(log, loopsec.LOG_DEBUG)
+            second = _core._log_callback
+            loopsec.enable_logging(log, loopsec.LOG_DEBUG)
+            gc.collect()
+            kept = _core._log_thunks[before:]
+            self.assertEqual(len(kept), 3)
+            self.assertIs(kept[0], first)
+            self.assertIs(kept[1], second)
+            # The one installed last still logs (a failed handshake).
+            with loopsec.listen() as srv:
+                t, _ = accept_in_background(srv, 1)
+                _, raw = support.secret_forms(srv.ticket)
+                wrong = support.with_param(
+                    srv.ticket, "secret",
+                    support.b64url(bytes(x ^ 1 for x in raw)))
+                with self.assertRaises(loopsec.Error):
+                    loopsec.connect(wrong, 3)
+                t.join(5)
+        finally:
+            loopsec.disable_logging()
+        self.assertTrue(lines)
+
+
 if __name__ == "__main__":
     unittest.main()
