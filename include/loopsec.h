@@ -22,7 +22,14 @@
  *   - Every object has one *_close or *_free that accepts NULL.
  *   - No object is thread-safe: use one object from one thread at a time.
  *     Distinct objects may be used from distinct threads.  The library
- *     initialises itself once, thread-safely, on first use.
+ *     initialises itself once, thread-safely, on first use.  The only
+ *     calls that may be made on an object from another thread, or from a
+ *     signal handler, while its owner uses it are lsec_channel_abort and
+ *     lsec_listener_abort: they wake a call blocked on the object, which
+ *     then returns LSEC_ECLOSED, as does every later call but *_close;
+ *     the owner (never the aborting thread) then closes the object.
+ *     Closing an object while another thread is inside a call on it is
+ *     undefined (use after free): abort, let the call return, then close.
  *   - The library never touches the process's signal state and never raises
  *     SIGPIPE.  Every descriptor it creates is close-on-exec, except the one
  *     that lsec_spawn deliberately hands to a helper.  Besides the objects'
@@ -366,6 +373,15 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
  */
 LSEC_API int lsec_listener_fd(const lsec_listener *l);
 
+/**
+ * Stop the listener from any thread or a signal handler (thread-safe and
+ * async-signal-safe): a call blocked in lsec_accept returns LSEC_ECLOSED
+ * promptly, as does every later lsec_accept, and lsec_listener_fd becomes
+ * (and stays) readable.  Nothing is freed: the owner then calls
+ * lsec_listener_close, after the blocked call has returned.  NULL: no-op.
+ */
+LSEC_API void lsec_listener_abort(lsec_listener *l);
+
 /** Close, drop pending handshakes, remove the connection file, wipe. */
 LSEC_API void lsec_listener_close(lsec_listener *l);
 
@@ -466,7 +482,18 @@ typedef struct lsec_peer {
 LSEC_API LSEC_CHECK int lsec_channel_peer(const lsec_channel *c,
                                           lsec_peer *out);
 
-/** Flush what is queued (briefly), close cleanly, wipe, free. */
+/**
+ * Stop the channel from any thread or a signal handler (thread-safe and
+ * async-signal-safe): shuts the socket down in both directions, so a call
+ * blocked in lsec_recv, lsec_send or lsec_flush returns LSEC_ECLOSED
+ * promptly, as does every later one; what was queued is dropped.  Nothing
+ * is freed: the owner then calls lsec_channel_close, after the blocked
+ * call has returned.  NULL: no-op.
+ */
+LSEC_API void lsec_channel_abort(lsec_channel *c);
+
+/** Flush what is queued (briefly), close cleanly, wipe, free.  After
+ *  lsec_channel_abort nothing more is sent. */
 LSEC_API void lsec_channel_close(lsec_channel *c);
 
 /* ------------------------------------------------------------------------ */

@@ -41,6 +41,9 @@ struct lsec_channel {
     lsec__tls *tls;
     size_t max_message;
     int err; /* sticky: once broken, every call fails with it */
+    /* Set by lsec_channel_abort (any thread, a signal handler): read with
+     * __atomic loads; once set, every call ends with LSEC_ECLOSED. */
+    int aborted;
     /* The peer ended its direction cleanly (FIN or close_notify between
      * messages).  Receiving is over; sending goes on (half-close). */
     bool rx_closed;
@@ -315,7 +318,8 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     return 0;
 }
 
-int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
+static int channel_send(lsec_channel *c, const void *msg, size_t len,
+                        int timeout_ms)
 {
     uint8_t hdr[LSEC__FRAME_HDR];
     int64_t deadline;
@@ -398,7 +402,7 @@ done:
     return rc;
 }
 
-int lsec_flush(lsec_channel *c, int timeout_ms)
+static int channel_flush(lsec_channel *c, int timeout_ms)
 {
     lsec__clear_detail();
     if (c == NULL)
@@ -526,8 +530,8 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     return rc;
 }
 
-int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
-              int timeout_ms)
+static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
+                        int timeout_ms)
 {
     uint8_t *dst = buf;
     int64_t deadline;
@@ -688,10 +692,67 @@ int lsec_channel_peer(const lsec_channel *c, lsec_peer *out)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Abort: the one call another thread (or a signal handler) may make         */
+
+static bool is_aborted(const lsec_channel *c)
+{
+    return __atomic_load_n(&c->aborted, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* After a call on an aborted channel: LSEC_ECLOSED, for good. */
+static int end_aborted(lsec_channel *c, int rc)
+{
+    if (c == NULL || !is_aborted(c) || rc == 0)
+        return rc;
+    c->err = LSEC_ECLOSED;
+    return lsec__fail(LSEC_ECLOSED, "the channel was aborted");
+}
+
+void lsec_channel_abort(lsec_channel *c)
+{
+    /* Async-signal-safe: a lock-free atomic store and shutdown(2), nothing
+     * else (no detail, no log, no allocation).  The descriptor stays open
+     * until the owner calls lsec_channel_close, so it cannot have been
+     * reused for another file. */
+    if (c == NULL)
+        return;
+    __atomic_store_n(&c->aborted, 1, __ATOMIC_RELEASE);
+    (void)shutdown(c->fd, SHUT_RDWR);
+}
+
+int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
+{
+    if (c != NULL && is_aborted(c))
+        return end_aborted(c, LSEC_ECLOSED);
+    return end_aborted(c, channel_send(c, msg, len, timeout_ms));
+}
+
+int lsec_flush(lsec_channel *c, int timeout_ms)
+{
+    if (c != NULL && is_aborted(c))
+        return end_aborted(c, LSEC_ECLOSED);
+    return end_aborted(c, channel_flush(c, timeout_ms));
+}
+
+int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
+              int timeout_ms)
+{
+    if (c != NULL && is_aborted(c)) {
+        if (len != NULL)
+            *len = 0;
+        return end_aborted(c, LSEC_ECLOSED);
+    }
+    return end_aborted(c, channel_recv(c, buf, cap, len, timeout_ms));
+}
+
 void lsec_channel_close(lsec_channel *c)
 {
     if (c == NULL)
         return;
+    /* Aborted: nothing more goes out, nothing is drained. */
+    if (is_aborted(c) && c->err == 0)
+        c->err = LSEC_ECLOSED;
     if (c->wq_len > 0 && c->err == 0)
         (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {

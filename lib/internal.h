@@ -100,7 +100,8 @@ void lsec__io_reset(void);
  * (lsec__deadline) passes.  EINTR is retried against the same deadline.
  * 0 ready (also on POLLERR/POLLHUP: the next call reports the error),
  * LSEC_ETIMEDOUT, or LSEC_EAGAIN when `nowait` (a timeout of 0) and not
- * ready, LSEC_EIO if poll fails.
+ * ready, LSEC_EIO if poll fails or reports POLLNVAL (`fd` is not open:
+ * never "ready").
  */
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
 

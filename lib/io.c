@@ -84,6 +84,10 @@ int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
         p.events = events;
         p.revents = 0;
         rc = lsec__io.poll(&p, 1, nowait ? 0 : lsec__remaining(deadline));
+        /* A descriptor that is not open is never "ready": the next call
+         * would act on whatever file takes its number. */
+        if (rc > 0 && (p.revents & POLLNVAL))
+            return lsec__fail(LSEC_EIO, "poll: descriptor %d is not open", fd);
         if (rc > 0)
             return 0;
         if (rc == 0) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +63,11 @@ struct lsec_listener {
      * (the connection waits in the backlog), so it is left out of poll
      * until this time instead of failing accept4 in a busy loop. */
     int64_t accept_paused_until;
+    /* lsec_listener_abort (any thread, a signal handler) sets `aborted`
+     * (__atomic) and writes to this eventfd, which sits in every poll of
+     * lsec_accept and in the epoll set, and lives until close. */
+    int abort_fd;
+    int aborted;
 };
 
 /* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
@@ -407,6 +413,7 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
     l->fd = -1;
     l->efd = -1;
+    l->abort_fd = -1;
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -415,7 +422,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     if ((rc = lsec__addr_parse(bind, l->o.flags, &a)) != 0)
         goto fail;
     l->pend = calloc((size_t)l->o.max_pending, sizeof(*l->pend));
-    l->pfds = calloc((size_t)l->o.max_pending + 1, sizeof(*l->pfds));
+    /* The listening socket, each pending handshake, the abort eventfd. */
+    l->pfds = calloc((size_t)l->o.max_pending + 2, sizeof(*l->pfds));
     if (l->pend == NULL || l->pfds == NULL) {
         rc = lsec__fail(LSEC_ENOMEM, "out of memory");
         goto fail;
@@ -436,6 +444,13 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     ev.data.fd = l->fd;
     if (epoll_ctl(l->efd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
         rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_ctl");
+        goto fail;
+    }
+    l->abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ev.data.fd = l->abort_fd;
+    if (l->abort_fd < 0 ||
+        epoll_ctl(l->efd, EPOLL_CTL_ADD, l->abort_fd, &ev) != 0) {
+        rc = lsec__fail_errno(LSEC_EIO, errno, "eventfd");
         goto fail;
     }
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (as
@@ -543,6 +558,8 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
         return lsec__fail(LSEC_EINVAL, "NULL listener or output");
     if (lsec__timeout_check(timeout_ms) != 0)
         return LSEC_EINVAL;
+    if (__atomic_load_n(&l->aborted, __ATOMIC_ACQUIRE))
+        return lsec__fail(LSEC_ECLOSED, "the listener was aborted");
     if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
         return lsec__fail(LSEC_ELIMIT, "this listener already accepted its "
                                        "%d peer(s)",
@@ -578,8 +595,14 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
             l->pfds[n].events = pending_events(l, &l->pend[i]);
             l->pfds[n].revents = 0;
         }
+        l->pfds[n].fd = l->abort_fd; /* last: pfds[k+1] stays pend[k] */
+        l->pfds[n].events = POLLIN;
+        l->pfds[n].revents = 0;
+        n++;
         wait = timeout_ms == 0 ? 0 : lsec__remaining(wake);
         rc = lsec__io.poll(l->pfds, (unsigned long)n, wait);
+        if (__atomic_load_n(&l->aborted, __ATOMIC_ACQUIRE))
+            return lsec__fail(LSEC_ECLOSED, "the listener was aborted");
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -615,11 +638,26 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
     }
 }
 
+void lsec_listener_abort(lsec_listener *l)
+{
+    static const uint64_t one = 1;
+
+    /* Async-signal-safe: a lock-free atomic store and write(2) to an
+     * eventfd that stays open until lsec_listener_close. */
+    if (l == NULL)
+        return;
+    __atomic_store_n(&l->aborted, 1, __ATOMIC_RELEASE);
+    if (l->abort_fd >= 0)
+        (void)!write(l->abort_fd, &one, sizeof(one));
+}
+
 void lsec_listener_close(lsec_listener *l)
 {
     if (l == NULL)
         return;
     stop_listening(l);
+    if (l->abort_fd >= 0)
+        close(l->abort_fd);
     if (l->efd >= 0)
         close(l->efd);
     if (l->reserve_fd >= 0)

@@ -1245,34 +1245,238 @@ static void test_refused_before_lookup(void **state)
     close(refusing_lfd);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Abort: the one cross-thread (and async-signal-safe) call                 */
+
+/* A call blocked in another thread must return LSEC_ECLOSED within this
+ * long of the abort. */
+#define ABORT_BOUND_MS 500
+
+enum blocked_op { OP_RECV, OP_SEND_FULL, OP_ACCEPT };
+
+struct blocked {
+    enum blocked_op op;
+    lsec_channel *c;
+    lsec_listener *l;
+    int rc;
+    int64_t returned_at;
+    pthread_t th;
+};
+
+static void *blocked_main(void *arg)
+{
+    struct blocked *b = arg;
+    lsec_channel *ch = NULL;
+    char buf[64];
+    size_t len;
+
+    switch (b->op) {
+    case OP_RECV:
+        b->rc = lsec_recv(b->c, buf, sizeof(buf), &len, -1);
+        break;
+    case OP_SEND_FULL: {
+        /* Nobody reads: the socket buffers fill and lsec_send blocks. */
+        size_t big = 4u << 20;
+        uint8_t *m = calloc(1, big);
+        assert_non_null(m);
+        for (int i = 0; i < 64; i++)
+            if ((b->rc = lsec_send(b->c, m, big, -1)) != 0)
+                break;
+        free(m);
+        break;
+    }
+    case OP_ACCEPT:
+        b->rc = lsec_accept(b->l, -1, &ch);
+        lsec_channel_close(ch);
+        break;
+    }
+    __atomic_store_n(&b->returned_at, lsec__now_ms(), __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void blocked_start(struct blocked *b, enum blocked_op op,
+                          lsec_channel *c, lsec_listener *l)
+{
+    memset(b, 0, sizeof(*b));
+    b->op = op;
+    b->c = c;
+    b->l = l;
+    assert_int_equal(pthread_create(&b->th, NULL, blocked_main, b), 0);
+    /* Let it block (it must not have returned on its own). */
+    usleep(150 * 1000);
+    assert_int_equal(__atomic_load_n(&b->returned_at, __ATOMIC_ACQUIRE), 0);
+}
+
+static void blocked_end(struct blocked *b, int64_t aborted_at)
+{
+    assert_int_equal(pthread_join(b->th, NULL), 0);
+    assert_int_equal(b->rc, LSEC_ECLOSED);
+    assert_true(b->returned_at - aborted_at < ABORT_BOUND_MS);
+}
+
+static void abort_channel_case(int mode, enum blocked_op op)
+{
+    lsec_channel *srv, *cli;
+    struct blocked b;
+    lsec_opts o;
+    char buf[8];
+    size_t len;
+    int64_t t;
+
+    lsec_opts_init(&o);
+    o.mode = mode;
+    pair(&o, &srv, &cli);
+    blocked_start(&b, op, cli, NULL);
+    t = lsec__now_ms();
+    lsec_channel_abort(cli);
+    blocked_end(&b, t);
+    /* Every later call says the same; close (by the owner) is clean. */
+    assert_int_equal(lsec_send(cli, "x", 1, 1000), LSEC_ECLOSED);
+    assert_int_equal(lsec_recv(cli, buf, sizeof(buf), &len, 0), LSEC_ECLOSED);
+    assert_int_equal(lsec_flush(cli, 0), LSEC_ECLOSED);
+    lsec_channel_abort(cli); /* twice is fine */
+    lsec_channel_close(cli);
+    lsec_channel_close(srv);
+}
+
+static void test_abort_wakes_recv(void **state)
+{
+    (void)state;
+    abort_channel_case(LSEC_MODE_AUTH, OP_RECV);
+    abort_channel_case(LSEC_MODE_TLS, OP_RECV);
+}
+
+static void test_abort_wakes_send_full(void **state)
+{
+    (void)state;
+    abort_channel_case(LSEC_MODE_AUTH, OP_SEND_FULL);
+    abort_channel_case(LSEC_MODE_TLS, OP_SEND_FULL);
+}
+
+static void test_abort_wakes_accept(void **state)
+{
+    struct blocked b;
+    lsec_listener *l;
+    lsec_channel *ch = NULL;
+    int64_t t;
+    (void)state;
+
+    for (int mode = LSEC_MODE_AUTH; mode <= LSEC_MODE_TLS; mode++) {
+        lsec_opts o;
+        lsec_opts_init(&o);
+        o.mode = mode;
+        l = listen_on("127.0.0.1:0", &o);
+        /* An event loop's descriptor: not readable before the abort. */
+        struct pollfd p = {lsec_listener_fd(l), POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 0), 0);
+        blocked_start(&b, OP_ACCEPT, NULL, l);
+        t = lsec__now_ms();
+        lsec_listener_abort(l);
+        blocked_end(&b, t);
+        /* ... and readable for good after it; accept says ECLOSED. */
+        assert_int_equal(poll(&p, 1, 0), 1);
+        assert_int_equal(lsec_accept(l, 0, &ch), LSEC_ECLOSED);
+        assert_null(ch);
+        lsec_listener_close(l);
+    }
+    lsec_listener_abort(NULL);
+    lsec_channel_abort(NULL);
+}
+
+/* From a signal handler: the handler only calls lsec_channel_abort. */
+static lsec_channel *signal_target;
+static void abort_on_signal(int sig)
+{
+    (void)sig;
+    lsec_channel_abort(signal_target);
+}
+
+static void test_abort_from_signal_handler(void **state)
+{
+    struct sigaction sa, old;
+    lsec_channel *srv, *cli;
+    struct blocked b;
+    int64_t t;
+    (void)state;
+
+    pair(NULL, &srv, &cli);
+    signal_target = cli;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = abort_on_signal;
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    blocked_start(&b, OP_RECV, cli, NULL);
+    t = lsec__now_ms();
+    assert_int_equal(pthread_kill(b.th, SIGUSR1), 0);
+    blocked_end(&b, t);
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+    lsec_channel_close(cli);
+    lsec_channel_close(srv);
+}
+
+/* poll's POLLNVAL (a descriptor that is not open) is an error, never
+ * "ready". */
+static void test_pollnval_is_not_ready(void **state)
+{
+    int fd = dup(0);
+    (void)state;
+
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lsec__wait_fd(fd, POLLIN, lsec__deadline(1000), false),
+                     LSEC_EIO);
+    assert_non_null(strstr(lsec_last_detail(), "not open"));
+    assert_int_equal(lsec__wait_fd(fd, POLLOUT, lsec__deadline(0), true),
+                     LSEC_EIO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_v4_v6, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_client_proof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pending_means_progress, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_means_progress, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_lookup, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_abort_wakes_recv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_wakes_send_full, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_wakes_accept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_from_signal_handler, setup,
+                                        teardown),
+        cmocka_unit_test(test_pollnval_is_not_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

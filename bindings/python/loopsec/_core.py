@@ -181,13 +181,16 @@ def _argv_array(argv):
 
 
 class _Handle:
-    """An owned C object.  Not thread-safe, like the C objects, with one
-    exception: close() may be called from any thread; a call blocked in
-    another thread then ends within SLICE seconds and the object is freed
-    when it has."""
+    """An owned C object.  Not thread-safe, like the C objects, with two
+    exceptions: abort() and close() may be called from any thread.  Either
+    wakes a call blocked in another thread at once (the C *_abort call,
+    where the object has one), which then raises ClosedError (after
+    abort) or InvalidArgumentError (after close); close() frees the object
+    when that call has returned, never while it runs."""
 
     _kind = "object"
     _free = None  # the C *_close / *_free function
+    _abort = None  # the C *_abort function, thread-safe, or None
 
     def __init__(self, ptr):
         self._ptr = ptr
@@ -217,6 +220,9 @@ class _Handle:
         while True:
             ms = _slice_ms(deadline)
             rc = call(ms)
+            if rc == ECLOSED and self._closing:
+                # close() from another thread aborted this call.
+                raise _invalid("%s was closed during the call" % self._kind)
             if rc == ETIMEDOUT:
                 if deadline is not None and time.monotonic() >= deadline:
                     return rc
@@ -258,13 +264,28 @@ class _Handle:
     def closed(self):
         return self._ptr is None or self._closing
 
+    def abort(self):
+        """Wake a call blocked on this object in another thread (it raises
+        ClosedError), and make every later call raise it too.  Thread-safe.
+        The object is still to be closed.  A no-op once closed."""
+        abort = type(self)._abort
+        with self._lock:
+            # Under the lock: close() cannot free the object meanwhile.
+            if self._ptr is not None and abort is not None:
+                abort(self._ptr)
+
     def close(self):
-        """Release the C object.  Idempotent."""
+        """Release the C object.  Idempotent.  From another thread while a
+        call is blocked on it: that call is aborted at once, and the object
+        is freed when it has returned."""
+        abort = type(self)._abort
         with self._lock:
             if self._ptr is None or self._closing:
                 return
             self._closing = True
             if self._busy:
+                if abort is not None:
+                    abort(self._ptr)
                 return
             ptr, self._ptr = self._ptr, None
         type(self)._free(ptr)
@@ -290,6 +311,7 @@ class Channel(_Handle):
 
     _kind = "channel"
     _free = staticmethod(LIB.lsec_channel_close)
+    _abort = staticmethod(LIB.lsec_channel_abort)
 
     def __init__(self, ptr):
         _Handle.__init__(self, ptr)
@@ -402,6 +424,7 @@ class Listener(_Handle):
 
     _kind = "listener"
     _free = staticmethod(LIB.lsec_listener_close)
+    _abort = staticmethod(LIB.lsec_listener_abort)
 
     def __init__(self, ptr, mode):
         _Handle.__init__(self, ptr)

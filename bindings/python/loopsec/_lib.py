@@ -130,6 +130,7 @@ SIGNATURES = {
     "lsec_listener_write_file": (_I, [_P, _S, ctypes.c_char_p, _Z]),
     "lsec_accept": (_I, [_P, _I, _PP]),
     "lsec_listener_fd": (_I, [_P]),
+    "lsec_listener_abort": (None, [_P]),
     "lsec_listener_close": (None, [_P]),
     "lsec_listener_announce": (_I, [_P]),
     # connecting side
@@ -144,6 +145,7 @@ SIGNATURES = {
     "lsec_channel_pending": (_Z, [_P]),
     "lsec_channel_mode": (_I, [_P]),
     "lsec_channel_peer": (_I, [_P, ctypes.POINTER(PeerStruct)]),
+    "lsec_channel_abort": (None, [_P]),
     "lsec_channel_close": (None, [_P]),
     # ports
     "lsec_port_owner_get": (_I, [_I, ctypes.POINTER(PortOwnerStruct)]),

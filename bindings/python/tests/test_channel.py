@@ -112,6 +112,63 @@ class _RoundTrip(_Pair):
         self.assertEqual(r, [self.a])
         self.assertEqual(self.a.recv(timeout=0), b"x")
 
+    def _blocked_recv(self, stop, error=loopsec.ClosedError):
+        """recv blocked in a thread; `stop()` from this one must end it
+        with `error` within 0.3 s (the old slice-based close took up to
+        0.5 s: SLICE)."""
+        box = {}
+
+        def run():
+            try:
+                self.a.recv(timeout=30)
+            except Exception as e:  # noqa: BLE001 - recorded for the test
+                box["err"] = e
+            box["at"] = time.monotonic()
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.2)
+        self.assertNotIn("at", box)
+        t0 = time.monotonic()
+        stop()
+        t.join(5)
+        self.assertFalse(t.is_alive())
+        self.assertIsInstance(box.get("err"), error)
+        self.assertLess(box["at"] - t0, 0.3)
+
+    def test_abort_from_another_thread(self):
+        self._blocked_recv(self.a.abort)
+        with self.assertRaises(loopsec.ClosedError):
+            self.a.send(b"x")
+        self.a.close()
+        self.a.abort()  # after close: a no-op
+
+    def test_close_from_another_thread(self):
+        self._blocked_recv(self.a.close, loopsec.InvalidArgumentError)
+        self.assertTrue(self.a.closed)
+
+    def test_listener_abort_and_close_from_another_thread(self):
+        for stop in ("abort", "close"):
+            srv = loopsec.listen()
+            box = {}
+
+            def run():
+                try:
+                    srv.accept(timeout=30)
+                except Exception as e:  # noqa: BLE001
+                    box["err"] = e
+                box["at"] = time.monotonic()
+            t = threading.Thread(target=run)
+            t.start()
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            getattr(srv, stop)()
+            t.join(5)
+            self.assertIsInstance(box.get("err"),
+                                  loopsec.ClosedError if stop == "abort"
+                                  else loopsec.InvalidArgumentError)
+            self.assertLess(box["at"] - t0, 0.3)
+            srv.close()
+
     def test_use_after_close(self):
         self.a.close()
         self.a.close()  # idempotent
