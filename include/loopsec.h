@@ -613,6 +613,29 @@ LSEC_API int lsec_helper_kill(lsec_helper *h, int sig);
  */
 LSEC_API void lsec_helper_free(lsec_helper *h);
 
+/* ------------------------------------------------------------------------ */
+/* Process hardening (opt-in)                                                */
+
+/**
+ * Make secrets in this process's memory harder to reach, for applications
+ * that want it (the library never calls it itself): the core-file limit
+ * becomes 0, soft and hard (RLIMIT_CORE; the hard limit cannot be raised
+ * again without privilege), and the process becomes non-dumpable
+ * (prctl PR_SET_DUMPABLE 0): no core dump, and other processes of the same
+ * user can no longer ptrace it or read its /proc/PID/mem, environ or fd.
+ * A side effect: such a process's own peers see pid -1 for it in
+ * lsec_channel_peer (they cannot look at its /proc/PID/fd).  Root is not
+ * stopped.  Both settings last for the process's life and are inherited
+ * by fork(); execve() of a program that is not set-id makes the new image
+ * dumpable again (the core limit stays 0).  Independently of this call,
+ * a listener keeps its secret and keys in guarded memory (libsodium's
+ * sodium_malloc: guard pages, locked where RLIMIT_MEMLOCK allows, excluded
+ * from core dumps).
+ *
+ * Returns 0 or LSEC_EIO (the detail names the step that failed).
+ */
+LSEC_API LSEC_CHECK int lsec_harden_process(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -340,6 +340,9 @@ int lsec__tls_handshake(lsec__tls *t);
 int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n);
 int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
 size_t lsec__tls_pending(const lsec__tls *t);
+/* Does `t` still hold its own copy of the PSK?  Until the handshake is
+ * done; wiped then (tests). */
+bool lsec__tls_holds_psk(const lsec__tls *t);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" after the handshake (logs, tests). */
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */

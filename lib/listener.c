@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -69,6 +70,10 @@ struct lsec_listener {
     int abort_fd;
     int aborted;
 };
+
+/* sodium_malloc places an allocation against its trailing guard page, so
+ * its address is as aligned as its size is: round up to 16. */
+#define LISTENER_ALLOC ((sizeof(struct lsec_listener) + 15) & ~(size_t)15)
 
 /* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF_MS 100
@@ -408,9 +413,14 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         return lsec__fail(LSEC_EINVAL, "NULL bind address or output");
     if ((rc = lsec__init()) != 0)
         return rc;
-    l = calloc(1, sizeof(*l));
+    /* The listener holds its secret and both auth keys for its whole
+     * life: the struct lives in guarded memory (libsodium: guard pages,
+     * mlock where the limit allows, excluded from core dumps), wiped and
+     * unmapped by sodium_free at close. */
+    l = sodium_malloc(LISTENER_ALLOC); /* a multiple of 16: aligned */
     if (l == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
+    memset(l, 0, LISTENER_ALLOC);
     l->fd = -1;
     l->efd = -1;
     l->abort_fd = -1;
@@ -671,6 +681,5 @@ void lsec_listener_close(lsec_listener *l)
     lsec__ticket_wipe(&l->ticket);
     free(l->pend);
     free(l->pfds);
-    lsec__wipe(l, sizeof(*l));
-    free(l);
+    sodium_free(l); /* wipes it first */
 }

@@ -477,6 +477,12 @@ fail:
     return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
 }
 
+bool lsec__tls_holds_psk(const lsec__tls *t)
+{
+    static const uint8_t zero[LSEC__KEY_BYTES];
+    return t != NULL && CRYPTO_memcmp(t->psk, zero, sizeof(zero)) != 0;
+}
+
 void lsec__tls_free(lsec__tls *t)
 {
     if (t == NULL)
@@ -701,6 +707,9 @@ int lsec__tls_handshake(lsec__tls *t)
             (t->role == LSEC__HS_SERVER && !t->identity_ok))
             return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
         t->done = true;
+        /* OpenSSL has what it needs: a channel's own copy of the PSK is
+         * gone for the rest of its life. */
+        OPENSSL_cleanse(t->psk, sizeof(t->psk));
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;

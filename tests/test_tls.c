@@ -275,7 +275,16 @@ static void test_handshake_tls13_aes128(void **state)
     uint8_t buf[16];
 
     (void)state;
-    pair_connected(&p);
+    pair_open(&p, secret_a, ID, secret_a, ID);
+    assert_true(lsec__tls_holds_psk(p.c));
+    assert_true(lsec__tls_holds_psk(p.s));
+    pair_handshake(&p);
+    assert_int_equal(p.crc, 0);
+    assert_int_equal(p.src, 0);
+    /* Done: neither side keeps its own copy of the PSK for the life of the
+     * connection. */
+    assert_false(lsec__tls_holds_psk(p.c));
+    assert_false(lsec__tls_holds_psk(p.s));
     assert_int_equal(lsec__tls_describe(p.c, d, sizeof(d)), 0);
     assert_string_equal(d, "TLSv1.3 TLS_AES_128_GCM_SHA256");
     assert_int_equal(lsec__tls_describe(p.s, d, sizeof(d)), 0);

@@ -31,7 +31,8 @@ from ._errors import CODES as _CODES
 from ._core import (
     Channel, Helper, Listener, Peer, PortOwner, announce, check_address,
     connect, connect_file, connect_inherited, disable_logging,
-    enable_logging, listen, port_owner, spawn, spawn_listening, ticket_redact)
+    enable_logging, harden_process, listen, port_owner, spawn,
+    spawn_listening, ticket_redact)
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "listen", "connect", "connect_file", "connect_inherited", "spawn",
     "spawn_listening", "announce", "check_address", "port_owner",
     "ticket_redact", "enable_logging", "disable_logging", "library_version",
+    "harden_process",
     "Listener", "Channel", "Helper", "Peer", "PortOwner",
     "Error", "AuthError", "NotLoopbackError", "AddressInUseError",
     "ProtocolError", "ClosedError", "ConnectionLostError", "ModeError",

@@ -558,6 +558,13 @@ def check_address(text, allow_127_8=False):
     return out.value.decode("ascii")
 
 
+def harden_process():
+    """Opt in to process hardening (lsec_harden_process): no core dumps
+    (RLIMIT_CORE 0) and not dumpable (PR_SET_DUMPABLE 0), for the rest of
+    the process's life.  Raises SystemCallError if a step fails."""
+    check(LIB.lsec_harden_process())
+
+
 def port_owner(port):
     """PortOwner(pid, uid, user, command) of whoever listens on a loopback
     port, or None when nobody does."""

@@ -157,6 +157,8 @@ SIGNATURES = {
     "lsec_helper_wait": (_I, [_P, _I, ctypes.POINTER(ctypes.c_int)]),
     "lsec_helper_kill": (_I, [_P, _I]),
     "lsec_helper_free": (None, [_P]),
+    # process hardening
+    "lsec_harden_process": (_I, []),
 }
 
 # Functions without which nothing works: a library lacking one is refused.

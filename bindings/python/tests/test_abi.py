@@ -181,5 +181,22 @@ class ErrorTableTest(unittest.TestCase):
         self.assertEqual(e.detail, "d")
 
 
+class HardenTest(unittest.TestCase):
+    def test_harden_process_in_a_child(self):
+        # Irreversible: only in a child process.
+        code = ("import ctypes, resource, loopsec\n"
+                "libc = ctypes.CDLL(None)\n"
+                "assert libc.prctl(3, 0, 0, 0, 0) == 1\n"  # PR_GET_DUMPABLE
+                "loopsec.harden_process()\n"
+                "assert libc.prctl(3, 0, 0, 0, 0) == 0\n"
+                "assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)\n"
+                "print('hardened')\n")
+        out = subprocess.run([sys.executable, "-c", code], env=support.child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr.decode())
+        self.assertEqual(out.stdout, b"hardened\n")
+
+
 if __name__ == "__main__":
     unittest.main()
