@@ -219,6 +219,10 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 #define LSEC_MODE_AUTH 1
 #define LSEC_MODE_TLS 2
 
+/* Peer policy.  The uid compared is the one the kernel records for the
+ * peer's socket (sock_diag), which is the uid that created the socket, not
+ * the uid of the process that holds it now: a socket passed on to a
+ * process of another user keeps its creator's uid (docs/SECURITY.md). */
 #define LSEC_PEER_SAME_USER 0
 #define LSEC_PEER_ANY_USER 1
 
@@ -471,7 +475,8 @@ LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 /** The channel's mode, LSEC_MODE_AUTH or LSEC_MODE_TLS. */
 LSEC_API int lsec_channel_mode(const lsec_channel *c);
 
-/** Who is at the other end.  -1 where the system does not show it. */
+/** Who is at the other end.  -1 where the system does not show it.  `uid`
+ *  is the uid that created the peer's socket (see LSEC_PEER_SAME_USER). */
 typedef struct lsec_peer {
     int64_t uid;
     int32_t pid;

@@ -223,9 +223,11 @@ static int take_inherited_fd(const char *name, int *out)
     int fd, rc;
 
     rc = env_fd(name, &fd);
+    /* Spent either way, a malformed value too: a grandchild must not find
+     * it (unset does nothing when it was not set). */
+    unsetenv(name);
     if (rc != 0)
         return rc;
-    unsetenv(name);
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         return lsec__fail(LSEC_ENOTFOUND,
                           "descriptor %d named in %s is not open", fd, name);

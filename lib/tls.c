@@ -295,8 +295,12 @@ static int psk_use_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id,
 
 /* Server: accept only our own instance's identity.  Anything else gets no
  * PSK (not a callback failure, which would send internal_error): with no
- * PSK and no certificate the handshake fails with handshake_failure, the
- * same answer a wrong PSK gets, so both look alike from outside. */
+ * PSK and no certificate the handshake fails with a handshake_failure alert
+ * (40).  A wrong PSK under our identity fails the binder check instead,
+ * and OpenSSL answers that with illegal_parameter (47): the two do NOT
+ * look alike from outside.  That tells a client only whether it guessed
+ * the instance id, which is public (it is in the ticket and the file name);
+ * docs/SECURITY.md "TLS mode" says why this is left so. */
 static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen,
                        SSL_SESSION **sess)
 {

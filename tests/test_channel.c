@@ -1246,6 +1246,115 @@ static void test_refused_before_lookup(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* PROTOCOL.md statements about ends during the handshake and modes         */
+
+/* A raw "listener" that takes one client, reads its ClientHello, writes
+ * `partial` bytes of a ServerHello header, waits until they were read, and
+ * then closes with a FIN or (abortive) a RST. */
+struct raw_server {
+    int lfd;
+    size_t partial;
+    bool abortive;
+    pthread_t th;
+};
+
+static void *raw_server_main(void *arg)
+{
+    struct raw_server *r = arg;
+    static const uint8_t sh[10] = {'L', 'S', 'E', 'C', 1, 1, 0, 0, 9, 9};
+    uint8_t hello[LSEC__HS_HELLO_BYTES];
+    size_t got = 0;
+    int s = accept(r->lfd, NULL, NULL);
+
+    assert_true(s >= 0);
+    while (got < sizeof(hello)) {
+        ssize_t n = recv(s, hello + got, sizeof(hello) - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    if (r->partial > 0) {
+        assert_int_equal(send(s, sh, r->partial, MSG_NOSIGNAL),
+                         (ssize_t)r->partial);
+        usleep(150 * 1000); /* the client has read them */
+    }
+    if (r->abortive) {
+        struct linger lg = {1, 0};
+        setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(s);
+    return NULL;
+}
+
+static int connect_to_raw(size_t partial, bool abortive)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    struct raw_server r = {.partial = partial, .abortive = abortive};
+    char ticket[LSEC_TICKET_MAX];
+    lsec__ticket t;
+    lsec_channel *c = NULL;
+    int rc;
+
+    r.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(r.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(r.lfd, 4), 0);
+    assert_int_equal(getsockname(r.lfd, (struct sockaddr *)&sa, &sl), 0);
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(lsec__addr_parse("127.0.0.1:0", 0, &t.addr), 0);
+    t.addr.port = ntohs(sa.sin_port);
+    t.mode = LSEC_MODE_AUTH;
+    lsec__random(t.id, sizeof(t.id));
+    lsec__random(t.secret, sizeof(t.secret));
+    assert_int_equal(lsec__ticket_format(&t, ticket, sizeof(ticket)), 0);
+    assert_int_equal(pthread_create(&r.th, NULL, raw_server_main, &r), 0);
+    rc = lsec_connect(ticket, NULL, 3000, &c);
+    assert_null(c);
+    assert_int_equal(pthread_join(r.th, NULL), 0);
+    close(r.lfd);
+    return rc;
+}
+
+static void test_close_during_auth_handshake(void **state)
+{
+    (void)state;
+    /* Before any byte of the ServerHello: ECLOSED, FIN or RST alike. */
+    assert_int_equal(connect_to_raw(0, false), LSEC_ECLOSED);
+    assert_int_equal(connect_to_raw(0, true), LSEC_ECLOSED);
+    /* After part of it: a FIN is ECLOSED, a reset ERESET. */
+    assert_int_equal(connect_to_raw(10, false), LSEC_ECLOSED);
+    assert_int_equal(connect_to_raw(10, true), LSEC_ERESET);
+}
+
+/* A client with the default (auth) policy follows a tls ticket and speaks
+ * TLS; a tls-only client refuses an auth ticket (test_connect_refusals). */
+static void test_default_policy_follows_tls_ticket(void **state)
+{
+    char ticket[LSEC_TICKET_MAX];
+    struct accept_job j;
+    lsec_channel *c = NULL;
+    lsec_listener *l;
+    lsec_opts o;
+    (void)state;
+
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    accept_async(&j, l, 5000);
+    assert_int_equal(lsec_connect(ticket, NULL, 5000, &c), 0);
+    accept_join(&j);
+    assert_int_equal(j.rc, 0);
+    assert_int_equal(lsec_channel_mode(c), LSEC_MODE_TLS);
+    assert_int_equal(lsec_channel_mode(j.ch), LSEC_MODE_TLS);
+    lsec_channel_close(c);
+    lsec_channel_close(j.ch);
+    lsec_listener_close(l);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Abort: the one cross-thread (and async-signal-safe) call                 */
 
 /* A call blocked in another thread must return LSEC_ECLOSED within this
@@ -1477,6 +1586,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_from_signal_handler, setup,
                                         teardown),
         cmocka_unit_test(test_pollnval_is_not_ready),
+        cmocka_unit_test_setup_teardown(test_close_during_auth_handshake, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_default_policy_follows_tls_ticket,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -678,6 +678,16 @@ static void test_connect_inherited_env_checks(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         setenv(LSEC_ENV_TICKET_FD, bad[i], 1);
         assert_int_equal(lsec_connect_inherited(NULL, 1000, &ch), LSEC_EINVAL);
+        /* A malformed value is spent too: a grandchild never finds it. */
+        assert_null(getenv(LSEC_ENV_TICKET_FD));
+    }
+    {
+        lsec_listener *l = NULL;
+        assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
+        setenv(LSEC_ENV_ANNOUNCE_FD, "03", 1);
+        assert_int_equal(lsec_listener_announce(l), LSEC_EINVAL);
+        assert_null(getenv(LSEC_ENV_ANNOUNCE_FD));
+        lsec_listener_close(l);
     }
 
     /* A number that is not an open descriptor. */

@@ -640,6 +640,19 @@ static void test_certificate_server_refused(void **state)
 
 /* What our client offers, as a raw server sees its ClientHello. */
 static int hello_seen, hello_kex_ok, hello_early_data, hello_psk;
+/* The cipher suites, supported_groups (10) and key_share (51) groups, as
+ * "1301 1303 00ff" style text, for PROTOCOL.md "Parameters". */
+static char hello_suites[128], hello_groups[128], hello_shares[64];
+
+static void hex_list(char *out, size_t outlen, const unsigned char *p, size_t n)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i + 1 < n + 1 && i + 2 <= n; i += 2) {
+        size_t used = strlen(out);
+        snprintf(out + used, outlen - used, "%s%02x%02x", used ? " " : "", p[i],
+                 p[i + 1]);
+    }
+}
 
 static int capture_hello(SSL *ssl, int *alert, void *arg)
 {
@@ -648,6 +661,23 @@ static int capture_hello(SSL *ssl, int *alert, void *arg)
 
     (void)arg;
     hello_seen = 1;
+    len = SSL_client_hello_get0_ciphers(ssl, &ext);
+    hex_list(hello_suites, sizeof(hello_suites), ext, len);
+    hello_groups[0] = hello_shares[0] = '\0';
+    /* supported_groups: a 2-byte length, then the groups. */
+    if (SSL_client_hello_get0_ext(ssl, 10, &ext, &len) == 1 && len >= 2)
+        hex_list(hello_groups, sizeof(hello_groups), ext + 2, len - 2);
+    /* key_share: a 2-byte length, then (group, 2-byte length, key)... */
+    if (SSL_client_hello_get0_ext(ssl, 51, &ext, &len) == 1 && len >= 2) {
+        size_t off = 2;
+        while (off + 4 <= len) {
+            size_t used = strlen(hello_shares);
+            size_t klen = (size_t)ext[off + 2] << 8 | ext[off + 3];
+            snprintf(hello_shares + used, sizeof(hello_shares) - used,
+                     "%s%02x%02x", used ? " " : "", ext[off], ext[off + 1]);
+            off += 4 + klen;
+        }
+    }
     /* psk_key_exchange_modes (45): exactly one mode, psk_dhe_ke (1). */
     hello_kex_ok = SSL_client_hello_get0_ext(ssl, 45, &ext, &len) == 1 &&
                    len == 2 && ext[0] == 1 && ext[1] == 1;
@@ -670,6 +700,15 @@ static void test_client_offers_psk_dhe_ke_only(void **state)
     assert_int_equal(hello_psk, 1);
     assert_int_equal(hello_kex_ok, 1);
     assert_int_equal(hello_early_data, 0);
+    /* PROTOCOL.md "Parameters" states exactly what the C client sends:
+     * the two TLS 1.3 suites and the renegotiation SCSV (0x00ff, which
+     * OpenSSL always appends), OpenSSL 3's default groups, and one key
+     * share, X25519 (0x001d). */
+    print_message("suites: %s; groups: %s; key shares: %s\n", hello_suites,
+                  hello_groups, hello_shares);
+    assert_string_equal(hello_suites, "1301 1303 00ff");
+    assert_string_equal(hello_shares, "001d");
+    assert_true(strncmp(hello_groups, "001d", 4) == 0);
     assert_int_equal(x.our_rc, LSEC_EAUTH);
     assert_int_equal(x.raw_rc, RAW_FAIL);
     raw_run_close(&x, rctx);

@@ -121,39 +121,91 @@ def check_hello_header(data, mode, role):
 
 # --- PROTOCOL.md "Tickets" -------------------------------------------------
 
+DEC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+PORT = (r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}"
+        r"|[1-5][0-9]{4}|[1-9][0-9]{0,3})")
 TICKET_RE = re.compile(
-    r"loopsec://(?P<host>127\.[0-9.]+|\[::1\]):(?P<port>[0-9]+)"
+    r"loopsec://(?P<host>" + DEC_OCTET + r"(?:\." + DEC_OCTET + r"){3}"
+    r"|\[::1\]):(?P<port>" + PORT + r")"
     r"/\?mode=(?P<mode>auth|tls)&id=(?P<id>[0-9a-f]{16})"
     r"&secret=(?P<secret>[A-Za-z0-9_-]{43})", re.ASCII)
 
 
-def parse_ticket(text):
-    """A dict (host, port, mode, id, secret) or ValueError."""
+class TicketError(ValueError):
+    """A refused ticket; `code` is PROTOCOL.md's: EBADTICKET (outside the
+    grammar) or ENOTLOOPBACK (well-formed, not an accepted address)."""
+
+    def __init__(self, code, why):
+        super().__init__("%s: %s" % (code, why))
+        self.code = code
+
+
+def parse_ticket(text, allow_127_8=False):
+    """A dict (host, port, mode, id, secret), or TicketError."""
     if len(text) >= 256:
-        raise ValueError("ticket too long")
+        raise TicketError("EBADTICKET", "ticket too long")
     m = TICKET_RE.fullmatch(text)
     if m is None:
-        raise ValueError("ticket does not match the grammar")
+        raise TicketError("EBADTICKET", "ticket does not match the grammar")
     host = m.group("host").strip("[]")
-    ip = ipaddress.ip_address(host)  # ValueError for a bad quad
-    if str(ip) != host or not ip.is_loopback:
-        raise ValueError("host not in normal form")
-    port = int(m.group("port"))
-    if str(port) != m.group("port") or not 0 < port <= 65535:
-        raise ValueError("port not in normal form")
+    ip = ipaddress.ip_address(host)
+    if host != "::1" and host != "127.0.0.1":
+        in_127_8 = ip in ipaddress.ip_network("127.0.0.0/8")
+        edge = host in ("127.0.0.0", "127.255.255.255")
+        if not (allow_127_8 and in_127_8 and not edge):
+            raise TicketError("ENOTLOOPBACK", "not an accepted address")
     secret = base64.urlsafe_b64decode(m.group("secret") + "=")
     if base64.urlsafe_b64encode(secret).rstrip(b"=").decode() != \
             m.group("secret"):
-        raise ValueError("secret not canonical")
+        raise TicketError("EBADTICKET", "secret not canonical")
     if secret == bytes(SECRET_BYTES):
-        raise ValueError("secret is all zero")
+        raise TicketError("EBADTICKET", "secret is all zero")
     return {
         "host": host,
-        "port": port,
+        "port": int(m.group("port")),
         "mode": MODE_AUTH if m.group("mode") == "auth" else MODE_TLS,
         "id": bytes.fromhex(m.group("id")),
         "secret": secret,
     }
+
+
+# What PROTOCOL.md "Tickets" says each HOST:PORT gives (the C library's
+# tests/test_ticket.c holds the same table).
+TICKET_HOSTS = [
+    ("127.0.0.1:62893", None), ("[::1]:1", None), ("127.0.0.1:65535", None),
+    ("127.0.0.01:62893", "EBADTICKET"), ("127.0.0.256:62893", "EBADTICKET"),
+    ("127.1:62893", "EBADTICKET"), ("[::ffff:127.0.0.1]:62893", "EBADTICKET"),
+    ("[0:0:0:0:0:0:0:1]:62893", "EBADTICKET"), ("localhost:62893", "EBADTICKET"),
+    ("127.0.0.1:0", "EBADTICKET"), ("127.0.0.1:65536", "EBADTICKET"),
+    ("127.0.0.1:99999", "EBADTICKET"), ("127.0.0.1:062893", "EBADTICKET"),
+    ("127.0.0.2:62893", "ENOTLOOPBACK"), ("10.0.0.1:62893", "ENOTLOOPBACK"),
+    ("127.0.0.0:62893", "ENOTLOOPBACK"),
+    ("127.255.255.255:62893", "ENOTLOOPBACK"),
+]
+
+
+def check_ticket_grammar():
+    """Mismatches between TICKET_HOSTS and parse_ticket."""
+    bad = []
+    tail = "/?mode=auth&id=0011223344556677&secret=" + \
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+    for hostport, want in TICKET_HOSTS:
+        try:
+            parse_ticket("loopsec://" + hostport + tail)
+            got = None
+        except TicketError as e:
+            got = e.code
+        if got != want:
+            bad.append("ticket host %s: got %s, PROTOCOL.md says %s" %
+                       (hostport, got, want))
+    try:
+        parse_ticket("loopsec://127.0.0.1:1/?mode=auth&id=0011223344556677"
+                     "&secret=" + "A" * 43)
+        bad.append("an all-zero secret was accepted")
+    except TicketError as e:
+        if e.code != "EBADTICKET":
+            bad.append("an all-zero secret: %s" % e.code)
+    return bad
 
 
 def psk_identity(ticket_id):
@@ -403,6 +455,7 @@ def main(argv):
             print("%-14s = %s" % (name, value))
         return 0
     bad = check_vectors(load_vectors(doc))
+    bad += check_ticket_grammar()
     bad += live_selftest()
     for line in bad:
         print("MISMATCH " + line, file=sys.stderr)
