@@ -647,6 +647,19 @@ static void reflection(void **state)
     assert_int_equal(step(&q.s, r.sh + CH, FIN, &used, out, &n), LSEC_EAUTH);
 }
 
+/* `in` (a hello with a bad nonce) ends the handshake `h` with EPROTO at the
+ * nonce's last byte: nothing sent, keys wiped, and the failure sticks. */
+static void nonce_refused(lsec__hs *h, const uint8_t *in, size_t len)
+{
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t used, n;
+
+    assert_int_equal(step(h, in, len, &used, out, &n), LSEC_EPROTO);
+    assert_int_equal(used, CH);
+    assert_int_equal(n, 0);
+    assert_dead(h, LSEC_EPROTO);
+}
+
 /* A nonce of 32 zero bytes is no fresh nonce, and a side's own nonce sent
  * back is a reflection: LSEC_EPROTO on either side, when the nonce is
  * complete, with nothing sent and the keys wiped. */
@@ -666,19 +679,14 @@ static void peer_nonce_zero_or_reflected(void **state)
     pair_init(&p);
     client_hello(&p, &r);
     memset(r.ch + 8, 0, 32);
-    assert_int_equal(step(&p.s, r.ch, CH, &used, out, &n), LSEC_EPROTO);
-    assert_int_equal(used, CH);
-    assert_int_equal(n, 0);
-    assert_dead(&p.s, LSEC_EPROTO);
+    nonce_refused(&p.s, r.ch, CH);
     /* Server: a ClientHello carrying the server's own nonce. */
     assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
                                    &s, &c, fixed),
                      0);
     memcpy(hello, r.ch, 8);
     memcpy(hello + 8, fixed, 32);
-    assert_int_equal(step(&h, hello, CH, &used, out, &n), LSEC_EPROTO);
-    assert_int_equal(n, 0);
-    assert_dead(&h, LSEC_EPROTO);
+    nonce_refused(&h, hello, CH);
     /* The same hello with one nonce byte changed is fine. */
     assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
                                    &s, &c, fixed),
@@ -692,10 +700,7 @@ static void peer_nonce_zero_or_reflected(void **state)
     pair_init(&p);
     run_to_server_hello(&p, &r);
     memset(r.sh + 8, 0, 32);
-    assert_int_equal(step(&p.c, r.sh, SH, &used, out, &n), LSEC_EPROTO);
-    assert_int_equal(used, CH);
-    assert_int_equal(n, 0);
-    assert_dead(&p.c, LSEC_EPROTO);
+    nonce_refused(&p.c, r.sh, SH);
 }
 
 static void replay(void **state)

@@ -13,6 +13,8 @@
 
 #include "internal.h"
 
+#include "harden_util.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +25,13 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-struct server {
+struct target {
     lsec_listener *l;
     char ticket[LSEC_TICKET_MAX];
     char file[LSEC_PATH_MAX];
 };
 
-static void server_open(struct server *s)
+static void server_open(struct target *s)
 {
     lsec_opts o;
 
@@ -43,14 +45,14 @@ static void server_open(struct server *s)
     assert_int_equal(lsec_listener_write_file(s->l, s->file, NULL, 0), 0);
 }
 
-static void server_close(struct server *s)
+static void server_close(struct target *s)
 {
     lsec_listener_close(s->l);
 }
 
 /* Every call that takes options refuses `o` with LSEC_EINVAL and a detail
  * containing `why`, without connecting, listening or spawning. */
-static void refused_everywhere(const struct server *s, const lsec_opts *o,
+static void refused_everywhere(const struct target *s, const lsec_opts *o,
                                const char *why)
 {
     const char *const argv[] = {"/bin/true", NULL};
@@ -82,7 +84,7 @@ static void refused_everywhere(const struct server *s, const lsec_opts *o,
  * listener: the struct was read as "all defaults". */
 static void test_uninitialised_struct_refused(void **state)
 {
-    struct server s;
+    struct target s;
     lsec_opts o;
     (void)state;
 
@@ -103,7 +105,7 @@ static void test_unknown_values_refused(void **state)
     static const int peers[] = {2, -1, 0x7fffffff};
     static const int ports[] = {2, -1};
     static const uint32_t flags[] = {0x0002u, 0x0800u, 0x8000u, 0x80000000u};
-    struct server s;
+    struct target s;
     lsec_opts o;
     (void)state;
 
@@ -149,7 +151,7 @@ static void test_known_flags_accepted(void **state)
 
 static void test_ranges_refused(void **state)
 {
-    struct server s;
+    struct target s;
     lsec_opts o, r;
     (void)state;
 
@@ -181,7 +183,7 @@ static void test_ranges_refused(void **state)
 /* A caller built against a newer header: its extra bytes must be zero. */
 static void test_larger_struct(void **state)
 {
-    struct server s;
+    struct target s;
     size_t big = sizeof(lsec_opts) + 16;
     unsigned char *buf = calloc(1, big);
     lsec_opts *o = (lsec_opts *)(void *)buf;
@@ -204,29 +206,15 @@ static void test_larger_struct(void **state)
     free(buf);
 }
 
-struct acceptor {
-    lsec_listener *l;
-    lsec_channel *ch;
-    int rc;
-};
-
-static void *accept_main(void *arg)
-{
-    struct acceptor *a = arg;
-    a->rc = lsec_accept(a->l, 5000, &a->ch);
-    return NULL;
-}
-
 /* -1 forever, 0 never wait, > 0 ms; below -1 is LSEC_EINVAL everywhere
  * (-5 once meant "forever" in lsec_connect, lsec_accept, lsec_send and
  * lsec_recv). */
 static void test_timeout_below_minus_one(void **state)
 {
     const char *const argv[] = {"/bin/true", NULL};
-    struct server s;
-    lsec_channel *c = NULL, *srv, *x = NULL;
-    struct acceptor a;
-    pthread_t th;
+    struct target s;
+    lsec_channel *c = NULL, *x = NULL;
+    struct server echo;
     lsec_helper *h = NULL;
     char buf[16];
     size_t len = 0;
@@ -243,23 +231,19 @@ static void test_timeout_below_minus_one(void **state)
     assert_int_equal(lsec_accept(s.l, -2, &x), LSEC_EINVAL);
     assert_non_null(strstr(lsec_last_detail(), "timeout_ms -2"));
 
-    /* A live pair: each call would succeed at once with a valid timeout. */
-    memset(&a, 0, sizeof(a));
-    a.l = s.l;
-    assert_int_equal(pthread_create(&th, NULL, accept_main, &a), 0);
+    /* A live channel (to an echo server): each call would succeed at
+     * once with a valid timeout. */
+    server_start(&echo, s.l);
     assert_int_equal(lsec_connect(s.ticket, NULL, 5000, &c), 0);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(a.rc, 0);
-    srv = a.ch;
     assert_int_equal(lsec_send(c, "hi", 2, -2), LSEC_EINVAL);
     assert_int_equal(lsec_flush(c, -3), LSEC_EINVAL);
     assert_int_equal(lsec_send(c, "hi", 2, 2000), 0);
-    assert_int_equal(lsec_recv(srv, buf, sizeof(buf), &len, INT32_MIN),
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, INT32_MIN),
                      LSEC_EINVAL);
-    assert_int_equal(lsec_recv(srv, buf, sizeof(buf), &len, 2000), 0);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 2000), 0);
     assert_int_equal(len, 2);
     lsec_channel_close(c);
-    lsec_channel_close(srv);
+    server_stop(&echo);
 
     const char *const sh[] = {"/bin/sh", "-c", "exit 0", NULL};
     /* A helper that exits: lsec_spawn fails (ECHILD) but a valid timeout

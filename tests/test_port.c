@@ -13,6 +13,8 @@
 
 #include "internal.h"
 
+#include "harden_util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -318,21 +320,12 @@ static int fake_getsockname(int fd, struct sockaddr *sa, unsigned *salen)
     return rc;
 }
 
-static int count_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++)
-        if (fcntl(fd, F_GETFD) >= 0)
-            n++;
-    return n;
-}
-
 static void test_kernel_view_must_match(void **state)
 {
     static const uint32_t fakes[] = {0x7f000002u, 0x7f010203u, 0x0a000001u};
     lsec_opts o = defaults();
     lsec__addr a = parse("127.0.0.1:0"), b;
-    int fd, before = count_fds();
+    int fd, before = fd_count();
 
     (void)state;
     lsec__io.getsockname = fake_getsockname;
@@ -352,7 +345,7 @@ static void test_kernel_view_must_match(void **state)
     fd = must_listen("127.0.0.1:0", &o, &b);
     close(fd);
     lsec__io_reset();
-    assert_int_equal(count_fds(), before);
+    assert_int_equal(fd_count(), before);
 }
 
 static void reap(pid_t pid)

@@ -38,6 +38,22 @@ def accept_in_background(srv, timeout=3):
     return t, box
 
 
+def capture_log(name):
+    """A logger named `name` that keeps what it receives, and the list."""
+    import logging
+    records = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    log = logging.getLogger(name)
+    log.propagate = False
+    log.addHandler(Grab())
+    log.setLevel(logging.DEBUG)
+    return log, records
+
+
 class ErrorClassTest(unittest.TestCase):
     def test_wrong_secret_is_auth_error(self):
         with loopsec.listen() as srv:
@@ -173,17 +189,7 @@ class NoSecretLeakTest(unittest.TestCase):
         self.fail("%s did not fail" % fn.__name__)
 
     def test_no_secret_anywhere(self):
-        import logging
-        records = []
-
-        class Grab(logging.Handler):
-            def emit(self, record):
-                records.append(record.getMessage())
-
-        log = logging.getLogger("loopsec.test.secret")
-        log.propagate = False
-        log.addHandler(Grab())
-        log.setLevel(logging.DEBUG)
+        log, records = capture_log("loopsec.test.secret")
         loopsec.enable_logging(log, loopsec.LOG_DEBUG)
         s, port = closed_port()
         planted = set()
@@ -243,18 +249,8 @@ class LoggingThunkTest(unittest.TestCase):
 
     def test_thunks_outlive_disable_and_replace(self):
         import gc
-        import logging
         from loopsec import _core
-        lines = []
-
-        class Grab(logging.Handler):
-            def emit(self, record):
-                lines.append(record.getMessage())
-
-        log = logging.getLogger("loopsec.test.thunks")
-        log.propagate = False
-        log.addHandler(Grab())
-        log.setLevel(logging.DEBUG)
+        log, lines = capture_log("loopsec.test.thunks")
         before = len(_core._log_thunks)
         try:
             loopsec.enable_logging(log, loopsec.LOG_DEBUG)
