@@ -153,16 +153,36 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
     return rc;
 }
 
+/* Does `s` hold a run of 32 or more base64url characters (a secret is 43,
+ * a PSK 64 hex digits; a connection file's name has a 16-digit id)? */
+static bool has_secret_run(const char *s)
+{
+    size_t run = 0;
+
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                   (c >= '0' && c <= '9') || c == '-' || c == '_';
+        run = b64 ? run + 1 : 0;
+        if (run >= 32)
+            return true;
+    }
+    return false;
+}
+
 /*
  * A path (or program name) as it may appear in a detail.  A caller who
- * passes a ticket where a path belongs must not find the secret echoed in
- * lsec_last_detail(), so anything that looks like a ticket is withheld.
+ * passes a ticket, a secret or a PSK where a path belongs must not find it
+ * echoed in lsec_last_detail(), so anything that looks like one is
+ * withheld.
  */
 static const char *shown(const char *path)
 {
     if (strcasestr(path, "loopsec:") != NULL ||
         strcasestr(path, "secret=") != NULL)
         return "(withheld: it looks like a ticket)";
+    if (has_secret_run(path))
+        return "(withheld: it looks like a secret)";
     return path;
 }
 

@@ -947,6 +947,38 @@ static void test_connfile_planted_symlink(void **state)
     remove_tree(dir);
 }
 
+/* A secret or a PSK passed where a path belongs is never echoed. */
+static void test_path_detail_withholds_secrets(void **state)
+{
+    uint8_t raw[LSEC_SECRET_BYTES];
+    char secret[64], hex[65], path[128];
+    lsec_channel *c = NULL;
+    (void)state;
+
+    lsec__random(raw, sizeof(raw));
+    assert_int_equal(lsec__b64_encode(secret, sizeof(secret), raw, 32), 0);
+    assert_int_equal(lsec__hex_encode(hex, sizeof(hex), raw, 32), 0);
+    const char *texts[] = {secret, hex, path};
+    snprintf(path, sizeof(path), "/tmp/%s.ticket", secret);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(lsec_connect_file(texts[i], NULL, 1000, &c),
+                         LSEC_ENOTFOUND);
+        assert_detail_has("withheld");
+        const char *d = lsec_last_detail();
+        for (size_t k = 0; k + 12 <= strlen(hex); k++) {
+            assert_null(memmem(d, strlen(d), hex + k, 12));
+            if (k + 12 <= strlen(secret))
+                assert_null(memmem(d, strlen(d), secret + k, 12));
+        }
+    }
+    /* An ordinary path is still named. */
+    assert_int_equal(
+        lsec_connect_file("/tmp/lsec-no-such/0011223344556677.ticket", NULL,
+                          1000, &c),
+        LSEC_ENOTFOUND);
+    assert_detail_has("0011223344556677.ticket");
+}
+
 /* 32 zero bytes in a connection file are no secret: EBADTICKET, through
  * lsec__connfile_read and lsec_connect_file alike.  A file without its
  * final line feed is valid (PROTOCOL.md "Connection files"). */
@@ -1273,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_connfile_planted_symlink),
         cmocka_unit_test(test_connfile_read_refusals),
         cmocka_unit_test(test_connfile_zero_secret),
+        cmocka_unit_test(test_path_detail_withholds_secrets),
         cmocka_unit_test(test_connect_file),
         cmocka_unit_test(test_connect_file_default_removed_on_close),
         cmocka_unit_test(test_cli_spawn),
