@@ -315,8 +315,10 @@ typedef struct lsec_channel lsec_channel;
  * Bind and listen on `bind` (see lsec_addr_check; port 0 follows the port
  * policy) with a fresh 32-byte secret.  `o` may be NULL for defaults.
  *
- * Returns 0, LSEC_EINVAL, LSEC_ENOTLOOPBACK, LSEC_EADDRINUSE (the detail names
- * the holder where the system shows it), LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
+ * Returns 0, LSEC_EINVAL (also invalid options), LSEC_ENOTLOOPBACK (also
+ * when the kernel reports a bound address other than the one asked for),
+ * LSEC_EADDRINUSE (the detail names the holder where the system shows it),
+ * LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
                                     lsec_listener **out);
@@ -358,7 +360,8 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
  * lsec_channel_pending) before its socket is readable.
  *
  * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),
- * LSEC_ELIMIT (max_accepts peers were already accepted), LSEC_EINVAL,
+ * LSEC_ELIMIT (max_accepts peers were already accepted), LSEC_ECLOSED
+ * (lsec_listener_abort was called), LSEC_EINVAL (also a timeout below -1),
  * LSEC_ENOMEM, LSEC_EIO.
  */
 LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
@@ -431,8 +434,9 @@ LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
  * or lsec_flush.
  *
  * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_EMSGSIZE, LSEC_ERESET,
- * LSEC_ETLS, LSEC_EINVAL, LSEC_ENOMEM, LSEC_EIO, or the error that broke the
- * channel earlier (e.g. LSEC_EPROTO from a receive).
+ * LSEC_ETLS, LSEC_ECLOSED (lsec_channel_abort was called), LSEC_EINVAL,
+ * LSEC_ENOMEM, LSEC_EIO, or the error that broke the channel earlier (e.g.
+ * LSEC_EPROTO from a receive).
  */
 LSEC_API LSEC_CHECK int lsec_send(lsec_channel *c, const void *msg, size_t len,
                                   int timeout_ms);
@@ -448,7 +452,8 @@ LSEC_API LSEC_CHECK int lsec_flush(lsec_channel *c, int timeout_ms);
  *
  * Returns 0, LSEC_EAGAIN (timeout 0), LSEC_ETIMEDOUT, LSEC_ECLOSED (the peer
  * ended its side cleanly between messages; every later lsec_recv says so
- * too, while lsec_send may go on: half-close), LSEC_ERESET (peer vanished,
+ * too, while lsec_send may go on: half-close; or lsec_channel_abort was
+ * called: then every later call says so), LSEC_ERESET (peer vanished,
  * mid-message too), LSEC_EPROTO (a length above max_message; the channel
  * cannot be resynchronised and stays broken), LSEC_EMSGSIZE, LSEC_ETLS,
  * LSEC_ENOMEM, LSEC_EIO, LSEC_EINVAL.
