@@ -29,6 +29,9 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer")
 echo "find_package consumer: $out"
 case "$out" in "loopsec "*" ok") ;; *) exit 1 ;; esac
 
-# 3. The installed CLI runs against the installed library.
-LD_LIBRARY_PATH="$libdir" "$tmp/prefix/bin/loopsec" check 127.0.0.1:0
+# 3. The installed CLI finds the installed library by itself (its runpath),
+#    with a clean environment: no LD_LIBRARY_PATH, nothing inherited.
+out=$(env -i "$tmp/prefix/bin/loopsec" check 127.0.0.1:1)
+echo "installed CLI: $out"
+[ "$out" = "127.0.0.1:1" ]
 echo "install: ok"
