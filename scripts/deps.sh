@@ -2,7 +2,8 @@
 # Install the Debian packages loopsec needs, only those that are missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -eu
-need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils"
+# python3-venv: the pip test's fresh venv.
+need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils python3-venv"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -20,6 +20,7 @@ missing or of another version.  See loopsec.aio for asyncio.
 from ._lib import (
     ADDR_ALLOW_127_8, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
     PEER_ANY_USER, PEER_SAME_USER, LibraryNotFoundError, LibraryVersionError)
+from ._lib import VERSION as _VERSION
 from ._lib import LIB as _LIB
 from ._errors import (
     AddressInUseError, AuthError, BadTicketError, ChildExitedError,
@@ -33,7 +34,8 @@ from ._core import (
     connect, connect_file, connect_inherited, disable_logging,
     enable_logging, listen, port_owner, spawn, spawn_listening, ticket_redact)
 
-__version__ = "0.1.0"
+#: This package's version: the C header's, LSEC_VERSION_STRING.
+__version__ = "%d.%d.%d" % _VERSION
 
 #: Path of the loaded libloopsec.
 library_path = _LIB.path
