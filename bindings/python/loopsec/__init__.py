@@ -10,6 +10,7 @@
     ch = loopsec.connect(ticket, timeout=5)
     loopsec.check_address("0.0.0.0:80")          # raises NotLoopbackError
     loopsec.port_owner(62893)                    # PortOwner(...) or None
+    loopsec.listeners()                          # [PortListener(...), ...]
 
 Timeouts are seconds (float); None waits forever, 0 never waits.  The C
 library is found through $LOOPSEC_LIBRARY, then the source tree's build*/
@@ -30,9 +31,10 @@ from ._errors import (
     SystemCallError, Timeout, TLSError, UnsafePermissionsError, WouldBlock)
 from ._errors import CODES as _CODES
 from ._core import (
-    Channel, Helper, Listener, Peer, PortOwner, announce, check_address,
-    connect, connect_file, connect_inherited, disable_logging,
-    enable_logging, listen, port_owner, spawn, spawn_listening, ticket_redact)
+    Channel, Helper, Listener, Peer, PortListener, PortOwner, announce,
+    check_address, connect, connect_file, connect_inherited, disable_logging,
+    enable_logging, listen, listeners, port_owner, spawn, spawn_listening,
+    ticket_redact)
 
 #: This package's version: the C header's, LSEC_VERSION_STRING.
 __version__ = "%d.%d.%d" % _VERSION
@@ -54,9 +56,9 @@ del _code, _name, _text
 
 __all__ = [
     "listen", "connect", "connect_file", "connect_inherited", "spawn",
-    "spawn_listening", "announce", "check_address", "port_owner",
+    "spawn_listening", "announce", "check_address", "port_owner", "listeners",
     "ticket_redact", "enable_logging", "disable_logging", "library_version",
-    "Listener", "Channel", "Helper", "Peer", "PortOwner",
+    "Listener", "Channel", "Helper", "Peer", "PortOwner", "PortListener",
     "Error", "AuthError", "NotLoopbackError", "AddressInUseError",
     "ProtocolError", "ClosedError", "ConnectionLostError", "ModeError",
     "Timeout", "WouldBlock", "ChildExitedError", "UnsafePermissionsError",

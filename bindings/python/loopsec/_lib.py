@@ -125,6 +125,20 @@ class PortOwnerStruct(ctypes.Structure):
     ]
 
 
+class PortListenerStruct(ctypes.Structure):
+    """struct lsec_port_listener."""
+
+    _fields_ = [
+        ("addr", ctypes.c_char * 64),
+        ("port", ctypes.c_int32),
+        ("wildcard", ctypes.c_int32),
+        ("uid", ctypes.c_int64),
+        ("pid", ctypes.c_int32),
+        ("user", ctypes.c_char * 64),
+        ("command", ctypes.c_char * 256),
+    ]
+
+
 # ---------------------------------------------------------------------------
 # The pinned table: every function the package uses, with its exact C
 # signature.  Opaque handles are c_void_p.  A function missing from the
@@ -182,6 +196,8 @@ SIGNATURES = {
     "lsec_channel_close": (None, [_P]),
     # ports
     "lsec_port_owner_get": (_I, [_I, ctypes.POINTER(PortOwnerStruct)]),
+    "lsec_port_listeners": (_I, [_I, ctypes.POINTER(PortListenerStruct), _Z,
+                                 _ZP]),
     # helper processes
     "lsec_spawn": (_I, [ctypes.POINTER(ctypes.c_char_p), _OP, _I, _PP, _PP]),
     "lsec_spawn_listening": (

@@ -50,7 +50,8 @@ class HeaderTest(unittest.TestCase):
         text = _header()
         for cname, cls in (("lsec_opts", _lib.Opts),
                            ("lsec_peer", _lib.PeerStruct),
-                           ("lsec_port_owner", _lib.PortOwnerStruct)):
+                           ("lsec_port_owner", _lib.PortOwnerStruct),
+                           ("lsec_port_listener", _lib.PortListenerStruct)):
             want = _struct_members(text, cname)
             got = []
             for fname, ftype in cls._fields_:
