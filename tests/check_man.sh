@@ -2,11 +2,12 @@
 # The manual pages: warning-free roff; every exported function
 # (tests/symbols.txt) and every error code documented in loopsec(3); its
 # example compiles against the library and runs.
-# Usage: check_man.sh SRCDIR BUILDDIR CC
+# Usage: check_man.sh SRCDIR BUILDDIR CC [CFLAGS]  (the sanitizer's, if any)
 set -eu
 src=$1
 build=$2
 cc=$3
+cflags=${4:-}
 man3=$src/docs/man/loopsec.3
 fail() { echo "man: $*" >&2; exit 1; }
 tmp=$(mktemp -d)
@@ -40,7 +41,8 @@ done <"$tmp/codes"
 sed -n '/^\.SH EXAMPLES/,/^\.SH /p' "$man3" | sed -n '/^\.EX/,/^\.EE/p' |
     sed '/^\.EX/d; /^\.EE/d; s/\\e/\\/g; s/\\-/-/g' >"$tmp/example.c"
 grep -q "int main" "$tmp/example.c" || fail "no example program"
-"$cc" -Wall -Werror -o "$tmp/example" "$tmp/example.c" -I"$src/include" \
+# shellcheck disable=SC2086 # $cflags is a list of flags
+"$cc" -Wall -Werror $cflags -o "$tmp/example" "$tmp/example.c" -I"$src/include" \
     -L"$build" -lloopsec || fail "the example does not compile"
 out=$(LD_LIBRARY_PATH=$build "$tmp/example") || fail "the example failed"
 [ "$out" = 'got "hello" from the client' ] || fail "example printed: $out"
