@@ -86,7 +86,9 @@ if [ ! -s "$cache" ]; then
     rm -f "$boot.log"
     # Cache only a root without downloaded .debs, written atomically.
     rm -f "$boot"/var/cache/apt/archives/*.deb
-    tar -C "$boot" -czf "$cache.tmp" . && mv "$cache.tmp" "$cache"
+    # (A private temporary name: two runs may build the cache at once.)
+    part=$(mktemp "$cache.XXXXXX")
+    tar -C "$boot" -czf "$part" . && chmod 644 "$part" && mv "$part" "$cache"
     rm -rf "$boot"
     say "cached $cache ($(du -h "$cache" | cut -f1))"
 fi
