@@ -1,11 +1,12 @@
 /*
- * `loopsec check ADDR` and `loopsec who PORT`: the address validator and the
- * port-owner lookup, for scripts and for people asking "what is using
- * 127.0.0.1:62893?".
+ * `loopsec check ADDR` and `loopsec who [PORT]`: the address validator and
+ * the listener lookup, for scripts and for people asking "what is using
+ * 127.0.0.1:62893?" or "what here is reachable from the network?".
  */
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int usage_check(FILE *f, int status)
@@ -18,8 +19,11 @@ static int usage_check(FILE *f, int status)
 
 static int usage_who(FILE *f, int status)
 {
-    fprintf(f, "usage: loopsec who PORT\n"
-               "  who listens on a loopback TCP port: pid, user, command\n");
+    fprintf(f, "usage: loopsec who [PORT]\n"
+               "  without PORT: every TCP listener on a loopback or wildcard\n"
+               "  address (0.0.0.0, ::), with address, pid, user, uid and\n"
+               "  command; wildcard listeners are marked as reachable from\n"
+               "  other hosts.  With PORT: who listens on that port\n");
     return status;
 }
 
@@ -78,35 +82,95 @@ static int parse_port(const char *s)
     return v >= 1 && v <= 65535 ? (int)v : -1;
 }
 
+#define WHO_WILDCARD_NOTE "(wildcard address: reachable from other hosts)"
+
+/* The listeners, in a bounded number of tries: the set may grow between
+ * counting and filling.  NULL with a message on failure. */
+static lsec_port_listener *who_list(int port, size_t *n)
+{
+    lsec_port_listener *v = NULL;
+    size_t cap = 64;
+
+    for (int tries = 0; tries < 8; tries++) {
+        lsec_port_listener *nv = realloc(v, cap * sizeof(*v));
+        int rc;
+        if (nv == NULL)
+            break;
+        v = nv;
+        rc = lsec_port_listeners(port, v, cap, n);
+        if (rc == 0)
+            return v;
+        if (rc != LSEC_EMSGSIZE) {
+            cli_error("who", rc);
+            free(v);
+            return NULL;
+        }
+        cap = *n + 16;
+    }
+    free(v);
+    fprintf(stderr, "loopsec: who: %s\n", lsec_strerror(LSEC_ENOMEM));
+    return NULL;
+}
+
 int cmd_who(int argc, char **argv)
 {
-    lsec_port_owner ow;
-    int port, rc;
+    lsec_port_listener *v;
+    size_t n = 0;
+    int port = 0;
 
     if (argc == 2 &&
         (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return usage_who(stdout, 0);
-    if (argc != 2)
+    if (argc > 2)
         return usage_who(stderr, 2);
-    port = parse_port(argv[1]);
-    if (port < 0) {
-        fprintf(stderr, "loopsec: who: PORT must be a number 1..65535\n");
-        return 2;
+    if (argc == 2) {
+        port = parse_port(argv[1]);
+        if (port < 0) {
+            fprintf(stderr, "loopsec: who: PORT must be a number 1..65535\n");
+            return 2;
+        }
     }
-    rc = lsec_port_owner_get(port, &ow);
-    if (rc != 0) {
-        cli_error("who", rc);
+    v = who_list(port, &n);
+    if (v == NULL)
         return 1;
-    }
     /* The library already replaced non-printable bytes in the command
      * name a process chose for itself. */
-    if (ow.pid > 0)
-        printf("port %d: pid %d user %s uid %lld command %s\n", port,
-               (int)ow.pid, ow.user[0] != '\0' ? ow.user : "?",
-               (long long)ow.uid, ow.command[0] != '\0' ? ow.command : "?");
-    else
-        printf("port %d: pid ? user %s uid %lld command ? (the process is "
-               "not visible to this user)\n",
-               port, ow.user[0] != '\0' ? ow.user : "?", (long long)ow.uid);
+    if (port != 0) {
+        for (size_t i = 0; i < n; i++) {
+            const lsec_port_listener *e = &v[i];
+            const char *user = e->user[0] != '\0' ? e->user : "?";
+            if (e->pid > 0)
+                printf("%s: pid %d user %s uid %lld command %s", e->addr,
+                       (int)e->pid, user, (long long)e->uid,
+                       e->command[0] != '\0' ? e->command : "?");
+            else
+                printf("%s: pid ? user %s uid %lld command ? (the process "
+                       "is not visible to this user)",
+                       e->addr, user, (long long)e->uid);
+            printf("%s\n", e->wildcard ? " " WHO_WILDCARD_NOTE : "");
+        }
+        free(v);
+        return 0;
+    }
+    if (n == 0) {
+        printf("no TCP listener on a loopback or wildcard address\n");
+        free(v);
+        return 0;
+    }
+    printf("%-26s %7s  %-12s %6s  %s\n", "ADDRESS", "PID", "USER", "UID",
+           "COMMAND");
+    for (size_t i = 0; i < n; i++) {
+        const lsec_port_listener *e = &v[i];
+        char pid[16];
+        if (e->pid > 0)
+            snprintf(pid, sizeof(pid), "%d", (int)e->pid);
+        else
+            snprintf(pid, sizeof(pid), "?");
+        printf("%-26s %7s  %-12s %6lld  %s%s\n", e->addr, pid,
+               e->user[0] != '\0' ? e->user : "?", (long long)e->uid,
+               e->command[0] != '\0' ? e->command : "?",
+               e->wildcard ? "  " WHO_WILDCARD_NOTE : "");
+    }
+    free(v);
     return 0;
 }

@@ -523,6 +523,34 @@ typedef struct lsec_port_owner {
  */
 LSEC_API LSEC_CHECK int lsec_port_owner_get(int port, lsec_port_owner *out);
 
+/** One listening TCP socket (lsec_port_listeners).  NUL-terminated strings. */
+typedef struct lsec_port_listener {
+    char addr[64];     /* LSEC_ADDR_MAX: "127.0.0.1:8080", "[::]:22" */
+    int32_t port;
+    int32_t wildcard;  /* 1: bound to 0.0.0.0 or :: (every interface), so
+                          reachable from other hosts; 0: loopback only */
+    int64_t uid;       /* from the kernel's table: known even when the
+                          process is not visible */
+    int32_t pid;       /* -1 when the process is not visible to us */
+    char user[64];     /* "" when unknown */
+    char command[256]; /* "" when unknown */
+} lsec_port_listener;
+
+/**
+ * Every TCP socket listening on a loopback address (127.0.0.0/8, ::1) or on
+ * a wildcard address (0.0.0.0, ::), which also takes loopback connections;
+ * with `port` 1..65535 only those on that port (0: every port).  IPv4
+ * first, then IPv6, in the kernel's order.  The first `cap` go to `out`
+ * (NULL when cap is 0); `*count` is how many there are.
+ *
+ * Returns 0, LSEC_EMSGSIZE (more than `cap`: `*count` says how many, call
+ * again with a larger array), LSEC_ENOTFOUND (a `port` was given and
+ * nobody listens on it), LSEC_EINVAL, LSEC_ENOSYS (the kernel's tables
+ * cannot be read).
+ */
+LSEC_API LSEC_CHECK int lsec_port_listeners(int port, lsec_port_listener *out,
+                                            size_t cap, size_t *count);
+
 /* ------------------------------------------------------------------------ */
 /* Helper processes                                                          */
 

@@ -11,6 +11,7 @@
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -332,6 +333,88 @@ int lsec_port_owner_get(int port, lsec_port_owner *out)
     if (port < 1 || port > 65535)
         return lsec__fail(LSEC_EINVAL, "port %d out of range 1..65535", port);
     return owner_lookup((uint16_t)port, AF_INET, true, out);
+}
+
+/* Every listener on a loopback or wildcard address (or on one port). */
+struct list_ctx {
+    uint16_t port; /* 0: every port */
+    lsec_port_listener *out;
+    size_t cap, n;
+};
+
+static bool is_wildcard(const lsec__addr *a)
+{
+    static const uint8_t zero[16];
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
+
+    if (a->family == AF_INET)
+        return memcmp(a->ip, zero, 4) == 0;
+    return memcmp(a->ip, zero, 16) == 0 ||
+           (memcmp(a->ip, mapped, 12) == 0 && memcmp(a->ip + 12, zero, 4) == 0);
+}
+
+static bool collect_listener(const lsec__tcp_sock *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    lsec_port_listener *e;
+    char host[INET6_ADDRSTRLEN];
+
+    if (s->state != TCP_STATE_LISTEN || !covers_loopback(&s->local) ||
+        (c->port != 0 && s->local.port != c->port))
+        return false;
+    if (c->n++ >= c->cap)
+        return false; /* counted only: the caller's array is full */
+    e = &c->out[c->n - 1];
+    memset(e, 0, sizeof(*e));
+    if (inet_ntop(s->local.family, s->local.ip, host, sizeof(host)) == NULL)
+        snprintf(host, sizeof(host), "?");
+    snprintf(e->addr, sizeof(e->addr),
+             s->local.family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+             (unsigned)s->local.port);
+    e->port = s->local.port;
+    e->wildcard = is_wildcard(&s->local) ? 1 : 0;
+    e->uid = s->uid;
+    e->pid = lsec__proc_socket_pid(s->inode);
+    owner_user(e->uid, e->user, sizeof(e->user));
+    owner_command(e->pid, e->command, sizeof(e->command));
+    return false; /* go on: every listener */
+}
+
+int lsec_port_listeners(int port, lsec_port_listener *out, size_t cap,
+                        size_t *count)
+{
+    static const int families[2] = {AF_INET, AF_INET6};
+    struct list_ctx c;
+    int unreadable = 0;
+
+    lsec__clear_detail();
+    if (count == NULL)
+        return lsec__fail(LSEC_EINVAL, "no count output");
+    *count = 0;
+    if (out == NULL && cap != 0)
+        return lsec__fail(LSEC_EINVAL, "no output array for %zu entries", cap);
+    if (port < 0 || port > 65535)
+        return lsec__fail(LSEC_EINVAL, "port %d out of range 0..65535", port);
+    memset(&c, 0, sizeof(c));
+    c.port = (uint16_t)port;
+    c.out = out;
+    c.cap = cap;
+    for (int i = 0; i < 2; i++)
+        if (lsec__proc_tcp_scan(families[i], collect_listener, &c) ==
+            LSEC_ENOSYS)
+            unreadable++;
+    if (unreadable == 2)
+        return lsec__fail(LSEC_ENOSYS, "the kernel's TCP tables "
+                                       "(/proc/net/tcp, tcp6) cannot be read");
+    lsec__clear_detail(); /* one unreadable table is not an error */
+    *count = c.n;
+    if (c.n > cap)
+        return lsec__fail(LSEC_EMSGSIZE, "%zu listeners, room for %zu", c.n,
+                          cap);
+    if (port != 0 && c.n == 0)
+        return lsec__fail(LSEC_ENOTFOUND, "nobody listens on port %d", port);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -2,7 +2,9 @@
 # Install the Debian packages loopsec needs, only those that are missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -eu
-need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils"
+# python3-venv: the pip test's fresh venv; groff-base and man-db: the manual
+# page tests (groff -ww, man -M on the installed pages).
+need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils python3-venv groff-base man-db"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -441,6 +441,145 @@ static void test_owner_not_found(void **state)
     assert_int_equal(lsec_port_owner_get(80, NULL), LSEC_EINVAL);
 }
 
+/* A raw listening socket on `ip` (network order) port 0; its port. */
+static int raw_listener(uint32_t ip, int *port)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = ip;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* The entry for `port` in v[0..n): bound to `host`, held by this process. */
+static void expect_listener(const lsec_port_listener *v, size_t n, int port,
+                            const char *host, int wildcard)
+{
+    char want[64];
+
+    snprintf(want, sizeof(want), "%s:%d", host, port);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].port != port)
+            continue;
+        assert_string_equal(v[i].addr, want);
+        assert_int_equal(v[i].wildcard, wildcard);
+        assert_int_equal(v[i].pid, getpid());
+        assert_int_equal(v[i].uid, (int64_t)geteuid());
+        assert_true(strlen(v[i].user) > 0);
+        assert_true(strlen(v[i].command) > 0);
+        return;
+    }
+    fail_msg("%s not listed", want);
+}
+
+/* Every listener, loopback and wildcard: a socket on 0.0.0.0 (only bound
+ * and listening, never connected to) is listed and marked as reachable
+ * from other hosts; one on 127.0.0.1 is listed with pid, user, command. */
+static void test_listeners_all(void **state)
+{
+    (void)state;
+    static lsec_port_listener v[512];
+    size_t n = 0;
+    int wport, lport;
+    int wfd = raw_listener(htonl(INADDR_ANY), &wport);
+    int lfd = raw_listener(htonl(INADDR_LOOPBACK), &lport);
+    int bfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+
+    /* Bound but not listening: not a listener, never listed. */
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(bfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(bfd, (struct sockaddr *)&sin, &len), 0);
+
+    assert_int_equal(lsec_port_listeners(0, v, 512, &n), 0);
+    assert_true(n >= 2);
+    assert_string_equal(lsec_last_detail(), "");
+
+    expect_listener(v, n, wport, "0.0.0.0", 1);
+    expect_listener(v, n, lport, "127.0.0.1", 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(v[i].port, ntohs(sin.sin_port));
+    close(wfd);
+    close(lfd);
+    close(bfd);
+}
+
+/* One port: exactly its listener; an IPv6 wildcard too. */
+static void test_listeners_port(void **state)
+{
+    (void)state;
+    lsec_port_listener v[4];
+    size_t n = 99;
+    int port;
+    int fd = raw_listener(htonl(INADDR_LOOPBACK), &port);
+    struct sockaddr_in6 s6;
+    socklen_t len = sizeof(s6);
+    int one = 1, fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char want[64];
+
+    assert_int_equal(lsec_port_listeners(port, v, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].port, port);
+    assert_int_equal(v[0].pid, getpid());
+
+    assert_true(fd6 >= 0);
+    assert_int_equal(
+        setsockopt(fd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)), 0);
+    memset(&s6, 0, sizeof(s6));
+    s6.sin6_family = AF_INET6;
+    s6.sin6_addr = in6addr_any;
+    assert_int_equal(bind(fd6, (struct sockaddr *)&s6, sizeof(s6)), 0);
+    assert_int_equal(listen(fd6, 1), 0);
+    assert_int_equal(getsockname(fd6, (struct sockaddr *)&s6, &len), 0);
+    assert_int_equal(lsec_port_listeners(ntohs(s6.sin6_port), v, 4, &n), 0);
+    assert_int_equal(n, 1);
+    snprintf(want, sizeof(want), "[::]:%d", ntohs(s6.sin6_port));
+    assert_string_equal(v[0].addr, want);
+    assert_int_equal(v[0].wildcard, 1);
+    close(fd6);
+
+    close(fd);
+    /* Nobody listens on it any more. */
+    assert_int_equal(lsec_port_listeners(port, v, 4, &n), LSEC_ENOTFOUND);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(lsec_last_detail(), "nobody listens"));
+}
+
+/* Too small an array: LSEC_EMSGSIZE with the count; misuse: LSEC_EINVAL. */
+static void test_listeners_errors(void **state)
+{
+    (void)state;
+    lsec_port_listener v[1];
+    size_t n = 99;
+    int p1, p2;
+    int fd1 = raw_listener(htonl(INADDR_LOOPBACK), &p1);
+    int fd2 = raw_listener(htonl(INADDR_LOOPBACK), &p2);
+
+    assert_int_equal(lsec_port_listeners(0, NULL, 0, &n), LSEC_EMSGSIZE);
+    assert_true(n >= 2);
+    assert_int_equal(lsec_port_listeners(0, v, 1, &n), LSEC_EMSGSIZE);
+    assert_true(n >= 2);
+    assert_int_equal(lsec_port_listeners(0, v, 1, NULL), LSEC_EINVAL);
+    n = 99;
+    assert_int_equal(lsec_port_listeners(0, NULL, 1, &n), LSEC_EINVAL);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec_port_listeners(-1, v, 1, &n), LSEC_EINVAL);
+    assert_int_equal(lsec_port_listeners(65536, v, 1, &n), LSEC_EINVAL);
+    close(fd1);
+    close(fd2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +594,9 @@ int main(void)
         cmocka_unit_test(test_real_holder_v6),
         cmocka_unit_test(test_owner_of_self),
         cmocka_unit_test(test_owner_not_found),
+        cmocka_unit_test(test_listeners_all),
+        cmocka_unit_test(test_listeners_port),
+        cmocka_unit_test(test_listeners_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

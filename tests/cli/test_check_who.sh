@@ -81,33 +81,60 @@ refuse $'127.0.0.1:80\e[2J' "control"
 if grep -q $'\e' "$tmp/err"; then bad "escape echoed"; else ok; fi
 
 # Usage errors: exit 2.
-for args in "check" "check a b" "check --bogus 127.0.0.1:1" "who" "who x" \
+for args in "check" "check a b" "check --bogus 127.0.0.1:1" "who x" \
     "who 0" "who 65536" "who 1 2"; do
     # shellcheck disable=SC2086
     run $args
     if [ "$rc" = 2 ]; then ok; else bad "'$args': rc=$rc (want 2)"; fi
 done
 
-# who: a real holder, a python3 listener on 127.0.0.1:0 printing its port.
+# who: a real holder, a python3 listener on 127.0.0.1:0, and one on the
+# wildcard 0.0.0.0:0 (only bound and listening: nothing connects to it),
+# printing their ports.
 mkfifo "$tmp/fifo"
 python3 -c '
 import socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen()
-print(s.getsockname()[1], flush=True)
+w = socket.socket()
+w.bind(("0.0.0.0", 0))
+w.listen()
+print(s.getsockname()[1], w.getsockname()[1], flush=True)
 time.sleep(30)
 ' >"$tmp/fifo" &
 holder=$!
-read -r port <"$tmp/fifo"
+read -r port wport <"$tmp/fifo"
 run who "$port"
-if [ "$rc" = 0 ] && [[ "$out" == *"pid $holder "* ]] &&
+if [ "$rc" = 0 ] && [[ "$out" == "127.0.0.1:$port: pid $holder "* ]] &&
     [[ "$out" == *"uid $(id -u) "* ]] && [[ "$out" == *python* ]] &&
+    [[ "$out" != *"reachable from other hosts"* ]] && [ -z "$err" ]; then
+    ok
+else
+    bad "who $port: rc=$rc out='$out' err='$err' (want 127.0.0.1:$port: pid $holder)"
+fi
+run who "$wport"
+if [ "$rc" = 0 ] && [[ "$out" == "0.0.0.0:$wport: pid $holder "* ]] &&
+    [[ "$out" == *"reachable from other hosts"* ]] && [ -z "$err" ]; then
+    ok
+else
+    bad "who $wport: rc=$rc out='$out' err='$err' (want 0.0.0.0:$wport, reachable)"
+fi
+# Without PORT: every listener, one line each, wildcards marked.
+run who
+lline=$(printf '%s\n' "$out" | grep "^127\.0\.0\.1:$port ")
+wline=$(printf '%s\n' "$out" | grep "^0\.0\.0\.0:$wport ")
+if [ "$rc" = 0 ] && [[ "$out" == "ADDRESS "* ]] &&
+    [[ "$lline" == *" $holder "*python* ]] && [[ "$lline" == *" $(id -un) "* ]] &&
+    [[ "$lline" != *"reachable"* ]] &&
+    [[ "$wline" == *" $holder "*"reachable from other hosts"* ]] &&
     [ -z "$err" ]; then
     ok
 else
-    bad "who $port: rc=$rc out='$out' err='$err' (want pid $holder)"
+    bad "who: rc=$rc out='$out' err='$err' (want both listeners, the wildcard marked)"
 fi
+run who --help
+if [ "$rc" = 0 ] && [[ "$out" == *"who [PORT]"* ]]; then ok; else bad "who --help: rc=$rc"; fi
 kill "$holder"
 wait "$holder" 2>/dev/null
 holder=

@@ -29,6 +29,22 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer")
 echo "find_package consumer: $out"
 case "$out" in "loopsec "*" ok") ;; *) exit 1 ;; esac
 
-# 3. The installed CLI runs against the installed library.
-LD_LIBRARY_PATH="$libdir" "$tmp/prefix/bin/loopsec" check 127.0.0.1:0
+# 3. The installed CLI finds the installed library by itself (its runpath),
+#    with a clean environment: no LD_LIBRARY_PATH, nothing inherited.
+out=$(env -i "$tmp/prefix/bin/loopsec" check 127.0.0.1:1)
+echo "installed CLI: $out"
+[ "$out" = "127.0.0.1:1" ]
+# 4. The manual pages, from the prefix: the CLI's, and the API page under
+#    every function's name.
+for q in "loopsec" "1 loopsec" "3 loopsec" "3 lsec_connect" "3 lsec_opts_init"; do
+    # shellcheck disable=SC2086 # $q is section and name
+    page=$(MANPAGER=cat MANWIDTH=80 man -M "$tmp/prefix/share/man" $q 2>&1) ||
+        { echo "$page" >&2; echo "install: man -M P/share/man $q failed" >&2; exit 1; }
+    case "$q" in
+    3\ *) echo "$page" | grep -q "^LOOPSEC(3)" ;;
+    *) echo "$page" | grep -q "^LOOPSEC(1)" ;;
+    esac || { echo "install: man $q shows the wrong page" >&2; exit 1; }
+done
+n=$(ls "$tmp/prefix/share/man/man3" | wc -l)
+echo "installed man pages: loopsec(1), loopsec(3) and $((n - 1)) links"
 echo "install: ok"

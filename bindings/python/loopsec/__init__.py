@@ -10,6 +10,7 @@
     ch = loopsec.connect(ticket, timeout=5)
     loopsec.check_address("0.0.0.0:80")          # raises NotLoopbackError
     loopsec.port_owner(62893)                    # PortOwner(...) or None
+    loopsec.listeners()                          # [PortListener(...), ...]
 
 Timeouts are seconds (float); None waits forever, 0 never waits.  The C
 library is found through $LOOPSEC_LIBRARY, then the source tree's build*/
@@ -20,6 +21,7 @@ missing or of another version.  See loopsec.aio for asyncio.
 from ._lib import (
     ADDR_ALLOW_127_8, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
     PEER_ANY_USER, PEER_SAME_USER, LibraryNotFoundError, LibraryVersionError)
+from ._lib import VERSION as _VERSION
 from ._lib import LIB as _LIB
 from ._errors import (
     AddressInUseError, AuthError, BadTicketError, ChildExitedError,
@@ -29,12 +31,13 @@ from ._errors import (
     SystemCallError, Timeout, TLSError, UnsafePermissionsError, WouldBlock)
 from ._errors import CODES as _CODES
 from ._core import (
-    Channel, Helper, Listener, Peer, PortOwner, announce, check_address,
-    connect, connect_file, connect_inherited, disable_logging,
-    enable_logging, harden_process, listen, port_owner, spawn,
+    Channel, Helper, Listener, Peer, PortListener, PortOwner, announce,
+    check_address, connect, connect_file, connect_inherited, disable_logging,
+    enable_logging, harden_process, listen, listeners, port_owner, spawn,
     spawn_listening, ticket_redact)
 
-__version__ = "0.1.0"
+#: This package's version: the C header's, LSEC_VERSION_STRING.
+__version__ = "%d.%d.%d" % _VERSION
 
 #: Path of the loaded libloopsec.
 library_path = _LIB.path
@@ -53,10 +56,10 @@ del _code, _name, _text
 
 __all__ = [
     "listen", "connect", "connect_file", "connect_inherited", "spawn",
-    "spawn_listening", "announce", "check_address", "port_owner",
+    "spawn_listening", "announce", "check_address", "port_owner", "listeners",
     "ticket_redact", "enable_logging", "disable_logging", "library_version",
     "harden_process",
-    "Listener", "Channel", "Helper", "Peer", "PortOwner",
+    "Listener", "Channel", "Helper", "Peer", "PortOwner", "PortListener",
     "Error", "AuthError", "NotLoopbackError", "AddressInUseError",
     "ProtocolError", "ClosedError", "ConnectionLostError", "ModeError",
     "Timeout", "WouldBlock", "ChildExitedError", "UnsafePermissionsError",

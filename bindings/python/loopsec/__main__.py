@@ -11,14 +11,17 @@ PROG = "python3 -m loopsec"
 
 COMMAND_USAGE = [
     "check ADDR           may ADDR be used? print its normal form",
-    "who PORT             who holds a loopback port",
+    "who [PORT]           who listens on loopback and wildcard addresses",
 ]
 CHECK_USAGE = ("usage: %s check [--allow-127-8] ADDR\n"
                "  exit 0 and print the normal form if ADDR may be used;\n"
                "  otherwise exit 1 with one line on stderr saying why\n" % PROG)
-WHO_USAGE = ("usage: %s who PORT\n"
-             "  who listens on a loopback TCP port: pid, user, command\n"
-             % PROG)
+WHO_USAGE = ("usage: %s who [PORT]\n"
+             "  without PORT: every TCP listener on a loopback or wildcard\n"
+             "  address (0.0.0.0, ::), with address, pid, user, uid and\n"
+             "  command; wildcard listeners are marked as reachable from\n"
+             "  other hosts.  With PORT: who listens on that port\n" % PROG)
+WILDCARD_NOTE = "(wildcard address: reachable from other hosts)"
 
 
 def _usage(f):
@@ -80,31 +83,56 @@ def _parse_port(text):
 
 
 def cmd_who(args):
+    """Same output as the C tool's `who` (cli/cmd_addr.c)."""
     import loopsec
-    from . import _core
     if len(args) == 1 and args[0] in ("--help", "-h"):
         sys.stdout.write(WHO_USAGE)
         return 0
-    if len(args) != 1:
+    if len(args) > 1:
         sys.stderr.write(WHO_USAGE)
         return 2
-    port = _parse_port(args[0])
-    if port is None:
-        sys.stderr.write("loopsec: who: PORT must be a number 1..65535\n")
-        return 2
+    port = None
+    if args:
+        port = _parse_port(args[0])
+        if port is None:
+            sys.stderr.write("loopsec: who: PORT must be a number 1..65535\n")
+            return 2
     try:
-        ow = _core.port_owner_raw(port)
+        found = loopsec.listeners(port)
     except loopsec.Error as e:
         return _fail("who", e)
-    user = ow.user or "?"
-    uid = ow.uid if ow.uid is not None else -1
-    if ow.pid is not None and ow.pid > 0:
-        print("port %d: pid %d user %s uid %d command %s"
-              % (port, ow.pid, user, uid, ow.command or "?"))
-    else:
-        print("port %d: pid ? user %s uid %d command ? (the process is "
-              "not visible to this user)" % (port, user, uid))
+    if port is not None and not found:
+        sys.stderr.write("loopsec: who: %s (nobody listens on port %d)\n"
+                         % (_strerror(loopsec.ENOTFOUND), port))
+        return 1
+    if port is not None:
+        for e in found:
+            user = e.user or "?"
+            uid = e.uid if e.uid is not None else -1
+            if e.pid is not None and e.pid > 0:
+                line = ("%s: pid %d user %s uid %d command %s"
+                        % (e.address, e.pid, user, uid, e.command or "?"))
+            else:
+                line = ("%s: pid ? user %s uid %d command ? (the process is "
+                        "not visible to this user)" % (e.address, user, uid))
+            print(line + (" " + WILDCARD_NOTE if e.wildcard else ""))
+        return 0
+    if not found:
+        print("no TCP listener on a loopback or wildcard address")
+        return 0
+    print("%-26s %7s  %-12s %6s  %s" % ("ADDRESS", "PID", "USER", "UID",
+                                        "COMMAND"))
+    for e in found:
+        print("%-26s %7s  %-12s %6d  %s%s" % (
+            e.address, e.pid if e.pid is not None and e.pid > 0 else "?",
+            e.user or "?", e.uid if e.uid is not None else -1,
+            e.command or "?", "  " + WILDCARD_NOTE if e.wildcard else ""))
     return 0
+
+
+def _strerror(code):
+    from ._lib import LIB
+    return LIB.lsec_strerror(code).decode("ascii")
 
 
 COMMANDS = {"check": cmd_check, "who": cmd_who}

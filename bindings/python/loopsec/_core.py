@@ -26,7 +26,8 @@ from ._lib import (
     ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LIB, LOG_DEBUG,
     LOG_ERROR, LOG_FN, LOG_INFO, LOG_WARN, MODE_AUTH, MODE_TLS,
     OPT_HELPER_SURVIVES, OPT_PORT_FALLBACK, PATH_MAX, PEER_ANY_USER,
-    PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct, PortOwnerStruct)
+    PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct, PortListenerStruct,
+    PortOwnerStruct)
 
 SLICE = 0.5
 _INT_MAX = 2 ** 31 - 1
@@ -50,6 +51,15 @@ PortOwner = collections.namedtuple("PortOwner", "pid uid user command")
 PortOwner.__doc__ = ("Who listens on a loopback port.  pid is None when the "
                      "process is not visible to us; user and command are "
                      "None when unknown.")
+
+PortListener = collections.namedtuple(
+    "PortListener", "address port wildcard pid uid user command")
+PortListener.__doc__ = (
+    "A TCP socket listening on a loopback or wildcard address.  address is "
+    "the bound address with its port (\"127.0.0.1:8080\", \"[::]:22\"); "
+    "wildcard is True for 0.0.0.0 and :: (every interface: reachable from "
+    "other hosts); pid is None when the process is not visible to us; user "
+    "and command are None when unknown.")
 
 
 # ---------------------------------------------------------------------------
@@ -585,6 +595,29 @@ def port_owner_raw(port):
         None if out.uid < 0 else out.uid,
         out.user.decode("utf-8", "replace") or None,
         out.command.decode("utf-8", "replace") or None)
+
+
+def listeners(port=None):
+    """Every TCP listener on a loopback or wildcard address (0.0.0.0, ::),
+    or only those on `port`: a list of PortListener, [] when none."""
+    p = 0 if port is None else _int_arg(port, "port", 1, 65535)
+    count = ctypes.c_size_t(0)
+    cap = 64
+    for _ in range(8):  # the set may grow between counting and filling
+        arr = (PortListenerStruct * cap)()
+        rc = LIB.lsec_port_listeners(p, arr, cap, ctypes.byref(count))
+        if rc == _errors.code_of("ENOTFOUND"):
+            return []
+        if rc != EMSGSIZE:
+            check(rc)
+            return [PortListener(
+                e.addr.decode("ascii", "replace"), e.port, bool(e.wildcard),
+                None if e.pid < 0 else e.pid, None if e.uid < 0 else e.uid,
+                e.user.decode("utf-8", "replace") or None,
+                e.command.decode("utf-8", "replace") or None)
+                for e in arr[:count.value]]
+        cap = count.value + 16
+    check(rc)
 
 
 def ticket_redact(ticket):

@@ -9,12 +9,47 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import re
 
-# The C library version this package is written against.  While the major
-# version is 0, a minor release may change the ABI, so major and minor must
-# both match; from 1.0 on, a library with the same major and an equal or
-# newer minor is accepted (the header only ever appends).
-EXPECTED_VERSION = (0, 1)
+
+
+def _header_version():
+    """(major, minor, patch) from include/loopsec.h in the source tree this
+    package sits in, or None outside one."""
+    d = os.path.dirname(os.path.abspath(__file__))
+    while True:
+        h = os.path.join(d, "include", "loopsec.h")
+        if os.path.isfile(h):
+            with open(h, encoding="utf-8") as f:
+                text = f.read()
+            return tuple(
+                int(re.search(r"^#define LSEC_VERSION_%s (\d+)$" % w, text,
+                              re.M).group(1))
+                for w in ("MAJOR", "MINOR", "PATCH"))
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+# The version is written once, in include/loopsec.h.  An installed package
+# carries it in _version.py, which the build writes from the header; in the
+# source tree it is read from the header itself.
+try:
+    from ._version import VERSION
+except ImportError:
+    VERSION = _header_version()
+    if VERSION is None:
+        raise ImportError("loopsec: neither _version.py (written by the "
+                          "package build) nor include/loopsec.h found")
+
+# The C library version this package is written against, and the ABI
+# policy shared with the C build (CMakeLists.txt: SOVERSION and the package
+# version file): while the major version is 0, every minor release may change
+# the ABI, so major and minor must both match; from 1.0 on, a library with
+# the same major and an equal or newer minor is accepted (the header only
+# ever appends).
+EXPECTED_VERSION = VERSION[:2]
 
 # Values of header macros that have no function twin.  They are pinned here,
 # in one place, and tests/test_abi.py compares them with include/loopsec.h.
@@ -90,6 +125,20 @@ class PortOwnerStruct(ctypes.Structure):
     ]
 
 
+class PortListenerStruct(ctypes.Structure):
+    """struct lsec_port_listener."""
+
+    _fields_ = [
+        ("addr", ctypes.c_char * 64),
+        ("port", ctypes.c_int32),
+        ("wildcard", ctypes.c_int32),
+        ("uid", ctypes.c_int64),
+        ("pid", ctypes.c_int32),
+        ("user", ctypes.c_char * 64),
+        ("command", ctypes.c_char * 256),
+    ]
+
+
 # ---------------------------------------------------------------------------
 # The pinned table: every function the package uses, with its exact C
 # signature.  Opaque handles are c_void_p.  A function missing from the
@@ -149,6 +198,8 @@ SIGNATURES = {
     "lsec_channel_close": (None, [_P]),
     # ports
     "lsec_port_owner_get": (_I, [_I, ctypes.POINTER(PortOwnerStruct)]),
+    "lsec_port_listeners": (_I, [_I, ctypes.POINTER(PortListenerStruct), _Z,
+                                 _ZP]),
     # helper processes
     "lsec_spawn": (_I, [ctypes.POINTER(ctypes.c_char_p), _OP, _I, _PP, _PP]),
     "lsec_spawn_listening": (
@@ -242,12 +293,19 @@ def _build_tree_candidates():
                              -os.path.getmtime(p)))
     found = []
     for b in dirs:
-        for name in ("libloopsec.so", "libloopsec.so.%d" % EXPECTED_VERSION[0]):
+        for name in ("libloopsec.so", "libloopsec.so.%s" % soversion()):
             p = os.path.join(b, name)
             if os.path.isfile(p):
                 found.append(p)
                 break
     return found
+
+
+def soversion():
+    """The SONAME suffix of the library this package needs: "0.MINOR" while
+    the major version is 0, else "MAJOR" (CMakeLists.txt computes the same)."""
+    major, minor = EXPECTED_VERSION
+    return "%d.%d" % (major, minor) if major == 0 else "%d" % major
 
 
 def _candidates():
@@ -257,8 +315,12 @@ def _candidates():
         # another library would hide the mistake.
         return [("LOOPSEC_LIBRARY", env)]
     out = [("build tree", p) for p in _build_tree_candidates()]
+    # The system: first the exact SONAME of the ABI this package needs (a
+    # Debian libloopsec package installs only that), then whatever the
+    # linker cache calls libloopsec (its version is checked on loading).
+    out.append(("system", "libloopsec.so.%s" % soversion()))
     sys_name = ctypes.util.find_library("loopsec")
-    if sys_name:
+    if sys_name and sys_name != out[-1][1]:
         out.append(("system", sys_name))
     return out
 

@@ -50,7 +50,8 @@ class HeaderTest(unittest.TestCase):
         text = _header()
         for cname, cls in (("lsec_opts", _lib.Opts),
                            ("lsec_peer", _lib.PeerStruct),
-                           ("lsec_port_owner", _lib.PortOwnerStruct)):
+                           ("lsec_port_owner", _lib.PortOwnerStruct),
+                           ("lsec_port_listener", _lib.PortListenerStruct)):
             want = _struct_members(text, cname)
             got = []
             for fname, ftype in cls._fields_:
@@ -126,6 +127,33 @@ class LibraryTest(unittest.TestCase):
             _lib._check_version(Fake, "/x/libloopsec.so")
         self.assertIn("99.1.2", str(cm.exception))
         self.assertIsInstance(cm.exception, _lib.LibraryVersionError)
+
+    def test_abi_policy_while_major_is_0(self):
+        # The policy CMakeLists.txt applies to the SONAME: a 0.x minor is an
+        # ABI break, so only the same 0.MINOR loads; a patch release does.
+        def fake(n):
+            class Fake:
+                class lsec_version_number:  # noqa: N801 - a fake C function
+                    restype = argtypes = None
+
+                    def __new__(cls):
+                        return n
+            return Fake
+        old = _lib.EXPECTED_VERSION
+        try:
+            _lib.EXPECTED_VERSION = (0, 3)
+            _lib._check_version(fake(305), "/x/libloopsec.so")
+            for n in (205, 400, 10300):
+                with self.assertRaises(_lib.LibraryVersionError):
+                    _lib._check_version(fake(n), "/x/libloopsec.so")
+            self.assertEqual(_lib.soversion(), "0.3")
+            _lib.EXPECTED_VERSION = (1, 3)
+            _lib._check_version(fake(10400), "/x/libloopsec.so")
+            with self.assertRaises(_lib.LibraryVersionError):
+                _lib._check_version(fake(10200), "/x/libloopsec.so")
+            self.assertEqual(_lib.soversion(), "1")
+        finally:
+            _lib.EXPECTED_VERSION = old
 
     def test_missing_library_is_an_import_error(self):
         env = support.child_env(LOOPSEC_LIBRARY="/nonexistent/libloopsec.so")

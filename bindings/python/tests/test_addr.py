@@ -127,6 +127,52 @@ class MainTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
 
+    def test_who_lists_listeners(self):
+        with socket.socket() as s, socket.socket() as w:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            w.bind(("0.0.0.0", 0))   # only bound and listening
+            w.listen()
+            port, wport = s.getsockname()[1], w.getsockname()[1]
+            r = _run(self.PY + ["who"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = r.stdout.splitlines()
+            self.assertTrue(lines[0].startswith("ADDRESS "), lines[0])
+            mine = [x for x in lines if x.startswith("127.0.0.1:%d " % port)]
+            wild = [x for x in lines if x.startswith("0.0.0.0:%d " % wport)]
+            self.assertEqual(len(mine), 1, r.stdout)
+            self.assertIn(" %d " % os.getpid(), mine[0])
+            self.assertNotIn("reachable", mine[0])
+            self.assertEqual(len(wild), 1, r.stdout)
+            self.assertIn("reachable from other hosts", wild[0])
+            r = _run(self.PY + ["who", str(wport)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.startswith("0.0.0.0:%d: pid %d "
+                                                % (wport, os.getpid())),
+                            r.stdout)
+
+    def test_listeners(self):
+        with socket.socket() as s, socket.socket() as w:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            w.bind(("0.0.0.0", 0))
+            w.listen()
+            port, wport = s.getsockname()[1], w.getsockname()[1]
+            every = loopsec.listeners()
+            mine = [e for e in every if e.port == port]
+            self.assertEqual(len(mine), 1, every)
+            self.assertEqual(mine[0].address, "127.0.0.1:%d" % port)
+            self.assertFalse(mine[0].wildcard)
+            self.assertEqual(mine[0].pid, os.getpid())
+            self.assertEqual(mine[0].uid, os.geteuid())
+            self.assertTrue(mine[0].command)
+            (wild,) = loopsec.listeners(wport)
+            self.assertEqual(wild.address, "0.0.0.0:%d" % wport)
+            self.assertTrue(wild.wildcard)
+        self.assertEqual(loopsec.listeners(port), [])
+        self.assertRaises(loopsec.InvalidArgumentError, loopsec.listeners, 0)
+        self.assertRaises(TypeError, loopsec.listeners, "80")
+
     @unittest.skipUnless(support.CLI, "LOOPSEC_CLI not set")
     def test_same_as_c_tool(self):
         with socket.socket() as s:
@@ -144,7 +190,10 @@ class MainTest(unittest.TestCase):
                     ["check", "--", "127.0.0.1:1"], ["check", "-x"],
                     ["check", "a", "b"], ["check", "127.0.0.1:99999"],
                     ["check"], ["who", port], ["who", nobody], ["who", "x"],
-                    ["who", "080"], ["who", "0"], ["who"], ["nope"], [],
+                    # (not a bare ["who"]: the machine's listeners may
+                    # change between the two runs)
+                    ["who", "080"], ["who", "0"], ["who", "1", "2"],
+                    ["nope"], [],
                     ["--bogus"], ["--version"],
                 ]
                 for args in cases:
