@@ -436,6 +436,23 @@ typedef struct lsec_peer {
 LSEC_API LSEC_CHECK int lsec_channel_peer(const lsec_channel *c,
                                           lsec_peer *out);
 
+/**
+ * Half-close: end the sending direction after every message lsec_send
+ * accepted (what is queued is flushed first, within `timeout_ms`); receiving
+ * goes on.  auth mode: the TCP write side is shut down (FIN); tls mode: a
+ * TLS close_notify alert is sent and the TCP connection stays open both
+ * ways.  Either way the peer's lsec_recv then reports LSEC_ECLOSED once it
+ * has received every message, and the peer may go on sending.  Afterwards
+ * lsec_send fails with LSEC_EINVAL; a second lsec_channel_shutdown returns
+ * 0.  On LSEC_ETIMEDOUT / LSEC_EAGAIN (timeout 0) nothing is ended yet and
+ * the call may be repeated (an event loop waits for the socket to be
+ * writable).
+ *
+ * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN, LSEC_ERESET, LSEC_ETLS,
+ * LSEC_EIO, LSEC_EINVAL, or the error that broke the channel earlier.
+ */
+LSEC_API LSEC_CHECK int lsec_channel_shutdown(lsec_channel *c, int timeout_ms);
+
 /** Flush what is queued (briefly), close cleanly, wipe, free. */
 LSEC_API void lsec_channel_close(lsec_channel *c);
 

@@ -318,6 +318,10 @@ size_t lsec__tls_pending(const lsec__tls *t);
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */
 void lsec__tls_shutdown(lsec__tls *t);
+/* Send close_notify before `deadline` (half-close: reading goes on).  0,
+ * LSEC_EAGAIN (nowait) / LSEC_ETIMEDOUT (no room yet: call again),
+ * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL (handshake not done or failed). */
+int lsec__tls_close_notify(lsec__tls *t, int64_t deadline, bool nowait);
 void lsec__tls_free(lsec__tls *t);
 /* The derived PSK (for the CLI's `psk` command and tests); defined in
  * secret.c, since it is only lsec__kdf under LSEC__LABEL_TLS_PSK. */

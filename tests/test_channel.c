@@ -168,9 +168,9 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
     assert_int_equal(lsec__hs_init(hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
                                    t->secret, &local, &remote, NULL),
                      0);
-    assert_int_equal(lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out),
-                                   &outlen),
-                     LSEC__HS_AGAIN);
+    assert_int_equal(
+        lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out), &outlen),
+        LSEC__HS_AGAIN);
     assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
 }
 
@@ -239,11 +239,13 @@ static void test_round_trip_v4_v6(void **state)
         int nd = 0;
         socklen_t ndl = sizeof(nd);
         assert_int_equal(getsockopt(lsec_channel_fd(j.ch), IPPROTO_TCP,
-                                    TCP_NODELAY, &nd, &ndl), 0);
+                                    TCP_NODELAY, &nd, &ndl),
+                         0);
         assert_int_equal(nd, 1);
         nd = 0;
-        assert_int_equal(getsockopt(lsec_channel_fd(c), IPPROTO_TCP,
-                                    TCP_NODELAY, &nd, &ndl), 0);
+        assert_int_equal(
+            getsockopt(lsec_channel_fd(c), IPPROTO_TCP, TCP_NODELAY, &nd, &ndl),
+            0);
         assert_int_equal(nd, 1);
         lsec_channel_close(c);
         lsec_channel_close(j.ch);
@@ -362,7 +364,8 @@ static void test_stalled_client(void **state)
     for (int i = 0; i < 5; i++) {
         stalled[i] = raw_connect(lsec_listener_port(l));
         if (i == 0)
-            assert_int_equal(send(stalled[i], "LS", 2, 0), 2); /* half a hello */
+            assert_int_equal(send(stalled[i], "LS", 2, 0),
+                             2); /* half a hello */
     }
     accept_async(&j, l, 3000);
     usleep(50 * 1000); /* the listener now holds the stalled ones */
@@ -431,7 +434,8 @@ static void test_pending_cap(void **state)
  */
 static int busy_polls;
 
-static int always_readable_poll(struct pollfd *fds, unsigned long n, int timeout)
+static int always_readable_poll(struct pollfd *fds, unsigned long n,
+                                int timeout)
 {
     (void)timeout;
     /* A safety valve so that a broken lsec_accept still ends the test. */
@@ -504,8 +508,9 @@ static void test_truncated_message(void **state)
     pair(NULL, &s, &c);
     /* Announce 100 bytes, send 10, vanish. */
     uint8_t frame[14] = {0, 0, 0, 100};
-    assert_int_equal(send(lsec_channel_fd(c), frame, sizeof(frame), MSG_NOSIGNAL),
-                     (ssize_t)sizeof(frame));
+    assert_int_equal(
+        send(lsec_channel_fd(c), frame, sizeof(frame), MSG_NOSIGNAL),
+        (ssize_t)sizeof(frame));
     shutdown(lsec_channel_fd(c), SHUT_WR);
     char buf[200];
     size_t len = 0;
@@ -539,6 +544,91 @@ static void test_clean_close_and_no_sigpipe(void **state)
         rc = lsec_send(s, big, sizeof(big), 1000);
     assert_int_equal(rc, LSEC_ERESET);
     lsec_channel_close(s);
+}
+
+/* The server half of the half-close test: read until the client's end,
+ * then answer after it and end its own side. */
+struct drain_job {
+    lsec_channel *ch;
+    pthread_t th;
+    size_t bytes;
+    int msgs, end_rc, send_rc, shut_rc;
+};
+
+static void *drain_then_answer(void *arg)
+{
+    struct drain_job *j = arg;
+    static uint8_t buf[1 << 21];
+    size_t len;
+    int rc;
+    while ((rc = lsec_recv(j->ch, buf, sizeof(buf), &len, 5000)) == 0) {
+        j->bytes += len;
+        j->msgs++;
+    }
+    j->end_rc = rc;
+    j->send_rc = lsec_send(j->ch, "after your end", 14, 5000);
+    j->shut_rc = lsec_channel_shutdown(j->ch, 5000);
+    return NULL;
+}
+
+static void run_half_close(lsec_opts *o)
+{
+    lsec_channel *s, *c;
+    struct drain_job j;
+    static uint8_t big[1 << 21];
+    char buf[64];
+    size_t len;
+
+    pair(o, &s, &c);
+    memset(&j, 0, sizeof(j));
+    j.ch = s;
+    /* Queue more than the socket buffers hold before anybody reads, so that
+     * the shutdown has a queue to flush first. */
+    int queued = 0, sent = 0;
+    for (int i = 0; i < 8 && queued == 0; i++) {
+        int rc = lsec_send(c, big, sizeof(big), 0);
+        if (rc == LSEC_EAGAIN)
+            break;
+        assert_int_equal(rc, 0);
+        queued = lsec_flush(c, 0) == LSEC_EAGAIN;
+        sent++;
+    }
+    assert_true(queued);
+    assert_int_equal(pthread_create(&j.th, NULL, drain_then_answer, &j), 0);
+    assert_int_equal(lsec_channel_shutdown(c, 5000), 0);
+    /* Idempotent; sending is over. */
+    assert_int_equal(lsec_channel_shutdown(c, 0), 0);
+    assert_int_equal(lsec_send(c, "late", 4, 1000), LSEC_EINVAL);
+    /* Receiving goes on: the peer's answer after our end arrives. */
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 5000), 0);
+    assert_int_equal(len, 14);
+    assert_memory_equal(buf, "after your end", 14);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 5000), LSEC_ECLOSED);
+    pthread_join(j.th, NULL);
+    /* Every message sent before the shutdown arrived, whole. */
+    assert_int_equal(j.msgs, sent);
+    assert_int_equal(j.bytes, (size_t)sent * sizeof(big));
+    assert_int_equal(j.end_rc, LSEC_ECLOSED);
+    assert_int_equal(j.send_rc, 0);
+    assert_int_equal(j.shut_rc, 0);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    assert_int_equal(lsec_channel_shutdown(NULL, 0), LSEC_EINVAL);
+}
+
+static void test_half_close_auth(void **state)
+{
+    (void)state;
+    run_half_close(NULL);
+}
+
+static void test_half_close_tls(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    run_half_close(&o);
 }
 
 static void test_timeouts_and_emsgsize(void **state)
@@ -955,7 +1045,8 @@ static void test_mode_mismatch_fast(void **state)
                      lsec_last_detail());
         assert_null(c);
         if (took > 500)
-            fail_msg("direction %d: mismatch took %lld ms", dir, (long long)took);
+            fail_msg("direction %d: mismatch took %lld ms", dir,
+                     (long long)took);
         assert_int_equal(j.rc, LSEC_ETIMEDOUT);
         assert_true(log_has("mode mismatch"));
         lsec_listener_close(l);
@@ -1108,7 +1199,8 @@ static void test_other_uid_refused(void **state)
         assert_int_equal(lsec_accept(l, 100, &none), LSEC_ETIMEDOUT);
     }
     int codes[2] = {0, 0};
-    assert_int_equal(read(pfd[0], codes, sizeof(codes)), (ssize_t)sizeof(codes));
+    assert_int_equal(read(pfd[0], codes, sizeof(codes)),
+                     (ssize_t)sizeof(codes));
     close(pfd[0]);
     int st;
     waitpid(pid, &st, 0);
@@ -1166,8 +1258,7 @@ static void test_connect_refusals(void **state)
 static int refusing_lfd = -1;
 static bool refuse_abortive; /* RST (SO_LINGER 0) rather than FIN */
 
-static int connect_then_refused(int fd, const struct sockaddr *sa,
-                                unsigned len)
+static int connect_then_refused(int fd, const struct sockaddr *sa, unsigned len)
 {
     int rc = fd >= 0 ? connect(fd, sa, (socklen_t)len) : 0, e = errno;
     int s = accept(refusing_lfd, NULL, NULL);
@@ -1249,27 +1340,41 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_v4_v6, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_client_proof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pending_means_progress, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_means_progress, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_lookup, setup,
                                         teardown),

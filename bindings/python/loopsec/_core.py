@@ -322,6 +322,14 @@ class Channel(_Handle):
         while something is still queued."""
         self._timed(LIB.lsec_flush, timeout)
 
+    def shutdown(self, timeout=None):
+        """End the sending direction (half-close) after every message sent
+        so far; receiving goes on, and the peer's recv raises ClosedError
+        once it has read them all.  A later send raises InvalidArgumentError;
+        a second shutdown does nothing.  Timeout / WouldBlock (timeout 0)
+        when the queue could not be flushed in time: nothing ended yet."""
+        self._timed(LIB.lsec_channel_shutdown, timeout)
+
     def recv(self, timeout=None):
         """Receive one whole message as bytes.
 

@@ -144,6 +144,7 @@ SIGNATURES = {
     "lsec_channel_pending": (_Z, [_P]),
     "lsec_channel_mode": (_I, [_P]),
     "lsec_channel_peer": (_I, [_P, ctypes.POINTER(PeerStruct)]),
+    "lsec_channel_shutdown": (_I, [_P, _I]),
     "lsec_channel_close": (None, [_P]),
     # ports
     "lsec_port_owner_get": (_I, [_I, ctypes.POINTER(PortOwnerStruct)]),

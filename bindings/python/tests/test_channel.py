@@ -91,6 +91,20 @@ class _RoundTrip(_Pair):
             self.a.recv(timeout=5)
         self.assertIn(cm.exception.code, (loopsec.ECLOSED, loopsec.ERESET))
 
+    def test_shutdown_half_close(self):
+        self.b.send(b"request")
+        self.b.shutdown(timeout=5)
+        self.b.shutdown(timeout=5)  # a second call does nothing
+        with self.assertRaises(loopsec.InvalidArgumentError):
+            self.b.send(b"late")
+        self.assertEqual(self.a.recv(timeout=5), b"request")
+        with self.assertRaises(loopsec.ClosedError) as cm:
+            self.a.recv(timeout=5)
+        self.assertEqual(cm.exception.code, loopsec.ECLOSED)
+        # The other direction goes on after the end of this one.
+        self.a.send(b"reply")
+        self.assertEqual(self.b.recv(timeout=5), b"reply")
+
     def test_iteration_ends_at_clean_close(self):
         for m in (b"1", b"2", b"3"):
             self.b.send(m)
