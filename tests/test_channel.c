@@ -168,9 +168,9 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
     assert_int_equal(lsec__hs_init(hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
                                    t->secret, &local, &remote, NULL),
                      0);
-    assert_int_equal(
-        lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out), &outlen),
-        LSEC__HS_AGAIN);
+    assert_int_equal(lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out),
+                                   &outlen),
+                     LSEC__HS_AGAIN);
     assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
 }
 
@@ -239,13 +239,11 @@ static void test_round_trip_v4_v6(void **state)
         int nd = 0;
         socklen_t ndl = sizeof(nd);
         assert_int_equal(getsockopt(lsec_channel_fd(j.ch), IPPROTO_TCP,
-                                    TCP_NODELAY, &nd, &ndl),
-                         0);
+                                    TCP_NODELAY, &nd, &ndl), 0);
         assert_int_equal(nd, 1);
         nd = 0;
-        assert_int_equal(
-            getsockopt(lsec_channel_fd(c), IPPROTO_TCP, TCP_NODELAY, &nd, &ndl),
-            0);
+        assert_int_equal(getsockopt(lsec_channel_fd(c), IPPROTO_TCP,
+                                    TCP_NODELAY, &nd, &ndl), 0);
         assert_int_equal(nd, 1);
         lsec_channel_close(c);
         lsec_channel_close(j.ch);
@@ -364,8 +362,7 @@ static void test_stalled_client(void **state)
     for (int i = 0; i < 5; i++) {
         stalled[i] = raw_connect(lsec_listener_port(l));
         if (i == 0)
-            assert_int_equal(send(stalled[i], "LS", 2, 0),
-                             2); /* half a hello */
+            assert_int_equal(send(stalled[i], "LS", 2, 0), 2); /* half a hello */
     }
     accept_async(&j, l, 3000);
     usleep(50 * 1000); /* the listener now holds the stalled ones */
@@ -434,8 +431,7 @@ static void test_pending_cap(void **state)
  */
 static int busy_polls;
 
-static int always_readable_poll(struct pollfd *fds, unsigned long n,
-                                int timeout)
+static int always_readable_poll(struct pollfd *fds, unsigned long n, int timeout)
 {
     (void)timeout;
     /* A safety valve so that a broken lsec_accept still ends the test. */
@@ -508,9 +504,8 @@ static void test_truncated_message(void **state)
     pair(NULL, &s, &c);
     /* Announce 100 bytes, send 10, vanish. */
     uint8_t frame[14] = {0, 0, 0, 100};
-    assert_int_equal(
-        send(lsec_channel_fd(c), frame, sizeof(frame), MSG_NOSIGNAL),
-        (ssize_t)sizeof(frame));
+    assert_int_equal(send(lsec_channel_fd(c), frame, sizeof(frame), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(frame));
     shutdown(lsec_channel_fd(c), SHUT_WR);
     char buf[200];
     size_t len = 0;
@@ -1045,8 +1040,7 @@ static void test_mode_mismatch_fast(void **state)
                      lsec_last_detail());
         assert_null(c);
         if (took > 500)
-            fail_msg("direction %d: mismatch took %lld ms", dir,
-                     (long long)took);
+            fail_msg("direction %d: mismatch took %lld ms", dir, (long long)took);
         assert_int_equal(j.rc, LSEC_ETIMEDOUT);
         assert_true(log_has("mode mismatch"));
         lsec_listener_close(l);
@@ -1199,8 +1193,7 @@ static void test_other_uid_refused(void **state)
         assert_int_equal(lsec_accept(l, 100, &none), LSEC_ETIMEDOUT);
     }
     int codes[2] = {0, 0};
-    assert_int_equal(read(pfd[0], codes, sizeof(codes)),
-                     (ssize_t)sizeof(codes));
+    assert_int_equal(read(pfd[0], codes, sizeof(codes)), (ssize_t)sizeof(codes));
     close(pfd[0]);
     int st;
     waitpid(pid, &st, 0);
@@ -1258,7 +1251,8 @@ static void test_connect_refusals(void **state)
 static int refusing_lfd = -1;
 static bool refuse_abortive; /* RST (SO_LINGER 0) rather than FIN */
 
-static int connect_then_refused(int fd, const struct sockaddr *sa, unsigned len)
+static int connect_then_refused(int fd, const struct sockaddr *sa,
+                                unsigned len)
 {
     int rc = fd >= 0 ? connect(fd, sa, (socklen_t)len) : 0, e = errno;
     int s = accept(refusing_lfd, NULL, NULL);
@@ -1340,15 +1334,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_v4_v6, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_secret_both_sides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_client_proof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_closed_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_message, setup,
                                         teardown),
@@ -1367,14 +1358,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_event_loop_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_uid_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_lookup, setup,
                                         teardown),
