@@ -162,7 +162,11 @@ LSEC_API void lsec_set_log(lsec_log_fn fn, void *arg, int max_level);
 /** Largest path lsec_listener_write_file reports, including the NUL. */
 #define LSEC_PATH_MAX 4096
 
+/** Bytes of a listener's instance id (16 hex digits in the ticket). */
+#define LSEC_ID_BYTES 8
+
 LSEC_API size_t lsec_secret_bytes(void);
+LSEC_API size_t lsec_id_bytes(void);
 LSEC_API size_t lsec_ticket_max(void);
 LSEC_API size_t lsec_addr_max(void);
 
@@ -279,6 +283,22 @@ typedef struct lsec_channel lsec_channel;
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
                                     lsec_listener **out);
+
+/**
+ * As lsec_listen, with a secret and instance id the caller keeps (e.g. in a
+ * 0600 key file), so that the ticket stays the same across restarts (with a
+ * fixed port in `bind`).  `secret_len` must be LSEC_SECRET_BYTES and
+ * `id_len` LSEC_ID_BYTES; an all-zero secret is refused.  Both are copied;
+ * the listener's copy is wiped when it closes, the caller wipes its own.
+ * The secret must come from a cryptographic random source.
+ *
+ * Returns lsec_listen's codes; LSEC_EINVAL for NULL, a wrong length or an
+ * all-zero secret.
+ */
+LSEC_API LSEC_CHECK int lsec_listen_keyed(const char *bind, const lsec_opts *o,
+                                          const uint8_t *secret,
+                                          size_t secret_len, const uint8_t *id,
+                                          size_t id_len, lsec_listener **out);
 
 /** The bound port, or LSEC_EINVAL for NULL. */
 LSEC_API int lsec_listener_port(const lsec_listener *l);

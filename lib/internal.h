@@ -161,7 +161,7 @@ void lsec__peer_forget(void);
 /* secret.c: secrets, key derivation, encodings, no I/O                      */
 
 #define LSEC__KEY_BYTES 32
-#define LSEC__ID_BYTES 8 /* instance id: 8 random bytes, 16 hex digits */
+#define LSEC__ID_BYTES LSEC_ID_BYTES /* instance id: 8 random bytes, 16 hex digits */
 
 /* Fill with random bytes (libsodium). */
 void lsec__random(void *buf, size_t len);

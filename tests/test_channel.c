@@ -626,6 +626,60 @@ static void test_half_close_tls(void **state)
     run_half_close(&o);
 }
 
+static void test_listen_keyed(void **state)
+{
+    (void)state;
+    uint8_t secret[LSEC_SECRET_BYTES], id[LSEC_ID_BYTES];
+    char t1[LSEC_TICKET_MAX], t2[LSEC_TICKET_MAX], bind[32];
+    lsec_listener *l = NULL;
+    lsec_channel *c = NULL, *s = NULL;
+    struct accept_job j;
+
+    for (size_t i = 0; i < sizeof(secret); i++)
+        secret[i] = (uint8_t)(i * 7 + 1);
+    memset(id, 0xab, sizeof(id));
+    assert_int_equal(lsec_id_bytes(), LSEC_ID_BYTES);
+    /* Refused: NULLs, wrong lengths, an all-zero secret. */
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8,
+                                       &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
+                     LSEC_EINVAL);
+    uint8_t zero[LSEC_SECRET_BYTES] = {0};
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_null(l);
+    assert_int_equal(lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
+                     LSEC_ENOTLOOPBACK);
+    /* The same key and port give the same ticket, and it works. */
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l),
+                     0);
+    ticket_of(l, t1);
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", lsec_listener_port(l));
+    lsec_listener_close(l);
+    assert_int_equal(lsec_listen_keyed(bind, NULL, secret, 32, id, 8, &l), 0);
+    ticket_of(l, t2);
+    assert_string_equal(t1, t2);
+    assert_non_null(strstr(t1, "id=abababababababab"));
+    accept_async(&j, l, 5000);
+    assert_int_equal(lsec_connect(t2, NULL, 5000, &c), 0);
+    accept_join(&j);
+    assert_int_equal(j.rc, 0);
+    s = j.ch;
+    assert_int_equal(lsec_send(c, "k", 1, 1000), 0);
+    char buf[4];
+    size_t len;
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 1);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    lsec_listener_close(l);
+}
+
 static void test_timeouts_and_emsgsize(void **state)
 {
     (void)state;
@@ -1347,6 +1401,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout,

@@ -264,6 +264,31 @@ class ListenerTest(unittest.TestCase):
             loopsec.listen("0.0.0.0:0")
 
 
+class KeyedListenerTest(unittest.TestCase):
+    def test_same_key_same_ticket(self):
+        secret, ident = bytes(range(1, 33)), bytes(range(8))
+        with loopsec.listen(secret=secret, instance_id=ident) as a:
+            port = a.port
+            first = a.ticket
+        with loopsec.listen("127.0.0.1:%d" % port, secret=secret,
+                            instance_id=ident) as b:
+            self.assertEqual(b.ticket, first)
+            got = []
+            t = threading.Thread(target=lambda: got.append(b.accept(timeout=5)))
+            t.start()
+            with loopsec.connect(b.ticket, timeout=5) as c:
+                t.join()
+                with got[0] as s:
+                    c.send(b"k")
+                    self.assertEqual(s.recv(timeout=5), b"k")
+
+    def test_refused_keys(self):
+        for secret, ident in ((bytes(32), bytes(8)), (b"x" * 31, bytes(8)),
+                              (b"x" * 32, bytes(7)), (b"x" * 32, None)):
+            with self.assertRaises(loopsec.InvalidArgumentError):
+                loopsec.listen(secret=secret, instance_id=ident)
+
+
 class ConnectionFileTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp()  # 0700, ours
