@@ -55,8 +55,7 @@ int cmd_check(int argc, char **argv)
     if (rc != 0) {
         /* The detail quotes the address only after the library checked it
          * is printable, so the raw argument is never echoed here. */
-        cli_error("check", rc);
-        return 1;
+        return cli_addr_error("check", addr, rc);
     }
     printf("%s\n", norm);
     return 0;

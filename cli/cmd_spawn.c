@@ -1,5 +1,6 @@
 /*
- * loopsec spawn [--tls] [--timeout MS] -- CMD ARGS...
+ * loopsec spawn [--tls] [--timeout DURATION] [--eof-timeout DURATION]
+ *               -- CMD ARGS...
  *
  * Start CMD as a helper that connects back (lsec_spawn: the ticket travels
  * on an inherited pipe, never in argv or the environment), then relay
@@ -18,25 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-
-static int usage_spawn(void)
-{
-    fprintf(stderr,
-            "usage: loopsec spawn [--tls] [--timeout MS] -- CMD [ARGS...]\n");
-    return 2;
-}
-
-/* A strictly decimal, non-negative timeout; -1 (wait forever) too. */
-static bool parse_timeout(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (s[0] == '\0' || *end != '\0' || v < -1 || v > 86400000L)
-        return false;
-    *out = (int)v;
-    return true;
-}
 
 /* After the relay: give the helper `timeout_ms` to finish on its own, then
  * end it.  Returns the exit status to report. */
@@ -65,7 +47,7 @@ static int finish_helper(lsec_helper *h, int timeout_ms)
 
 int cmd_spawn(int argc, char **argv)
 {
-    int timeout = 10000, i, rc, status;
+    int timeout = 10000, eof_wait = -1, i, rc, status;
     lsec_opts o;
     lsec_helper *h = NULL;
     lsec_channel *ch = NULL;
@@ -79,16 +61,21 @@ int cmd_spawn(int argc, char **argv)
         if (strcmp(argv[i], "--tls") == 0) {
             o.mode = LSEC_MODE_TLS;
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (!parse_timeout(argv[++i], &timeout))
-                return usage_spawn();
+            if ((rc = cli_duration_arg("spawn", "--timeout", argv[++i],
+                                       &timeout)) != 0)
+                return rc;
+        } else if (strcmp(argv[i], "--eof-timeout") == 0 && i + 1 < argc) {
+            if ((rc = cli_duration_arg("spawn", "--eof-timeout", argv[++i],
+                                       &eof_wait)) != 0)
+                return rc;
         } else if (argv[i][0] != '-') {
             break; /* the command starts here ("--" is optional) */
         } else {
-            return usage_spawn();
+            return cli_bad_option("spawn", argv[i]);
         }
     }
     if (i >= argc)
-        return usage_spawn();
+        return cli_usage_error("spawn", "no command to run");
     /* argv is NULL-terminated by the C runtime, so argv + i is a ready
      * argument vector for the helper. */
     rc = lsec_spawn((const char *const *)(argv + i), &o, timeout, &h, &ch);
@@ -99,7 +86,7 @@ int cmd_spawn(int argc, char **argv)
     if (cli_verbose)
         fprintf(stderr, "loopsec: spawn: helper pid %d connected\n",
                 lsec_helper_pid(h));
-    status = cli_relay(ch);
+    status = cli_relay(ch, eof_wait);
     rc = finish_helper(h, timeout < 0 ? 10000 : timeout);
     return status != 0 ? status : rc;
 }
