@@ -173,7 +173,7 @@ static int serve_unix(const char *path, const cli_ticket *t,
     if (check_dir(path) != 0 || take_path(path, &un, len) != 0)
         return 1;
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    mode_t old = umask(077);
+    mode_t old = umask(0177); /* the socket: 0600 */
     int brc = lfd < 0 ? -1 : bind(lfd, (struct sockaddr *)&un, len);
     umask(old);
     if (brc != 0 || listen(lfd, 128) != 0 || lstat(path, &st) != 0) {
