@@ -225,7 +225,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     for (size_t k = 0; k < NCOMMANDS; k++)
         if (strcmp(argv[i], commands[k].name) == 0) {
-            if (k < NCOMMANDS - 1 && wants_help(argc - i, argv + i))
+            if (wants_help(argc - i, argv + i))
                 return cli_help(commands[k].name);
             return commands[k].run(argc - i, argv + i);
         }

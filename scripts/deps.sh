@@ -3,6 +3,10 @@
 # Usage: scripts/deps.sh [extra-package ...]
 set -eu
 need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils"
+# The CLI tests run loopsec in front of real programs (tests/cli/): a web
+# server and client, an interactive calculator, a database; util-linux's
+# setpriv reads /proc as another uid; groff and man-db check the man page.
+need="$need curl bc redis-server redis-tools util-linux groff-base man-db"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
