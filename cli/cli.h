@@ -37,6 +37,24 @@ bool cli_parse_count(const char *s, long lo, long hi, long *out);
  * for an unknown command. (main.c) */
 int cli_help(const char *cmd);
 
+/* The options several commands share, parsed in one place. */
+#define CLI_OPT_TLS 0x01u     /* --tls */
+#define CLI_OPT_127 0x02u     /* --allow-127-8 */
+#define CLI_OPT_BIND 0x04u    /* --bind ADDR */
+#define CLI_OPT_TICKET 0x08u  /* --ticket-file P, --ticket-fd N */
+#define CLI_OPT_TIMEOUT 0x10u /* --timeout DURATION */
+#define CLI_OPT_EOF 0x20u     /* --eof-timeout DURATION */
+typedef struct cli_args {
+    lsec_opts o;
+    const char *bind, *file, *fdval;
+    int timeout, eof_wait; /* ms; -1 forever */
+} cli_args;
+void cli_args_init(cli_args *a, int timeout_ms);
+/* argv[*i] is one of the options in `which`: consume it (and its value,
+ * advancing *i) and return 1; 0 if it is not; 2 after a usage error. */
+int cli_common_arg(const char *cmd, unsigned which, int argc, char **argv,
+                   int *i, cli_args *a);
+
 /* ---- tickets (util.c) -------------------------------------------------- */
 
 extern const char *cli_ticket_hint;

@@ -253,37 +253,30 @@ static int serve_unix(const char *path, const cli_ticket *t,
 
 int cmd_forward(int argc, char **argv)
 {
-    const char *file = NULL, *fdval = NULL, *listen_at = NULL;
+    const char *listen_at = NULL;
     bool stdio = false;
-    int timeout = 10000, rc;
-    lsec_opts o;
+    cli_args a;
+    int rc;
     cli_ticket t;
     lsec_channel *ch = NULL;
 
-    lsec_opts_init(&o);
+    cli_args_init(&a, 10000);
     for (int i = 1; i < argc; i++) {
-        bool more = i + 1 < argc;
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS;
-        } else if (strcmp(argv[i], "--allow-127-8") == 0) {
-            o.flags |= LSEC_ADDR_ALLOW_127_8;
-        } else if (strcmp(argv[i], "--ticket-file") == 0 && more) {
-            file = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-fd") == 0 && more) {
-            fdval = argv[++i];
-        } else if (strcmp(argv[i], "--listen") == 0 && more) {
+        rc = cli_common_arg("forward", CLI_OPT_TLS | CLI_OPT_127 |
+                                           CLI_OPT_TICKET | CLI_OPT_TIMEOUT,
+                            argc, argv, &i, &a);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
             listen_at = argv[++i];
-        } else if (strcmp(argv[i], "--stdio") == 0) {
+        else if (strcmp(argv[i], "--stdio") == 0)
             stdio = true;
-        } else if (strcmp(argv[i], "--timeout") == 0 && more) {
-            if ((rc = cli_duration_arg("forward", "--timeout", argv[++i],
-                                       &timeout)) != 0)
-                return rc;
-        } else if (argv[i][0] != '-') {
+        else if (argv[i][0] != '-')
             return cli_refuse_ticket_arg("forward", argv[i]);
-        } else {
+        else
             return cli_bad_option("forward", argv[i]);
-        }
     }
     if ((listen_at != NULL) == stdio)
         return cli_usage_error("forward", "give exactly one of --listen "
@@ -292,14 +285,14 @@ int cmd_forward(int argc, char **argv)
         return cli_usage_error("forward", "--listen takes unix:PATH only (a "
                                           "TCP port would be open to every "
                                           "local user)");
-    if ((rc = cli_ticket_resolve("forward", file, fdval, &t)) != 0)
+    if ((rc = cli_ticket_resolve("forward", a.file, a.fdval, &t)) != 0)
         return rc;
     if (listen_at != NULL) {
-        rc = serve_unix(listen_at + 5, &t, &o, timeout);
+        rc = serve_unix(listen_at + 5, &t, &a.o, a.timeout);
         cli_ticket_wipe(&t);
         return rc;
     }
-    rc = cli_ticket_connect(&t, &o, timeout, &ch);
+    rc = cli_ticket_connect(&t, &a.o, a.timeout, &ch);
     cli_ticket_wipe(&t);
     if (rc != 0) {
         cli_error("forward: connect", rc);

@@ -15,50 +15,35 @@
 
 int cmd_listen(int argc, char **argv)
 {
-    const char *bind = "127.0.0.1:0", *file = NULL, *fdval = NULL;
-    int timeout = -1, eof_wait = -1, rc;
-    lsec_opts o;
+    cli_args a;
+    int rc;
     lsec_listener *l = NULL;
     lsec_channel *ch = NULL;
 
-    lsec_opts_init(&o);
-    o.max_accepts = 1; /* one peer, then nobody else may even try */
+    cli_args_init(&a, -1);
+    a.o.max_accepts = 1; /* one peer, then nobody else may even try */
     for (int i = 1; i < argc; i++) {
-        bool more = i + 1 < argc;
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS;
-        } else if (strcmp(argv[i], "--allow-127-8") == 0) {
-            o.flags |= LSEC_ADDR_ALLOW_127_8;
-        } else if (strcmp(argv[i], "--bind") == 0 && more) {
-            bind = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-file") == 0 && more) {
-            file = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-fd") == 0 && more) {
-            fdval = argv[++i];
-        } else if (strcmp(argv[i], "--timeout") == 0 && more) {
-            if ((rc = cli_duration_arg("listen", "--timeout", argv[++i],
-                                       &timeout)) != 0)
-                return rc;
-        } else if (strcmp(argv[i], "--eof-timeout") == 0 && more) {
-            if ((rc = cli_duration_arg("listen", "--eof-timeout", argv[++i],
-                                       &eof_wait)) != 0)
-                return rc;
-        } else {
+        rc = cli_common_arg("listen", CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND |
+                                          CLI_OPT_TICKET | CLI_OPT_TIMEOUT |
+                                          CLI_OPT_EOF,
+                            argc, argv, &i, &a);
+        if (rc == 0)
             return cli_bad_option("listen", argv[i]);
-        }
+        if (rc != 1)
+            return rc;
     }
-    if (file != NULL && fdval != NULL)
+    if (a.file != NULL && a.fdval != NULL)
         return cli_usage_error("listen", "give only one of --ticket-file and "
                                          "--ticket-fd");
-    rc = lsec_listen(bind, &o, &l);
+    rc = lsec_listen(a.bind, &a.o, &l);
     if (rc != 0)
-        return cli_addr_error("listen", bind, rc);
-    rc = cli_give_ticket(l, "listen", file, fdval);
+        return cli_addr_error("listen", a.bind, rc);
+    rc = cli_give_ticket(l, "listen", a.file, a.fdval);
     if (rc != 0) {
         lsec_listener_close(l);
         return rc;
     }
-    rc = lsec_accept(l, timeout, &ch);
+    rc = lsec_accept(l, a.timeout, &ch);
     /* One-shot: the listener has done its job; close it (and remove the
      * connection file) before relaying. */
     lsec_listener_close(l);
@@ -66,59 +51,49 @@ int cmd_listen(int argc, char **argv)
         cli_error("accept", rc);
         return 1;
     }
-    return cli_relay(ch, eof_wait);
+    return cli_relay(ch, a.eof_wait);
 }
 
 int cmd_connect(int argc, char **argv)
 {
-    const char *file = NULL, *fdval = NULL;
     bool inherited = false;
-    int timeout = 10000, eof_wait = -1, rc;
-    lsec_opts o;
+    cli_args a;
+    int rc;
     lsec_channel *ch = NULL;
     cli_ticket t;
 
-    lsec_opts_init(&o);
+    cli_args_init(&a, 10000);
     for (int i = 1; i < argc; i++) {
-        bool more = i + 1 < argc;
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS; /* refuse auth-mode tickets */
-        } else if (strcmp(argv[i], "--allow-127-8") == 0) {
-            o.flags |= LSEC_ADDR_ALLOW_127_8;
-        } else if (strcmp(argv[i], "--ticket-file") == 0 && more) {
-            file = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-fd") == 0 && more) {
-            fdval = argv[++i];
-        } else if (strcmp(argv[i], "--inherited") == 0) {
+        /* --tls refuses auth-mode tickets. */
+        rc = cli_common_arg("connect", CLI_OPT_TLS | CLI_OPT_127 |
+                                           CLI_OPT_TICKET | CLI_OPT_TIMEOUT |
+                                           CLI_OPT_EOF,
+                            argc, argv, &i, &a);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (strcmp(argv[i], "--inherited") == 0)
             inherited = true;
-        } else if (strcmp(argv[i], "--timeout") == 0 && more) {
-            if ((rc = cli_duration_arg("connect", "--timeout", argv[++i],
-                                       &timeout)) != 0)
-                return rc;
-        } else if (strcmp(argv[i], "--eof-timeout") == 0 && more) {
-            if ((rc = cli_duration_arg("connect", "--eof-timeout", argv[++i],
-                                       &eof_wait)) != 0)
-                return rc;
-        } else if (argv[i][0] != '-') {
+        else if (argv[i][0] != '-')
             return cli_refuse_ticket_arg("connect", argv[i]);
-        } else {
+        else
             return cli_bad_option("connect", argv[i]);
-        }
     }
     if (inherited) {
-        if (file != NULL || fdval != NULL)
+        if (a.file != NULL || a.fdval != NULL)
             return cli_usage_error("connect", "--inherited takes no other "
                                               "ticket source");
-        rc = lsec_connect_inherited(&o, timeout, &ch);
+        rc = lsec_connect_inherited(&a.o, a.timeout, &ch);
     } else {
-        if ((rc = cli_ticket_resolve("connect", file, fdval, &t)) != 0)
+        if ((rc = cli_ticket_resolve("connect", a.file, a.fdval, &t)) != 0)
             return rc;
-        rc = cli_ticket_connect(&t, &o, timeout, &ch);
+        rc = cli_ticket_connect(&t, &a.o, a.timeout, &ch);
         cli_ticket_wipe(&t);
     }
     if (rc != 0) {
         cli_error("connect", rc);
         return 1;
     }
-    return cli_relay(ch, eof_wait);
+    return cli_relay(ch, a.eof_wait);
 }

@@ -409,32 +409,28 @@ static int listen_with_key(const char *bind, const lsec_opts *o,
 
 int cmd_serve(int argc, char **argv)
 {
-    const char *bind = "127.0.0.1:0", *file = NULL, *fdval = NULL;
-    const char *to = NULL, *key_file = NULL;
+    const char *to = NULL, *key_path = NULL;
     struct serve s;
-    lsec_opts o;
+    cli_args a;
     int rc, status = 0;
     bool stopping = false;
     int64_t drain_deadline = 0;
 
     memset(&s, 0, sizeof(s));
     s.max_peers = 64;
-    lsec_opts_init(&o);
-    o.max_message = SERVE_MAX_MESSAGE;
+    cli_args_init(&a, -1);
+    a.o.max_message = SERVE_MAX_MESSAGE;
     for (int i = 1; i < argc; i++) {
         bool more = i + 1 < argc;
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS;
-        } else if (strcmp(argv[i], "--allow-127-8") == 0) {
-            o.flags |= LSEC_ADDR_ALLOW_127_8;
-        } else if (strcmp(argv[i], "--bind") == 0 && more) {
-            bind = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-file") == 0 && more) {
-            file = argv[++i];
-        } else if (strcmp(argv[i], "--ticket-fd") == 0 && more) {
-            fdval = argv[++i];
-        } else if (strcmp(argv[i], "--key-file") == 0 && more) {
-            key_file = argv[++i];
+        rc = cli_common_arg("serve", CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND |
+                                         CLI_OPT_TICKET,
+                            argc, argv, &i, &a);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (strcmp(argv[i], "--key-file") == 0 && more) {
+            key_path = argv[++i];
         } else if (strcmp(argv[i], "--max-peers") == 0 && more) {
             if (!cli_parse_count(argv[++i], 1, 4096, &s.max_peers))
                 return cli_usage_error("serve", "--max-peers takes a number "
@@ -451,10 +447,10 @@ int cmd_serve(int argc, char **argv)
     if ((to != NULL) == (s.exec_argv != NULL))
         return cli_usage_error("serve", "give exactly one of --to ADDR, --to "
                                         "unix:PATH and --exec CMD");
-    if (file != NULL && fdval != NULL)
+    if (a.file != NULL && a.fdval != NULL)
         return cli_usage_error("serve", "give only one of --ticket-file and "
                                         "--ticket-fd");
-    if (to != NULL && parse_backend(&s, to, o.flags & LSEC_ADDR_ALLOW_127_8) != 0)
+    if (to != NULL && parse_backend(&s, to, a.o.flags & LSEC_ADDR_ALLOW_127_8) != 0)
         return 1;
     s.conns = calloc((size_t)s.max_peers, sizeof(*s.conns));
     if (s.conns == NULL || pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -465,14 +461,14 @@ int cmd_serve(int argc, char **argv)
     for (long i = 0; i < s.max_peers; i++)
         s.conns[i].bfd = s.conns[i].cin = s.conns[i].cout = -1;
 
-    rc = listen_with_key(bind, &o, key_file, &s.l);
+    rc = listen_with_key(a.bind, &a.o, key_path, &s.l);
     if (rc != 0) {
         if (rc != 1)
-            cli_addr_error("serve", bind, rc);
+            cli_addr_error("serve", a.bind, rc);
         status = 1;
         goto out;
     }
-    if ((rc = cli_give_ticket(s.l, "serve", file, fdval)) != 0) {
+    if ((rc = cli_give_ticket(s.l, "serve", a.file, a.fdval)) != 0) {
         status = rc;
         goto out;
     }

@@ -47,28 +47,24 @@ static int finish_helper(lsec_helper *h, int timeout_ms)
 
 int cmd_spawn(int argc, char **argv)
 {
-    int timeout = 10000, eof_wait = -1, i, rc, status;
-    lsec_opts o;
+    int i, rc, status;
+    cli_args a;
     lsec_helper *h = NULL;
     lsec_channel *ch = NULL;
 
-    lsec_opts_init(&o);
+    cli_args_init(&a, 10000);
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
         }
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if ((rc = cli_duration_arg("spawn", "--timeout", argv[++i],
-                                       &timeout)) != 0)
-                return rc;
-        } else if (strcmp(argv[i], "--eof-timeout") == 0 && i + 1 < argc) {
-            if ((rc = cli_duration_arg("spawn", "--eof-timeout", argv[++i],
-                                       &eof_wait)) != 0)
-                return rc;
-        } else if (argv[i][0] != '-') {
+        rc = cli_common_arg("spawn", CLI_OPT_TLS | CLI_OPT_TIMEOUT | CLI_OPT_EOF,
+                            argc, argv, &i, &a);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (argv[i][0] != '-') {
             break; /* the command starts here ("--" is optional) */
         } else {
             return cli_bad_option("spawn", argv[i]);
@@ -78,7 +74,8 @@ int cmd_spawn(int argc, char **argv)
         return cli_usage_error("spawn", "no command to run");
     /* argv is NULL-terminated by the C runtime, so argv + i is a ready
      * argument vector for the helper. */
-    rc = lsec_spawn((const char *const *)(argv + i), &o, timeout, &h, &ch);
+    rc = lsec_spawn((const char *const *)(argv + i), &a.o, a.timeout, &h,
+                    &ch);
     if (rc != 0) {
         cli_error("spawn", rc);
         return 1;
@@ -86,7 +83,7 @@ int cmd_spawn(int argc, char **argv)
     if (cli_verbose)
         fprintf(stderr, "loopsec: spawn: helper pid %d connected\n",
                 lsec_helper_pid(h));
-    status = cli_relay(ch, eof_wait);
-    rc = finish_helper(h, timeout < 0 ? 10000 : timeout);
+    status = cli_relay(ch, a.eof_wait);
+    rc = finish_helper(h, a.timeout < 0 ? 10000 : a.timeout);
     return status != 0 ? status : rc;
 }

@@ -328,3 +328,45 @@ int cli_give_ticket(const lsec_listener *l, const char *cmd, const char *file,
         close((int)fd);
     return 0;
 }
+
+void cli_args_init(cli_args *a, int timeout_ms)
+{
+    memset(a, 0, sizeof(*a));
+    lsec_opts_init(&a->o);
+    a->bind = "127.0.0.1:0";
+    a->timeout = timeout_ms;
+    a->eof_wait = -1;
+}
+
+int cli_common_arg(const char *cmd, unsigned which, int argc, char **argv,
+                   int *i, cli_args *a)
+{
+    const char *arg = argv[*i];
+    bool more = *i + 1 < argc;
+    int rc;
+
+    if ((which & CLI_OPT_TLS) && strcmp(arg, "--tls") == 0) {
+        a->o.mode = LSEC_MODE_TLS;
+    } else if ((which & CLI_OPT_127) && strcmp(arg, "--allow-127-8") == 0) {
+        a->o.flags |= LSEC_ADDR_ALLOW_127_8;
+    } else if ((which & CLI_OPT_BIND) && strcmp(arg, "--bind") == 0 && more) {
+        a->bind = argv[++*i];
+    } else if ((which & CLI_OPT_TICKET) && strcmp(arg, "--ticket-file") == 0 &&
+               more) {
+        a->file = argv[++*i];
+    } else if ((which & CLI_OPT_TICKET) && strcmp(arg, "--ticket-fd") == 0 &&
+               more) {
+        a->fdval = argv[++*i];
+    } else if ((which & CLI_OPT_TIMEOUT) && strcmp(arg, "--timeout") == 0 &&
+               more) {
+        if ((rc = cli_duration_arg(cmd, arg, argv[++*i], &a->timeout)) != 0)
+            return rc;
+    } else if ((which & CLI_OPT_EOF) && strcmp(arg, "--eof-timeout") == 0 &&
+               more) {
+        if ((rc = cli_duration_arg(cmd, arg, argv[++*i], &a->eof_wait)) != 0)
+            return rc;
+    } else {
+        return 0;
+    }
+    return 1;
+}
