@@ -55,6 +55,12 @@ void cli_args_init(cli_args *a, int timeout_ms);
 int cli_common_arg(const char *cmd, unsigned which, int argc, char **argv,
                    int *i, cli_args *a);
 
+/* SIGINT, SIGTERM, SIGCHLD as bytes (the signal number) on a pipe: its
+ * read end, or -1.  cli_signals_close restores the defaults (in a child
+ * too, where it also closes the pipe). */
+int cli_signals_open(void);
+void cli_signals_close(void);
+
 /* ---- tickets (util.c) -------------------------------------------------- */
 
 extern const char *cli_ticket_hint;

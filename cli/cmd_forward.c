@@ -32,16 +32,6 @@
 #define FORWARD_MAX 128
 #define FORWARD_DRAIN_MS 10000
 
-static int sig_fds[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-    unsigned char b = (unsigned char)sig;
-    int saved = errno;
-    (void)!write(sig_fds[1], &b, 1);
-    errno = saved;
-}
-
 /* The directory of `path` exists (or is created 0700), is ours and 0700. */
 static int check_dir(const char *path)
 {
@@ -182,22 +172,16 @@ static int serve_unix(const char *path, const cli_ticket *t,
             close(lfd);
         return 1;
     }
-    if (pipe2(sig_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int sigfd = cli_signals_open();
+    if (sigfd < 0) {
         close(lfd);
         unlink(path);
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
     if (cli_verbose)
         fprintf(stderr, "loopsec: forward: listening on %s\n", path);
     for (;;) {
-        struct pollfd pf[2] = {{sig_fds[0], POLLIN, 0},
+        struct pollfd pf[2] = {{sigfd, POLLIN, 0},
                                {stopping || children >= FORWARD_MAX ? -1 : lfd,
                                 POLLIN, 0}};
         if (poll(pf, 2, stopping ? 200 : -1) < 0 && errno != EINTR) {
@@ -206,7 +190,7 @@ static int serve_unix(const char *path, const cli_ticket *t,
         }
         if (pf[0].revents != 0) {
             unsigned char sig;
-            while (read(sig_fds[0], &sig, 1) == 1) {
+            while (read(sigfd, &sig, 1) == 1) {
                 if (sig != SIGCHLD && !stopping) {
                     stopping = true;
                     drain_deadline = cli_now_ms() + FORWARD_DRAIN_MS;
@@ -224,14 +208,8 @@ static int serve_unix(const char *path, const cli_ticket *t,
             continue;
         pid_t pid = fork();
         if (pid == 0) {
-            memset(&sa, 0, sizeof(sa));
-            sa.sa_handler = SIG_DFL;
-            sigaction(SIGINT, &sa, NULL);
-            sigaction(SIGTERM, &sa, NULL);
-            sigaction(SIGCHLD, &sa, NULL);
+            cli_signals_close();
             close(lfd);
-            close(sig_fds[0]);
-            close(sig_fds[1]);
             _exit(carry(cfd, t, o, timeout));
         }
         if (pid > 0)
@@ -246,8 +224,7 @@ static int serve_unix(const char *path, const cli_ticket *t,
     if (lstat(path, &now) == 0 && now.st_ino == st.st_ino &&
         now.st_dev == st.st_dev)
         unlink(path);
-    close(sig_fds[0]);
-    close(sig_fds[1]);
+    cli_signals_close();
     return status;
 }
 

@@ -54,16 +54,6 @@ struct serve {
     unsigned long next_id;
 };
 
-static int sigpipe_fds[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-    unsigned char b = (unsigned char)sig;
-    int saved = errno;
-    (void)!write(sigpipe_fds[1], &b, 1);
-    errno = saved;
-}
-
 /* "unix:PATH", "127.0.0.1:PORT" or "[::1]:PORT" into a sockaddr. */
 static int parse_backend(struct serve *s, const char *to, unsigned flags)
 {
@@ -453,7 +443,8 @@ int cmd_serve(int argc, char **argv)
     if (to != NULL && parse_backend(&s, to, a.o.flags & LSEC_ADDR_ALLOW_127_8) != 0)
         return 1;
     s.conns = calloc((size_t)s.max_peers, sizeof(*s.conns));
-    if (s.conns == NULL || pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int sigfd = s.conns != NULL ? cli_signals_open() : -1;
+    if (sigfd < 0) {
         fprintf(stderr, "loopsec: serve: out of resources\n");
         free(s.conns);
         return 1;
@@ -473,14 +464,6 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
-
     size_t nslots = 2 + 3 * (size_t)s.max_peers;
     struct pollfd *pf = calloc(nslots, sizeof(*pf));
     if (pf == NULL) {
@@ -490,7 +473,7 @@ int cmd_serve(int argc, char **argv)
     for (;;) {
         int timeout = stopping ? 200 : 1000;
         size_t n = 2;
-        pf[0].fd = sigpipe_fds[0];
+        pf[0].fd = sigfd;
         pf[0].events = POLLIN;
         pf[1].fd = !stopping && s.active < s.max_peers ? lsec_listener_fd(s.l)
                                                        : -1;
@@ -519,7 +502,7 @@ int cmd_serve(int argc, char **argv)
         }
         if (pf[0].revents != 0) {
             unsigned char sig;
-            while (read(sigpipe_fds[0], &sig, 1) == 1) {
+            while (read(sigfd, &sig, 1) == 1) {
                 if (sig == SIGCHLD) {
                     reap(&s);
                 } else if (!stopping) {
@@ -602,7 +585,6 @@ out:
     }
     lsec_listener_close(s.l);
     free(s.conns);
-    close(sigpipe_fds[0]);
-    close(sigpipe_fds[1]);
+    cli_signals_close();
     return status;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,4 +370,47 @@ int cli_common_arg(const char *cmd, unsigned which, int argc, char **argv,
         return 0;
     }
     return 1;
+}
+
+/* The self-pipe of serve and forward: SIGINT, SIGTERM and SIGCHLD become
+ * one byte each (the signal number) on cli_signals_fd(). */
+static int sig_fds[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+    (void)!write(sig_fds[1], &b, 1);
+    errno = saved;
+}
+
+int cli_signals_open(void)
+{
+    struct sigaction sa;
+
+    if (pipe2(sig_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    return sig_fds[0];
+}
+
+void cli_signals_close(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    if (sig_fds[0] >= 0) {
+        close(sig_fds[0]);
+        close(sig_fds[1]);
+    }
+    sig_fds[0] = sig_fds[1] = -1;
 }

@@ -13,16 +13,8 @@ set -u
 cli=$1
 mb=${LOSSLESS_MB:-8}
 runs=${LOSSLESS_RUNS:-1}
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/lib.sh"
 
-wait_file() { for _ in $(seq 1 200); do [ -s "$1" ] && return 0; sleep 0.025; done; return 1; }
 
 head -c $((mb * 1024 * 1024)) /dev/urandom >"$tmp/big"
 want=$(sha256sum <"$tmp/big" | cut -d' ' -f1)
@@ -35,7 +27,7 @@ for run in $(seq 1 "$runs"); do
         timeout 120 "$cli" listen $mode --ticket-file "$tmp/T" </dev/null >"$tmp/out" 2>"$tmp/lerr" &
         lpid=$!
         pids+=($lpid)
-        wait_file "$tmp/T" || bad "no ticket file"
+        wait_path "$tmp/T" || bad "no ticket file"
         timeout 120 "$cli" connect --ticket-file "$tmp/T" <"$tmp/big" >"$tmp/cout" 2>"$tmp/cerr"
         crc=$?
         wait "$lpid"
@@ -49,7 +41,7 @@ for run in $(seq 1 "$runs"); do
         timeout 120 "$cli" listen $mode --ticket-file "$tmp/T" <"$tmp/big" >"$tmp/out" 2>"$tmp/lerr" &
         lpid=$!
         pids+=($lpid)
-        wait_file "$tmp/T" || bad "no ticket file"
+        wait_path "$tmp/T" || bad "no ticket file"
         timeout 120 "$cli" connect --ticket-file "$tmp/T" </dev/null >"$tmp/cout" 2>"$tmp/cerr"
         crc=$?
         wait "$lpid"
@@ -66,7 +58,7 @@ for mode in "" --tls; do
     rm -f "$tmp/T"
     (timeout 30 "$cli" listen $mode --ticket-file "$tmp/T" </dev/null 2>"$tmp/lerr" | head -c 1000 >/dev/null) &
     pids+=($!)
-    wait_file "$tmp/T" || bad "no ticket file (2)"
+    wait_path "$tmp/T" || bad "no ticket file (2)"
     head -c $((64 * 1024 * 1024)) /dev/zero | timeout 30 "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr"
     crc=$?
     if [ "$crc" = 1 ] && [ "$(wc -l <"$tmp/cerr")" = 1 ]; then ok; else
@@ -80,7 +72,7 @@ rm -f "$tmp/T"
 "$cli" listen --ticket-file "$tmp/T" </dev/null >/dev/null 2>&1 &
 lpid=$!
 pids+=($lpid)
-wait_file "$tmp/T" || bad "no ticket file (2b)"
+wait_path "$tmp/T" || bad "no ticket file (2b)"
 (sleep 0.3; kill -9 "$lpid") &
 (cat "$tmp/big" "$tmp/big" "$tmp/big"; sleep 2; cat "$tmp/big") |
     timeout 30 "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr"
@@ -91,7 +83,7 @@ crc=$?
 rm -f "$tmp/T"
 (sleep 8 | timeout 15 "$cli" listen --ticket-file "$tmp/T" >/dev/null 2>&1) &
 pids+=($!)
-wait_file "$tmp/T" || bad "no ticket file (3)"
+wait_path "$tmp/T" || bad "no ticket file (3)"
 start=$(date +%s%N)
 echo hi | timeout 10 "$cli" connect --ticket-file "$tmp/T" --eof-timeout 300ms >/dev/null 2>"$tmp/cerr"
 crc=$?
@@ -144,5 +136,4 @@ if not ok or rc_c or rc_l:
     sys.exit(1)
 PY
 
-echo "lossless: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish lossless

@@ -8,12 +8,7 @@ set -u
 cli=$1
 here=$(cd "$(dirname "$0")" && pwd)
 page=$here/../../docs/man/loopsec.1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$here/lib.sh"
 for p in groff man; do
     command -v "$p" >/dev/null || { echo "FAIL: $p is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
@@ -38,5 +33,4 @@ for s in "EXIT STATUS" "ENVIRONMENT" "LOOPSEC_TICKET" "FILES" "EXAMPLES" "TICKET
     grep -q "$s" "$tmp/flat" && ok || bad "the man page lacks '$s'"
 done
 
-echo "manpage: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish manpage

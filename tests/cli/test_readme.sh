@@ -10,12 +10,7 @@ set -u
 cli=$1
 here=$(cd "$(dirname "$0")" && pwd)
 readme=$here/../../README.md
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$here/lib.sh"
 mkdir "$tmp/bin"
 ln -s "$(cd "$(dirname "$cli")" && pwd)/$(basename "$cli")" "$tmp/bin/loopsec"
 
@@ -55,5 +50,4 @@ for f in $(ls "$tmp"/block.* | sort -t. -k2 -n); do
 done
 grep -q "HTTP/1.0 200" "$tmp/block.2.out" && ok || bad "printf | loopsec connect in the README: $(cat "$tmp/block.2.out")"
 
-echo "readme: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish readme

@@ -16,22 +16,10 @@
 # Usage: test_serve_forward.sh PATH/TO/loopsec
 set -u
 cli=$1
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/lib.sh"
 for p in curl python3 bc redis-server redis-cli; do
     command -v "$p" >/dev/null || { echo "FAIL: $p is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
-wait_for() { # FILE PATTERN: bounded (5 s)
-    for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.025; done
-    return 1
-}
-wait_path() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.025; done; return 1; }
 mkdir -m 700 "$tmp/s"
 
 # --------------------------------------------------------------------------
@@ -207,5 +195,4 @@ chmod 644 "$tmp/k"
 timeout 5 "$cli" serve --to "127.0.0.1:$hport" --key-file "$tmp/k" 2>"$tmp/k.err"
 [ $? = 1 ] && grep -q "mode 0600" "$tmp/k.err" && ok || bad "a key file others can read was used: $(cat "$tmp/k.err")"
 
-echo "serve_forward: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish serve_forward

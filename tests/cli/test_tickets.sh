@@ -9,17 +9,8 @@
 # Usage: test_tickets.sh PATH/TO/loopsec
 set -u
 cli=$1
-tmp=$(mktemp -d)
+. "$(dirname "$0")/lib.sh"
 chmod 755 "$tmp"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-wait_for() { for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.025; done; return 1; }
-wait_path() { for _ in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.025; done; return 1; }
 
 secret_b64=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8
 ticket="loopsec://127.0.0.1:1/?mode=tls&id=0011223344556677&secret=$secret_b64"
@@ -96,5 +87,4 @@ else
     bad "no connect process found"
 fi
 
-echo "tickets: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish tickets

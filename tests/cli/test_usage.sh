@@ -13,14 +13,7 @@
 # Usage: test_usage.sh PATH/TO/loopsec
 set -u
 cli=$1
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0
-failures=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+. "$(dirname "$0")/lib.sh"
 run() { timeout 10 "$cli" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"; rc=$?; }
 
 commands="check who listen connect spawn serve forward psk version help"
@@ -124,5 +117,4 @@ run connect --ticket-file "$tmp/dir"
 run listen --ticket-file "$tmp/dir"
 [ "$rc" = 1 ] && grep -q "directory" "$tmp/err" && ok || bad "listen --ticket-file DIR: $(cat "$tmp/err")"
 
-echo "usage: $pass passed, $failures failed"
-[ "$failures" = 0 ]
+finish usage
