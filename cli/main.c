@@ -19,7 +19,8 @@ struct command {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
-    const char *help; /* every option with its default */
+    const char *help; /* every option with its default; NULL: the command
+                         prints its own for --help (cmd_addr.c) */
 };
 
 #define DURATION_NOTE                                                         \
@@ -31,14 +32,8 @@ struct command {
     "  reading.  A ticket given as an argument is refused.)\n"
 
 static const struct command commands[] = {
-    {"check", cmd_check, "may ADDR be used? print its normal form",
-     "usage: loopsec check [--allow-127-8] ADDR\n"
-     "  Exit 0 and print the normal form of ADDR if it may be used;\n"
-     "  otherwise exit 1 with one line on stderr saying why.\n"
-     "  --allow-127-8   accept all of 127.0.0.0/8 (default: 127.0.0.1, ::1)\n"},
-    {"who", cmd_who, "who holds a loopback port",
-     "usage: loopsec who PORT\n"
-     "  Who listens on a loopback TCP port: pid, user, command.\n"},
+    {"check", cmd_check, "may ADDR be used? print its normal form", NULL},
+    {"who", cmd_who, "who holds a loopback port", NULL},
     {"listen", cmd_listen, "accept one peer, relay stdin/stdout",
      "usage: loopsec listen [--tls] [--bind ADDR] [--allow-127-8]\n"
      "                      [--ticket-file PATH | --ticket-fd N]\n"
@@ -147,6 +142,12 @@ int cli_help(const char *cmd)
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (strcmp(cmd, commands[i].name) == 0) {
+            if (commands[i].help == NULL) {
+                char name[16], opt[] = "--help";
+                char *argv[] = {name, opt, NULL};
+                snprintf(name, sizeof(name), "%s", commands[i].name);
+                return commands[i].run(2, argv);
+            }
             fputs(commands[i].help, stdout);
             return 0;
         }
@@ -225,7 +226,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     for (size_t k = 0; k < NCOMMANDS; k++)
         if (strcmp(argv[i], commands[k].name) == 0) {
-            if (wants_help(argc - i, argv + i))
+            if (commands[k].help != NULL && wants_help(argc - i, argv + i))
                 return cli_help(commands[k].name);
             return commands[k].run(argc - i, argv + i);
         }

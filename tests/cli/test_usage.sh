@@ -73,6 +73,9 @@ usage_error serve --to 127.0.0.1:1 --exec cat
 usage_error forward --ticket-file x
 usage_error spawn
 usage_error help bogus
+usage_error check
+usage_error check --bogus 127.0.0.1:1
+usage_error check 127.0.0.1:1 127.0.0.1:2
 for v in abc -5 1.5 2x 10h "" 99999999999; do
     usage_error listen --timeout "$v"
     usage_error connect --timeout "$v" --ticket-file x
