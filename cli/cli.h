@@ -113,6 +113,8 @@ int64_t cli_now_ms(void);
 bool cli_fd_is_socket(int fd);
 /* Set a socket to close with a reset (a failure is never a clean end). */
 void cli_abort_fd(int fd);
+/* Close a channel with a reset, at once: no flush, no clean end. */
+void cli_abort_channel(lsec_channel *ch);
 /* 0, or -1 out of memory.  Does not own the descriptors; owns `ch`. */
 int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
                   int eof_wait_ms);

@@ -114,8 +114,7 @@ static int carry(int fd, const cli_ticket *t, const lsec_opts *o, int timeout)
         return 1;
     }
     if (cli_pump_init(&p, ch, fd, fd, -1) != 0) {
-        cli_abort_fd(lsec_channel_fd(ch));
-        lsec_channel_close(ch);
+        cli_abort_channel(ch);
         cli_abort_fd(fd);
         return 1;
     }

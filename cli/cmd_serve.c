@@ -173,6 +173,9 @@ static int start_exec(struct serve *s, struct conn *c)
     }
     close(in[0]);
     close(out[1]);
+    /* Our ends only: the child's stay blocking, as programs expect. */
+    (void)fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
+    (void)fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
     c->pid = pid;
     c->cin = out[0];
     c->cout = in[1];
@@ -215,8 +218,7 @@ static void new_peer(struct serve *s, lsec_channel *ch)
             break;
         }
     if (c == NULL) { /* cannot happen: accepting stops at the cap */
-        cli_abort_fd(lsec_channel_fd(ch));
-        lsec_channel_close(ch);
+        cli_abort_channel(ch);
         return;
     }
     pid_t stale = c->pid;
@@ -229,15 +231,13 @@ static void new_peer(struct serve *s, lsec_channel *ch)
     if (start_backend(s, c) != 0) {
         snprintf(msg, sizeof(msg), "backend: %s", strerror(errno));
         conn_log(c, msg);
-        cli_abort_fd(lsec_channel_fd(ch));
-        lsec_channel_close(ch);
+        cli_abort_channel(ch);
         return;
     }
     if (cli_pump_init(&c->p, ch, c->bfd >= 0 ? c->bfd : c->cin,
                       c->bfd >= 0 ? c->bfd : c->cout, -1) != 0) {
         conn_log(c, "out of memory");
-        cli_abort_fd(lsec_channel_fd(ch));
-        lsec_channel_close(ch);
+        cli_abort_channel(ch);
         if (c->bfd >= 0)
             close(c->bfd);
         if (c->cin >= 0)

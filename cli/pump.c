@@ -81,6 +81,9 @@ static bool make_nonblocking_out(int fd, bool *sock)
     }
     if (!S_ISFIFO(st.st_mode))
         return false;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        return true; /* ours already, e.g. serve's pipes to a child */
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     int nfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (nfd < 0)
@@ -315,12 +318,32 @@ void cli_abort_fd(int fd)
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+void cli_abort_channel(lsec_channel *ch)
+{
+    int fd = lsec_channel_fd(ch);
+    int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+    /* The socket goes first, with a reset; /dev/null takes its number, so
+     * that lsec_channel_close finds nothing to flush (it would wait up to
+     * its flush bound: in serve's loop that would stall every other
+     * connection) and sends no close_notify, which a peer would take for a
+     * clean end.  (A library call for an abortive close would do this
+     * properly.) */
+    cli_abort_fd(fd);
+    if (dn >= 0) {
+        (void)dup3(dn, fd, O_CLOEXEC);
+        close(dn);
+    }
+    lsec_channel_close(ch);
+}
+
 void cli_pump_free(cli_pump *p)
 {
     if (p->ch != NULL) {
         if (p->failed)
-            cli_abort_fd(lsec_channel_fd(p->ch));
-        lsec_channel_close(p->ch);
+            cli_abort_channel(p->ch);
+        else
+            lsec_channel_close(p->ch);
         p->ch = NULL;
     }
     if (p->ubuf != NULL) {
@@ -341,8 +364,7 @@ int cli_relay(lsec_channel *ch, int eof_wait_ms)
 
     if (cli_pump_init(&p, ch, STDIN_FILENO, STDOUT_FILENO, eof_wait_ms) != 0) {
         fprintf(stderr, "loopsec: out of memory\n");
-        cli_abort_fd(lsec_channel_fd(ch));
-        lsec_channel_close(ch);
+        cli_abort_channel(ch);
         return 1;
     }
     p.in_name = "stdin";
