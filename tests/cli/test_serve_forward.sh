@@ -108,6 +108,44 @@ src=$?
 [ "$src" = 0 ] && ok || bad "serve exit $src after SIGTERM: $(cat "$tmp/serve2.err")"
 [ ! -e "$tmp/acc.ticket" ] && ok || bad "serve left its ticket file"
 
+# A stalled backend delays no other connection: the first connection's
+# backend never reads while its peer floods it; a second one is answered.
+python3 -u - >"$tmp/st.port" <<'PY' &
+import socket, threading
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+held = []
+def echo(c):
+    got = b""
+    while len(got) < 64:
+        b = c.recv(64 - len(got))
+        if not b:
+            break
+        got += b
+    c.sendall(got)
+    c.close()
+while True:
+    c, _ = s.accept()
+    if not held:
+        held.append(c)  # never read
+    else:
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+PY
+pids+=($!)
+wait_for "$tmp/st.port" "[0-9]" || bad "the stalling backend did not start"
+"$cli" serve --to "127.0.0.1:$(cat "$tmp/st.port")" --ticket-file "$tmp/st.ticket" 2>"$tmp/st.err" &
+pids+=($!)
+wait_path "$tmp/st.ticket" || bad "serve (stall): no ticket"
+( (head -c 30000000 /dev/zero; sleep 10) | timeout 15 "$cli" connect --ticket-file "$tmp/st.ticket" >/dev/null 2>&1) &
+pids+=($!)
+sleep 1
+start=$(date +%s%N)
+got=$(head -c 64 /dev/zero | tr '\0' q | timeout 5 "$cli" connect --ticket-file "$tmp/st.ticket" | wc -c)
+took=$((($(date +%s%N) - start) / 1000000))
+[ "$got" = 64 ] && [ "$took" -lt 2000 ] && ok || bad "a stalled backend delayed another connection: $got bytes after $took ms: $(cat "$tmp/st.err")"
+
 # --------------------------------------------------------------------------
 # 3. Interactive programs behind serve --exec, through forward --stdio.
 "$cli" serve --ticket-file "$tmp/bc.ticket" --exec bc -q 2>"$tmp/bc.err" &
