@@ -114,22 +114,22 @@ int cli_refuse_ticket_arg(const char *cmd, char *arg)
     return 2;
 }
 
-/* Read one ticket line (at most LSEC_TICKET_MAX bytes) from `fd`. */
+/* Read one ticket line (at most LSEC_TICKET_MAX bytes) from `fd`, one byte
+ * at a time, so that nothing after the line is consumed: with --ticket-fd 0
+ * the data that follows it is the relay's. */
 static int read_ticket_fd(int fd, char *buf, size_t cap)
 {
     size_t n = 0;
 
     while (n < cap - 1) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        ssize_t r = read(fd, buf + n, 1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return -1;
-        if (r == 0)
+        if (r == 0 || buf[n] == '\n')
             break;
-        n += (size_t)r;
-        if (memchr(buf, '\n', n) != NULL)
-            break;
+        n++;
     }
     buf[n] = '\0';
     n = strcspn(buf, "\r\n");

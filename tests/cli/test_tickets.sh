@@ -32,6 +32,17 @@ timeout 5 "$cli" connect </dev/null >/dev/null 2>"$tmp/err"
 timeout 5 "$cli" listen --ticket-fd 1 </dev/null >"$tmp/out" 2>"$tmp/err"
 [ $? = 2 ] && ! grep -q "secret=" "$tmp/out" && ok || bad "listen --ticket-fd 1 was accepted"
 
+# --ticket-fd 0: the ticket line, then data; nothing after the line is lost.
+rm -f "$tmp/z.ticket"
+timeout 10 "$cli" listen --ticket-file "$tmp/z.ticket" </dev/null >"$tmp/z.out" 2>/dev/null &
+zp=$!
+pids+=($zp)
+wait_path "$tmp/z.ticket"
+{ cat "$tmp/z.ticket"; printf 'data after the ticket line\n'; } |
+    timeout 10 "$cli" connect --ticket-fd 0 >/dev/null 2>"$tmp/err"
+wait "$zp"
+[ "$(cat "$tmp/z.out")" = "data after the ticket line" ] && ok || bad "--ticket-fd 0 lost data: '$(cat "$tmp/z.out")' $(cat "$tmp/err")"
+
 # 2. Real runs; meanwhile another uid reads every loopsec command line.
 command -v setpriv >/dev/null || { echo "FAIL: setpriv (util-linux) is missing" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "FAIL: needs root to read /proc as uid 65534 (setpriv)" >&2; exit 1; }
