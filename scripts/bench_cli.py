@@ -311,7 +311,10 @@ def main():
     be = Backend()
     be.start()
     gn = a.guard_mib << 20
-    pairs = {"loopsec auth": lambda: pair_loopsec(a.cli, [], be.port),
+    # "direct": the client talks to the backend itself, no proxy: the
+    # ceiling that the shared Python endpoints put on every pair.
+    pairs = {"direct": lambda: (("127.0.0.1", be.port), []),
+             "loopsec auth": lambda: pair_loopsec(a.cli, [], be.port),
              "loopsec tls": lambda: pair_loopsec(a.cli, ["--tls"], be.port),
              "stunnel4": lambda: pair_stunnel(be.port),
              "spiped": lambda: pair_spiped(be.port)}
