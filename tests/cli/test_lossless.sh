@@ -59,7 +59,7 @@ for mode in "" --tls; do
     (timeout 30 "$cli" listen $mode --ticket-file "$tmp/T" </dev/null 2>"$tmp/lerr" | head -c 1000 >/dev/null) &
     pids+=($!)
     wait_path "$tmp/T" || bad "no ticket file (2)"
-    head -c $((64 * 1024 * 1024)) /dev/zero | timeout 30 "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr"
+    head -c $((32 * 1024 * 1024)) /dev/zero | timeout 30 "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr"
     crc=$?
     if [ "$crc" = 1 ] && [ "$(wc -l <"$tmp/cerr")" = 1 ]; then ok; else
         bad "$mode peer left early: connect exit $crc: $(cat "$tmp/cerr")"
@@ -74,7 +74,7 @@ lpid=$!
 pids+=($lpid)
 wait_path "$tmp/T" || bad "no ticket file (2b)"
 (sleep 0.3; kill -9 "$lpid") &
-(cat "$tmp/big" "$tmp/big" "$tmp/big"; sleep 2; cat "$tmp/big") |
+(cat "$tmp/big"; sleep 1; cat "$tmp/big") |
     timeout 30 "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr"
 crc=$?
 [ "$crc" = 1 ] && [ "$(wc -l <"$tmp/cerr")" = 1 ] && ok || bad "killed peer: connect exit $crc: $(cat "$tmp/cerr")"

@@ -153,6 +153,20 @@ pids+=($!)
 wait_path "$tmp/bc.ticket" || bad "serve --exec bc: no ticket"
 out=$(printf '2+3\n2^70\n' | timeout 10 "$cli" forward --stdio --ticket-file "$tmp/bc.ticket")
 [ "$out" = $'5\n1180591620717411303424' ] && ok || bad "bc through forward --stdio: '$out'"
+# --max-peers: at the cap, a further peer waits (its handshake does not
+# progress) until a relayed connection ends.
+"$cli" serve --max-peers 1 --ticket-file "$tmp/cap.ticket" --exec bc -q 2>"$tmp/cap.err" &
+pids+=($!)
+wait_path "$tmp/cap.ticket" || bad "serve --max-peers 1: no ticket"
+( (echo 1+1; sleep 1.5) | timeout 10 "$cli" forward --stdio --ticket-file "$tmp/cap.ticket" >"$tmp/capA" 2>&1) &
+capa=$!
+pids+=($capa)
+sleep 0.3
+echo 2+2 | timeout 10 "$cli" forward --stdio --timeout 500ms --ticket-file "$tmp/cap.ticket" >"$tmp/capB" 2>&1
+[ $? = 1 ] && grep -q "timed out" "$tmp/capB" && ok || bad "a peer above --max-peers was served: $(cat "$tmp/capB")"
+wait "$capa"
+out=$(echo 3+3 | timeout 10 "$cli" forward --stdio --ticket-file "$tmp/cap.ticket")
+[ "$(cat "$tmp/capA")" = 2 ] && [ "$out" = 6 ] && ok || bad "--max-peers 1: A '$(cat "$tmp/capA")', C '$out'"
 "$cli" serve --ticket-file "$tmp/py.ticket" --exec python3 -i -q -u 2>"$tmp/py.err" &
 pids+=($!)
 wait_path "$tmp/py.ticket" || bad "serve --exec python3: no ticket"
