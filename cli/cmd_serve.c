@@ -541,6 +541,12 @@ int cmd_serve(int argc, char **argv)
                 conn_end(&s, c);
                 continue;
             }
+            /* Only connections with something to do: an event, or bytes
+             * the channel already holds. */
+            if (q[0].revents == 0 && q[1].revents == 0 && q[2].revents == 0 &&
+                !(q[2].fd >= 0 && (q[2].events & POLLIN) &&
+                  lsec_channel_pending(c->p.ch) > 0))
+                continue;
             if (cli_pump_step(&c->p, q) != 0)
                 conn_end(&s, c);
         }
