@@ -20,36 +20,28 @@ head -c $((mb * 1024 * 1024)) /dev/urandom >"$tmp/big"
 want=$(sha256sum <"$tmp/big" | cut -d' ' -f1)
 
 # 1. Whole files, both modes, both directions.
+# transfer LABEL MODE LISTEN_IN CONNECT_IN RECEIVED SILENT: one run; the file
+# must arrive whole in RECEIVED, nothing in SILENT (the other side's stdout).
+transfer() {
+    local label=$1 mode=$2 lin=$3 cin=$4 received=$5 silent=$6 lpid crc lrc got
+    rm -f "$tmp/T"
+    timeout 120 "$cli" listen $mode --ticket-file "$tmp/T" <"$lin" >"$tmp/out" 2>"$tmp/lerr" &
+    lpid=$!
+    pids+=($lpid)
+    wait_path "$tmp/T" || bad "no ticket file"
+    timeout 120 "$cli" connect --ticket-file "$tmp/T" <"$cin" >"$tmp/cout" 2>"$tmp/cerr"
+    crc=$?
+    wait "$lpid"
+    lrc=$?
+    got=$(sha256sum <"$received" | cut -d' ' -f1)
+    if [ "$crc" = 0 ] && [ "$lrc" = 0 ] && [ "$got" = "$want" ] && [ ! -s "$silent" ]; then ok; else
+        bad "$label: connect $crc, listen $lrc, $(stat -c %s "$received") bytes: $(cat "$tmp/cerr" "$tmp/lerr")"
+    fi
+}
 for run in $(seq 1 "$runs"); do
     for mode in "" --tls; do
-        # connect -> listen
-        rm -f "$tmp/T"
-        timeout 120 "$cli" listen $mode --ticket-file "$tmp/T" </dev/null >"$tmp/out" 2>"$tmp/lerr" &
-        lpid=$!
-        pids+=($lpid)
-        wait_path "$tmp/T" || bad "no ticket file"
-        timeout 120 "$cli" connect --ticket-file "$tmp/T" <"$tmp/big" >"$tmp/cout" 2>"$tmp/cerr"
-        crc=$?
-        wait "$lpid"
-        lrc=$?
-        got=$(sha256sum <"$tmp/out" | cut -d' ' -f1)
-        if [ "$crc" = 0 ] && [ "$lrc" = 0 ] && [ "$got" = "$want" ] && [ ! -s "$tmp/cout" ]; then ok; else
-            bad "run $run $mode connect->listen: connect $crc, listen $lrc, $(stat -c %s "$tmp/out") bytes: $(cat "$tmp/cerr" "$tmp/lerr")"
-        fi
-        # listen -> connect
-        rm -f "$tmp/T"
-        timeout 120 "$cli" listen $mode --ticket-file "$tmp/T" <"$tmp/big" >"$tmp/out" 2>"$tmp/lerr" &
-        lpid=$!
-        pids+=($lpid)
-        wait_path "$tmp/T" || bad "no ticket file"
-        timeout 120 "$cli" connect --ticket-file "$tmp/T" </dev/null >"$tmp/cout" 2>"$tmp/cerr"
-        crc=$?
-        wait "$lpid"
-        lrc=$?
-        got=$(sha256sum <"$tmp/cout" | cut -d' ' -f1)
-        if [ "$crc" = 0 ] && [ "$lrc" = 0 ] && [ "$got" = "$want" ] && [ ! -s "$tmp/out" ]; then ok; else
-            bad "run $run $mode listen->connect: connect $crc, listen $lrc, $(stat -c %s "$tmp/cout") bytes: $(cat "$tmp/cerr" "$tmp/lerr")"
-        fi
+        transfer "run $run $mode connect->listen" "$mode" /dev/null "$tmp/big" "$tmp/out" "$tmp/cout"
+        transfer "run $run $mode listen->connect" "$mode" "$tmp/big" /dev/null "$tmp/cout" "$tmp/out"
     done
 done
 
