@@ -85,7 +85,10 @@ static bool make_nonblocking_out(int fd, bool *sock)
     if (fl >= 0 && (fl & O_NONBLOCK))
         return true; /* ours already, e.g. serve's pipes to a child */
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    int nfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    /* The same access mode: a FIFO opened read-write may have no other
+     * reader, and must not lose the one it has. */
+    int acc = fl >= 0 && (fl & O_ACCMODE) == O_RDWR ? O_RDWR : O_WRONLY;
+    int nfd = open(path, acc | O_NONBLOCK | O_CLOEXEC);
     if (nfd < 0)
         return false;
     if (dup3(nfd, fd, fd > 2 ? O_CLOEXEC : 0) < 0) {

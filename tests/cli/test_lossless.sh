@@ -85,7 +85,31 @@ if [ "$crc" = 1 ] && [ "$took" -lt 3000 ] && grep -q "did not end its side withi
     bad "--eof-timeout: exit $crc after $took ms: $(cat "$tmp/cerr")"
 fi
 
-# 4. listen's stdout feeds its own stdin (an echo through the relay), while
+# 4. A reader that stops reading stalls only its direction, and memory
+#    stays bounded on both sides (no buffering of what cannot be written).
+rm -f "$tmp/T"
+mkfifo "$tmp/slow"
+"$cli" listen --ticket-file "$tmp/T" </dev/null 1<>"$tmp/slow" 2>/dev/null &
+lpid=$!
+pids+=($lpid)
+(sleep 2.5; cat "$tmp/slow" >/dev/null) &
+pids+=($!)
+wait_path "$tmp/T" || bad "no ticket file (4)"
+head -c $((256 * 1024 * 1024)) /dev/zero | "$cli" connect --ticket-file "$tmp/T" >/dev/null 2>"$tmp/cerr" &
+cpid=$!
+pids+=($cpid)
+sleep 1
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+lr=$(rss "$lpid")
+cr=$(rss "$cpid")
+[ -n "$lr" ] && [ -n "$cr" ] && [ "$lr" -lt 32768 ] && [ "$cr" -lt 32768 ] && ok ||
+    bad "memory while the reader stalls: listen ${lr:-?} kB, connect ${cr:-?} kB"
+wait "$cpid"
+crc=$?
+wait "$lpid"
+[ "$crc" = 0 ] && [ $? = 0 ] && ok || bad "stalled reader: connect exit $crc: $(cat "$tmp/cerr")"
+
+# 5. listen's stdout feeds its own stdin (an echo through the relay), while
 #    connect sends and receives at once: no deadlock, every byte back.
 timeout 60 python3 - "$cli" "$tmp" <<'PY' && ok || bad "echo loop through listen"
 import hashlib, os, subprocess, sys, threading, time
