@@ -460,8 +460,9 @@ LSEC_API LSEC_CHECK int lsec_channel_peer(const lsec_channel *c,
  * Half-close: end the sending direction after every message lsec_send
  * accepted (what is queued is flushed first, within `timeout_ms`); receiving
  * goes on.  auth mode: the TCP write side is shut down (FIN); tls mode: a
- * TLS close_notify alert is sent and the TCP connection stays open both
- * ways.  Either way the peer's lsec_recv then reports LSEC_ECLOSED once it
+ * TLS close_notify alert, then the same FIN (the TCP connection stays open
+ * in the other direction).  Either way the peer's socket becomes readable
+ * and its lsec_recv then reports LSEC_ECLOSED once it
  * has received every message, and the peer may go on sending.  Afterwards
  * lsec_send fails with LSEC_EINVAL; a second lsec_channel_shutdown returns
  * 0.  On LSEC_ETIMEDOUT / LSEC_EAGAIN (timeout 0) nothing is ended yet and

@@ -429,15 +429,19 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
     if (c->wq_len > 0 && (rc = flush_queue(c, deadline, timeout_ms == 0)) != 0)
         return rc;
     if (c->tls != NULL) {
-        /* close_notify; the TCP connection stays open both ways, so the
-         * peer's records (and its own close_notify) still arrive. */
+        /* close_notify, then the end of our TCP direction: the peer may
+         * have read and processed the alert together with the last record
+         * (read-ahead), and its socket must still wake a poll loop that
+         * follows "pending > 0 ? recv : poll".  The peer's records, and its
+         * own close_notify, still arrive. */
         rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
         if (rc != 0) {
             if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
                 c->err = rc;
             return rc;
         }
-    } else if (shutdown(c->fd, SHUT_WR) != 0) {
+    }
+    if (shutdown(c->fd, SHUT_WR) != 0) {
         if (errno == ENOTCONN)
             return broken(c, LSEC_ERESET, "connection lost before shutdown");
         return lsec__fail_errno(LSEC_EIO, errno, "shutdown");

@@ -626,6 +626,44 @@ static void test_half_close_tls(void **state)
     run_half_close(&o);
 }
 
+/* An event loop that follows "pending > 0 ? recv : poll" sees the end of a
+ * half-closed tls channel even when the close_notify was read ahead with
+ * the last record: the socket must still become readable. */
+static void test_half_close_wakes_poll_tls(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_channel *s, *c;
+    char buf[16];
+    size_t len;
+
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, "last", 4, 1000), 0);
+    assert_int_equal(lsec_channel_shutdown(c, 1000), 0);
+    usleep(100 * 1000); /* the record and the alert wait together */
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    int rc = 0, rounds = 0;
+    while (rc == 0 && rounds++ < 10) {
+        if (lsec_channel_pending(s) == 0) {
+            struct pollfd p = {lsec_channel_fd(s), POLLIN, 0};
+            assert_int_equal(poll(&p, 1, 2000), 1); /* not a hang */
+        }
+        rc = lsec_recv(s, buf, sizeof(buf), &len, 0);
+        if (rc == LSEC_EAGAIN)
+            rc = 0;
+    }
+    assert_int_equal(rc, LSEC_ECLOSED);
+    /* The other direction still works. */
+    assert_int_equal(lsec_send(s, "back", 4, 1000), 0);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+}
+
 static void test_listen_keyed(void **state)
 {
     (void)state;
@@ -1401,6 +1439,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
                                         teardown),
