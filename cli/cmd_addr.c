@@ -13,7 +13,9 @@ static int usage_check(FILE *f, int status)
 {
     fprintf(f, "usage: loopsec check [--allow-127-8] ADDR\n"
                "  exit 0 and print the normal form if ADDR may be used;\n"
-               "  otherwise exit 1 with one line on stderr saying why\n");
+               "  otherwise exit 1 with one line on stderr saying why\n"
+               "  --allow-127-8   accept all of 127.0.0.0/8 (default: only\n"
+               "                  127.0.0.1 and ::1)\n");
     return status;
 }
 
@@ -44,23 +46,20 @@ int cmd_check(int argc, char **argv)
                                   strcmp(argv[i], "-h") == 0)) {
             return usage_check(stdout, 0);
         } else if (!opts_done && argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "loopsec: check: unknown option (see --help)\n");
-            return usage_check(stderr, 2);
+            return cli_bad_option("check", argv[i]);
         } else if (addr == NULL) {
             addr = argv[i];
         } else {
-            fprintf(stderr, "loopsec: check: exactly one ADDR expected\n");
-            return usage_check(stderr, 2);
+            return cli_usage_error("check", "exactly one ADDR expected");
         }
     }
     if (addr == NULL)
-        return usage_check(stderr, 2);
+        return cli_usage_error("check", "exactly one ADDR expected");
     rc = lsec_addr_check(addr, flags, norm, sizeof(norm));
     if (rc != 0) {
         /* The detail quotes the address only after the library checked it
          * is printable, so the raw argument is never echoed here. */
-        cli_error("check", rc);
-        return 1;
+        return cli_addr_error("check", addr, rc);
     }
     printf("%s\n", norm);
     return 0;

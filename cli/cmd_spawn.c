@@ -1,5 +1,6 @@
 /*
- * loopsec spawn [--tls] [--timeout MS] -- CMD ARGS...
+ * loopsec spawn [--tls] [--timeout DURATION] [--eof-timeout DURATION]
+ *               -- CMD ARGS...
  *
  * Start CMD as a helper that connects back (lsec_spawn: the ticket travels
  * on an inherited pipe, never in argv or the environment), then relay
@@ -18,25 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-
-static int usage_spawn(void)
-{
-    fprintf(stderr,
-            "usage: loopsec spawn [--tls] [--timeout MS] -- CMD [ARGS...]\n");
-    return 2;
-}
-
-/* A strictly decimal, non-negative timeout; -1 (wait forever) too. */
-static bool parse_timeout(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (s[0] == '\0' || *end != '\0' || v < -1 || v > 86400000L)
-        return false;
-    *out = (int)v;
-    return true;
-}
 
 /* After the relay: give the helper `timeout_ms` to finish on its own, then
  * end it.  Returns the exit status to report. */
@@ -65,33 +47,35 @@ static int finish_helper(lsec_helper *h, int timeout_ms)
 
 int cmd_spawn(int argc, char **argv)
 {
-    int timeout = 10000, i, rc, status;
-    lsec_opts o;
+    int i, rc, status;
+    cli_args a;
     lsec_helper *h = NULL;
     lsec_channel *ch = NULL;
 
-    lsec_opts_init(&o);
+    cli_args_init(&a, 10000);
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
         }
-        if (strcmp(argv[i], "--tls") == 0) {
-            o.mode = LSEC_MODE_TLS;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            if (!parse_timeout(argv[++i], &timeout))
-                return usage_spawn();
-        } else if (argv[i][0] != '-') {
+        rc = cli_common_arg("spawn", CLI_OPT_TLS | CLI_OPT_TIMEOUT | CLI_OPT_EOF,
+                            argc, argv, &i, &a);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (argv[i][0] != '-') {
             break; /* the command starts here ("--" is optional) */
         } else {
-            return usage_spawn();
+            return cli_bad_option("spawn", argv[i]);
         }
     }
     if (i >= argc)
-        return usage_spawn();
+        return cli_usage_error("spawn", "no command to run");
     /* argv is NULL-terminated by the C runtime, so argv + i is a ready
      * argument vector for the helper. */
-    rc = lsec_spawn((const char *const *)(argv + i), &o, timeout, &h, &ch);
+    rc = lsec_spawn((const char *const *)(argv + i), &a.o, a.timeout, &h,
+                    &ch);
     if (rc != 0) {
         cli_error("spawn", rc);
         return 1;
@@ -99,7 +83,7 @@ int cmd_spawn(int argc, char **argv)
     if (cli_verbose)
         fprintf(stderr, "loopsec: spawn: helper pid %d connected\n",
                 lsec_helper_pid(h));
-    status = cli_relay(ch);
-    rc = finish_helper(h, timeout < 0 ? 10000 : timeout);
+    status = cli_relay(ch, a.eof_wait);
+    rc = finish_helper(h, a.timeout < 0 ? 10000 : a.timeout);
     return status != 0 ? status : rc;
 }

@@ -183,7 +183,11 @@ LSEC_API void lsec_set_log(lsec_log_fn fn, void *arg, int max_level);
 /** Largest path lsec_listener_write_file reports, including the NUL. */
 #define LSEC_PATH_MAX 4096
 
+/** Bytes of a listener's instance id (16 hex digits in the ticket). */
+#define LSEC_ID_BYTES 8
+
 LSEC_API size_t lsec_secret_bytes(void);
+LSEC_API size_t lsec_id_bytes(void);
 LSEC_API size_t lsec_ticket_max(void);
 LSEC_API size_t lsec_addr_max(void);
 
@@ -322,6 +326,22 @@ typedef struct lsec_channel lsec_channel;
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
                                     lsec_listener **out);
+
+/**
+ * As lsec_listen, with a secret and instance id the caller keeps (e.g. in a
+ * 0600 key file), so that the ticket stays the same across restarts (with a
+ * fixed port in `bind`).  `secret_len` must be LSEC_SECRET_BYTES and
+ * `id_len` LSEC_ID_BYTES; an all-zero secret is refused.  Both are copied;
+ * the listener's copy is wiped when it closes, the caller wipes its own.
+ * The secret must come from a cryptographic random source.
+ *
+ * Returns lsec_listen's codes; LSEC_EINVAL for NULL, a wrong length or an
+ * all-zero secret.
+ */
+LSEC_API LSEC_CHECK int lsec_listen_keyed(const char *bind, const lsec_opts *o,
+                                          const uint8_t *secret,
+                                          size_t secret_len, const uint8_t *id,
+                                          size_t id_len, lsec_listener **out);
 
 /** The bound port, or LSEC_EINVAL for NULL. */
 LSEC_API int lsec_listener_port(const lsec_listener *l);
@@ -501,6 +521,24 @@ LSEC_API LSEC_CHECK int lsec_channel_peer(const lsec_channel *c,
  * call has returned.  NULL: no-op.
  */
 LSEC_API void lsec_channel_abort(lsec_channel *c);
+
+/**
+ * Half-close: end the sending direction after every message lsec_send
+ * accepted (what is queued is flushed first, within `timeout_ms`); receiving
+ * goes on.  auth mode: the TCP write side is shut down (FIN); tls mode: a
+ * TLS close_notify alert, then the same FIN (the TCP connection stays open
+ * in the other direction).  Either way the peer's socket becomes readable
+ * and its lsec_recv then reports LSEC_ECLOSED once it
+ * has received every message, and the peer may go on sending.  Afterwards
+ * lsec_send fails with LSEC_EINVAL; a second lsec_channel_shutdown returns
+ * 0.  On LSEC_ETIMEDOUT / LSEC_EAGAIN (timeout 0) nothing is ended yet and
+ * the call may be repeated (an event loop waits for the socket to be
+ * writable).
+ *
+ * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN, LSEC_ERESET, LSEC_ETLS,
+ * LSEC_EIO, LSEC_EINVAL, or the error that broke the channel earlier.
+ */
+LSEC_API LSEC_CHECK int lsec_channel_shutdown(lsec_channel *c, int timeout_ms);
 
 /** Flush what is queued (briefly), close cleanly, wipe, free.  After
  *  lsec_channel_abort nothing more is sent. */

@@ -47,6 +47,8 @@ struct lsec_channel {
     /* The peer ended its direction cleanly (FIN or close_notify between
      * messages).  Receiving is over; sending goes on (half-close). */
     bool rx_closed;
+    /* lsec_channel_shutdown ended our direction: lsec_send is refused. */
+    bool tx_closed;
     lsec__addr local, remote;
     int64_t peer_uid;
     /* receive state */
@@ -333,6 +335,8 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         return rc;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->tx_closed)
+        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
     if (len > UINT32_MAX)
         return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
                           len);
@@ -414,6 +418,46 @@ static int channel_flush(lsec_channel *c, int timeout_ms)
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
     return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
+}
+
+int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
+{
+    int64_t deadline;
+    int rc;
+
+    lsec__clear_detail();
+    if (c == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL channel");
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->tx_closed)
+        return 0;
+    deadline = lsec__deadline(timeout_ms);
+    /* Every message accepted by lsec_send goes out before the end. */
+    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, timeout_ms == 0)) != 0)
+        return rc;
+    if (c->tls != NULL) {
+        /* close_notify, then the end of our TCP direction: the peer may
+         * have read and processed the alert together with the last record
+         * (read-ahead), and its socket must still wake a poll loop that
+         * follows "pending > 0 ? recv : poll".  The peer's records, and its
+         * own close_notify, still arrive. */
+        rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
+        if (rc != 0) {
+            if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
+                c->err = rc;
+            return rc;
+        }
+    }
+    if (shutdown(c->fd, SHUT_WR) != 0) {
+        if (errno == ENOTCONN)
+            return broken(c, LSEC_ERESET, "connection lost before shutdown");
+        return lsec__fail_errno(LSEC_EIO, errno, "shutdown");
+    }
+    c->tx_closed = true;
+    lsec__log(LSEC_LOG_DEBUG, "channel to port %u: our side ended",
+              c->remote.port);
+    return 0;
 }
 
 /*
@@ -756,7 +800,7 @@ void lsec_channel_close(lsec_channel *c)
     if (c->wq_len > 0 && c->err == 0)
         (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {
-        if (c->err == 0)
+        if (c->err == 0 && !c->tx_closed)
             lsec__tls_shutdown(c->tls);
         lsec__tls_free(c->tls);
     }

@@ -22,6 +22,7 @@ const char *lsec_version(void) { return LSEC_VERSION_STRING; }
 int lsec_version_number(void) { return LSEC_VERSION_NUMBER; }
 
 size_t lsec_secret_bytes(void) { return LSEC_SECRET_BYTES; }
+size_t lsec_id_bytes(void) { return LSEC_ID_BYTES; }
 
 size_t lsec_ticket_max(void) { return LSEC_TICKET_MAX; }
 

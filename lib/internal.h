@@ -187,7 +187,7 @@ void lsec__peer_forget(void);
 /* secret.c: secrets, key derivation, encodings, no I/O                      */
 
 #define LSEC__KEY_BYTES 32
-#define LSEC__ID_BYTES 8 /* instance id: 8 random bytes, 16 hex digits */
+#define LSEC__ID_BYTES LSEC_ID_BYTES /* instance id: 8 random bytes, 16 hex digits */
 
 /* Fill with random bytes (libsodium). */
 void lsec__random(void *buf, size_t len);
@@ -347,6 +347,10 @@ bool lsec__tls_holds_psk(const lsec__tls *t);
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */
 void lsec__tls_shutdown(lsec__tls *t);
+/* Send close_notify before `deadline` (half-close: reading goes on).  0,
+ * LSEC_EAGAIN (nowait) / LSEC_ETIMEDOUT (no room yet: call again),
+ * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL (handshake not done or failed). */
+int lsec__tls_close_notify(lsec__tls *t, int64_t deadline, bool nowait);
 void lsec__tls_free(lsec__tls *t);
 /* The derived PSK (for the CLI's `psk` command and tests); defined in
  * secret.c, since it is only lsec__kdf under LSEC__LABEL_TLS_PSK. */

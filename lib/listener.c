@@ -400,17 +400,15 @@ static void stop_listening(lsec_listener *l)
 /* ------------------------------------------------------------------------ */
 /* Public calls                                                              */
 
-int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
+/* Both listen calls: `secret` and `id` NULL for fresh random ones. */
+static int listen_common(const char *bind, const lsec_opts *o,
+                         const uint8_t *secret, const uint8_t *id,
+                         lsec_listener **out)
 {
     lsec_listener *l;
     lsec__addr a;
     int rc;
 
-    lsec__clear_detail();
-    if (out != NULL)
-        *out = NULL;
-    if (bind == NULL || out == NULL)
-        return lsec__fail(LSEC_EINVAL, "NULL bind address or output");
     if ((rc = lsec__init()) != 0)
         return rc;
     /* The listener holds its secret and both auth keys for its whole
@@ -477,14 +475,53 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
      * address as bound, a fresh secret and a fresh instance id. */
     l->ticket.addr = l->addr;
     l->ticket.mode = l->o.mode;
-    lsec__random(l->ticket.id, sizeof(l->ticket.id));
-    lsec__random(l->ticket.secret, sizeof(l->ticket.secret));
+    if (secret != NULL) {
+        memcpy(l->ticket.id, id, sizeof(l->ticket.id));
+        memcpy(l->ticket.secret, secret, sizeof(l->ticket.secret));
+    } else {
+        lsec__random(l->ticket.id, sizeof(l->ticket.id));
+        lsec__random(l->ticket.secret, sizeof(l->ticket.secret));
+    }
     lsec__hs_keys(l->ticket.secret, l->k_client, l->k_server);
     *out = l;
     return 0;
 fail:
     lsec_listener_close(l);
     return rc;
+}
+
+int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
+{
+    lsec__clear_detail();
+    if (out != NULL)
+        *out = NULL;
+    if (bind == NULL || out == NULL)
+        return lsec__fail(LSEC_EINVAL, "NULL bind address or output");
+    return listen_common(bind, o, NULL, NULL, out);
+}
+
+int lsec_listen_keyed(const char *bind, const lsec_opts *o,
+                      const uint8_t *secret, size_t secret_len,
+                      const uint8_t *id, size_t id_len, lsec_listener **out)
+{
+    uint8_t acc = 0;
+
+    lsec__clear_detail();
+    if (out != NULL)
+        *out = NULL;
+    if (bind == NULL || out == NULL || secret == NULL || id == NULL)
+        return lsec__fail(LSEC_EINVAL,
+                          "NULL bind address, secret, id or output");
+    if (secret_len != LSEC_SECRET_BYTES || id_len != LSEC_ID_BYTES)
+        return lsec__fail(LSEC_EINVAL,
+                          "the secret must be %d bytes and the id %d",
+                          LSEC_SECRET_BYTES, LSEC_ID_BYTES);
+    /* Constant time: how much of the secret is zero says nothing. */
+    for (size_t i = 0; i < secret_len; i++)
+        acc |= secret[i];
+    if (acc == 0)
+        return lsec__fail(LSEC_EINVAL, "an all-zero secret is refused");
+    return listen_common(bind, o, secret, id, out);
 }
 
 int lsec_listener_port(const lsec_listener *l)

@@ -863,6 +863,34 @@ void lsec__tls_shutdown(lsec__tls *t)
     clear_errors();
 }
 
+int lsec__tls_close_notify(lsec__tls *t, int64_t deadline, bool nowait)
+{
+    if (t == NULL || !t->done || t->fatal != 0)
+        return lsec__fail(LSEC_EINVAL, "no established TLS connection");
+    reset_io_state(t);
+    for (;;) {
+        /* 0: sent, the peer's close_notify not yet seen (SSL_read goes on
+         * until it comes); 1: both sent. */
+        int r = SSL_shutdown(t->ssl);
+        if (r >= 0) {
+            clear_errors();
+            return 0;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (e != SSL_ERROR_WANT_WRITE) {
+            clear_errors();
+            if (peer_vanished(t))
+                return lsec__fail(LSEC_ERESET, "connection lost at shutdown");
+            return lsec__fail(LSEC_ETLS, "TLS shutdown failed (SSL error %d)",
+                              e);
+        }
+        ERR_clear_error();
+        int rc = lsec__wait_fd(t->fd, POLLOUT, deadline, nowait);
+        if (rc != 0)
+            return rc;
+    }
+}
+
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len)
 {
     const char *suite;

@@ -8,10 +8,24 @@
 #                exit 1 if a target is missed
 #   --quick      smoke run in well under 20 s; targets reported, not gated
 #   --proxies    also time stunnel4 and spiped (installed if missing)
+#   --cli        the command-line benchmark instead (scripts/bench_cli.py):
+#                listen/connect against socat and nc, serve/forward against
+#                stunnel4 and spiped; further options go to bench_cli.py
 # Other options (--repeat N, --only LIST, --transports LIST, --gate) are
 # passed to the benchmark program; --help lists them.
 set -eu
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--cli" ]; then
+    shift
+    sh scripts/deps.sh socat netcat-openbsd stunnel4 spiped
+    dir=build-bench
+    mkdir -p "$dir"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOOPSEC_EXAMPLES=OFF \
+        >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log"; exit 2; }
+    cmake --build "$dir" -j 2 --target loopsec_cli >"$dir/build.log" 2>&1 ||
+        { cat "$dir/build.log"; exit 2; }
+    exec python3 scripts/bench_cli.py "$dir/loopsec" "$@"
+fi
 extra=""
 for a in "$@"; do
     [ "$a" = "--proxies" ] && extra="stunnel4 spiped"

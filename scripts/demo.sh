@@ -28,9 +28,10 @@ echo
 echo "== who holds a port: a listener, then loopsec who"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# The listener gives up after 2 s without a peer; it prints its ticket (a
-# credential) into a private file, from which only the port is shown here.
-"$dir/loopsec" listen --timeout 2000 >"$tmp/ticket" 2>/dev/null </dev/null &
+# The listener gives up after 2 s without a peer; it writes its ticket (a
+# credential) into a private 0600 connection file, from which only the port
+# is shown here.
+"$dir/loopsec" listen --timeout 2s --ticket-file "$tmp/ticket" >/dev/null 2>&1 </dev/null &
 for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
     [ -s "$tmp/ticket" ] && break
     sleep 0.1

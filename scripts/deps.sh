@@ -5,6 +5,10 @@ set -eu
 # python3-venv: the pip test's fresh venv; groff-base and man-db: the manual
 # page tests (groff -ww, man -M on the installed pages).
 need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils python3-venv groff-base man-db"
+# The CLI tests run loopsec in front of real programs (tests/cli/): a web
+# server and client, an interactive calculator, a database; util-linux's
+# setpriv reads /proc as another uid.
+need="$need curl bc redis-server redis-tools util-linux"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

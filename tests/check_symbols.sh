@@ -5,7 +5,7 @@
 set -eu
 lib=$1
 expected=$2
-actual=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort)
+actual=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' | LC_ALL=C sort)
 if ! printf '%s\n' "$actual" | diff -u "$expected" -; then
     echo "exported symbols differ from $expected" >&2
     exit 1

@@ -541,6 +541,183 @@ static void test_clean_close_and_no_sigpipe(void **state)
     lsec_channel_close(s);
 }
 
+/* The server half of the half-close test: read until the client's end,
+ * then answer after it and end its own side. */
+struct drain_job {
+    lsec_channel *ch;
+    pthread_t th;
+    size_t bytes;
+    int msgs, end_rc, send_rc, shut_rc;
+};
+
+static void *drain_then_answer(void *arg)
+{
+    struct drain_job *j = arg;
+    static uint8_t buf[1 << 21];
+    size_t len;
+    int rc;
+    while ((rc = lsec_recv(j->ch, buf, sizeof(buf), &len, 5000)) == 0) {
+        j->bytes += len;
+        j->msgs++;
+    }
+    j->end_rc = rc;
+    j->send_rc = lsec_send(j->ch, "after your end", 14, 5000);
+    j->shut_rc = lsec_channel_shutdown(j->ch, 5000);
+    return NULL;
+}
+
+static void run_half_close(lsec_opts *o)
+{
+    lsec_channel *s, *c;
+    struct drain_job j;
+    static uint8_t big[1 << 21];
+    char buf[64];
+    size_t len;
+
+    pair(o, &s, &c);
+    memset(&j, 0, sizeof(j));
+    j.ch = s;
+    /* Queue more than the socket buffers hold before anybody reads, so that
+     * the shutdown has a queue to flush first. */
+    int queued = 0, sent = 0;
+    for (int i = 0; i < 8 && queued == 0; i++) {
+        int rc = lsec_send(c, big, sizeof(big), 0);
+        if (rc == LSEC_EAGAIN)
+            break;
+        assert_int_equal(rc, 0);
+        queued = lsec_flush(c, 0) == LSEC_EAGAIN;
+        sent++;
+    }
+    assert_true(queued);
+    assert_int_equal(pthread_create(&j.th, NULL, drain_then_answer, &j), 0);
+    assert_int_equal(lsec_channel_shutdown(c, 5000), 0);
+    /* Idempotent; sending is over. */
+    assert_int_equal(lsec_channel_shutdown(c, 0), 0);
+    assert_int_equal(lsec_send(c, "late", 4, 1000), LSEC_EINVAL);
+    /* Receiving goes on: the peer's answer after our end arrives. */
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 5000), 0);
+    assert_int_equal(len, 14);
+    assert_memory_equal(buf, "after your end", 14);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 5000), LSEC_ECLOSED);
+    pthread_join(j.th, NULL);
+    /* Every message sent before the shutdown arrived, whole. */
+    assert_int_equal(j.msgs, sent);
+    assert_int_equal(j.bytes, (size_t)sent * sizeof(big));
+    assert_int_equal(j.end_rc, LSEC_ECLOSED);
+    assert_int_equal(j.send_rc, 0);
+    assert_int_equal(j.shut_rc, 0);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    assert_int_equal(lsec_channel_shutdown(NULL, 0), LSEC_EINVAL);
+}
+
+static void test_half_close_auth(void **state)
+{
+    (void)state;
+    run_half_close(NULL);
+}
+
+static void test_half_close_tls(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    run_half_close(&o);
+}
+
+/* An event loop that follows "pending > 0 ? recv : poll" sees the end of a
+ * half-closed tls channel even when the close_notify was read ahead with
+ * the last record: the socket must still become readable. */
+static void test_half_close_wakes_poll_tls(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_channel *s, *c;
+    char buf[16];
+    size_t len;
+
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, "last", 4, 1000), 0);
+    assert_int_equal(lsec_channel_shutdown(c, 1000), 0);
+    usleep(100 * 1000); /* the record and the alert wait together */
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    int rc = 0, rounds = 0;
+    while (rc == 0 && rounds++ < 10) {
+        if (lsec_channel_pending(s) == 0) {
+            struct pollfd p = {lsec_channel_fd(s), POLLIN, 0};
+            assert_int_equal(poll(&p, 1, 2000), 1); /* not a hang */
+        }
+        rc = lsec_recv(s, buf, sizeof(buf), &len, 0);
+        if (rc == LSEC_EAGAIN)
+            rc = 0;
+    }
+    assert_int_equal(rc, LSEC_ECLOSED);
+    /* The other direction still works. */
+    assert_int_equal(lsec_send(s, "back", 4, 1000), 0);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+}
+
+static void test_listen_keyed(void **state)
+{
+    (void)state;
+    uint8_t secret[LSEC_SECRET_BYTES], id[LSEC_ID_BYTES];
+    char t1[LSEC_TICKET_MAX], t2[LSEC_TICKET_MAX], bind[32];
+    lsec_listener *l = NULL;
+    lsec_channel *c = NULL, *s = NULL;
+    struct accept_job j;
+
+    for (size_t i = 0; i < sizeof(secret); i++)
+        secret[i] = (uint8_t)(i * 7 + 1);
+    memset(id, 0xab, sizeof(id));
+    assert_int_equal(lsec_id_bytes(), LSEC_ID_BYTES);
+    /* Refused: NULLs, wrong lengths, an all-zero secret. */
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8,
+                                       &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
+                     LSEC_EINVAL);
+    uint8_t zero[LSEC_SECRET_BYTES] = {0};
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
+                     LSEC_EINVAL);
+    assert_null(l);
+    assert_int_equal(lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
+                     LSEC_ENOTLOOPBACK);
+    /* The same key and port give the same ticket, and it works. */
+    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l),
+                     0);
+    ticket_of(l, t1);
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", lsec_listener_port(l));
+    lsec_listener_close(l);
+    assert_int_equal(lsec_listen_keyed(bind, NULL, secret, 32, id, 8, &l), 0);
+    ticket_of(l, t2);
+    assert_string_equal(t1, t2);
+    assert_non_null(strstr(t1, "id=abababababababab"));
+    accept_async(&j, l, 5000);
+    assert_int_equal(lsec_connect(t2, NULL, 5000, &c), 0);
+    accept_join(&j);
+    assert_int_equal(j.rc, 0);
+    s = j.ch;
+    assert_int_equal(lsec_send(c, "k", 1, 1000), 0);
+    char buf[4];
+    size_t len;
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 1);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    lsec_listener_close(l);
+}
+
 static void test_timeouts_and_emsgsize(void **state)
 {
     (void)state;
@@ -1556,6 +1733,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_clean_close_and_no_sigpipe, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout,

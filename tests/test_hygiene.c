@@ -720,23 +720,28 @@ static void test_cli_failures(void **state)
     planted_ticket(good, closed_port(), LSEC_MODE_AUTH, NULL);
     for (int how = 0; how < 8; how += 3) {
         mangle(good, how, bad);
+        /* The CLI takes no ticket from argv: on descriptor 0 here. */
         cli_fails("cli connect, malformed ticket",
                   (const char *[]){"--verbose", "connect", "--timeout", "1000",
-                                   bad, NULL},
-                  "");
+                                   "--ticket-fd", "0", NULL},
+                  bad);
+        cli_fails("cli connect, malformed ticket in argv",
+                  (const char *[]){"--verbose", "connect", bad, NULL}, "");
         cli_fails("cli psk, malformed ticket",
-                  (const char *[]){"psk", bad, NULL}, "");
+                  (const char *[]){"psk", "--ticket-fd", "0", NULL}, bad);
         cli_fails("cli psk -, malformed ticket",
                   (const char *[]){"psk", "-", NULL}, bad);
     }
     cli_fails("cli connect, nothing listening",
               (const char *[]){"--verbose", "connect", "--timeout", "1000",
-                               good, NULL},
-              "");
+                               "--ticket-fd", "0", NULL},
+              good);
     cli_fails("cli connect --tls, auth ticket",
-              (const char *[]){"--verbose", "connect", "--tls", good, NULL},
-              "");
-    cli_fails("cli psk, auth ticket", (const char *[]){"psk", good, NULL}, "");
+              (const char *[]){"--verbose", "connect", "--tls", "--ticket-fd",
+                               "0", NULL},
+              good);
+    cli_fails("cli psk, auth ticket",
+              (const char *[]){"psk", "--ticket-fd", "0", NULL}, good);
 
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/t", dir);
@@ -755,10 +760,12 @@ static void test_cli_failures(void **state)
     watch_ticket(ta);
     server_start(&sa, la);
     planted_ticket(mine, lsec_listener_port(la), LSEC_MODE_AUTH, NULL);
+    char text2[LSEC_TICKET_MAX + 16];
+    snprintf(text2, sizeof(text2), "%s\nhello\n", mine);
     cli_fails("cli connect, wrong secret",
               (const char *[]){"--verbose", "connect", "--timeout", "3000",
-                               mine, NULL},
-              "hello\n");
+                               "--ticket-fd", "0", NULL},
+              text2);
     /* Listening where it may not: the refusal comes before any secret,
      * and still none may show. */
     cli_fails(
@@ -781,16 +788,17 @@ static void test_cli_failures(void **state)
 }
 
 /*
- * `loopsec --verbose listen` prints its ticket (asked for) on stdout; its
- * stderr, while a wrong-secret client and garbage come and the accept
- * times out, must not show that ticket's secret, now known to us.
+ * `loopsec --verbose listen --ticket-fd 3` writes its ticket (asked for) to
+ * descriptor 3 and nothing to stdout; its stderr, while a wrong-secret
+ * client and garbage come and the accept times out, must not show that
+ * ticket's secret, now known to us.
  */
 static void test_cli_listen_keeps_its_secret(void **state)
 {
     (void)state;
     char tmpl[] = "/tmp/lsec-hygiene-err-XXXXXX", ticket[LSEC_TICKET_MAX];
     char mine[LSEC_TICKET_MAX], err[8192], rest[256];
-    int efd = mkstemp(tmpl), out[2], status = 0;
+    int efd = mkstemp(tmpl), out[2], so[2], status = 0;
     size_t got = 0;
     lsec__ticket t;
     lsec_channel *c = NULL;
@@ -799,20 +807,22 @@ static void test_cli_listen_keeps_its_secret(void **state)
 
     assert_true(efd >= 0);
     assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(so), 0);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY);
         dup2(devnull, 0);
-        dup2(out[1], 1);
+        dup2(so[1], 1);
         dup2(efd, 2);
-        close(out[0]);
+        dup2(out[1], 3);
         execl(LSEC_TEST_CLI, LSEC_TEST_CLI, "--verbose", "listen",
-              "--timeout", "1500", (char *)NULL);
+              "--timeout", "1500", "--ticket-fd", "3", (char *)NULL);
         _exit(127);
     }
     close(out[1]);
-    /* The first line of stdout is the ticket. */
+    close(so[1]);
+    /* The line on descriptor 3 is the ticket. */
     while (got < sizeof(ticket) - 1 && memchr(ticket, '\n', got) == NULL) {
         struct pollfd p = {out[0], POLLIN, 0};
         assert_true(poll(&p, 1, 5000) > 0);
@@ -832,8 +842,9 @@ static void test_cli_listen_keeps_its_secret(void **state)
 
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-    n = read(out[0], rest, sizeof(rest));
-    assert_int_equal(n, 0); /* nothing on stdout but the ticket */
+    n = read(so[0], rest, sizeof(rest));
+    assert_int_equal(n, 0); /* nothing on stdout at all */
+    close(so[0]);
     close(out[0]);
     n = pread(efd, err, sizeof(err) - 1, 0);
     err[n > 0 ? n : 0] = '\0';

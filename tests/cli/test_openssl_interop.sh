@@ -71,10 +71,10 @@ lpid=$!
 bg+=("$lpid")
 exec 3>"$tmp/lin" # the listener's stdin: open until we close it
 
-if ! wait_for "$tmp/lout" '^loopsec://'; then
+if ! wait_for "$tmp/lerr" '^loopsec://'; then
     bad "listen --tls printed no ticket: $(cat "$tmp/lerr")"
 else
-    ticket=$(head -n 1 "$tmp/lout")
+    ticket=$(grep -m 1 '^loopsec://' "$tmp/lerr")
     port=$(printf '%s' "$ticket" | sed -n 's|^loopsec://127\.0\.0\.1:\([0-9]*\)/?mode=tls&.*|\1|p')
     [ -n "$port" ] && ok || bad "not a tls ticket on 127.0.0.1"
     if psk_of "$ticket"; then ok; else bad "loopsec psk failed"; fi
@@ -159,7 +159,7 @@ else
     else
         sport=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/sout")
         ticket="loopsec://127.0.0.1:$sport/?mode=tls&id=$id&secret=$b64"
-        timeout 30 "$cli" connect --tls --timeout 10000 "$ticket" \
+        LOOPSEC_TICKET=$ticket timeout 30 "$cli" connect --tls --timeout 10000 \
             <"$tmp/kin" >"$tmp/kout" 2>"$tmp/kerr" 4>&- &
         kpid=$!
         bg+=("$kpid")

@@ -55,7 +55,23 @@ expect_refused() { # LABEL WANT-RC STDIN ARGS...
     fi
 }
 
-expect_psk "argv" "" psk "$ticket_tls"
+# A ticket in argv is refused (usage error naming the three sources); the
+# environment, a descriptor and a connection file work.
+run "" psk "$ticket_tls"
+if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] &&
+    printf '%s' "$err" | grep -q -- "--ticket-file" &&
+    printf '%s' "$err" | grep -q -- "--ticket-fd" &&
+    printf '%s' "$err" | grep -q "LOOPSEC_TICKET" &&
+    ! printf '%s' "$err" | grep -q "$secret_b64"; then ok; else
+    bad "argv ticket: rc=$rc out='$out' err='$err'"
+fi
+LOOPSEC_TICKET=$ticket_tls expect_psk "environment" "" psk
+printf '%s\n' "$ticket_tls" >"$tmp/t.ticket"
+chmod 600 "$tmp/t.ticket"
+expect_psk "ticket file" "" psk --ticket-file "$tmp/t.ticket"
+expect_psk "ticket fd" "" psk --ticket-fd 7 7<"$tmp/t.ticket"
+chmod 644 "$tmp/t.ticket"
+expect_refused "ticket file others can read" 1 "" psk --ticket-file "$tmp/t.ticket"
 expect_psk "stdin" "$ticket_tls" psk -
 expect_psk "stdin with newline" "$ticket_tls"$'\n' psk -
 expect_psk "stdin with CRLF" "$ticket_tls"$'\r\n' psk -
@@ -78,12 +94,12 @@ if command -v openssl >/dev/null && command -v xxd >/dev/null; then
     fi
 fi
 
-expect_refused "auth ticket" 1 "" psk "$ticket_auth"
+LOOPSEC_TICKET=$ticket_auth expect_refused "auth ticket" 1 "" psk
 expect_refused "auth ticket on stdin" 1 "$ticket_auth" psk -
-expect_refused "malformed ticket" 1 "" psk "loopsec://127.0.0.1:62893/?mode=tls"
+LOOPSEC_TICKET="loopsec://127.0.0.1:62893/?mode=tls" expect_refused "malformed ticket" 1 "" psk
 expect_refused "empty stdin" 1 "" psk -
 expect_refused "no argument" 2 "" psk
-expect_refused "two arguments" 2 "" psk "$ticket_tls" extra
+expect_refused "two arguments" 2 "" psk - extra
 
 echo "psk: $passed passed, $failed failed"
 [ "$failed" = 0 ]

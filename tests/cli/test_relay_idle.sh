@@ -23,7 +23,7 @@ p = subprocess.Popen([cli, "listen", "--timeout", "10000"],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE)
 try:
-    ticket = p.stdout.readline().decode().strip()
+    ticket = p.stderr.readline().decode().strip()
     t = ref_peer.parse_ticket(ticket)
     with socket.create_connection((t["host"], t["port"]), timeout=5) as s:
         ref_peer.handshake_client(s, ticket)

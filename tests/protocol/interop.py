@@ -29,7 +29,7 @@ def c_listener_python_client():
     p = subprocess.Popen([CLI, "listen"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        ticket = p.stdout.readline().decode().strip()
+        ticket = p.stderr.readline().decode().strip()  # never on stdout
         t = ref_peer.parse_ticket(ticket)
         # A wrong secret first: the Python client must see EAUTH, and the
         # listener must keep waiting for the right peer.

@@ -31,10 +31,12 @@ def _usage(f):
 
 
 def _fail(what, err):
-    """The C tool's cli_error() line."""
+    """The C tool's cli_error() line, with library names in the command
+    line's words."""
     if err.detail:
+        detail = err.detail.replace("LSEC_ADDR_ALLOW_127_8", "--allow-127-8")
         sys.stderr.write("loopsec: %s: %s (%s)\n"
-                         % (what, err.strerror, err.detail))
+                         % (what, err.strerror, detail))
     else:
         sys.stderr.write("loopsec: %s: %s\n" % (what, err.strerror))
     return 1
@@ -69,6 +71,10 @@ def cmd_check(args):
     try:
         print(loopsec.check_address(addr, allow_127_8=allow))
     except loopsec.Error as e:
+        if "://" in addr:  # as the C tool's cli_addr_error()
+            sys.stderr.write("loopsec: check: a URL is not an address; write "
+                             "HOST:PORT, e.g. 127.0.0.1:8080\n")
+            return 1
         return _fail("check", e)
     return 0
 
@@ -169,7 +175,8 @@ def main(argv=None):
             return 0
         elif a == "--version":
             import loopsec
-            print("loopsec %s" % loopsec.library_version())
+            print("loopsec %s (library %s)" % (loopsec.__version__,
+                                               loopsec.library_version()))
             return 0
         else:
             _usage(sys.stderr)

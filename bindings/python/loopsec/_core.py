@@ -354,6 +354,14 @@ class Channel(_Handle):
         while something is still queued."""
         self._timed(LIB.lsec_flush, timeout)
 
+    def shutdown(self, timeout=None):
+        """End the sending direction (half-close) after every message sent
+        so far; receiving goes on, and the peer's recv raises ClosedError
+        once it has read them all.  A later send raises InvalidArgumentError;
+        a second shutdown does nothing.  Timeout / WouldBlock (timeout 0)
+        when the queue could not be flushed in time: nothing ended yet."""
+        self._timed(LIB.lsec_channel_shutdown, timeout)
+
     def recv(self, timeout=None):
         """Receive one whole message as bytes.
 
@@ -632,8 +640,12 @@ def ticket_redact(ticket):
 def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
            max_message=None, peer_policy=PEER_SAME_USER, max_accepts=None,
            port_range=None, port_fallback=False, allow_127_8=False,
-           backlog=None, max_pending=None):
+           backlog=None, max_pending=None, secret=None, instance_id=None):
     """Bind a loopback address with a fresh secret; returns a Listener.
+
+    secret, instance_id: bytes (32 and 8) kept by the caller, so that the
+    ticket stays the same across restarts (with a fixed port); both or
+    neither; an all-zero secret is refused (InvalidArgumentError).
 
     bind: "127.0.0.1:PORT", "[::1]:PORT" or "localhost:PORT"; port 0 lets
     the kernel pick (or picks in port_range=(lo, hi)).  tls: run every
@@ -650,7 +662,14 @@ def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
               port_fallback=port_fallback, allow_127_8=allow_127_8,
               backlog=backlog, max_pending=max_pending)
     out = ctypes.c_void_p()
-    check(LIB.lsec_listen(arg, ctypes.byref(o), ctypes.byref(out)))
+    if secret is None and instance_id is None:
+        check(LIB.lsec_listen(arg, ctypes.byref(o), ctypes.byref(out)))
+    else:
+        if not isinstance(secret, bytes) or not isinstance(instance_id, bytes):
+            raise _invalid("secret and instance_id must both be bytes")
+        check(LIB.lsec_listen_keyed(arg, ctypes.byref(o), secret, len(secret),
+                                    instance_id, len(instance_id),
+                                    ctypes.byref(out)))
     return Listener(out.value, o.mode)
 
 

@@ -165,6 +165,7 @@ SIGNATURES = {
     "lsec_last_detail": (_S, []),
     "lsec_set_log": (None, [LOG_FN, _P, _I]),
     "lsec_secret_bytes": (_Z, []),
+    "lsec_id_bytes": (_Z, []),
     "lsec_ticket_max": (_Z, []),
     "lsec_addr_max": (_Z, []),
     # addresses, options, tickets
@@ -174,6 +175,7 @@ SIGNATURES = {
     "lsec_ticket_redact": (_I, [_S, ctypes.c_char_p, _Z]),
     # listening side
     "lsec_listen": (_I, [_S, _OP, _PP]),
+    "lsec_listen_keyed": (_I, [_S, _OP, _S, _Z, _S, _Z, _PP]),
     "lsec_listener_port": (_I, [_P]),
     "lsec_listener_ticket": (_I, [_P, ctypes.c_char_p, _Z]),
     "lsec_listener_write_file": (_I, [_P, _S, ctypes.c_char_p, _Z]),
@@ -195,6 +197,7 @@ SIGNATURES = {
     "lsec_channel_mode": (_I, [_P]),
     "lsec_channel_peer": (_I, [_P, ctypes.POINTER(PeerStruct)]),
     "lsec_channel_abort": (None, [_P]),
+    "lsec_channel_shutdown": (_I, [_P, _I]),
     "lsec_channel_close": (None, [_P]),
     # ports
     "lsec_port_owner_get": (_I, [_I, ctypes.POINTER(PortOwnerStruct)]),

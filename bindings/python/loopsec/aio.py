@@ -102,6 +102,18 @@ async def send(ch, data, timeout=None):
             await _wait_fd(ch.fileno(), True, deadline)
 
 
+async def shutdown(ch, timeout=None):
+    """End the sending direction of a Channel (half-close) without blocking
+    the loop: what is queued is flushed first; receiving goes on."""
+    deadline = _deadline(timeout)
+    while True:
+        try:
+            ch.shutdown(timeout=0)
+            return
+        except _errors.WouldBlock:
+            await _wait_fd(ch.fileno(), True, deadline)
+
+
 async def accept(listener, timeout=None):
     """Wait for one authenticated peer on a Listener; returns an
     AsyncChannel."""
@@ -130,6 +142,10 @@ class AsyncChannel:
     async def send(self, data, timeout=None):
         async with self._wlock:
             await send(self.channel, data, timeout)
+
+    async def shutdown(self, timeout=None):
+        async with self._wlock:
+            await shutdown(self.channel, timeout)
 
     def close(self):
         self.channel.close()

@@ -53,6 +53,24 @@ class AioTest(unittest.TestCase):
             with self.subTest(tls=tls):
                 self.run_async(main(tls))
 
+    def test_shutdown_half_close(self):
+        async def main(tls):
+            with loopsec.listen(tls=tls) as srv:
+                accepting = asyncio.ensure_future(loopsec.aio.accept(srv, 10))
+                client = await loopsec.aio.connect(srv.ticket, timeout=10)
+                server = await accepting
+                async with client, server:
+                    await client.send(b"last request")
+                    await client.shutdown(timeout=5)
+                    self.assertEqual([m async for m in server],
+                                     [b"last request"])
+                    await server.send(b"answer after the end")
+                    self.assertEqual(await client.recv(timeout=5),
+                                     b"answer after the end")
+        for tls in (False, True):
+            with self.subTest(tls=tls):
+                self.run_async(main(tls))
+
     def test_timeouts(self):
         async def main():
             with loopsec.listen() as srv:

@@ -91,6 +91,20 @@ class _RoundTrip(_Pair):
             self.a.recv(timeout=5)
         self.assertIn(cm.exception.code, (loopsec.ECLOSED, loopsec.ERESET))
 
+    def test_shutdown_half_close(self):
+        self.b.send(b"request")
+        self.b.shutdown(timeout=5)
+        self.b.shutdown(timeout=5)  # a second call does nothing
+        with self.assertRaises(loopsec.InvalidArgumentError):
+            self.b.send(b"late")
+        self.assertEqual(self.a.recv(timeout=5), b"request")
+        with self.assertRaises(loopsec.ClosedError) as cm:
+            self.a.recv(timeout=5)
+        self.assertEqual(cm.exception.code, loopsec.ECLOSED)
+        # The other direction goes on after the end of this one.
+        self.a.send(b"reply")
+        self.assertEqual(self.b.recv(timeout=5), b"reply")
+
     def test_iteration_ends_at_clean_close(self):
         for m in (b"1", b"2", b"3"):
             self.b.send(m)
@@ -305,6 +319,31 @@ class ListenerTest(unittest.TestCase):
     def test_not_loopback(self):
         with self.assertRaises(loopsec.NotLoopbackError):
             loopsec.listen("0.0.0.0:0")
+
+
+class KeyedListenerTest(unittest.TestCase):
+    def test_same_key_same_ticket(self):
+        secret, ident = bytes(range(1, 33)), bytes(range(8))
+        with loopsec.listen(secret=secret, instance_id=ident) as a:
+            port = a.port
+            first = a.ticket
+        with loopsec.listen("127.0.0.1:%d" % port, secret=secret,
+                            instance_id=ident) as b:
+            self.assertEqual(b.ticket, first)
+            got = []
+            t = threading.Thread(target=lambda: got.append(b.accept(timeout=5)))
+            t.start()
+            with loopsec.connect(b.ticket, timeout=5) as c:
+                t.join()
+                with got[0] as s:
+                    c.send(b"k")
+                    self.assertEqual(s.recv(timeout=5), b"k")
+
+    def test_refused_keys(self):
+        for secret, ident in ((bytes(32), bytes(8)), (b"x" * 31, bytes(8)),
+                              (b"x" * 32, bytes(7)), (b"x" * 32, None)):
+            with self.assertRaises(loopsec.InvalidArgumentError):
+                loopsec.listen(secret=secret, instance_id=ident)
 
 
 class ConnectionFileTest(unittest.TestCase):
