@@ -346,7 +346,11 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * Connect to the listener named by `ticket` and authenticate within
  * `timeout_ms` (which bounds the whole call).  `o` may be NULL; if
  * o->mode is LSEC_MODE_TLS, an auth-mode ticket is refused (LSEC_EMODE):
- * the mode is local policy and is never negotiated down.
+ * the mode is local policy and is never negotiated down.  LSEC_EMODE is
+ * reported only when the mismatch is known for certain (the listener's
+ * answer is of the other mode); a listener that closes without answering
+ * has refused the connection (descriptor limit, too many pending
+ * handshakes, peer policy): LSEC_ECLOSED, which is worth retrying.
  *
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
  * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER

@@ -304,8 +304,9 @@ int lsec__tls_client_ctx(lsec__tls_ctx **out);
 int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
                   const uint8_t secret[LSEC_SECRET_BYTES],
                   const char *identity, lsec__tls **out);
-/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (peer
- * closed without a TLS answer) / LSEC_ETLS / LSEC_ECLOSED / LSEC_ERESET. */
+/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (an auth
+ * hello or mode notice arrived) / LSEC_ETLS / LSEC_ECLOSED (also: the
+ * listener closed without a byte, a refusal) / LSEC_ERESET. */
 int lsec__tls_handshake(lsec__tls *t);
 /* 0 with *n > 0, WANT_*, LSEC_ECLOSED (close_notify), LSEC_ERESET, ETLS;
  * len 0 is LSEC_EINVAL.  Writes may be partial (at least one record).  After

@@ -103,7 +103,8 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
      * as loopback again.  Our end is the address the listener is bound to
      * (a single loopback address, never a wildcard). */
     if (lsec__addr_from_sockaddr(peer, peerlen, l->o.flags, &remote) != 0) {
-        lsec__log(LSEC_LOG_WARN, "refused a connection: %s", lsec_last_detail());
+        lsec__log(LSEC_LOG_WARN, "refused a connection: %s",
+                  lsec_last_detail());
         close(fd);
         return;
     }
@@ -141,9 +142,9 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
             rc = lsec__tls_new(l->tls_ctx, fd, l->ticket.secret, identity,
                                &p->tls);
     } else {
-        rc = lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
-                                l->k_client, l->k_server, &local, &remote,
-                                NULL);
+        rc =
+            lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+                               l->k_client, l->k_server, &local, &remote, NULL);
     }
     if (rc != 0) {
         lsec__log(LSEC_LOG_ERROR, "cannot start a handshake: %s",
@@ -258,9 +259,9 @@ static struct pending pending_take(lsec_listener *l, int i)
 static int flush_out(struct pending *p)
 {
     while (p->out_off < p->out_len) {
-        ssize_t n = lsec__io.send(p->fd, p->out + p->out_off,
-                                  p->out_len - p->out_off,
-                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            lsec__io.send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
+                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             p->out_off += (size_t)n;
             continue;
@@ -274,6 +275,37 @@ static int flush_out(struct pending *p)
     /* All sent: the buffer is free again for the next message. */
     p->out_off = p->out_len = 0;
     return 0;
+}
+
+/* The first bytes of a TLS handshake record: type 0x16, then a version
+ * 0x03 0x01..0x04 (PROTOCOL.md "Mode mismatch"). */
+static bool is_tls_hello(const uint8_t *b, size_t n)
+{
+    return n >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] >= 0x01 &&
+           b[2] <= 0x04;
+}
+
+/*
+ * A TLS client reached this auth listener.  Answer once with the 8-byte
+ * mode notice -- an auth hello's header, "LSEC" 01 01 00 00, no nonce --
+ * so that the client knows the mismatch positively (LSEC_EMODE) and tells
+ * it from a refusal, which is a silent close (LSEC_ECLOSED, retryable).  It
+ * says nothing a TLS listener's answer to an auth hello does not: which
+ * mode this port speaks.  What is left of the hello is read first, so that
+ * the close that follows is not a reset that could discard the notice.
+ * Best effort, never blocking.
+ */
+static void send_mode_notice(int fd)
+{
+    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, LSEC_MODE_AUTH,
+                                      0,   0};
+    uint8_t junk[512];
+
+    for (int k = 0; k < 8; k++)
+        if (lsec__io.recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+            break;
+    (void)lsec__io.send(fd, notice, sizeof(notice),
+                        MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /*
@@ -290,7 +322,8 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
 
     if ((rc = flush_out(p)) != 0) {
         if (rc < 0)
-            pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+            pending_drop(l, i, LSEC_LOG_INFO,
+                         "connection lost during handshake");
         return rc < 0 ? -1 : 0;
     }
     do
@@ -320,9 +353,14 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
             break;
     }
     if (rc < 0) {
+        bool tls_hello =
+            p->hs.transcript_len == 0 && is_tls_hello(in, (size_t)n);
         lsec__wipe(in, sizeof(in));
+        if (tls_hello)
+            send_mode_notice(p->fd);
         pending_drop(l, i, LSEC_LOG_WARN,
-                     rc == LSEC_EAUTH   ? "authentication failed"
+                     tls_hello          ? "mode mismatch (peer is a TLS client)"
+                     : rc == LSEC_EAUTH ? "authentication failed"
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not an "
                                           "auth-mode client)"
                                         : "malformed handshake");
@@ -413,8 +451,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     lsec__opts_resolve(o, &l->o);
     if ((l->o.mode != LSEC_MODE_AUTH && l->o.mode != LSEC_MODE_TLS) ||
         l->o.handshake_timeout_ms <= 0 || l->o.max_pending < 1 ||
-        l->o.max_pending > 65536 ||
-        l->o.max_accepts < 0 || l->o.max_message > UINT32_MAX) {
+        l->o.max_pending > 65536 || l->o.max_accepts < 0 ||
+        l->o.max_message > UINT32_MAX) {
         rc = lsec__fail(LSEC_EINVAL, "invalid options (mode, "
                                      "handshake_timeout_ms, max_pending, "
                                      "max_accepts or max_message)");
@@ -505,8 +543,8 @@ int lsec_listener_ticket(const lsec_listener *l, char *buf, size_t len)
     return lsec__ticket_format(&l->ticket, buf, len);
 }
 
-int lsec_listener_write_file(lsec_listener *l, const char *path,
-                             char *written, size_t writtenlen)
+int lsec_listener_write_file(lsec_listener *l, const char *path, char *written,
+                             size_t writtenlen)
 {
     char used[LSEC_PATH_MAX];
     int rc;
@@ -550,8 +588,9 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
     if (l == NULL || out == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL listener or output");
     if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
-        return lsec__fail(LSEC_ELIMIT, "this listener already accepted its "
-                                       "%d peer(s)",
+        return lsec__fail(LSEC_ELIMIT,
+                          "this listener already accepted its "
+                          "%d peer(s)",
                           l->o.max_accepts);
     deadline = lsec__deadline(timeout_ms);
     for (;;) {

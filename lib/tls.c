@@ -63,10 +63,14 @@ static const unsigned char psk_suite_id[2] = {0x13, 0x01};
 /* How long lsec__tls_shutdown waits for room for its close_notify. */
 #define SHUTDOWN_WAIT_MS 500
 
-/* The detail the client reports when the listener hangs up on its hello. */
-#define DETAIL_NOT_TLS_LISTENER                                                \
-    "the listener closed without a TLS answer: it is not a TLS listener "      \
-    "(mode mismatch?)"
+/* The details the client reports when the listener hangs up on its hello
+ * without a word, and when it answers with an auth-mode notice. */
+#define DETAIL_REFUSED                                                         \
+    "the listener closed the connection without a TLS answer (refused: "       \
+    "descriptor limit, too many pending handshakes or peer policy; retry)"
+#define DETAIL_AUTH_LISTENER                                                   \
+    "the listener answered with an auth-mode notice: it is an auth listener "  \
+    "(mode mismatch)"
 
 struct lsec__tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -629,15 +633,28 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
             return fatal(t, LSEC_ETLS, "the peer does not accept TLS 1.3");
         return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
     }
+    /* The peer's first bytes are an auth-mode hello (a listener's mode
+     * notice, or a client's hello): the mismatch is positively known. */
+    if (t->got_bytes && t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
+        if (t->role == LSEC__HS_SERVER)
+            send_mode_alert(t);
+        return fatal(t, LSEC_EMODE,
+                     t->role == LSEC__HS_CLIENT
+                         ? DETAIL_AUTH_LISTENER
+                         : "an auth-mode hello reached a TLS endpoint "
+                           "(mode mismatch?)");
+    }
     /* The peer hung up. */
     if (peer_vanished(t)) {
         if (t->got_bytes)
             return fatal(t, LSEC_ERESET,
                          "the connection was lost during the TLS handshake");
-        /* An auth-mode listener closes silently on a TLS hello: say so at
-         * once rather than let the caller wait for a timeout. */
+        /* A listener that refuses a connection (descriptor limit, too many
+         * pending handshakes, peer policy) closes it without a word.  That
+         * is not a mode mismatch -- an auth listener says so with its mode
+         * notice -- but a refusal the caller may retry. */
         if (t->role == LSEC__HS_CLIENT)
-            return fatal(t, LSEC_EMODE, DETAIL_NOT_TLS_LISTENER);
+            return fatal(t, LSEC_ECLOSED, DETAIL_REFUSED);
         return fatal(t, LSEC_ECLOSED, "the client closed before its TLS hello");
     }
     if (t->sys_errno != 0) {
@@ -648,16 +665,8 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
     }
     /* The peer's first bytes are not a TLS handshake record (0x16), nor an
      * alert (0x15, handled above). */
-    if (t->got_bytes && t->first[0] != 0x16) {
-        if (t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
-            if (t->role == LSEC__HS_SERVER)
-                send_mode_alert(t);
-            return fatal(t, LSEC_EMODE,
-                         "an auth-mode hello reached a TLS endpoint "
-                         "(mode mismatch?)");
-        }
+    if (t->got_bytes && t->first[0] != 0x16)
         return fatal(t, LSEC_EPROTO, "the peer's bytes are not TLS");
-    }
     if (q.version)
         return fatal(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
     /* Every remaining handshake failure is about the PSK: the wrong

@@ -823,9 +823,11 @@ static void test_http_to_tls_server(void **state)
     assert_int_equal(n, 0);
 }
 
-/* Our client against a peer that hangs up without a byte of answer, as an
- * auth-mode listener does on a TLS hello: EMODE at once.  `read_first`:
- * the peer reads part of the hello first, so its close becomes a reset. */
+/* Our client against a peer that hangs up without a byte of answer, as a
+ * listener that refuses a connection does (descriptor limit, eviction, peer
+ * policy): ECLOSED at once, retryable -- not EMODE, which an application
+ * may take as permanent.  `read_first`: the peer reads part of the hello
+ * first, so its close becomes a reset. */
 static void client_against_hangup(size_t read_first)
 {
     int cfd, sfd, rc;
@@ -851,11 +853,12 @@ static void client_against_hangup(size_t read_first)
         if (is_want(rc))
             wait_fd(cfd, rc, 50);
     } while (is_want(rc) && lsec__now_ms() < deadline);
-    assert_int_equal(rc, LSEC_EMODE);
+    assert_int_equal(rc, LSEC_ECLOSED);
     assert_true(lsec__now_ms() - t0 < 1000);
     assert_string_equal(lsec_last_detail(),
-                        "the listener closed without a TLS answer: it is not "
-                        "a TLS listener (mode mismatch?)");
+                        "the listener closed the connection without a TLS "
+                        "answer (refused: descriptor limit, too many pending "
+                        "handshakes or peer policy; retry)");
     assert_int_equal(ERR_peek_error(), 0);
     lsec__tls_free(c);
     close(cfd);
@@ -866,6 +869,43 @@ static void test_client_peer_closes_silently(void **state)
     (void)state;
     client_against_hangup(0);
     client_against_hangup(40);
+}
+
+/* Our client against an auth listener's mode notice ("LSEC" 01 01 00 00,
+ * then a close): the mismatch is known for certain, EMODE at once. */
+static void test_client_meets_auth_notice(void **state)
+{
+    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    int cfd, sfd, rc;
+    lsec__tls_ctx *cctx;
+    lsec__tls *c;
+    uint8_t junk[2048];
+    int64_t t0, deadline;
+
+    (void)state;
+    tcp_pair(&cfd, &sfd, 1);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
+    t0 = lsec__now_ms();
+    assert_int_equal(lsec__tls_handshake(c), LSEC__TLS_WANT_READ);
+    wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
+    assert_true(recv(sfd, junk, sizeof(junk), 0) > 0);
+    assert_int_equal(send(sfd, notice, sizeof(notice), 0), 8);
+    close(sfd);
+    deadline = t0 + 5000;
+    do {
+        rc = lsec__tls_handshake(c);
+        if (is_want(rc))
+            wait_fd(cfd, rc, 50);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    assert_int_equal(rc, LSEC_EMODE);
+    assert_true(lsec__now_ms() - t0 < 1000);
+    assert_string_equal(lsec_last_detail(),
+                        "the listener answered with an auth-mode notice: it "
+                        "is an auth listener (mode mismatch)");
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__tls_free(c);
+    close(cfd);
 }
 
 /* Our server against a client that leaves: before any byte it is a clean
@@ -1148,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
         cmocka_unit_test(test_client_peer_closes_silently),
+        cmocka_unit_test(test_client_meets_auth_notice),
         cmocka_unit_test(test_server_client_leaves),
         cmocka_unit_test(test_close_mid_record),
         cmocka_unit_test(test_eof_without_close_notify),
