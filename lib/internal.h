@@ -217,6 +217,17 @@ void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
 int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
                       uint32_t *len);
 
+/*
+ * The first `n` bytes a TLS listener received, checked before any TLS state
+ * exists (issue 13 items 7-8).  LSEC__HS_AGAIN: a valid start so far, wait
+ * for more; 0: a complete record header of a TLS handshake record, whose
+ * whole length (header included) goes to *total; LSEC_EMODE: the auth magic
+ * "LSEC"; LSEC_EPROTO: the first byte that cannot start a TLS handshake
+ * record (0x16, 0x03, 0x01..0x04, a length of 1..2^14).
+ */
+#define LSEC__TLS_RECORD_HDR 5
+int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
+
 /* ------------------------------------------------------------------------ */
 /* handshake.c: auth-mode mutual authentication, bytes in / bytes out        */
 
@@ -304,6 +315,9 @@ int lsec__tls_client_ctx(lsec__tls_ctx **out);
 int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
                   const uint8_t secret[LSEC_SECRET_BYTES],
                   const char *identity, lsec__tls **out);
+/* Bytes already read from fd (at most 8, before the first handshake call):
+ * the TLS connection reads them first.  0 or LSEC_EINVAL. */
+int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n);
 /* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (an auth
  * hello or mode notice arrived) / LSEC_ETLS / LSEC_ECLOSED (also: the
  * listener closed without a byte, a refusal) / LSEC_ERESET. */
@@ -315,6 +329,9 @@ int lsec__tls_handshake(lsec__tls *t);
 int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n);
 int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
 size_t lsec__tls_pending(const lsec__tls *t);
+/* Answer an auth-mode hello on `fd` with the fixed protocol_version alert
+ * (PROTOCOL.md "Mode mismatch"); best effort, never blocking. */
+void lsec__tls_send_mode_alert(int fd);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" after the handshake (logs, tests). */
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */

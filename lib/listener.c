@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,9 +29,12 @@ struct pending {
     int64_t deadline;
     int64_t uid;
     lsec__addr local, remote;
-    lsec__tls *tls; /* tls mode */
-    lsec__hs hs;    /* auth mode */
-    short ev;       /* events registered in the listener's epoll set */
+    lsec__tls *tls; /* tls mode: NULL until a whole ClientHello record is in */
+    int rcvlowat;   /* tls mode, before tls: SO_RCVLOWAT as set, 0 default */
+    uint8_t hdr[LSEC__TLS_RECORD_HDR]; /* tls mode, before tls: first bytes */
+    size_t hdr_len;
+    lsec__hs hs; /* auth mode */
+    short ev;    /* events registered in the listener's epoll set */
     uint8_t out[LSEC__HS_MSG_MAX];
     size_t out_len, out_off;
 };
@@ -135,12 +139,11 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
     p->remote = remote;
     /* Every unauthenticated connection has an absolute deadline. */
     p->deadline = lsec__deadline(l->o.handshake_timeout_ms);
+    /* TLS mode: no TLS state yet.  It is allocated only once a whole
+     * ClientHello record waits in the kernel (step_tls), so that a silent
+     * or trickling client costs this struct and nothing more. */
     if (l->o.mode == LSEC_MODE_TLS) {
-        char identity[LSEC__PSK_IDENTITY_MAX];
-        rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
-        if (rc == 0)
-            rc = lsec__tls_new(l->tls_ctx, fd, l->ticket.secret, identity,
-                               &p->tls);
+        rc = 0;
     } else {
         rc =
             lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
@@ -384,10 +387,103 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
     return 0;
 }
 
+/* Wake up for `n` bytes, not for each one (the peer's bytes stay in the
+ * kernel until then).  Best effort: without it, the caller polls more. */
+static void set_rcvlowat(struct pending *p, int n)
+{
+    if (p->rcvlowat == n)
+        return;
+    if (setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n)) == 0)
+        p->rcvlowat = n;
+}
+
+/* Has the peer ended its side (the last bytes it sent are all there is)? */
+static bool peer_ended(int fd)
+{
+    struct pollfd q = {fd, POLLRDHUP, 0};
+    return lsec__io.poll(&q, 1, 0) > 0 &&
+           (q.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/*
+ * Before any TLS state: check the peer's first bytes as they arrive and
+ * refuse at the first one that cannot start a TLS handshake record (an
+ * HTTP request is closed at its 'G', as the auth listener closes at byte 0),
+ * and allocate the SSL object only when the whole first record is in the
+ * kernel, read with read-ahead off (issue 13 items 7-8).  0: wait, 1: go on
+ * with the handshake, -1: dropped.
+ */
+static int tls_begin(lsec_listener *l, int i)
+{
+    struct pending *p = &l->pend[i];
+    size_t total = 0;
+    ssize_t n;
+    int rc, avail = 0;
+    char identity[LSEC__PSK_IDENTITY_MAX];
+
+    /* The header is read, not peeked, so that a short read never repeats;
+     * the TLS connection gets it back through lsec__tls_prefix. */
+    if (p->hdr_len < sizeof(p->hdr)) {
+        do
+            n = lsec__io.recv(p->fd, p->hdr + p->hdr_len,
+                              sizeof(p->hdr) - p->hdr_len, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0) {
+            pending_drop(l, i, LSEC_LOG_INFO,
+                         p->hdr_len == 0 ? "peer closed during handshake"
+                                         : "connection lost during handshake");
+            return -1;
+        }
+        p->hdr_len += (size_t)n;
+    }
+    rc = lsec__tls_record_start(p->hdr, p->hdr_len, &total);
+    if (rc == LSEC_EMODE) {
+        lsec__tls_send_mode_alert(p->fd);
+        pending_drop(l, i, LSEC_LOG_WARN,
+                     "mode mismatch (peer is not a TLS client)");
+        return -1;
+    }
+    if (rc < 0) {
+        pending_drop(l, i, LSEC_LOG_WARN, "TLS handshake failed (not TLS)");
+        return -1;
+    }
+    if (rc == 0 && ioctl(p->fd, FIONREAD, &avail) == 0 &&
+        (size_t)avail >= total - p->hdr_len) {
+        if (p->rcvlowat > 1)
+            set_rcvlowat(p, 1);
+        rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
+        if (rc == 0)
+            rc = lsec__tls_new(l->tls_ctx, p->fd, l->ticket.secret, identity,
+                               &p->tls);
+        if (rc == 0)
+            rc = lsec__tls_prefix(p->tls, p->hdr, p->hdr_len);
+        lsec__wipe(identity, sizeof(identity));
+        if (rc != 0) {
+            pending_drop(l, i, LSEC_LOG_ERROR, "cannot start a TLS handshake");
+            return -1;
+        }
+        return 1;
+    }
+    /* A valid start, more to come -- unless the peer has left. */
+    if (peer_ended(p->fd)) {
+        pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+        return -1;
+    }
+    set_rcvlowat(p, rc == 0 ? (int)(total - p->hdr_len)
+                            : (int)(sizeof(p->hdr) - p->hdr_len));
+    return 0;
+}
+
 static int step_tls(lsec_listener *l, int i, lsec_channel **out)
 {
     struct pending *p = &l->pend[i];
-    int rc = lsec__tls_handshake(p->tls);
+    int rc;
+
+    if (p->tls == NULL && (rc = tls_begin(l, i)) != 1)
+        return rc;
+    rc = lsec__tls_handshake(p->tls);
 
     if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
         p->out_len = rc; /* remember which readiness to wait for */

@@ -86,6 +86,8 @@ struct lsec__tls {
     char identity[LSEC__PSK_IDENTITY_MAX];
     size_t identity_len;
     /* What the BIO saw, to classify failures without OpenSSL's text. */
+    uint8_t pre[8]; /* bytes read before the SSL object existed */
+    size_t pre_len, pre_off;
     bool got_bytes;   /* at least one byte arrived from the peer */
     uint8_t first[4]; /* the first bytes that arrived */
     size_t first_len;
@@ -213,9 +215,18 @@ static int bio_read(BIO *b, char *buf, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
-    do
-        n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
-    while (n < 0 && errno == EINTR);
+    if (t->pre_off < t->pre_len) {
+        /* What the listener read to check the record header comes first. */
+        n = (ssize_t)(t->pre_len - t->pre_off);
+        if (n > len)
+            n = len;
+        memcpy(buf, t->pre + t->pre_off, (size_t)n);
+        t->pre_off += (size_t)n;
+    } else {
+        do
+            n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
+        while (n < 0 && errno == EINTR);
+    }
     if (n > 0) {
         t->got_bytes = true;
         while (t->first_len < sizeof(t->first) && t->first_len < (size_t)n) {
@@ -375,9 +386,10 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
      * next one.  Writes may be partial and resumed from a moved buffer, as
      * the channel's send queue needs. */
     SSL_CTX_clear_mode(sc, SSL_MODE_AUTO_RETRY);
-    /* Read what the socket holds, not a 5-byte header and then the body of
-     * each record: half the recv calls (docs/BENCHMARKS.md).  Records read
-     * ahead wait inside OpenSSL; see process_buffered(). */
+    /* Once authenticated, read what the socket holds, not a 5-byte header
+     * and then the body of each record: half the recv calls
+     * (docs/BENCHMARKS.md).  Records read ahead wait inside OpenSSL; see
+     * process_buffered().  Off during the handshake: lsec__tls_new. */
     SSL_CTX_set_read_ahead(sc, 1);
     SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -473,12 +485,26 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
         SSL_set_accept_state(t->ssl);
     else
         SSL_set_connect_state(t->ssl);
+    /* Read-ahead stays off until the peer is authenticated: an
+     * unauthenticated peer's bytes wait in the kernel, not in a record
+     * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on. */
+    SSL_set_read_ahead(t->ssl, 0);
     *out = t;
     return 0;
 fail:
     clear_errors();
     lsec__tls_free(t);
     return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
+}
+
+int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n)
+{
+    if (t == NULL || (b == NULL && n > 0) || n > sizeof(t->pre) ||
+        t->got_bytes || t->pre_len != 0)
+        return lsec__fail(LSEC_EINVAL, "bad TLS prefix");
+    memcpy(t->pre, b, n);
+    t->pre_len = n;
+    return 0;
 }
 
 void lsec__tls_free(lsec__tls *t)
@@ -602,12 +628,16 @@ static bool is_want(int ssl_error)
  * guessing from a bare close.  It tells nothing a TLS ClientHello would not:
  * that this port speaks TLS.  Best effort, never blocking.
  */
-static void send_mode_alert(lsec__tls *t)
+void lsec__tls_send_mode_alert(int fd)
 {
     static const uint8_t alert[] = {
         0x15, 0x03, 0x03, 0x00, 0x02, 0x02, SSL_AD_PROTOCOL_VERSION};
-    (void)lsec__io.send(t->fd, alert, sizeof(alert),
-                        MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)lsec__io.send(fd, alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void send_mode_alert(lsec__tls *t)
+{
+    lsec__tls_send_mode_alert(t->fd);
 }
 
 static int handshake_failed(lsec__tls *t, int ssl_error)
@@ -710,6 +740,9 @@ int lsec__tls_handshake(lsec__tls *t)
             (t->role == LSEC__HS_SERVER && !t->identity_ok))
             return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
         t->done = true;
+        /* Authenticated: read what the socket holds from now on, not a
+         * 5-byte header and then the body of each record. */
+        SSL_set_read_ahead(t->ssl, 1);
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;

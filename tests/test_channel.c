@@ -936,6 +936,57 @@ static void flip_mode(char *ticket, const char *from, const char *to)
     snprintf(m, LSEC_TICKET_MAX - (size_t)(m - ticket), "%s%s", to, rest);
 }
 
+/*
+ * The TLS listener refuses at the first byte that cannot start a TLS
+ * handshake record (issue 13 item 8): 1 to 4 bytes of "GET " are closed at
+ * once, with nothing written back, as the auth listener closes at byte 0.
+ * A valid start of a record ("\x16\x03\x01") is kept waiting.
+ */
+static void test_tls_refuses_first_wrong_byte(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    o.handshake_timeout_ms = 3000;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    struct accept_job j;
+    accept_async(&j, l, 2500);
+    for (size_t k = 1; k <= 4; k++) {
+        int64_t ms = 0;
+        int fd = raw_connect(lsec_listener_port(l));
+        assert_int_equal(send(fd, "GET ", k, 0), (ssize_t)k);
+        ssize_t got = bytes_until_eof(fd, &ms);
+        if (got != 0)
+            fail_msg("%zu bytes of GET: %zd bytes back", k, got);
+        if (ms > 200)
+            fail_msg("%zu bytes of GET: closed only after %lld ms", k,
+                     (long long)ms);
+        close(fd);
+    }
+    /* Each later byte too: a wrong version, a record longer than 2^14. */
+    static const char *const bad[] = {"\x16\x04", "\x16\x03\x05",
+                                      "\x16\x03\x03\x41"};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        int64_t ms = 0;
+        int fd = raw_connect(lsec_listener_port(l));
+        size_t len = strlen(bad[k]);
+        assert_int_equal(send(fd, bad[k], len, 0), (ssize_t)len);
+        assert_int_equal(bytes_until_eof(fd, &ms), 0);
+        assert_true(ms <= 200);
+        close(fd);
+    }
+    /* A valid start is not refused: still open after 300 ms. */
+    int fd = raw_connect(lsec_listener_port(l));
+    assert_int_equal(send(fd, "\x16\x03\x01", 3, 0), 3);
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 300), 0);
+    close(fd);
+    accept_join(&j);
+    assert_int_equal(j.rc, LSEC_ETIMEDOUT);
+    lsec_listener_close(l);
+}
+
 /* A client of one mode meeting a listener of the other fails at once with
  * LSEC_EMODE, in both directions, never by timing out. */
 static void test_mode_mismatch_fast(void **state)
@@ -1287,6 +1338,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_tls_refuses_first_wrong_byte,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
                                         teardown),
