@@ -325,11 +325,14 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
 
 /**
  * A descriptor for poll/epoll (never read or write it): readable when
- * lsec_accept can make progress — a new connection, or bytes for a pending
- * handshake — so an event loop calls lsec_accept(l, 0, &ch) each time it is
- * readable until LSEC_EAGAIN.  Pending handshakes only progress inside
- * lsec_accept.  (It is an epoll set holding the listening socket and, from
- * the first call of this function on, every pending handshake.)  Watch it
+ * lsec_accept can make progress — a new connection, bytes for a pending
+ * handshake, or the earliest pending handshake's deadline passing — so an
+ * event loop calls lsec_accept(l, 0, &ch) each time it is readable until
+ * LSEC_EAGAIN, and a stalled client is dropped at its deadline without any
+ * periodic wake-up.  Pending handshakes only progress inside lsec_accept.
+ * (It is an epoll set holding the listening socket, a timerfd armed to the
+ * earliest deadline and, from the first call of this function on, every
+ * pending handshake.)  Watch it
  * level-triggered (poll, or epoll without EPOLLET): one lsec_accept call
  * may leave further connections waiting, and the descriptor stays readable
  * for them.

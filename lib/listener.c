@@ -22,6 +22,8 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct pending {
@@ -58,6 +60,12 @@ struct lsec_listener {
      * handshake, so that "readable" means "lsec_accept can make progress". */
     int efd;
     bool ep_used;
+    /* A timerfd in that set, armed to the earliest pending deadline, so
+     * that the set also becomes readable when a handshake runs out of time
+     * (issue 13 item 4); `t_armed` is the deadline it is armed to, 0 when
+     * disarmed. */
+    int tfd;
+    int64_t t_armed;
     char *file; /* connection file to remove on close */
     /* A spare descriptor (on /dev/null) given back at the descriptor
      * limit so that a waiting connection can be taken and refused. */
@@ -236,10 +244,50 @@ static void ep_set(lsec_listener *l, struct pending *p, short want)
 
 static short pending_events(const lsec_listener *l, const struct pending *p);
 
+/* Arm the timer to the earliest pending deadline (or disarm it), so that
+ * a caller who polls lsec_listener_fd is woken to drop a stalled client. */
+static void timer_sync(lsec_listener *l)
+{
+    struct itimerspec its;
+    int64_t earliest = 0;
+
+    if (!l->ep_used || l->tfd < 0)
+        return;
+    for (int i = 0; i < l->npend; i++)
+        if (earliest == 0 || l->pend[i].deadline < earliest)
+            earliest = l->pend[i].deadline;
+    if (earliest == l->t_armed)
+        return;
+    memset(&its, 0, sizeof(its));
+    if (earliest != 0) {
+        /* lsec__now_ms is CLOCK_MONOTONIC in milliseconds, as is the
+         * timer; an absolute time never drifts with the call's delay. */
+        its.it_value.tv_sec = (time_t)(earliest / 1000);
+        its.it_value.tv_nsec = (long)(earliest % 1000) * 1000000L;
+    }
+    if (timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        l->t_armed = earliest;
+}
+
+/* The timer has fired (or may have): read it, so that it stops making the
+ * set readable; the deadline it stood for is dealt with by the caller. */
+static void timer_clear(lsec_listener *l)
+{
+    uint64_t ticks;
+
+    if (l->tfd < 0 || l->t_armed == 0 || l->t_armed > lsec__now_ms())
+        return;
+    if (read(l->tfd, &ticks, sizeof(ticks)) < 0) {
+        /* EAGAIN: not fired yet (a coarse clock); nothing to clear. */
+    }
+    l->t_armed = 0;
+}
+
 static void ep_sync(lsec_listener *l)
 {
     for (int i = 0; i < l->npend; i++)
         ep_set(l, &l->pend[i], pending_events(l, &l->pend[i]));
+    timer_sync(l);
 }
 
 /* Take pend[i] out of the array without closing its socket. */
@@ -541,6 +589,7 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
     l->fd = -1;
     l->efd = -1;
+    l->tfd = -1;
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -578,6 +627,12 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     ev.data.fd = l->fd;
     if (epoll_ctl(l->efd, EPOLL_CTL_ADD, l->fd, &ev) != 0) {
         rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_ctl");
+        goto fail;
+    }
+    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    ev.data.fd = l->tfd;
+    if (l->tfd < 0 || epoll_ctl(l->efd, EPOLL_CTL_ADD, l->tfd, &ev) != 0) {
+        rc = lsec__fail_errno(LSEC_EIO, errno, "timerfd");
         goto fail;
     }
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (as
@@ -689,6 +744,7 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
                           "%d peer(s)",
                           l->o.max_accepts);
     deadline = lsec__deadline(timeout_ms);
+    timer_clear(l);
     for (;;) {
         int64_t now = lsec__now_ms(), wake = deadline;
         int n = 0, rc, wait;
@@ -763,6 +819,8 @@ void lsec_listener_close(lsec_listener *l)
     stop_listening(l);
     if (l->efd >= 0)
         close(l->efd);
+    if (l->tfd >= 0)
+        close(l->tfd);
     if (l->reserve_fd >= 0)
         close(l->reserve_fd);
     if (l->file != NULL) {

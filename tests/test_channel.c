@@ -1049,6 +1049,79 @@ static void test_tls_wrong_secret(void **state)
  * admitted must wake the loop (the listening socket alone would not), and
  * nothing wakes it when there is nothing to do.
  */
+/*
+ * Handshake deadlines hold in both documented usages (issue 13 item 4): a
+ * silent client of a listener with a 250 ms deadline is dropped at 250 ms
+ * (+100 ms at most, and not much earlier) whether the application blocks
+ * in lsec_accept or polls lsec_listener_fd and calls lsec_accept(l, 0, ...)
+ * until LSEC_EAGAIN.  Before, the event loop kept the client until some
+ * other connection happened to arrive.
+ */
+static void deadline_case(bool event_loop, int mode)
+{
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = mode;
+    o.handshake_timeout_ms = 250;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    struct accept_job j;
+    struct pollfd p[2];
+    lsec_channel *ch = NULL;
+    int64_t t0, dropped = -1;
+    int fd, rc;
+
+    if (!event_loop)
+        accept_async(&j, l, 1500);
+    p[0] = (struct pollfd){lsec_listener_fd(l), POLLIN, 0};
+    t0 = lsec__now_ms();
+    fd = raw_connect(lsec_listener_port(l));
+    p[1] = (struct pollfd){fd, POLLIN, 0};
+    /* Bounded: at most 1.5 s, a few hundred rounds. */
+    for (int round = 0; round < 500 && lsec__now_ms() - t0 < 1500; round++) {
+        rc = poll(event_loop ? p : p + 1, event_loop ? 2 : 1, 1500);
+        assert_true(rc >= 0);
+        if (p[1].revents != 0) {
+            char b;
+            assert_true(recv(fd, &b, 1, 0) <= 0); /* closed, nothing sent */
+            dropped = lsec__now_ms() - t0;
+            break;
+        }
+        if (event_loop && p[0].revents != 0) {
+            int k = 0;
+            while ((rc = lsec_accept(l, 0, &ch)) != LSEC_EAGAIN && k++ < 100)
+                assert_int_equal(rc, 0);
+        }
+    }
+    if (dropped < 0)
+        fail_msg("%s, %s: the silent client was not dropped within 1.5 s",
+                 event_loop ? "event loop" : "blocking accept",
+                 mode == LSEC_MODE_TLS ? "tls" : "auth");
+    print_message("%s, %s: dropped after %lld ms (deadline 250 ms)\n",
+                  event_loop ? "event loop" : "blocking accept",
+                  mode == LSEC_MODE_TLS ? "tls" : "auth", (long long)dropped);
+    assert_true(dropped >= 240);
+    assert_true(dropped <= 350);
+    if (!event_loop) {
+        accept_join(&j);
+        assert_int_equal(j.rc, LSEC_ETIMEDOUT);
+    } else {
+        /* The timer was read: the descriptor is quiet again. */
+        p[0].revents = 0;
+        assert_int_equal(poll(p, 1, 50), 0);
+    }
+    close(fd);
+    lsec_listener_close(l);
+}
+
+static void test_deadline_in_event_loop(void **state)
+{
+    (void)state;
+    deadline_case(false, LSEC_MODE_AUTH);
+    deadline_case(true, LSEC_MODE_AUTH);
+    deadline_case(false, LSEC_MODE_TLS);
+    deadline_case(true, LSEC_MODE_TLS);
+}
+
 static void test_event_loop_accept(void **state)
 {
     (void)state;
@@ -1342,6 +1415,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_in_event_loop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_refused, setup,
