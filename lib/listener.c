@@ -4,9 +4,11 @@
  * client never delays another.
  *
  * Each pending connection has an absolute deadline; the number of pending
- * connections is capped, and when the cap is reached the oldest pending one
- * is dropped to make room, so a flood of stalled clients cannot lock good
- * clients out for longer than it takes them to finish their own handshake.
+ * connections is capped, and when the cap is reached one pending connection
+ * is dropped to make room -- the oldest of those that have not sent a
+ * complete hello, and only if there is none the oldest of all -- so a flood
+ * of stalled clients can neither lock good clients out nor cost one that
+ * is about to finish (evict_one).
  * Nothing is ever written to a peer before it has sent a valid hello, and a
  * failed attempt is closed at once without a word.
  */
@@ -76,6 +78,12 @@ struct lsec_listener {
     int64_t accept_paused_until;
 };
 
+/* How many eviction candidates are probed for waiting bytes. */
+#define EVICT_PROBES 4
+
+/* At most this many connections are taken per round of lsec_accept. */
+#define ACCEPT_BATCH 16
+
 /* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF_MS 100
 
@@ -99,6 +107,58 @@ static void pending_drop(lsec_listener *l, int i, int level, const char *why)
     if (i != l->npend)
         l->pend[i] = l->pend[l->npend];
     lsec__wipe(&l->pend[l->npend], sizeof(l->pend[l->npend]));
+}
+
+/* Has pend sent its whole first message (an auth ClientHello, or a TLS
+ * ClientHello record)?  Such a client is most likely a good one on its way
+ * to finishing, and one that may already think it is connected. */
+static bool sent_hello(const lsec_listener *l, const struct pending *p)
+{
+    if (l->o.mode == LSEC_MODE_TLS)
+        return p->tls != NULL;
+    return p->hs.transcript_len >= LSEC__HS_HELLO_BYTES;
+}
+
+/*
+ * Full: one pending handshake makes room.  The oldest of those that have
+ * not sent a complete hello goes first -- a connection that stalls before
+ * its hello is what a flood is made of -- and only when every one has,
+ * the oldest of all (issue 13 item 5: evicting the oldest regardless lost
+ * good clients that were about to finish).
+ */
+static void evict_one(lsec_listener *l)
+{
+    int victim = -1;
+    int64_t after = INT64_MIN;
+
+    /* A candidate whose next bytes are already waiting (its hello arrived
+     * since the last round) is not stalled: the next older one goes
+     * instead.  Bounded: a few polls per eviction at most. */
+    for (int tries = 0; tries < EVICT_PROBES; tries++) {
+        int c = -1;
+        for (int i = 0; i < l->npend; i++)
+            if (!sent_hello(l, &l->pend[i]) && l->pend[i].deadline >= after &&
+                (c < 0 || l->pend[i].deadline < l->pend[c].deadline))
+                c = i;
+        if (c < 0)
+            break;
+        if (victim < 0)
+            victim = c;
+        struct pollfd q = {l->pend[c].fd, POLLIN, 0};
+        if (lsec__io.poll(&q, 1, 0) == 0) {
+            victim = c;
+            break;
+        }
+        after = l->pend[c].deadline + 1;
+    }
+    if (victim < 0) {
+        victim = 0;
+        for (int i = 1; i < l->npend; i++)
+            if (l->pend[i].deadline < l->pend[victim].deadline)
+                victim = i;
+    }
+    pending_drop(l, victim, LSEC_LOG_WARN,
+                 "dropped: too many pending handshakes");
 }
 
 /* Admit one accepted socket: loopback re-check, peer policy, then start. */
@@ -130,15 +190,8 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
         close(fd);
         return;
     }
-    if (l->npend == l->o.max_pending) {
-        /* Full: the oldest pending handshake makes room. */
-        int oldest = 0;
-        for (int i = 1; i < l->npend; i++)
-            if (l->pend[i].deadline < l->pend[oldest].deadline)
-                oldest = i;
-        pending_drop(l, oldest, LSEC_LOG_WARN,
-                     "dropped: too many pending handshakes");
-    }
+    if (l->npend == l->o.max_pending)
+        evict_one(l);
     p = &l->pend[l->npend];
     memset(p, 0, sizeof(*p));
     p->fd = fd;
@@ -196,8 +249,15 @@ static void accept_new(lsec_listener *l)
      * busy one takes connections in batches. */
     bool idle = l->npend == 0;
 
-    /* Bounded: never starve the pending handshakes. */
-    for (int k = 0; k < 64; k++) {
+    /* Bounded, in batches well below the cap: never starve the pending
+     * handshakes, and let those admitted in the last batch read their
+     * hellos before the next batch may evict them (evict_one). */
+    int batch = l->o.max_pending / 4;
+    if (batch < 1)
+        batch = 1;
+    if (batch > ACCEPT_BATCH)
+        batch = ACCEPT_BATCH;
+    for (int k = 0; k < batch; k++) {
         struct sockaddr_storage peer;
         unsigned peerlen = sizeof(peer);
         int fd = lsec__io.accept4(l->fd, (struct sockaddr *)&peer, &peerlen,
