@@ -292,17 +292,24 @@ LSEC_API LSEC_CHECK int lsec_listener_ticket(const lsec_listener *l, char *buf,
 
 /**
  * Write the ticket to a connection file, atomically, mode 0600, never through
- * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket (the
- * directory is created 0700 and must be the user's own and 0700; with
- * XDG_RUNTIME_DIR unset there is no fallback: LSEC_EINVAL, pass a path).
+ * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket, where
+ * XDG_RUNTIME_DIR must be the user's own directory, mode 0700, not a
+ * symlink (else LSEC_EPERM, the detail says what is wrong and what to do),
+ * and loopsec/ in it is created 0700 and must be the user's own and 0700;
+ * with XDG_RUNTIME_DIR unset there is no fallback: LSEC_EINVAL, pass a path.
  * A given path's directory may not be writable by others unless it is
- * sticky (like /tmp).  The file is written to a fresh temporary name
- * beside the target and renamed over it, so a symlink planted at the target
- * is replaced, never followed.  The file is removed when the listener
- * closes.  The path used is written to `written` when it is not NULL.
+ * sticky (like /tmp); another user's file at the path in a sticky directory
+ * is LSEC_EPERM.  The file is written to a fresh temporary name beside the
+ * target and renamed over it, so a symlink planted at the target is
+ * replaced, never followed.  When the listener closes (or writes another
+ * file) it removes the file -- only if it is still the file it created
+ * (same inode, looked up through the directory it was written in, which
+ * the listener keeps open: one descriptor), never one planted under the
+ * name.  The path used is written to `written` when it is not NULL.
  *
- * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory), LSEC_ENOTFOUND
- * (no such directory), LSEC_EIO, LSEC_EMSGSIZE (writtenlen too small).
+ * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory, another user's
+ * file), LSEC_ENOTFOUND (no such directory), LSEC_EIO, LSEC_EMSGSIZE
+ * (writtenlen too small).
  */
 LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
                                                  const char *path,
@@ -368,10 +375,13 @@ LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
  * a symlink and without blocking, and the opened file is refused
  * (LSEC_EPERM, each reason with its own detail) unless it is a regular file
  * owned by this user (the effective uid), with no group or other permission
- * bits, and at most LSEC_TICKET_MAX bytes.  Its content is one ticket and
- * an optional newline.  A stale file whose listener is gone gives
+ * bits, exactly one link (a hard-linked file is refused), and at most
+ * LSEC_TICKET_MAX bytes.  A directory given as the path is LSEC_EINVAL
+ * ("... is a directory, not a connection file").  Its content is one ticket
+ * and an optional newline.  A stale file whose listener is gone gives
  * LSEC_ECLOSED (connection refused).
- * Returns lsec_connect's codes plus LSEC_EPERM and LSEC_ENOTFOUND (no file).
+ * Returns lsec_connect's codes plus LSEC_EPERM, LSEC_EINVAL and
+ * LSEC_ENOTFOUND (no file).
  */
 LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
                                           int timeout_ms, lsec_channel **out);

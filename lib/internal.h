@@ -372,15 +372,33 @@ const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
 
 /*
  * Write `t` as a connection file: `path`, or NULL for the default under
- * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours).  Atomic (temp file
+ * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
+ * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
  * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
  * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
  * LSEC_EINVAL, LSEC_EMSGSIZE.
  */
 int lsec__connfile_write(const lsec__ticket *t, const char *path,
                          char *written, size_t writtenlen);
-/* Read and check a connection file (owner, mode, regular, size) and parse
- * the ticket in it.  0, LSEC_EPERM, LSEC_ENOTFOUND, LSEC_EBADTICKET, ... */
+/* Where a connection file was written, so that only that file is removed
+ * (issue 13 item 10): its directory, held open, and its inode. */
+typedef struct lsec__connfile_ref {
+    int dfd; /* -1: none */
+    uint64_t dev, ino; /* ino 0: never remove */
+    int64_t ctime_s, ctime_ns;
+    char base[256];
+} lsec__connfile_ref;
+/* lsec__connfile_write that also fills `ref` (NULL: nothing kept). */
+int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
+                             char *written, size_t writtenlen,
+                             lsec__connfile_ref *ref);
+/* Remove the file `ref` names if it is still the same inode (unlinkat
+ * through the directory descriptor); closes the descriptor.  NULL or an
+ * empty ref: nothing. */
+void lsec__connfile_remove(lsec__connfile_ref *ref);
+/* Read and check a connection file (owner, mode, regular, one link, size)
+ * and parse the ticket in it.  0, LSEC_EPERM, LSEC_ENOTFOUND, LSEC_EINVAL
+ * (a directory), LSEC_EBADTICKET, ... */
 int lsec__connfile_read(const char *path, unsigned addr_flags,
                         lsec__ticket *out);
 

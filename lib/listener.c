@@ -68,7 +68,7 @@ struct lsec_listener {
      * disarmed. */
     int tfd;
     int64_t t_armed;
-    char *file; /* connection file to remove on close */
+    lsec__connfile_ref file; /* connection file to remove on close */
     /* A spare descriptor (on /dev/null) given back at the descriptor
      * limit so that a waiting connection can be taken and refused. */
     int reserve_fd;
@@ -650,6 +650,7 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     l->fd = -1;
     l->efd = -1;
     l->tfd = -1;
+    l->file.dfd = -1;
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -758,6 +759,7 @@ int lsec_listener_write_file(lsec_listener *l, const char *path, char *written,
                              size_t writtenlen)
 {
     char used[LSEC_PATH_MAX];
+    lsec__connfile_ref ref;
     int rc;
 
     lsec__clear_detail();
@@ -765,27 +767,22 @@ int lsec_listener_write_file(lsec_listener *l, const char *path, char *written,
         written[0] = '\0';
     if (l == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL listener");
-    rc = lsec__connfile_write(&l->ticket, path, used, sizeof(used));
+    rc = lsec__connfile_write_ref(&l->ticket, path, used, sizeof(used), &ref);
     if (rc != 0)
         return rc;
     if (written != NULL) {
         size_t n = strlen(used);
         if (n >= writtenlen) {
-            unlink(used);
+            lsec__connfile_remove(&ref);
             return lsec__fail(LSEC_EMSGSIZE, "path buffer too small");
         }
         memcpy(written, used, n + 1);
     }
-    /* One file per listener: a second write replaces the first. */
-    if (l->file != NULL && strcmp(l->file, used) != 0)
-        unlink(l->file);
-    free(l->file);
-    l->file = strdup(used);
-    if (l->file == NULL) {
-        /* Without the name we could not remove it at close: undo now. */
-        unlink(used);
-        return lsec__fail(LSEC_ENOMEM, "out of memory");
-    }
+    /* One file per listener: a second write replaces the first.  (Written
+     * again at the same name, the first file is gone already: the rename
+     * replaced it, and its inode no longer matches.) */
+    lsec__connfile_remove(&l->file);
+    l->file = ref;
     return 0;
 }
 
@@ -883,10 +880,7 @@ void lsec_listener_close(lsec_listener *l)
         close(l->tfd);
     if (l->reserve_fd >= 0)
         close(l->reserve_fd);
-    if (l->file != NULL) {
-        unlink(l->file);
-        free(l->file);
-    }
+    lsec__connfile_remove(&l->file);
     if (l->tls_ctx != NULL)
         lsec__tls_ctx_free(l->tls_ctx);
     lsec__ticket_wipe(&l->ticket);
