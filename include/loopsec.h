@@ -207,6 +207,13 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 #define LSEC_OPT_PORT_FALLBACK 0x0100u
 /** lsec_spawn: let the helper outlive the parent (no PR_SET_PDEATHSIG). */
 #define LSEC_OPT_HELPER_SURVIVES 0x0200u
+/** lsec_listen on an IPv4 address: refuse (LSEC_EPERM, the detail names the
+ *  interfaces) when net.ipv4.conf.{all,<interface>}.route_localnet is set --
+ *  it lets packets addressed to 127.0.0.0/8 arrive from other hosts -- or
+ *  cannot be read.  Without the flag a set route_localnet is logged as a
+ *  WARN and the listener is made all the same.  IPv6 (::1) is not
+ *  affected. */
+#define LSEC_OPT_NO_ROUTE_LOCALNET 0x0400u
 
 /**
  * Options: a plain struct filled with defaults by lsec_opts_init, then edited.
@@ -275,7 +282,8 @@ typedef struct lsec_channel lsec_channel;
  * policy) with a fresh 32-byte secret.  `o` may be NULL for defaults.
  *
  * Returns 0, LSEC_EINVAL, LSEC_ENOTLOOPBACK, LSEC_EADDRINUSE (the detail names
- * the holder where the system shows it), LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
+ * the holder where the system shows it), LSEC_EPERM (route_localnet is set
+ * under LSEC_OPT_NO_ROUTE_LOCALNET), LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
                                     lsec_listener **out);

@@ -65,6 +65,8 @@ struct lsec__io_ops {
     int (*connect)(int fd, const struct sockaddr *sa, unsigned salen);
     int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
     int (*socket)(int domain, int type, int protocol);
+    /* Files of the kernel's settings (/proc/sys), so a test can fake them. */
+    int (*open)(const char *path, int flags);
 };
 /* The live table; tests may replace members and must restore them. */
 extern struct lsec__io_ops lsec__io;
@@ -138,6 +140,14 @@ typedef struct lsec__tcp_sock {
 int lsec__proc_tcp_scan(int family,
                         bool (*fn)(const lsec__tcp_sock *s, void *arg),
                         void *arg);
+/*
+ * Is net.ipv4.conf.*.route_localnet set (for "all" or any interface)?  It
+ * lets packets addressed to 127.0.0.0/8 arrive from other hosts.  1 set
+ * (the first few names, e.g. "all, eth0", go to `names`), 0 not set,
+ * LSEC_ENOSYS when the settings cannot be read.  Reads through
+ * lsec__io.open.
+ */
+int lsec__route_localnet(char *names, size_t len);
 /* The pid of a process holding socket `inode` (a scan of /proc/PID/fd), or
  * -1 when no process we may look at holds it. */
 int32_t lsec__proc_socket_pid(uint64_t inode);

@@ -628,6 +628,41 @@ static void stop_listening(lsec_listener *l)
     l->fd = -1;
 }
 
+/*
+ * route_localnet (issue 13 item 15): when set, packets addressed to
+ * 127.0.0.0/8 may arrive from other hosts, and loopback stops meaning "this
+ * machine".  Checked for IPv4 listeners (::1 is never routed so): a WARN,
+ * or a refusal under LSEC_OPT_NO_ROUTE_LOCALNET, which also fails closed
+ * when the setting cannot be read.
+ */
+static int check_route_localnet(const lsec_opts *o)
+{
+    char names[128];
+    bool refuse = (o->flags & LSEC_OPT_NO_ROUTE_LOCALNET) != 0;
+    int rc = lsec__route_localnet(names, sizeof(names));
+
+    if (rc == 1 && refuse)
+        return lsec__fail(LSEC_EPERM,
+                          "net.ipv4.conf.{%s}.route_localnet is set: packets "
+                          "to 127.0.0.0/8 may come from other hosts, and "
+                          "LSEC_OPT_NO_ROUTE_LOCALNET refuses to listen "
+                          "(set it to 0, or listen on [::1])",
+                          names);
+    if (rc == 1)
+        lsec__log(LSEC_LOG_WARN,
+                  "net.ipv4.conf.{%s}.route_localnet is set: packets to "
+                  "127.0.0.0/8 may arrive from other hosts (set it to 0, "
+                  "listen on [::1], or refuse with "
+                  "LSEC_OPT_NO_ROUTE_LOCALNET)",
+                  names);
+    if (rc < 0 && refuse)
+        return lsec__fail(LSEC_EPERM,
+                          "cannot read net.ipv4.conf.*.route_localnet, and "
+                          "LSEC_OPT_NO_ROUTE_LOCALNET refuses to listen "
+                          "without knowing it is 0");
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Public calls                                                              */
 
@@ -674,6 +709,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     }
     if (l->o.mode == LSEC_MODE_TLS &&
         (rc = lsec__tls_ctx_new(LSEC__HS_SERVER, &l->tls_ctx)) != 0)
+        goto fail;
+    if (a.family == AF_INET && (rc = check_route_localnet(&l->o)) != 0)
         goto fail;
     if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
         goto fail;

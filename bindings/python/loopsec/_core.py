@@ -25,8 +25,9 @@ from ._errors import check, code_of, last_error, make_error
 from ._lib import (
     ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LIB, LOG_DEBUG,
     LOG_ERROR, LOG_FN, LOG_INFO, LOG_WARN, MODE_AUTH, MODE_TLS,
-    OPT_HELPER_SURVIVES, OPT_PORT_FALLBACK, PATH_MAX, PEER_ANY_USER,
-    PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct, PortOwnerStruct)
+    OPT_HELPER_SURVIVES, OPT_NO_ROUTE_LOCALNET, OPT_PORT_FALLBACK, PATH_MAX,
+    PEER_ANY_USER, PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct,
+    PortOwnerStruct)
 
 SLICE = 0.5
 _INT_MAX = 2 ** 31 - 1
@@ -132,7 +133,7 @@ _PEER_POLICIES = {
 def _opts(tls=None, handshake_timeout=None, max_message=None,
           peer_policy=None, max_accepts=None, port_range=None,
           port_fallback=False, allow_127_8=False, backlog=None,
-          max_pending=None, survive=False):
+          max_pending=None, survive=False, no_route_localnet=False):
     """An lsec_opts filled with the library's defaults, then edited."""
     o = Opts()
     LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
@@ -166,6 +167,8 @@ def _opts(tls=None, handshake_timeout=None, max_message=None,
         o.flags |= ADDR_ALLOW_127_8
     if survive:
         o.flags |= OPT_HELPER_SURVIVES
+    if no_route_localnet:
+        o.flags |= OPT_NO_ROUTE_LOCALNET
     return o
 
 
@@ -569,7 +572,7 @@ def ticket_redact(ticket):
 def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
            max_message=None, peer_policy=PEER_SAME_USER, max_accepts=None,
            port_range=None, port_fallback=False, allow_127_8=False,
-           backlog=None, max_pending=None):
+           backlog=None, max_pending=None, no_route_localnet=False):
     """Bind a loopback address with a fresh secret; returns a Listener.
 
     bind: "127.0.0.1:PORT", "[::1]:PORT" or "localhost:PORT"; port 0 lets
@@ -577,6 +580,9 @@ def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
     channel inside TLS 1.3.  handshake_timeout: seconds per connection
     (None: the library's default).  peer_policy: PEER_SAME_USER (default)
     or PEER_ANY_USER.  max_accepts: stop after that many peers.
+    no_route_localnet: refuse to listen on IPv4 (UnsafePermissionsError,
+    LSEC_EPERM) when net.ipv4.conf.*.route_localnet is set, which lets
+    packets to 127.0.0.0/8 arrive from other hosts (without it: a WARN).
 
     Raises NotLoopbackError, AddressInUseError (naming the holder), ...
     """
@@ -585,7 +591,8 @@ def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
               max_message=max_message, peer_policy=peer_policy,
               max_accepts=max_accepts, port_range=port_range,
               port_fallback=port_fallback, allow_127_8=allow_127_8,
-              backlog=backlog, max_pending=max_pending)
+              backlog=backlog, max_pending=max_pending,
+              no_route_localnet=no_route_localnet)
     out = ctypes.c_void_p()
     check(LIB.lsec_listen(arg, ctypes.byref(o), ctypes.byref(out)))
     return Listener(out.value, o.mode)

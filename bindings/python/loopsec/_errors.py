@@ -106,7 +106,8 @@ class NotFoundError(Error):
 
 
 class UnsafePermissionsError(Error, PermissionError):
-    """LSEC_EPERM: a file or directory has unsafe ownership or permissions."""
+    """LSEC_EPERM: a file or directory has unsafe ownership or permissions,
+    or (listen with no_route_localnet) route_localnet is set."""
 
 
 class ChildExitedError(Error):
