@@ -283,7 +283,8 @@ typedef struct lsec_channel lsec_channel;
  *
  * Returns 0, LSEC_EINVAL, LSEC_ENOTLOOPBACK, LSEC_EADDRINUSE (the detail names
  * the holder where the system shows it), LSEC_EPERM (route_localnet is set
- * under LSEC_OPT_NO_ROUTE_LOCALNET), LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
+ * under LSEC_OPT_NO_ROUTE_LOCALNET), LSEC_ELIMIT (out of descriptors),
+ * LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
                                     lsec_listener **out);
@@ -373,7 +374,8 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
  * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER
  * (the listener belongs to another user, under LSEC_PEER_SAME_USER),
- * LSEC_ERESET, LSEC_EPROTO, LSEC_ETLS, LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
+ * LSEC_ERESET, LSEC_EPROTO, LSEC_ETLS, LSEC_ELIMIT (out of descriptors:
+ * EMFILE/ENFILE), LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
  */
 LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
                                      int timeout_ms, lsec_channel **out);

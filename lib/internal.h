@@ -80,6 +80,13 @@ void lsec__io_reset(void);
  * ready, LSEC_EIO if poll fails.
  */
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
+/*
+ * The code for a failed system call that made a descriptor or memory:
+ * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
+ * retrying once descriptors are free), ENOMEM/ENOBUFS are LSEC_ENOMEM, and
+ * everything else is `other` (issue 13 item 16).
+ */
+int lsec__sys_code(int errno_value, int other);
 
 /* ------------------------------------------------------------------------ */
 /* addr.c: strict parsing and loopback checks, no I/O                        */

@@ -99,3 +99,12 @@ int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
         return lsec__fail_errno(LSEC_EIO, errno, "poll");
     }
 }
+
+int lsec__sys_code(int errno_value, int other)
+{
+    if (errno_value == EMFILE || errno_value == ENFILE)
+        return LSEC_ELIMIT;
+    if (errno_value == ENOMEM || errno_value == ENOBUFS)
+        return LSEC_ENOMEM;
+    return other;
+}

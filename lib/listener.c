@@ -716,7 +716,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
         goto fail;
     l->efd = epoll_create1(EPOLL_CLOEXEC);
     if (l->efd < 0) {
-        rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_create1");
+        rc = lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
+                              "epoll_create1");
         goto fail;
     }
     struct epoll_event ev;
@@ -730,7 +731,8 @@ int lsec_listen(const char *bind, const lsec_opts *o, lsec_listener **out)
     l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     ev.data.fd = l->tfd;
     if (l->tfd < 0 || epoll_ctl(l->efd, EPOLL_CTL_ADD, l->tfd, &ev) != 0) {
-        rc = lsec__fail_errno(LSEC_EIO, errno, "timerfd");
+        rc =
+            lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno, "timerfd");
         goto fail;
     }
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (as

@@ -441,9 +441,8 @@ static int sys_fail(int err, const char *what, const lsec__addr *a,
     at.port = port;
     if (lsec__addr_format(&at, where, sizeof(where)) != 0)
         where[0] = '\0';
-    if (err == ENOMEM || err == ENOBUFS)
-        return lsec__fail_errno(LSEC_ENOMEM, err, "%s %s", what, where);
-    return lsec__fail_errno(LSEC_EIO, err, "%s %s", what, where);
+    return lsec__fail_errno(lsec__sys_code(err, LSEC_EIO), err, "%s %s", what,
+                            where);
 }
 
 /*

@@ -97,7 +97,8 @@ static int lift_fd(int *fd)
 static int cloexec_pipe(int p[2])
 {
     if (pipe2(p, O_CLOEXEC) != 0)
-        return lsec__fail_errno(LSEC_EIO, errno, "cannot create a pipe");
+        return lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
+                                "cannot create a pipe");
     if (lift_fd(&p[0]) != 0 || lift_fd(&p[1]) != 0) {
         int e = errno;
         close(p[0]);

@@ -1122,6 +1122,85 @@ static void test_deadline_in_event_loop(void **state)
     deadline_case(true, LSEC_MODE_TLS);
 }
 
+/* The seam: socket() at the descriptor limit. */
+static int socket_emfile(int domain, int type, int protocol)
+{
+    (void)domain;
+    (void)type;
+    (void)protocol;
+    errno = EMFILE;
+    return -1;
+}
+
+/*
+ * A descriptor-limit failure (EMFILE/ENFILE from socket) is a resource code,
+ * LSEC_ELIMIT, not LSEC_EIO, in lsec_connect and lsec_listen (issue 13
+ * item 16).
+ */
+static void test_descriptor_limit_is_elimit(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL), *l2 = NULL;
+    lsec_channel *c = NULL;
+    ticket_of(l, ticket);
+    lsec__io.socket = socket_emfile;
+    int rc = lsec_connect(ticket, NULL, 1000, &c);
+    int rc2 = lsec_listen("127.0.0.1:0", NULL, &l2);
+    lsec__io_reset();
+    assert_int_equal(rc, LSEC_ELIMIT);
+    assert_null(c);
+    assert_int_equal(rc2, LSEC_ELIMIT);
+    assert_null(l2);
+    assert_non_null(strstr(lsec_last_detail(), "Too many open files"));
+    lsec_listener_close(l);
+}
+
+/* The seam: a connect() that the kernel started, interrupted by a signal
+ * (as a blocking connect can be): it goes on in the background. */
+static int connect_calls;
+static int connect_then_eintr(int fd, const struct sockaddr *sa, unsigned len)
+{
+    int rc = connect(fd, sa, (socklen_t)len);
+    if (connect_calls++ == 0 && (rc == 0 || errno == EINPROGRESS)) {
+        errno = EINTR;
+        return -1;
+    }
+    return rc;
+}
+
+/*
+ * connect() interrupted by EINTR is waited for (poll for writability, then
+ * SO_ERROR), never called again (issue 13 item 16): one call, connected.
+ */
+static void test_connect_eintr_waits(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    struct accept_job j;
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL);
+    lsec_channel *c = NULL;
+    ticket_of(l, ticket);
+    accept_async(&j, l, 5000);
+    connect_calls = 0;
+    lsec__io.connect = connect_then_eintr;
+    int rc = lsec_connect(ticket, NULL, 5000, &c);
+    lsec__io_reset();
+    accept_join(&j);
+    if (rc != 0)
+        fail_msg("lsec_connect: %s (%s)", lsec_errname(rc), lsec_last_detail());
+    assert_int_equal(connect_calls, 1);
+    assert_int_equal(j.rc, 0);
+    assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
+    char b[4];
+    size_t n = 0;
+    assert_int_equal(lsec_recv(j.ch, b, sizeof(b), &n, 1000), 0);
+    assert_int_equal(n, 1);
+    lsec_channel_close(c);
+    lsec_channel_close(j.ch);
+    lsec_listener_close(l);
+}
+
 static void test_event_loop_accept(void **state)
 {
     (void)state;
@@ -1417,6 +1496,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_loop_accept, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deadline_in_event_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_descriptor_limit_is_elimit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_connect_eintr_waits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_refused, setup,
