@@ -329,7 +329,8 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
  * Wait up to `timeout_ms` for one authenticated peer.  All pending handshakes
  * progress concurrently; a silent or slow client never delays another and is
  * dropped at its own deadline.  Failed attempts are logged and do not end the
- * call.  The new channel may already hold the peer's first messages (see
+ * call; their WARN lines are rate limited (at most 10 a second per
+ * listener, then one "N similar suppressed" line, also at close).  The new channel may already hold the peer's first messages (see
  * lsec_channel_pending) before its socket is readable.
  *
  * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),

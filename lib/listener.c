@@ -19,6 +19,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -76,7 +78,17 @@ struct lsec_listener {
      * (the connection waits in the backlog), so it is left out of poll
      * until this time instead of failing accept4 in a busy loop. */
     int64_t accept_paused_until;
+    /* Failed or refused connections, counted; their WARN lines are rate
+     * limited (warn_failure). */
+    uint64_t failures;
+    int64_t warn_window;
+    int warn_lines;
+    uint64_t warn_suppressed;
 };
+
+/* At most WARN_BURST failure lines per WARN_WINDOW_MS and listener. */
+#define WARN_BURST 10
+#define WARN_WINDOW_MS 1000
 
 /* How many eviction candidates are probed for waiting bytes. */
 #define EVICT_PROBES 4
@@ -89,11 +101,59 @@ struct lsec_listener {
 
 /* ------------------------------------------------------------------------ */
 
+/* Say how many failure lines the last window held back. */
+static void warn_flush(lsec_listener *l)
+{
+    if (l->warn_suppressed > 0)
+        lsec__log(LSEC_LOG_WARN,
+                  "%llu similar suppressed (failed or refused connections; "
+                  "at most %d lines a second are logged)",
+                  (unsigned long long)l->warn_suppressed, WARN_BURST);
+    l->warn_suppressed = 0;
+}
+
+/*
+ * A failed or refused connection: counted, and logged as a WARN -- at most
+ * WARN_BURST lines a second per listener, the rest summed up in one "N
+ * similar suppressed" line when the next window opens (or at close), so a
+ * flood cannot flood the log (issue 13 item 16).
+ */
+static void warn_failure(lsec_listener *l, const char *fmt, ...)
+    LSEC__PRINTF(2, 3);
+static void warn_failure(lsec_listener *l, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    int64_t now;
+
+    l->failures++;
+    if (!lsec__log_enabled(LSEC_LOG_WARN))
+        return;
+    now = lsec__now_ms();
+    if (now - l->warn_window >= WARN_WINDOW_MS) {
+        warn_flush(l);
+        l->warn_window = now;
+        l->warn_lines = 0;
+    }
+    if (l->warn_lines >= WARN_BURST) {
+        l->warn_suppressed++;
+        return;
+    }
+    l->warn_lines++;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    lsec__log(LSEC_LOG_WARN, "%s", line);
+}
+
 static void pending_drop(lsec_listener *l, int i, int level, const char *why)
 {
     struct pending *p = &l->pend[i];
 
-    if (why != NULL)
+    if (why != NULL && level == LSEC_LOG_WARN)
+        warn_failure(l, "peer port %u uid %lld: %s", p->remote.port,
+                     (long long)p->uid, why);
+    else if (why != NULL)
         lsec__log(level, "peer port %u uid %lld: %s", p->remote.port,
                   (long long)p->uid, why);
     if (p->tls != NULL)
@@ -175,8 +235,7 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
      * as loopback again.  Our end is the address the listener is bound to
      * (a single loopback address, never a wildcard). */
     if (lsec__addr_from_sockaddr(peer, peerlen, l->o.flags, &remote) != 0) {
-        lsec__log(LSEC_LOG_WARN, "refused a connection: %s",
-                  lsec_last_detail());
+        warn_failure(l, "refused a connection: %s", lsec_last_detail());
         close(fd);
         return;
     }
@@ -184,9 +243,10 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
     /* Fail closed: a peer we cannot identify is not "the same user". */
     if (l->o.peer_policy == LSEC_PEER_SAME_USER &&
         (rc != 0 || uid != (int64_t)geteuid())) {
-        lsec__log(LSEC_LOG_WARN,
-                  "peer port %u uid %lld: refused by peer policy (same user)",
-                  remote.port, (long long)uid);
+        warn_failure(l,
+                     "peer port %u uid %lld: refused by peer policy (same "
+                     "user)",
+                     remote.port, (long long)uid);
         close(fd);
         return;
     }
@@ -266,8 +326,8 @@ static void accept_new(lsec_listener *l)
             if (errno == EINTR)
                 continue;
             if ((errno == EMFILE || errno == ENFILE) && refuse_one(l)) {
-                lsec__log(LSEC_LOG_WARN, "accept: out of descriptors; "
-                                         "refused a connection");
+                warn_failure(l, "accept: out of descriptors; refused a "
+                                "connection");
                 continue;
             }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -908,11 +968,17 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
     }
 }
 
+uint64_t lsec__listener_failures(const lsec_listener *l)
+{
+    return l->failures;
+}
+
 void lsec_listener_close(lsec_listener *l)
 {
     if (l == NULL)
         return;
     stop_listening(l);
+    warn_flush(l);
     if (l->efd >= 0)
         close(l->efd);
     if (l->tfd >= 0)

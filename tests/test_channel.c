@@ -1122,6 +1122,54 @@ static void test_deadline_in_event_loop(void **state)
     deadline_case(true, LSEC_MODE_TLS);
 }
 
+static int log_count(const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&log_lock);
+    for (const char *p = log_text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    pthread_mutex_unlock(&log_lock);
+    return n;
+}
+
+/*
+ * Failed-handshake WARN lines are rate limited under a flood -- at most 10
+ * a second per listener, then one "N similar suppressed" line -- and every
+ * failure is counted (issue 13 item 16).
+ */
+static void test_failure_warnings_rate_limited(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL);
+    lsec_channel *ch = NULL;
+    int64_t t0 = lsec__now_ms();
+
+    lsec_set_log(capture_log, NULL, LSEC_LOG_WARN);
+    for (int i = 0; i < N; i++) {
+        int fd = raw_connect(lsec_listener_port(l));
+        assert_int_equal(send(fd, "GET ", 4, 0), 4);
+        for (int k = 0; k < 100 && lsec__listener_failures(l) <= (uint64_t)i;
+             k++)
+            assert_int_equal(lsec_accept(l, 2, &ch), LSEC_ETIMEDOUT);
+        close(fd);
+    }
+    assert_int_equal(lsec__listener_failures(l), N);
+    int lines = log_count("malformed handshake");
+    if (lsec__now_ms() - t0 < 1000)
+        assert_int_equal(lines, 10);
+    else
+        assert_true(lines >= 10 && lines < N / 2);
+    lsec_listener_close(l);
+    /* Close says what was held back. */
+    char want[64];
+    snprintf(want, sizeof(want), "%d similar suppressed", N - lines);
+    if (lsec__now_ms() - t0 < 1000)
+        assert_true(log_has(want));
+    else
+        assert_true(log_has("similar suppressed"));
+}
+
 /* The seam: socket() at the descriptor limit. */
 static int socket_emfile(int domain, int type, int protocol)
 {
@@ -1499,6 +1547,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_limit_is_elimit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_failure_warnings_rate_limited,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_eintr_waits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_one_shot, setup, teardown),
