@@ -60,6 +60,10 @@ static void clear_errors(void)
  * its hash (SHA-256) matters for the handshake. */
 static const unsigned char psk_suite_id[2] = {0x13, 0x01};
 
+/* How much rejected early data a server skips before it gives up: one
+ * record's worth, as OpenSSL's default. */
+#define EARLY_DATA_SKIP 16384
+
 /* How long lsec__tls_shutdown waits for room for its close_notify. */
 #define SHUTDOWN_WAIT_MS 500
 
@@ -377,9 +381,14 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
                                 SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_clear_options(sc, SSL_OP_ALLOW_NO_DHE_KEX);
     SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
-    /* No 0-RTT in either direction. */
+    /* No 0-RTT in either direction: early data is never accepted
+     * (max_early_data 0).  A server still lets a client that offers it
+     * fall back to a full handshake: it rejects the early data and skips
+     * up to recv_max_early_data bytes of it unread (RFC 8446 4.2.10).  With
+     * 0 there, every such client failed (issue 13 item 16). */
     if (!SSL_CTX_set_max_early_data(sc, 0) ||
-        !SSL_CTX_set_recv_max_early_data(sc, 0))
+        !SSL_CTX_set_recv_max_early_data(
+            sc, role == LSEC__HS_SERVER ? EARLY_DATA_SKIP : 0))
         goto fail;
     /* Callers poll, including on blocking descriptors: SSL_read must return
      * WANT_READ after a non-application record instead of blocking for the

@@ -669,6 +669,7 @@ static void test_client_offers_psk_dhe_ke_only(void **state)
 /* A stock OpenSSL PSK client (as s_client -psk builds it) interoperates
  * with our server, and the server issues no session ticket. */
 static uint8_t raw_psk[32];
+static bool raw_early; /* the raw client's PSK session allows 0-RTT */
 static int raw_tickets;
 
 static int raw_use_psk(SSL *ssl, const EVP_MD *md, const unsigned char **id,
@@ -683,6 +684,8 @@ static int raw_use_psk(SSL *ssl, const EVP_MD *md, const unsigned char **id,
     assert_int_equal(SSL_SESSION_set_cipher(s, SSL_CIPHER_find(ssl, aes128)),
                      1);
     assert_int_equal(SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION), 1);
+    if (raw_early)
+        assert_int_equal(SSL_SESSION_set_max_early_data(s, 16384), 1);
     *sess = s;
     *id = (const unsigned char *)ID;
     *idlen = strlen(ID);
@@ -738,6 +741,68 @@ static void test_stock_psk_client_no_tickets(void **state)
     assert_int_equal(buf[0], 'z');
     assert_int_equal(raw_tickets, 0);
     raw_run_close(&x, rctx);
+}
+
+/*
+ * A client that offers 0-RTT (early data, allowed by its PSK session) gets a
+ * full handshake: the server rejects the early data, skips it, and the
+ * handshake completes (issue 13 item 16); nothing sent early is delivered,
+ * and data sent after the handshake is.
+ */
+static void test_early_data_client_falls_back(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_client_method());
+    int cfd, sfd;
+    lsec__tls_ctx *sctx;
+    lsec__tls *t;
+    SSL *r;
+    size_t written = 0, n = 0;
+    char buf[16];
+
+    (void)state;
+    test_psk(raw_psk, secret_a);
+    raw_early = true;
+    assert_non_null(rctx);
+    assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_3_VERSION), 1);
+    SSL_CTX_set_psk_use_session_callback(rctx, raw_use_psk);
+    tcp_pair(&cfd, &sfd, 1);
+    r = SSL_new(rctx);
+    assert_non_null(r);
+    assert_int_equal(SSL_set_fd(r, cfd), 1);
+    SSL_set_connect_state(r);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &t), 0);
+    /* The ClientHello goes out with early data behind it. */
+    assert_int_equal(SSL_write_early_data(r, "early", 5, &written), 1);
+    assert_int_equal(written, 5);
+    struct end er = {raw_step, r, cfd, 0};
+    struct end eo = {tls_step, t, sfd, 0};
+    run_ends(&er, &eo);
+    if (eo.rc != 0)
+        fail_msg("server: %s (%s)", lsec_errname(eo.rc), lsec_last_detail());
+    assert_int_equal(er.rc, DONE_OK);
+    assert_int_equal(SSL_get_early_data_status(r), SSL_EARLY_DATA_REJECTED);
+    assert_int_equal(SSL_session_reused(r), 1);
+    /* After the handshake: only what was sent then arrives. */
+    assert_int_equal(SSL_write(r, "late", 4), 4);
+    int64_t deadline = lsec__now_ms() + 5000;
+    int rc;
+    do {
+        rc = lsec__tls_read(t, buf, sizeof(buf), &n);
+        if (is_want(rc))
+            wait_fd(sfd, rc, 50);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "late", 4);
+    raw_early = false;
+    SSL_free(r);
+    SSL_CTX_free(rctx);
+    lsec__tls_free(t);
+    lsec__tls_ctx_free(sctx);
+    close(cfd);
+    close(sfd);
+    ERR_clear_error();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1185,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_certificate_server_refused),
         cmocka_unit_test(test_client_offers_psk_dhe_ke_only),
         cmocka_unit_test(test_stock_psk_client_no_tickets),
+        cmocka_unit_test(test_early_data_client_falls_back),
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
         cmocka_unit_test(test_client_peer_closes_silently),
