@@ -1027,10 +1027,46 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
  * when XDG_RUNTIME_DIR is unset: every shared alternative (/tmp) is open to
  * pre-creation by other users, so the caller must name a path instead.
  */
+/*
+ * The checks on an opened directory that must be the user's own and closed
+ * to everyone else: `fd` is kept on success, closed on failure.  `label`
+ * prefixes the name in the detail; `advice` says what to do.
+ */
+static int private_dir(int fd, const char *label, const char *path,
+                       const char *advice)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(path));
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return lsec__fail(LSEC_EPERM,
+                          "%s%s is owned by uid %u, not by you (uid %u): %s",
+                          label, shown(path), (unsigned)st.st_uid,
+                          (unsigned)geteuid(), advice);
+    }
+    if ((st.st_mode & 077) != 0) {
+        close(fd);
+        return lsec__fail(LSEC_EPERM,
+                          "%s%s is open to others (mode 0%03o): it must be "
+                          "0700 (chmod 700 it), or %s",
+                          label, shown(path), (unsigned)(st.st_mode & 0777),
+                          advice);
+    }
+    return fd;
+}
+
+#define XDG_ADVICE                                                             \
+    "point XDG_RUNTIME_DIR at your own directory (mode 0700), or give the "    \
+    "connection file an explicit path"
+
 static int open_default_dir(char *dirpath, size_t len)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
     int xfd, fd, n;
 
     if (xdg == NULL || xdg[0] == '\0')
@@ -1053,35 +1089,13 @@ static int open_default_dir(char *dirpath, size_t len)
         if (e == ELOOP || e == ENOTDIR)
             return lsec__fail(LSEC_EPERM,
                               "XDG_RUNTIME_DIR %s is a symlink or not a "
-                              "directory: point it at your own directory "
-                              "(mode 0700), or give the connection file an "
-                              "explicit path",
+                              "directory: " XDG_ADVICE,
                               shown(xdg));
         return lsec__fail_errno(e == ENOENT ? LSEC_ENOTFOUND : LSEC_EIO, e,
                                 "cannot open XDG_RUNTIME_DIR %s", shown(xdg));
     }
-    if (fstat(xfd, &st) != 0) {
-        int e = errno;
-        close(xfd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(xdg));
-    }
-    if (st.st_uid != geteuid()) {
-        close(xfd);
-        return lsec__fail(LSEC_EPERM,
-                          "XDG_RUNTIME_DIR %s is owned by uid %u, not by you "
-                          "(uid %u): point it at your own directory (mode "
-                          "0700), or give the connection file an explicit "
-                          "path",
-                          shown(xdg), (unsigned)st.st_uid, (unsigned)geteuid());
-    }
-    if ((st.st_mode & 077) != 0) {
-        close(xfd);
-        return lsec__fail(LSEC_EPERM,
-                          "XDG_RUNTIME_DIR %s is open to others (mode 0%03o): "
-                          "it must be 0700 (chmod 700 it), or give the "
-                          "connection file an explicit path",
-                          shown(xdg), (unsigned)(st.st_mode & 0777));
-    }
+    if ((xfd = private_dir(xfd, "XDG_RUNTIME_DIR ", xdg, XDG_ADVICE)) < 0)
+        return xfd;
     if (mkdirat(xfd, "loopsec", 0700) != 0 && errno != EEXIST) {
         int e = errno;
         close(xfd);
@@ -1100,25 +1114,8 @@ static int open_default_dir(char *dirpath, size_t len)
                               shown(dirpath));
         return lsec__fail_errno(LSEC_EIO, e, "cannot open %s", shown(dirpath));
     }
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(dirpath));
-    }
-    if (st.st_uid != geteuid()) {
-        close(fd);
-        return lsec__fail(LSEC_EPERM, "%s is owned by uid %u, not by us (%u)",
-                          shown(dirpath), (unsigned)st.st_uid,
-                          (unsigned)geteuid());
-    }
-    if ((st.st_mode & 077) != 0) {
-        close(fd);
-        return lsec__fail(LSEC_EPERM,
-                          "%s is accessible by others (mode 0%03o), "
-                          "expected 0700",
-                          shown(dirpath), (unsigned)(st.st_mode & 0777));
-    }
-    return fd;
+    /* Never repaired: a loopsec/ open to others was made so by someone. */
+    return private_dir(fd, "", dirpath, "remove it to have it made afresh");
 }
 
 /*

@@ -142,6 +142,16 @@ static void accept_join(struct accept_job *j)
 }
 
 /* A connected pair of channels over a fresh listener. */
+/* A listener of `mode` with a handshake deadline of `hs_ms`. */
+static lsec_listener *listen_mode(int mode, int hs_ms)
+{
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = mode;
+    o.handshake_timeout_ms = hs_ms;
+    return listen_on("127.0.0.1:0", &o);
+}
+
 static void pair(lsec_opts *o, lsec_channel **server, lsec_channel **client)
 {
     char ticket[LSEC_TICKET_MAX];
@@ -945,11 +955,7 @@ static void flip_mode(char *ticket, const char *from, const char *to)
 static void test_tls_refuses_first_wrong_byte(void **state)
 {
     (void)state;
-    lsec_opts o;
-    lsec_opts_init(&o);
-    o.mode = LSEC_MODE_TLS;
-    o.handshake_timeout_ms = 3000;
-    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    lsec_listener *l = listen_mode(LSEC_MODE_TLS, 3000);
     struct accept_job j;
     accept_async(&j, l, 2500);
     for (size_t k = 1; k <= 4; k++) {
@@ -1059,11 +1065,7 @@ static void test_tls_wrong_secret(void **state)
  */
 static void deadline_case(bool event_loop, int mode)
 {
-    lsec_opts o;
-    lsec_opts_init(&o);
-    o.mode = mode;
-    o.handshake_timeout_ms = 250;
-    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    lsec_listener *l = listen_mode(mode, 250);
     struct accept_job j;
     struct pollfd p[2];
     lsec_channel *ch = NULL;

@@ -888,89 +888,81 @@ static void test_http_to_tls_server(void **state)
     assert_int_equal(n, 0);
 }
 
-/* Our client against a peer that hangs up without a byte of answer, as a
- * listener that refuses a connection does (descriptor limit, eviction, peer
- * policy): ECLOSED at once, retryable -- not EMODE, which an application
- * may take as permanent.  `read_first`: the peer reads part of the hello
- * first, so its close becomes a reset. */
-static void client_against_hangup(size_t read_first)
+/* Drive our client's handshake until it ends (bounded: 5 s from t0). */
+static int client_to_end(lsec__tls *c, int cfd, int64_t t0)
 {
-    int cfd, sfd, rc;
-    lsec__tls_ctx *cctx;
-    lsec__tls *c;
-    int64_t t0, deadline;
+    int64_t deadline = t0 + 5000;
+    int rc;
 
-    tcp_pair(&cfd, &sfd, 1);
-    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
-    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
-    t0 = lsec__now_ms();
-    rc = lsec__tls_handshake(c); /* sends the ClientHello */
-    assert_int_equal(rc, LSEC__TLS_WANT_READ);
-    if (read_first > 0) {
-        uint8_t junk[64];
-        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
-        assert_int_equal(recv(sfd, junk, read_first, 0), (ssize_t)read_first);
-    }
-    close(sfd);
-    deadline = t0 + 5000;
     do {
         rc = lsec__tls_handshake(c);
         if (is_want(rc))
             wait_fd(cfd, rc, 50);
     } while (is_want(rc) && lsec__now_ms() < deadline);
-    assert_int_equal(rc, LSEC_ECLOSED);
-    assert_true(lsec__now_ms() - t0 < 1000);
-    assert_string_equal(lsec_last_detail(),
-                        "the listener closed the connection without a TLS "
-                        "answer (refused: descriptor limit, too many pending "
-                        "handshakes or peer policy; retry)");
-    assert_int_equal(ERR_peek_error(), 0);
-    lsec__tls_free(c);
-    close(cfd);
+    return rc;
 }
 
-static void test_client_peer_closes_silently(void **state)
+/* Our client against a peer that reads `read_first` bytes of the hello
+ * (all there is for SIZE_MAX), writes `answer`, and closes: the code and
+ * detail the client ends with, at once. */
+static void client_against_peer(size_t read_first, const uint8_t *answer,
+                                size_t alen, int want, const char *detail)
 {
-    (void)state;
-    client_against_hangup(0);
-    client_against_hangup(40);
-}
-
-/* Our client against an auth listener's mode notice ("LSEC" 01 01 00 00,
- * then a close): the mismatch is known for certain, EMODE at once. */
-static void test_client_meets_auth_notice(void **state)
-{
-    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
-    int cfd, sfd, rc;
+    int cfd, sfd;
     lsec__tls_ctx *cctx;
     lsec__tls *c;
     uint8_t junk[2048];
-    int64_t t0, deadline;
+    int64_t t0;
 
-    (void)state;
     tcp_pair(&cfd, &sfd, 1);
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
     assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
     t0 = lsec__now_ms();
+    /* Sends the ClientHello. */
     assert_int_equal(lsec__tls_handshake(c), LSEC__TLS_WANT_READ);
-    wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
-    assert_true(recv(sfd, junk, sizeof(junk), 0) > 0);
-    assert_int_equal(send(sfd, notice, sizeof(notice), 0), 8);
+    if (read_first > 0) {
+        size_t n = read_first < sizeof(junk) ? read_first : sizeof(junk);
+        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
+        ssize_t got = recv(sfd, junk, n, 0);
+        assert_true(got > 0);
+        if (read_first != SIZE_MAX)
+            assert_int_equal(got, (ssize_t)read_first);
+    }
+    if (alen > 0)
+        assert_int_equal(send(sfd, answer, alen, 0), (ssize_t)alen);
     close(sfd);
-    deadline = t0 + 5000;
-    do {
-        rc = lsec__tls_handshake(c);
-        if (is_want(rc))
-            wait_fd(cfd, rc, 50);
-    } while (is_want(rc) && lsec__now_ms() < deadline);
-    assert_int_equal(rc, LSEC_EMODE);
+    assert_int_equal(client_to_end(c, cfd, t0), want);
     assert_true(lsec__now_ms() - t0 < 1000);
-    assert_string_equal(lsec_last_detail(),
-                        "the listener answered with an auth-mode notice: it "
-                        "is an auth listener (mode mismatch)");
+    assert_string_equal(lsec_last_detail(), detail);
     assert_int_equal(ERR_peek_error(), 0);
     lsec__tls_free(c);
     close(cfd);
+}
+
+/* A peer that hangs up without a byte of answer, as a listener that refuses
+ * a connection does (descriptor limit, eviction, peer policy): ECLOSED at
+ * once, retryable -- not EMODE, which an application may take as
+ * permanent.  Also when it read part of the hello first, so that its close
+ * becomes a reset. */
+static void test_client_peer_closes_silently(void **state)
+{
+    static const char refused[] =
+        "the listener closed the connection without a TLS answer (refused: "
+        "descriptor limit, too many pending handshakes or peer policy; retry)";
+    (void)state;
+    client_against_peer(0, NULL, 0, LSEC_ECLOSED, refused);
+    client_against_peer(40, NULL, 0, LSEC_ECLOSED, refused);
+}
+
+/* An auth listener's mode notice ("LSEC" 01 01 00 00, then a close): the
+ * mismatch is known for certain, EMODE at once. */
+static void test_client_meets_auth_notice(void **state)
+{
+    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    (void)state;
+    client_against_peer(SIZE_MAX, notice, sizeof(notice), LSEC_EMODE,
+                        "the listener answered with an auth-mode notice: it "
+                        "is an auth listener (mode mismatch)");
 }
 
 /* Our server against a client that leaves: before any byte it is a clean
