@@ -356,6 +356,16 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
  */
 LSEC_API int lsec_listener_fd(const lsec_listener *l);
 
+/**
+ * How many connections this listener has failed or refused so far: failed
+ * handshakes (wrong secret, malformed or non-loopsec bytes, mode mismatch),
+ * refusals (peer policy, evictions at max_pending, the descriptor limit),
+ * not counting clients that simply left or timed out.  The WARN log lines
+ * for them are rate limited; this count is not.  0 for NULL.  Not
+ * thread-safe, like every call on a listener.
+ */
+LSEC_API uint64_t lsec_listener_failures(const lsec_listener *l);
+
 /** Close, drop pending handshakes, remove the connection file, wipe. */
 LSEC_API void lsec_listener_close(lsec_listener *l);
 

@@ -381,8 +381,6 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
 /* ------------------------------------------------------------------------ */
 /* listener.c                                                                */
 
-/* Failed or refused connections so far (tests; issue 13 item 16). */
-uint64_t lsec__listener_failures(const lsec_listener *l);
 /* The listener's parsed ticket (rendezvous needs it). */
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
 

@@ -968,9 +968,9 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
     }
 }
 
-uint64_t lsec__listener_failures(const lsec_listener *l)
+uint64_t lsec_listener_failures(const lsec_listener *l)
 {
-    return l->failures;
+    return l == NULL ? 0 : l->failures;
 }
 
 void lsec_listener_close(lsec_listener *l)

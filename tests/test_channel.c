@@ -1151,12 +1151,13 @@ static void test_failure_warnings_rate_limited(void **state)
     for (int i = 0; i < N; i++) {
         int fd = raw_connect(lsec_listener_port(l));
         assert_int_equal(send(fd, "GET ", 4, 0), 4);
-        for (int k = 0; k < 100 && lsec__listener_failures(l) <= (uint64_t)i;
+        for (int k = 0; k < 100 && lsec_listener_failures(l) <= (uint64_t)i;
              k++)
             assert_int_equal(lsec_accept(l, 2, &ch), LSEC_ETIMEDOUT);
         close(fd);
     }
-    assert_int_equal(lsec__listener_failures(l), N);
+    assert_int_equal(lsec_listener_failures(l), N);
+    assert_int_equal(lsec_listener_failures(NULL), 0);
     int lines = log_count("malformed handshake");
     if (lsec__now_ms() - t0 < 1000)
         assert_int_equal(lines, 10);

@@ -467,6 +467,12 @@ class Listener(_Handle):
         """The listening descriptor: readable means "call accept"."""
         return self._call(LIB.lsec_listener_fd)
 
+    @property
+    def failures(self):
+        """How many connections failed or were refused so far (the log's
+        WARN lines for them are rate limited; this count is not)."""
+        return self._call(LIB.lsec_listener_failures)
+
     def __repr__(self):
         # Port and mode only: never the ticket.
         if self.closed:

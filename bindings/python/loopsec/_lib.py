@@ -131,6 +131,7 @@ SIGNATURES = {
     "lsec_listener_write_file": (_I, [_P, _S, ctypes.c_char_p, _Z]),
     "lsec_accept": (_I, [_P, _I, _PP]),
     "lsec_listener_fd": (_I, [_P]),
+    "lsec_listener_failures": (ctypes.c_uint64, [_P]),
     "lsec_listener_close": (None, [_P]),
     "lsec_listener_announce": (_I, [_P]),
     # connecting side

@@ -32,6 +32,16 @@ class _Pair:
 
 
 class _RoundTrip(_Pair):
+    def test_failures_counted(self):
+        import socket
+        with loopsec.listen() as srv:
+            self.assertEqual(srv.failures, 0)
+            with socket.create_connection(("127.0.0.1", srv.port)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                with self.assertRaises(loopsec.Timeout):
+                    srv.accept(timeout=0.3)
+            self.assertEqual(srv.failures, 1)
+
     def test_no_route_localnet_flag(self):
         # The option sets LSEC_OPT_NO_ROUTE_LOCALNET; on a host where
         # route_localnet is 0 (as here) the listener is made.  The refusal
