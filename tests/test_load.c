@@ -22,6 +22,7 @@
 #include "harden_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -821,6 +822,67 @@ static void test_tls_pending_memory_bounded(void **state)
     lsec_listener_close(l);
 }
 
+/*
+ * The state that lies beyond the first record: a client that holds the PSK
+ * sends its ClientHello and stalls after the server's flight.  Only a
+ * holder of the secret gets here (a wrong identity or binder fails on the
+ * ClientHello); OpenSSL's handshake buffer alone is 16 KiB, so this is
+ * bounded by max_pending and the deadline, and kept small by releasing
+ * OpenSSL's record buffers while they are empty during the handshake
+ * (77 KiB each without; 43 KiB with, measured).
+ */
+static void test_tls_handshake_memory_with_psk(void **state)
+{
+    enum { N = 30, BOUND = 56 * 1024 };
+    char ticket[LSEC_TICKET_MAX], id[LSEC__PSK_IDENTITY_MAX];
+    lsec__ticket t;
+    lsec__tls_ctx *cctx;
+    lsec__tls *cs[N + 1];
+    int fds[N + 1], rc;
+    lsec_channel *ch = NULL;
+    lsec_opts o;
+    lsec_listener *l;
+    size_t heap0, heap1;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.max_pending = 4 * N;
+    o.handshake_timeout_ms = 60000;
+    l = harden_listen(LSEC_MODE_TLS, &o);
+    assert_int_equal(lsec_listener_ticket(l, ticket, sizeof(ticket)), 0);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
+    assert_int_equal(lsec__ticket_psk_identity(&t, id, sizeof(id)), 0);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    for (int i = 0; i <= N; i++) {
+        fds[i] = raw_connect(lsec_listener_port(l));
+        assert_true(fds[i] >= 0);
+        assert_int_equal(fcntl(fds[i], F_SETFL, O_NONBLOCK), 0);
+        assert_int_equal(lsec__tls_new(cctx, fds[i], t.secret, id, &cs[i]), 0);
+        /* The ClientHello goes out; the client never reads the answer. */
+        assert_int_equal(lsec__tls_handshake(cs[i]), LSEC__TLS_WANT_READ);
+        /* The first one warms OpenSSL's lazily built tables. */
+        for (int k = 0; i == 0 && k < 20; k++)
+            rc = lsec_accept(l, 5, &ch);
+    }
+    /* Measured from here: the clients' own state is already allocated. */
+    heap0 = heap_in_use();
+    for (int k = 0; k < 50; k++) {
+        rc = lsec_accept(l, 5, &ch);
+        assert_true(rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN);
+    }
+    heap1 = heap_in_use();
+    print_message("tls: %d handshakes stalled after the server's flight by "
+                  "clients holding the PSK: %zd bytes of heap each\n",
+                  N, ((ssize_t)heap1 - (ssize_t)heap0) / N);
+    assert_true(heap1 < heap0 || (heap1 - heap0) / N <= BOUND);
+    for (int i = 0; i <= N; i++) {
+        lsec__tls_free(cs[i]);
+        close(fds[i]);
+    }
+    lsec__ticket_wipe(&t);
+    lsec_listener_close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -832,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_fd_limit_no_spin),
         cmocka_unit_test(test_flood_bounded_memory),
         cmocka_unit_test(test_tls_pending_memory_bounded),
+        cmocka_unit_test(test_tls_handshake_memory_with_psk),
     };
     /* A peer that vanishes must never cost us SIGPIPE; the library
      * guarantees it, and the default disposition proves it. */
