@@ -498,10 +498,6 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
      * unauthenticated peer's bytes wait in the kernel, not in a record
      * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on. */
     SSL_set_read_ahead(t->ssl, 0);
-    /* Likewise OpenSSL's 16 KiB record buffers are given back whenever they
-     * are empty until then: a handshake waiting for its peer keeps 43 KiB,
-     * not 77 (tests/test_load.c test_tls_handshake_memory_with_psk). */
-    SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
     *out = t;
     return 0;
 fail:
@@ -756,7 +752,6 @@ int lsec__tls_handshake(lsec__tls *t)
         /* Authenticated: read what the socket holds from now on, not a
          * 5-byte header and then the body of each record. */
         SSL_set_read_ahead(t->ssl, 1);
-        SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;

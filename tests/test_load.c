@@ -826,14 +826,15 @@ static void test_tls_pending_memory_bounded(void **state)
  * The state that lies beyond the first record: a client that holds the PSK
  * sends its ClientHello and stalls after the server's flight.  Only a
  * holder of the secret gets here (a wrong identity or binder fails on the
- * ClientHello); OpenSSL's handshake buffer alone is 16 KiB, so this is
- * bounded by max_pending and the deadline, and kept small by releasing
- * OpenSSL's record buffers while they are empty during the handshake
- * (77 KiB each without; 43 KiB with, measured).
+ * ClientHello); OpenSSL's handshake buffer alone is 16 KiB and its two
+ * record buffers 17 KiB each, so this is bounded by max_pending and the
+ * deadline, not by 16 KiB: 77 KiB measured.  (SSL_MODE_RELEASE_BUFFERS
+ * during the handshake made it 43 KiB but every idle TLS channel 18 KiB
+ * larger, docs/BENCHMARKS.md; not taken.)  The bound catches growth.
  */
 static void test_tls_handshake_memory_with_psk(void **state)
 {
-    enum { N = 30, BOUND = 56 * 1024 };
+    enum { N = 30, BOUND = 96 * 1024 };
     char ticket[LSEC_TICKET_MAX], id[LSEC__PSK_IDENTITY_MAX];
     lsec__ticket t;
     lsec__tls_ctx *cctx;
