@@ -494,10 +494,13 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
         SSL_set_accept_state(t->ssl);
     else
         SSL_set_connect_state(t->ssl);
-    /* Read-ahead stays off until the peer is authenticated: an
-     * unauthenticated peer's bytes wait in the kernel, not in a record
-     * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on. */
-    SSL_set_read_ahead(t->ssl, 0);
+    /* On a listener, read-ahead stays off until the peer is authenticated:
+     * an unauthenticated peer's bytes wait in the kernel, not in a record
+     * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on.
+     * A client talks to the one listener its ticket names: no flood to
+     * bound there, so it keeps read-ahead (half the recv calls). */
+    if (t->role == LSEC__HS_SERVER)
+        SSL_set_read_ahead(t->ssl, 0);
     *out = t;
     return 0;
 fail:
