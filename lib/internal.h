@@ -400,7 +400,7 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path,
 /* Where a connection file was written, so that only that file is removed
  * (issue 13 item 10): its directory, held open, and its inode. */
 typedef struct lsec__connfile_ref {
-    int dfd; /* -1: none */
+    int dfd;           /* -1: none */
     uint64_t dev, ino; /* ino 0: never remove */
     int64_t ctime_s, ctime_ns;
     char base[256];
