@@ -448,12 +448,13 @@ static int flush_out(struct pending *p)
     return 0;
 }
 
-/* The first bytes of a TLS handshake record: type 0x16, then a version
- * 0x03 0x01..0x04 (PROTOCOL.md "Mode mismatch"). */
+/* The first three bytes of a TLS handshake record: type 0x16, then a
+ * version 0x03 0x01..0x04 (PROTOCOL.md "Mode mismatch"), as the TLS
+ * listener checks them. */
 static bool is_tls_hello(const uint8_t *b, size_t n)
 {
-    return n >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] >= 0x01 &&
-           b[2] <= 0x04;
+    return n >= 3 && b[0] == 0x16 &&
+           lsec__tls_record_start(b, 3, NULL) == LSEC__HS_AGAIN;
 }
 
 /*
