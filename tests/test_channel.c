@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1204,6 +1205,23 @@ static void test_descriptor_limit_is_elimit(void **state)
     assert_int_equal(rc2, LSEC_ELIMIT);
     assert_null(l2);
     assert_non_null(strstr(lsec_last_detail(), "Too many open files"));
+
+    /* And for real: every descriptor under a lowered RLIMIT_NOFILE taken. */
+    struct rlimit old, low;
+    int fill[256], nfill = 0;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 128;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (nfill < 256 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    rc = lsec_connect(ticket, NULL, 1000, &c);
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(nfill < 256);
+    assert_int_equal(rc, LSEC_ELIMIT);
+    assert_null(c);
     lsec_listener_close(l);
 }
 
