@@ -115,7 +115,8 @@ class ChildExitedError(Error):
 
 
 class LimitError(Error):
-    """LSEC_ELIMIT: a limit was reached (e.g. max_accepts)."""
+    """LSEC_ELIMIT: a limit was reached (max_accepts, or the descriptor
+    limit: EMFILE/ENFILE; worth retrying once descriptors are free)."""
 
 
 class NotSupportedError(Error):
