@@ -241,7 +241,12 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 #define LSEC_OPT_PORT_FALLBACK 0x0100u
 /** lsec_spawn: let the helper outlive the parent (no PR_SET_PDEATHSIG). */
 #define LSEC_OPT_HELPER_SURVIVES 0x0200u
-/** refuse to listen when net.ipv4.conf.*.route_localnet is set */
+/** lsec_listen on an IPv4 address: refuse (LSEC_EPERM, the detail names the
+ *  interfaces) when net.ipv4.conf.{all,<interface>}.route_localnet is set --
+ *  it lets packets addressed to 127.0.0.0/8 arrive from other hosts -- or
+ *  cannot be read.  Without the flag a set route_localnet is logged as a
+ *  WARN and the listener is made all the same.  IPv6 (::1) is not
+ *  affected. */
 #define LSEC_OPT_NO_ROUTE_LOCALNET 0x0400u
 
 /**
@@ -322,6 +327,8 @@ typedef struct lsec_channel lsec_channel;
  * Returns 0, LSEC_EINVAL (also invalid options), LSEC_ENOTLOOPBACK (also
  * when the kernel reports a bound address other than the one asked for),
  * LSEC_EADDRINUSE (the detail names the holder where the system shows it),
+ * LSEC_EPERM (route_localnet is set under LSEC_OPT_NO_ROUTE_LOCALNET),
+ * LSEC_ELIMIT (out of descriptors),
  * LSEC_ENOMEM, LSEC_EIO, LSEC_ETLS.
  */
 LSEC_API LSEC_CHECK int lsec_listen(const char *bind, const lsec_opts *o,
@@ -355,17 +362,24 @@ LSEC_API LSEC_CHECK int lsec_listener_ticket(const lsec_listener *l, char *buf,
 
 /**
  * Write the ticket to a connection file, atomically, mode 0600, never through
- * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket (the
- * directory is created 0700 and must be the user's own and 0700; with
- * XDG_RUNTIME_DIR unset there is no fallback: LSEC_EINVAL, pass a path).
+ * a symlink.  `path` NULL: $XDG_RUNTIME_DIR/loopsec/<id>.ticket, where
+ * XDG_RUNTIME_DIR must be the user's own directory, mode 0700, not a
+ * symlink (else LSEC_EPERM, the detail says what is wrong and what to do),
+ * and loopsec/ in it is created 0700 and must be the user's own and 0700;
+ * with XDG_RUNTIME_DIR unset there is no fallback: LSEC_EINVAL, pass a path.
  * A given path's directory may not be writable by others unless it is
- * sticky (like /tmp).  The file is written to a fresh temporary name
- * beside the target and renamed over it, so a symlink planted at the target
- * is replaced, never followed.  The file is removed when the listener
- * closes.  The path used is written to `written` when it is not NULL.
+ * sticky (like /tmp); another user's file at the path in a sticky directory
+ * is LSEC_EPERM.  The file is written to a fresh temporary name beside the
+ * target and renamed over it, so a symlink planted at the target is
+ * replaced, never followed.  When the listener closes (or writes another
+ * file) it removes the file -- only if it is still the file it created
+ * (same inode, looked up through the directory it was written in, which
+ * the listener keeps open: one descriptor), never one planted under the
+ * name.  The path used is written to `written` when it is not NULL.
  *
- * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory), LSEC_ENOTFOUND
- * (no such directory), LSEC_EIO, LSEC_EMSGSIZE (writtenlen too small).
+ * Returns 0, LSEC_EINVAL, LSEC_EPERM (unsafe directory, another user's
+ * file), LSEC_ENOTFOUND (no such directory), LSEC_EIO, LSEC_EMSGSIZE
+ * (writtenlen too small).
  */
 LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
                                                  const char *path,
@@ -376,7 +390,8 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
  * Wait up to `timeout_ms` for one authenticated peer.  All pending handshakes
  * progress concurrently; a silent or slow client never delays another and is
  * dropped at its own deadline.  Failed attempts are logged and do not end the
- * call.  The new channel may already hold the peer's first messages (see
+ * call; their WARN lines are rate limited (at most 10 a second per
+ * listener, then one "N similar suppressed" line, also at close).  The new channel may already hold the peer's first messages (see
  * lsec_channel_pending) before its socket is readable.
  *
  * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),
@@ -389,11 +404,14 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
 
 /**
  * A descriptor for poll/epoll (never read or write it): readable when
- * lsec_accept can make progress — a new connection, or bytes for a pending
- * handshake — so an event loop calls lsec_accept(l, 0, &ch) each time it is
- * readable until LSEC_EAGAIN.  Pending handshakes only progress inside
- * lsec_accept.  (It is an epoll set holding the listening socket and, from
- * the first call of this function on, every pending handshake.)  Watch it
+ * lsec_accept can make progress — a new connection, bytes for a pending
+ * handshake, or the earliest pending handshake's deadline passing — so an
+ * event loop calls lsec_accept(l, 0, &ch) each time it is readable until
+ * LSEC_EAGAIN, and a stalled client is dropped at its deadline without any
+ * periodic wake-up.  Pending handshakes only progress inside lsec_accept.
+ * (It is an epoll set holding the listening socket, a timerfd armed to the
+ * earliest deadline and, from the first call of this function on, every
+ * pending handshake.)  Watch it
  * level-triggered (poll, or epoll without EPOLLET): one lsec_accept call
  * may leave further connections waiting, and the descriptor stays readable
  * for them.
@@ -409,6 +427,16 @@ LSEC_API int lsec_listener_fd(const lsec_listener *l);
  */
 LSEC_API void lsec_listener_abort(lsec_listener *l);
 
+/**
+ * How many connections this listener has failed or refused so far: failed
+ * handshakes (wrong secret, malformed or non-loopsec bytes, mode mismatch),
+ * refusals (peer policy, evictions at max_pending, the descriptor limit),
+ * not counting clients that simply left or timed out.  The WARN log lines
+ * for them are rate limited; this count is not.  0 for NULL.  Not
+ * thread-safe, like every call on a listener.
+ */
+LSEC_API uint64_t lsec_listener_failures(const lsec_listener *l);
+
 /** Close, drop pending handshakes, remove the connection file, wipe. */
 LSEC_API void lsec_listener_close(lsec_listener *l);
 
@@ -419,12 +447,17 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * Connect to the listener named by `ticket` and authenticate within
  * `timeout_ms` (which bounds the whole call).  `o` may be NULL; if
  * o->mode is LSEC_MODE_TLS, an auth-mode ticket is refused (LSEC_EMODE):
- * the mode is local policy and is never negotiated down.
+ * the mode is local policy and is never negotiated down.  LSEC_EMODE is
+ * reported only when the mismatch is known for certain (the listener's
+ * answer is of the other mode); a listener that closes without answering
+ * has refused the connection (descriptor limit, too many pending
+ * handshakes, peer policy): LSEC_ECLOSED, which is worth retrying.
  *
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
  * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER
  * (the listener belongs to another user, under LSEC_PEER_SAME_USER),
- * LSEC_ERESET, LSEC_EPROTO, LSEC_ETLS, LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
+ * LSEC_ERESET, LSEC_EPROTO, LSEC_ETLS, LSEC_ELIMIT (out of descriptors:
+ * EMFILE/ENFILE), LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
  */
 LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
                                      int timeout_ms, lsec_channel **out);
@@ -434,10 +467,13 @@ LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
  * a symlink and without blocking, and the opened file is refused
  * (LSEC_EPERM, each reason with its own detail) unless it is a regular file
  * owned by this user (the effective uid), with no group or other permission
- * bits, and at most LSEC_TICKET_MAX bytes.  Its content is one ticket and
- * an optional newline.  A stale file whose listener is gone gives
+ * bits, exactly one link (a hard-linked file is refused), and at most
+ * LSEC_TICKET_MAX bytes.  A directory given as the path is LSEC_EINVAL
+ * ("... is a directory, not a connection file").  Its content is one ticket
+ * and an optional newline.  A stale file whose listener is gone gives
  * LSEC_ECLOSED (connection refused).
- * Returns lsec_connect's codes plus LSEC_EPERM and LSEC_ENOTFOUND (no file).
+ * Returns lsec_connect's codes plus LSEC_EPERM, LSEC_EINVAL and
+ * LSEC_ENOTFOUND (no file).
  */
 LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
                                           int timeout_ms, lsec_channel **out);

@@ -146,7 +146,8 @@ static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
 {
     for (;;) {
         if (c->tls != NULL) {
-            int rc = lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
+            int rc =
+                lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
             if (rc == 0)
                 return 0;
             if (rc == LSEC__TLS_WANT_READ) {
@@ -215,8 +216,9 @@ static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
                 return rc;
             continue;
         }
-        return broken(c, rc, rc == LSEC_ERESET ? "connection lost while sending"
-                                               : "send failed");
+        return broken(c, rc,
+                      rc == LSEC_ERESET ? "connection lost while sending"
+                                        : "send failed");
     }
     free(c->wq);
     c->wq = NULL;
@@ -276,8 +278,9 @@ static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
             }
             return rc;
         }
-        return broken(c, rc, rc == LSEC_ERESET ? "connection lost while sending"
-                                               : "send failed");
+        return broken(c, rc,
+                      rc == LSEC_ERESET ? "connection lost while sending"
+                                        : "send failed");
     }
     return 0;
 }
@@ -525,9 +528,8 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message);
 static int stash_fill(lsec_channel *c, int64_t deadline, bool nowait)
 {
     size_t avail = c->rlen - c->roff, n;
-    size_t take = avail < c->msg_len - c->stash_have
-                      ? avail
-                      : c->msg_len - c->stash_have;
+    size_t take =
+        avail < c->msg_len - c->stash_have ? avail : c->msg_len - c->stash_have;
     int rc;
 
     if ((rc = stash_reserve(c, c->stash_have + take)) != 0)
@@ -540,9 +542,9 @@ static int stash_fill(lsec_channel *c, int64_t deadline, bool nowait)
             return rc;
         /* As in lsec_recv: the read-ahead buffer is empty here, and catches
          * what follows the message once the stash reaches its end. */
-        struct iovec iov[2] = {{c->stash + c->stash_have,
-                                c->stash_cap - c->stash_have},
-                               {c->rbuf, RBUF_SIZE}};
+        struct iovec iov[2] = {
+            {c->stash + c->stash_have, c->stash_cap - c->stash_have},
+            {c->rbuf, RBUF_SIZE}};
         int iovcnt = c->stash_cap == c->msg_len ? 2 : 1;
         c->roff = c->rlen = 0;
         rc = rx(c, iov, iovcnt, deadline, nowait, &n);
@@ -563,10 +565,12 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
         return rc;
     if (rc == LSEC_ECLOSED && mid_message)
-        return broken(c, LSEC_ERESET, "the peer vanished in the middle of a message");
+        return broken(c, LSEC_ERESET,
+                      "the peer vanished in the middle of a message");
     if (rc == LSEC_ECLOSED) {
         c->rx_closed = true;
-        lsec__log(LSEC_LOG_DEBUG, "channel to port %u: the peer closed its side",
+        lsec__log(LSEC_LOG_DEBUG,
+                  "channel to port %u: the peer closed its side",
                   c->remote.port);
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     }
@@ -843,7 +847,8 @@ static int send_small(int fd, const uint8_t *p, size_t len, int64_t deadline)
                 return rc;
             continue;
         }
-        return lsec__fail_errno(LSEC_ERESET, errno, "connection lost during the handshake");
+        return lsec__fail_errno(LSEC_ERESET, errno,
+                                "connection lost during the handshake");
     }
     return 0;
 }
@@ -878,8 +883,8 @@ static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
         if (rc != 0)
             goto out;
         ssize_t n = lsec__io.recv(fd, in, sizeof(in), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN ||
-                      errno == EWOULDBLOCK))
+        if (n < 0 &&
+            (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
         if (n <= 0) {
             /* A listener that refuses us (peer policy, one-shot spent, a
@@ -967,17 +972,24 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
     *fdp = -1;
     /* The address text is only for error details: formatted on failure. */
     where[0] = '\0';
-    int fd = lsec__io.socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                             0);
-    if (fd < 0)
-        return lsec__fail_errno(LSEC_EIO, errno, "socket");
+    int fd = lsec__io.socket(a->family,
+                             SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        int e = errno;
+        return lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
+                                e == EMFILE || e == ENFILE
+                                    ? "socket (out of descriptors)"
+                                    : "socket");
+    }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    while (lsec__io.connect(fd, (struct sockaddr *)&ss, sl) != 0) {
-        if (errno == EINTR)
-            continue;
-        /* EALREADY: a connect interrupted by a signal is still in
-         * progress; wait for it like EINPROGRESS. */
-        if (errno != EINPROGRESS && errno != EALREADY) {
+    for (int round = 0; lsec__io.connect(fd, (struct sockaddr *)&ss, sl) != 0;
+         round++) {
+        bool intr = errno == EINTR;
+        /* EINTR: the connection attempt goes on in the kernel (POSIX), so
+         * it is waited for like EINPROGRESS -- poll for writability, then
+         * SO_ERROR -- not started again (issue 13 item 16).  EALREADY
+         * likewise. */
+        if (errno != EINPROGRESS && errno != EALREADY && !intr) {
             err = errno;
             goto failed;
         }
@@ -998,6 +1010,11 @@ static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
             err = errno;
         if (err != 0)
             goto failed;
+        /* Only a call interrupted before it started anything leaves the
+         * socket unconnected (writable, no error): then, and only then,
+         * connect again -- a bounded number of times. */
+        if (intr && !tcp_established(fd) && round < 16)
+            continue;
         break;
     }
     *fdp = fd;
@@ -1051,8 +1068,7 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
  * The same-user policy on the connecting side, given what the peer lookup
  * found (`lookup_rc`, `uid`): 0 when the listener is ours, else why not.
  */
-static int refuse_unless_ours(int fd, int lookup_rc, int64_t uid,
-                              unsigned port)
+static int refuse_unless_ours(int fd, int lookup_rc, int64_t uid, unsigned port)
 {
     int rc;
 
@@ -1129,7 +1145,8 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
         char identity[LSEC__PSK_IDENTITY_MAX];
         if ((rc = lsec__tls_client_ctx(&ctx)) != 0)
             goto fail;
-        if ((rc = lsec__ticket_psk_identity(t, identity, sizeof(identity))) != 0)
+        if ((rc = lsec__ticket_psk_identity(t, identity, sizeof(identity))) !=
+            0)
             goto fail;
         if ((rc = lsec__tls_new(ctx, fd, t->secret, identity, &tls)) != 0)
             goto fail;
@@ -1142,8 +1159,8 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                   remote.port, lsec_strerror(rc), lsec_last_detail());
         goto fail;
     }
-    rc = lsec__channel_new(fd, tls, &ro, &local, &remote, uid, early,
-                           early_len, out);
+    rc = lsec__channel_new(fd, tls, &ro, &local, &remote, uid, early, early_len,
+                           out);
     lsec__wipe(early, sizeof(early));
     return rc;
 fail:

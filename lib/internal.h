@@ -90,6 +90,8 @@ struct lsec__io_ops {
     int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
     int (*socket)(int domain, int type, int protocol);
     int (*getsockname)(int fd, struct sockaddr *sa, unsigned *salen);
+    /* Files of the kernel's settings (/proc/sys), so a test can fake them. */
+    int (*open)(const char *path, int flags);
 };
 /* The live table; tests may replace members and must restore them. */
 extern struct lsec__io_ops lsec__io;
@@ -104,6 +106,13 @@ void lsec__io_reset(void);
  * never "ready").
  */
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
+/*
+ * The code for a failed system call that made a descriptor or memory:
+ * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
+ * retrying once descriptors are free), ENOMEM/ENOBUFS are LSEC_ENOMEM, and
+ * everything else is `other` (issue 13 item 16).
+ */
+int lsec__sys_code(int errno_value, int other);
 
 /* ------------------------------------------------------------------------ */
 /* addr.c: strict parsing and loopback checks, no I/O                        */
@@ -164,6 +173,14 @@ typedef struct lsec__tcp_sock {
 int lsec__proc_tcp_scan(int family,
                         bool (*fn)(const lsec__tcp_sock *s, void *arg),
                         void *arg);
+/*
+ * Is net.ipv4.conf.*.route_localnet set (for "all" or any interface)?  It
+ * lets packets addressed to 127.0.0.0/8 arrive from other hosts.  1 set
+ * (the first few names, e.g. "all, eth0", go to `names`), 0 not set,
+ * LSEC_ENOSYS when the settings cannot be read.  Reads through
+ * lsec__io.open.
+ */
+int lsec__route_localnet(char *names, size_t len);
 /* The pid of a process holding socket `inode` (a scan of /proc/PID/fd), or
  * -1 when no process we may look at holds it. */
 int32_t lsec__proc_socket_pid(uint64_t inode);
@@ -242,6 +259,17 @@ void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
  */
 int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
                       uint32_t *len);
+
+/*
+ * The first `n` bytes a TLS listener received, checked before any TLS state
+ * exists (issue 13 items 7-8).  LSEC__HS_AGAIN: a valid start so far, wait
+ * for more; 0: a complete record header of a TLS handshake record, whose
+ * whole length (header included) goes to *total; LSEC_EMODE: the auth magic
+ * "LSEC"; LSEC_EPROTO: the first byte that cannot start a TLS handshake
+ * record (0x16, 0x03, 0x01..0x04, a length of 1..2^14).
+ */
+#define LSEC__TLS_RECORD_HDR 5
+int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 
 /* ------------------------------------------------------------------------ */
 /* handshake.c: auth-mode mutual authentication, bytes in / bytes out        */
@@ -330,8 +358,12 @@ int lsec__tls_client_ctx(lsec__tls_ctx **out);
 int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
                   const uint8_t secret[LSEC_SECRET_BYTES],
                   const char *identity, lsec__tls **out);
-/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (peer
- * closed without a TLS answer) / LSEC_ETLS / LSEC_ECLOSED / LSEC_ERESET. */
+/* Bytes already read from fd (at most 8, before the first handshake call):
+ * the TLS connection reads them first.  0 or LSEC_EINVAL. */
+int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n);
+/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (an auth
+ * hello or mode notice arrived) / LSEC_ETLS / LSEC_ECLOSED (also: the
+ * listener closed without a byte, a refusal) / LSEC_ERESET. */
 int lsec__tls_handshake(lsec__tls *t);
 /* 0 with *n > 0, WANT_*, LSEC_ECLOSED (close_notify), LSEC_ERESET, ETLS;
  * len 0 is LSEC_EINVAL.  Writes may be partial (at least one record).  After
@@ -343,6 +375,9 @@ size_t lsec__tls_pending(const lsec__tls *t);
 /* Does `t` still hold its own copy of the PSK?  Until the handshake is
  * done; wiped then (tests). */
 bool lsec__tls_holds_psk(const lsec__tls *t);
+/* Answer an auth-mode hello on `fd` with the fixed protocol_version alert
+ * (PROTOCOL.md "Mode mismatch"); best effort, never blocking. */
+void lsec__tls_send_mode_alert(int fd);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" after the handshake (logs, tests). */
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len);
 /* Send close_notify, best effort, non-blocking. */
@@ -387,15 +422,33 @@ const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
 
 /*
  * Write `t` as a connection file: `path`, or NULL for the default under
- * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours).  Atomic (temp file
+ * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
+ * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
  * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
  * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
  * LSEC_EINVAL, LSEC_EMSGSIZE.
  */
 int lsec__connfile_write(const lsec__ticket *t, const char *path,
                          char *written, size_t writtenlen);
-/* Read and check a connection file (owner, mode, regular, size) and parse
- * the ticket in it.  0, LSEC_EPERM, LSEC_ENOTFOUND, LSEC_EBADTICKET, ... */
+/* Where a connection file was written, so that only that file is removed
+ * (issue 13 item 10): its directory, held open, and its inode. */
+typedef struct lsec__connfile_ref {
+    int dfd;           /* -1: none */
+    uint64_t dev, ino; /* ino 0: never remove */
+    int64_t ctime_s, ctime_ns;
+    char base[256];
+} lsec__connfile_ref;
+/* lsec__connfile_write that also fills `ref` (NULL: nothing kept). */
+int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
+                             char *written, size_t writtenlen,
+                             lsec__connfile_ref *ref);
+/* Remove the file `ref` names if it is still the same inode (unlinkat
+ * through the directory descriptor); closes the descriptor.  NULL or an
+ * empty ref: nothing. */
+void lsec__connfile_remove(lsec__connfile_ref *ref);
+/* Read and check a connection file (owner, mode, regular, one link, size)
+ * and parse the ticket in it.  0, LSEC_EPERM, LSEC_ENOTFOUND, LSEC_EINVAL
+ * (a directory), LSEC_EBADTICKET, ... */
 int lsec__connfile_read(const char *path, unsigned addr_flags,
                         lsec__ticket *out);
 

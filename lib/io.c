@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -30,8 +31,7 @@ static ssize_t real_recvmsg(int fd, struct msghdr *msg, int flags)
     return recvmsg(fd, msg, flags);
 }
 
-static int real_accept4(int fd, struct sockaddr *sa, unsigned *salen,
-                        int flags)
+static int real_accept4(int fd, struct sockaddr *sa, unsigned *salen, int flags)
 {
     return accept4(fd, sa, (socklen_t *)salen, flags);
 }
@@ -56,9 +56,14 @@ static int real_getsockname(int fd, struct sockaddr *sa, unsigned *salen)
     return getsockname(fd, sa, (socklen_t *)salen);
 }
 
+static int real_open(const char *path, int flags)
+{
+    return open(path, flags);
+}
+
 struct lsec__io_ops lsec__io = {
-    real_recv,    real_send, real_sendmsg, real_recvmsg,     real_accept4,
-    real_connect, real_poll, real_socket,  real_getsockname,
+    real_recv,    real_send, real_sendmsg,     real_recvmsg, real_accept4,
+    real_connect, real_poll, real_socket,      real_getsockname, real_open,
 };
 
 void lsec__io_reset(void)
@@ -72,6 +77,7 @@ void lsec__io_reset(void)
     lsec__io.poll = real_poll;
     lsec__io.socket = real_socket;
     lsec__io.getsockname = real_getsockname;
+    lsec__io.open = real_open;
 }
 
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
@@ -94,11 +100,21 @@ int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
             if (nowait)
                 return LSEC_EAGAIN;
             if (lsec__remaining(deadline) == 0)
-                return lsec__fail(LSEC_ETIMEDOUT, "timed out waiting for the peer");
+                return lsec__fail(LSEC_ETIMEDOUT,
+                                  "timed out waiting for the peer");
             continue; /* woke early (coarse clock): wait for the rest */
         }
         if (errno == EINTR || errno == EAGAIN)
             continue;
         return lsec__fail_errno(LSEC_EIO, errno, "poll");
     }
+}
+
+int lsec__sys_code(int errno_value, int other)
+{
+    if (errno_value == EMFILE || errno_value == ENFILE)
+        return LSEC_ELIMIT;
+    if (errno_value == ENOMEM || errno_value == ENOBUFS)
+        return LSEC_ENOMEM;
+    return other;
 }

@@ -4,9 +4,11 @@
  * client never delays another.
  *
  * Each pending connection has an absolute deadline; the number of pending
- * connections is capped, and when the cap is reached the oldest pending one
- * is dropped to make room, so a flood of stalled clients cannot lock good
- * clients out for longer than it takes them to finish their own handshake.
+ * connections is capped, and when the cap is reached one pending connection
+ * is dropped to make room -- the oldest of those that have not sent a
+ * complete hello, and only if there is none the oldest of all -- so a flood
+ * of stalled clients can neither lock good clients out nor cost one that
+ * is about to finish (evict_one).
  * Nothing is ever written to a peer before it has sent a valid hello, and a
  * failed attempt is closed at once without a word.
  */
@@ -18,11 +20,16 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct pending {
@@ -30,9 +37,12 @@ struct pending {
     int64_t deadline;
     int64_t uid;
     lsec__addr local, remote;
-    lsec__tls *tls; /* tls mode */
-    lsec__hs hs;    /* auth mode */
-    short ev;       /* events registered in the listener's epoll set */
+    lsec__tls *tls; /* tls mode: NULL until a whole ClientHello record is in */
+    int rcvlowat;   /* tls mode, before tls: SO_RCVLOWAT as set, 0 default */
+    uint8_t hdr[LSEC__TLS_RECORD_HDR]; /* tls mode, before tls: first bytes */
+    size_t hdr_len;
+    lsec__hs hs; /* auth mode */
+    short ev;    /* events registered in the listener's epoll set */
     uint8_t out[LSEC__HS_MSG_MAX];
     size_t out_len, out_off;
 };
@@ -56,7 +66,13 @@ struct lsec_listener {
      * handshake, so that "readable" means "lsec_accept can make progress". */
     int efd;
     bool ep_used;
-    char *file; /* connection file to remove on close */
+    /* A timerfd in that set, armed to the earliest pending deadline, so
+     * that the set also becomes readable when a handshake runs out of time
+     * (issue 13 item 4); `t_armed` is the deadline it is armed to, 0 when
+     * disarmed. */
+    int tfd;
+    int64_t t_armed;
+    lsec__connfile_ref file; /* connection file to remove on close */
     /* A spare descriptor (on /dev/null) given back at the descriptor
      * limit so that a waiting connection can be taken and refused. */
     int reserve_fd;
@@ -69,22 +85,86 @@ struct lsec_listener {
      * lsec_accept and in the epoll set, and lives until close. */
     int abort_fd;
     int aborted;
+    /* Failed or refused connections, counted; their WARN lines are rate
+     * limited (warn_failure). */
+    uint64_t failures;
+    int64_t warn_window;
+    int warn_lines;
+    uint64_t warn_suppressed;
 };
 
 /* sodium_malloc places an allocation against its trailing guard page, so
  * its address is as aligned as its size is: round up to 16. */
 #define LISTENER_ALLOC ((sizeof(struct lsec_listener) + 15) & ~(size_t)15)
 
+/* At most WARN_BURST failure lines per WARN_WINDOW_MS and listener. */
+#define WARN_BURST 10
+#define WARN_WINDOW_MS 1000
+
+/* How many eviction candidates are probed for waiting bytes. */
+#define EVICT_PROBES 4
+
+/* At most this many connections are taken per round of lsec_accept. */
+#define ACCEPT_BATCH 16
+
 /* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM. */
 #define ACCEPT_BACKOFF_MS 100
 
 /* ------------------------------------------------------------------------ */
 
+/* Say how many failure lines the last window held back. */
+static void warn_flush(lsec_listener *l)
+{
+    if (l->warn_suppressed > 0)
+        lsec__log(LSEC_LOG_WARN,
+                  "%llu similar suppressed (failed or refused connections; "
+                  "at most %d lines a second are logged)",
+                  (unsigned long long)l->warn_suppressed, WARN_BURST);
+    l->warn_suppressed = 0;
+}
+
+/*
+ * A failed or refused connection: counted, and logged as a WARN -- at most
+ * WARN_BURST lines a second per listener, the rest summed up in one "N
+ * similar suppressed" line when the next window opens (or at close), so a
+ * flood cannot flood the log (issue 13 item 16).
+ */
+static void warn_failure(lsec_listener *l, const char *fmt, ...)
+    LSEC__PRINTF(2, 3);
+static void warn_failure(lsec_listener *l, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    int64_t now;
+
+    l->failures++;
+    if (!lsec__log_enabled(LSEC_LOG_WARN))
+        return;
+    now = lsec__now_ms();
+    if (now - l->warn_window >= WARN_WINDOW_MS) {
+        warn_flush(l);
+        l->warn_window = now;
+        l->warn_lines = 0;
+    }
+    if (l->warn_lines >= WARN_BURST) {
+        l->warn_suppressed++;
+        return;
+    }
+    l->warn_lines++;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    lsec__log(LSEC_LOG_WARN, "%s", line);
+}
+
 static void pending_drop(lsec_listener *l, int i, int level, const char *why)
 {
     struct pending *p = &l->pend[i];
 
-    if (why != NULL)
+    if (why != NULL && level == LSEC_LOG_WARN)
+        warn_failure(l, "peer port %u uid %lld: %s", p->remote.port,
+                     (long long)p->uid, why);
+    else if (why != NULL)
         lsec__log(level, "peer port %u uid %lld: %s", p->remote.port,
                   (long long)p->uid, why);
     if (p->tls != NULL)
@@ -98,6 +178,58 @@ static void pending_drop(lsec_listener *l, int i, int level, const char *why)
     if (i != l->npend)
         l->pend[i] = l->pend[l->npend];
     lsec__wipe(&l->pend[l->npend], sizeof(l->pend[l->npend]));
+}
+
+/* Has pend sent its whole first message (an auth ClientHello, or a TLS
+ * ClientHello record)?  Such a client is most likely a good one on its way
+ * to finishing, and one that may already think it is connected. */
+static bool sent_hello(const lsec_listener *l, const struct pending *p)
+{
+    if (l->o.mode == LSEC_MODE_TLS)
+        return p->tls != NULL;
+    return p->hs.transcript_len >= LSEC__HS_HELLO_BYTES;
+}
+
+/*
+ * Full: one pending handshake makes room.  The oldest of those that have
+ * not sent a complete hello goes first -- a connection that stalls before
+ * its hello is what a flood is made of -- and only when every one has,
+ * the oldest of all (issue 13 item 5: evicting the oldest regardless lost
+ * good clients that were about to finish).
+ */
+static void evict_one(lsec_listener *l)
+{
+    int victim = -1;
+    int64_t after = INT64_MIN;
+
+    /* A candidate whose next bytes are already waiting (its hello arrived
+     * since the last round) is not stalled: the next older one goes
+     * instead.  Bounded: a few polls per eviction at most. */
+    for (int tries = 0; tries < EVICT_PROBES; tries++) {
+        int c = -1;
+        for (int i = 0; i < l->npend; i++)
+            if (!sent_hello(l, &l->pend[i]) && l->pend[i].deadline >= after &&
+                (c < 0 || l->pend[i].deadline < l->pend[c].deadline))
+                c = i;
+        if (c < 0)
+            break;
+        if (victim < 0)
+            victim = c;
+        struct pollfd q = {l->pend[c].fd, POLLIN, 0};
+        if (lsec__io.poll(&q, 1, 0) == 0) {
+            victim = c;
+            break;
+        }
+        after = l->pend[c].deadline + 1;
+    }
+    if (victim < 0) {
+        victim = 0;
+        for (int i = 1; i < l->npend; i++)
+            if (l->pend[i].deadline < l->pend[victim].deadline)
+                victim = i;
+    }
+    pending_drop(l, victim, LSEC_LOG_WARN,
+                 "dropped: too many pending handshakes");
 }
 
 /* Admit one accepted socket: loopback re-check, peer policy, then start. */
@@ -114,7 +246,7 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
      * as loopback again.  Our end is the address the listener is bound to
      * (a single loopback address, never a wildcard). */
     if (lsec__addr_from_sockaddr(peer, peerlen, l->o.flags, &remote) != 0) {
-        lsec__log(LSEC_LOG_WARN, "refused a connection: %s", lsec_last_detail());
+        warn_failure(l, "refused a connection: %s", lsec_last_detail());
         close(fd);
         return;
     }
@@ -122,21 +254,15 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
     /* Fail closed: a peer we cannot identify is not "the same user". */
     if (l->o.peer_policy == LSEC_PEER_SAME_USER &&
         (rc != 0 || uid != (int64_t)geteuid())) {
-        lsec__log(LSEC_LOG_WARN,
-                  "peer port %u uid %lld: refused by peer policy (same user)",
-                  remote.port, (long long)uid);
+        warn_failure(l,
+                     "peer port %u uid %lld: refused by peer policy (same "
+                     "user)",
+                     remote.port, (long long)uid);
         close(fd);
         return;
     }
-    if (l->npend == l->o.max_pending) {
-        /* Full: the oldest pending handshake makes room. */
-        int oldest = 0;
-        for (int i = 1; i < l->npend; i++)
-            if (l->pend[i].deadline < l->pend[oldest].deadline)
-                oldest = i;
-        pending_drop(l, oldest, LSEC_LOG_WARN,
-                     "dropped: too many pending handshakes");
-    }
+    if (l->npend == l->o.max_pending)
+        evict_one(l);
     p = &l->pend[l->npend];
     memset(p, 0, sizeof(*p));
     p->fd = fd;
@@ -145,16 +271,15 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
     p->remote = remote;
     /* Every unauthenticated connection has an absolute deadline. */
     p->deadline = lsec__deadline(l->o.handshake_timeout_ms);
+    /* TLS mode: no TLS state yet.  It is allocated only once a whole
+     * ClientHello record waits in the kernel (step_tls), so that a silent
+     * or trickling client costs this struct and nothing more. */
     if (l->o.mode == LSEC_MODE_TLS) {
-        char identity[LSEC__PSK_IDENTITY_MAX];
-        rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
-        if (rc == 0)
-            rc = lsec__tls_new(l->tls_ctx, fd, l->ticket.secret, identity,
-                               &p->tls);
+        rc = 0;
     } else {
-        rc = lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
-                                l->k_client, l->k_server, &local, &remote,
-                                NULL);
+        rc =
+            lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+                               l->k_client, l->k_server, &local, &remote, NULL);
     }
     if (rc != 0) {
         lsec__log(LSEC_LOG_ERROR, "cannot start a handshake: %s",
@@ -195,8 +320,15 @@ static void accept_new(lsec_listener *l)
      * busy one takes connections in batches. */
     bool idle = l->npend == 0;
 
-    /* Bounded: never starve the pending handshakes. */
-    for (int k = 0; k < 64; k++) {
+    /* Bounded, in batches well below the cap: never starve the pending
+     * handshakes, and let those admitted in the last batch read their
+     * hellos before the next batch may evict them (evict_one). */
+    int batch = l->o.max_pending / 4;
+    if (batch < 1)
+        batch = 1;
+    if (batch > ACCEPT_BATCH)
+        batch = ACCEPT_BATCH;
+    for (int k = 0; k < batch; k++) {
         struct sockaddr_storage peer;
         unsigned peerlen = sizeof(peer);
         int fd = lsec__io.accept4(l->fd, (struct sockaddr *)&peer, &peerlen,
@@ -205,8 +337,8 @@ static void accept_new(lsec_listener *l)
             if (errno == EINTR)
                 continue;
             if ((errno == EMFILE || errno == ENFILE) && refuse_one(l)) {
-                lsec__log(LSEC_LOG_WARN, "accept: out of descriptors; "
-                                         "refused a connection");
+                warn_failure(l, "accept: out of descriptors; refused a "
+                                "connection");
                 continue;
             }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -243,10 +375,50 @@ static void ep_set(lsec_listener *l, struct pending *p, short want)
 
 static short pending_events(const lsec_listener *l, const struct pending *p);
 
+/* Arm the timer to the earliest pending deadline (or disarm it), so that
+ * a caller who polls lsec_listener_fd is woken to drop a stalled client. */
+static void timer_sync(lsec_listener *l)
+{
+    struct itimerspec its;
+    int64_t earliest = 0;
+
+    if (!l->ep_used || l->tfd < 0)
+        return;
+    for (int i = 0; i < l->npend; i++)
+        if (earliest == 0 || l->pend[i].deadline < earliest)
+            earliest = l->pend[i].deadline;
+    if (earliest == l->t_armed)
+        return;
+    memset(&its, 0, sizeof(its));
+    if (earliest != 0) {
+        /* lsec__now_ms is CLOCK_MONOTONIC in milliseconds, as is the
+         * timer; an absolute time never drifts with the call's delay. */
+        its.it_value.tv_sec = (time_t)(earliest / 1000);
+        its.it_value.tv_nsec = (long)(earliest % 1000) * 1000000L;
+    }
+    if (timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        l->t_armed = earliest;
+}
+
+/* The timer has fired (or may have): read it, so that it stops making the
+ * set readable; the deadline it stood for is dealt with by the caller. */
+static void timer_clear(lsec_listener *l)
+{
+    uint64_t ticks;
+
+    if (l->tfd < 0 || l->t_armed == 0 || l->t_armed > lsec__now_ms())
+        return;
+    if (read(l->tfd, &ticks, sizeof(ticks)) < 0) {
+        /* EAGAIN: not fired yet (a coarse clock); nothing to clear. */
+    }
+    l->t_armed = 0;
+}
+
 static void ep_sync(lsec_listener *l)
 {
     for (int i = 0; i < l->npend; i++)
         ep_set(l, &l->pend[i], pending_events(l, &l->pend[i]));
+    timer_sync(l);
 }
 
 /* Take pend[i] out of the array without closing its socket. */
@@ -269,9 +441,9 @@ static struct pending pending_take(lsec_listener *l, int i)
 static int flush_out(struct pending *p)
 {
     while (p->out_off < p->out_len) {
-        ssize_t n = lsec__io.send(p->fd, p->out + p->out_off,
-                                  p->out_len - p->out_off,
-                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            lsec__io.send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
+                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             p->out_off += (size_t)n;
             continue;
@@ -285,6 +457,38 @@ static int flush_out(struct pending *p)
     /* All sent: the buffer is free again for the next message. */
     p->out_off = p->out_len = 0;
     return 0;
+}
+
+/* The first three bytes of a TLS handshake record: type 0x16, then a
+ * version 0x03 0x01..0x04 (PROTOCOL.md "Mode mismatch"), as the TLS
+ * listener checks them. */
+static bool is_tls_hello(const uint8_t *b, size_t n)
+{
+    return n >= 3 && b[0] == 0x16 &&
+           lsec__tls_record_start(b, 3, NULL) == LSEC__HS_AGAIN;
+}
+
+/*
+ * A TLS client reached this auth listener.  Answer once with the 8-byte
+ * mode notice -- an auth hello's header, "LSEC" 01 01 00 00, no nonce --
+ * so that the client knows the mismatch positively (LSEC_EMODE) and tells
+ * it from a refusal, which is a silent close (LSEC_ECLOSED, retryable).  It
+ * says nothing a TLS listener's answer to an auth hello does not: which
+ * mode this port speaks.  What is left of the hello is read first, so that
+ * the close that follows is not a reset that could discard the notice.
+ * Best effort, never blocking.
+ */
+static void send_mode_notice(int fd)
+{
+    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, LSEC_MODE_AUTH,
+                                      0,   0};
+    uint8_t junk[512];
+
+    for (int k = 0; k < 8; k++)
+        if (lsec__io.recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+            break;
+    (void)lsec__io.send(fd, notice, sizeof(notice),
+                        MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /*
@@ -301,7 +505,8 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
 
     if ((rc = flush_out(p)) != 0) {
         if (rc < 0)
-            pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+            pending_drop(l, i, LSEC_LOG_INFO,
+                         "connection lost during handshake");
         return rc < 0 ? -1 : 0;
     }
     do
@@ -331,9 +536,14 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
             break;
     }
     if (rc < 0) {
+        bool tls_hello =
+            p->hs.transcript_len == 0 && is_tls_hello(in, (size_t)n);
         lsec__wipe(in, sizeof(in));
+        if (tls_hello)
+            send_mode_notice(p->fd);
         pending_drop(l, i, LSEC_LOG_WARN,
-                     rc == LSEC_EAUTH   ? "authentication failed"
+                     tls_hello          ? "mode mismatch (peer is a TLS client)"
+                     : rc == LSEC_EAUTH ? "authentication failed"
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not an "
                                           "auth-mode client)"
                                         : "malformed handshake");
@@ -357,10 +567,103 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
     return 0;
 }
 
+/* Wake up for `n` bytes, not for each one (the peer's bytes stay in the
+ * kernel until then).  Best effort: without it, the caller polls more. */
+static void set_rcvlowat(struct pending *p, int n)
+{
+    if (p->rcvlowat == n)
+        return;
+    if (setsockopt(p->fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n)) == 0)
+        p->rcvlowat = n;
+}
+
+/* Has the peer ended its side (the last bytes it sent are all there is)? */
+static bool peer_ended(int fd)
+{
+    struct pollfd q = {fd, POLLRDHUP, 0};
+    return lsec__io.poll(&q, 1, 0) > 0 &&
+           (q.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/*
+ * Before any TLS state: check the peer's first bytes as they arrive and
+ * refuse at the first one that cannot start a TLS handshake record (an
+ * HTTP request is closed at its 'G', as the auth listener closes at byte 0),
+ * and allocate the SSL object only when the whole first record is in the
+ * kernel, read with read-ahead off (issue 13 items 7-8).  0: wait, 1: go on
+ * with the handshake, -1: dropped.
+ */
+static int tls_begin(lsec_listener *l, int i)
+{
+    struct pending *p = &l->pend[i];
+    size_t total = 0;
+    ssize_t n;
+    int rc, avail = 0;
+    char identity[LSEC__PSK_IDENTITY_MAX];
+
+    /* The header is read, not peeked, so that a short read never repeats;
+     * the TLS connection gets it back through lsec__tls_prefix. */
+    if (p->hdr_len < sizeof(p->hdr)) {
+        do
+            n = lsec__io.recv(p->fd, p->hdr + p->hdr_len,
+                              sizeof(p->hdr) - p->hdr_len, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0) {
+            pending_drop(l, i, LSEC_LOG_INFO,
+                         p->hdr_len == 0 ? "peer closed during handshake"
+                                         : "connection lost during handshake");
+            return -1;
+        }
+        p->hdr_len += (size_t)n;
+    }
+    rc = lsec__tls_record_start(p->hdr, p->hdr_len, &total);
+    if (rc == LSEC_EMODE) {
+        lsec__tls_send_mode_alert(p->fd);
+        pending_drop(l, i, LSEC_LOG_WARN,
+                     "mode mismatch (peer is not a TLS client)");
+        return -1;
+    }
+    if (rc < 0) {
+        pending_drop(l, i, LSEC_LOG_WARN, "TLS handshake failed (not TLS)");
+        return -1;
+    }
+    if (rc == 0 && ioctl(p->fd, FIONREAD, &avail) == 0 &&
+        (size_t)avail >= total - p->hdr_len) {
+        if (p->rcvlowat > 1)
+            set_rcvlowat(p, 1);
+        rc = lsec__ticket_psk_identity(&l->ticket, identity, sizeof(identity));
+        if (rc == 0)
+            rc = lsec__tls_new(l->tls_ctx, p->fd, l->ticket.secret, identity,
+                               &p->tls);
+        if (rc == 0)
+            rc = lsec__tls_prefix(p->tls, p->hdr, p->hdr_len);
+        lsec__wipe(identity, sizeof(identity));
+        if (rc != 0) {
+            pending_drop(l, i, LSEC_LOG_ERROR, "cannot start a TLS handshake");
+            return -1;
+        }
+        return 1;
+    }
+    /* A valid start, more to come -- unless the peer has left. */
+    if (peer_ended(p->fd)) {
+        pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
+        return -1;
+    }
+    set_rcvlowat(p, rc == 0 ? (int)(total - p->hdr_len)
+                            : (int)(sizeof(p->hdr) - p->hdr_len));
+    return 0;
+}
+
 static int step_tls(lsec_listener *l, int i, lsec_channel **out)
 {
     struct pending *p = &l->pend[i];
-    int rc = lsec__tls_handshake(p->tls);
+    int rc;
+
+    if (p->tls == NULL && (rc = tls_begin(l, i)) != 1)
+        return rc;
+    rc = lsec__tls_handshake(p->tls);
 
     if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
         p->out_len = rc; /* remember which readiness to wait for */
@@ -397,6 +700,41 @@ static void stop_listening(lsec_listener *l)
     l->fd = -1;
 }
 
+/*
+ * route_localnet (issue 13 item 15): when set, packets addressed to
+ * 127.0.0.0/8 may arrive from other hosts, and loopback stops meaning "this
+ * machine".  Checked for IPv4 listeners (::1 is never routed so): a WARN,
+ * or a refusal under LSEC_OPT_NO_ROUTE_LOCALNET, which also fails closed
+ * when the setting cannot be read.
+ */
+static int check_route_localnet(const lsec_opts *o)
+{
+    char names[128];
+    bool refuse = (o->flags & LSEC_OPT_NO_ROUTE_LOCALNET) != 0;
+    int rc = lsec__route_localnet(names, sizeof(names));
+
+    if (rc == 1 && refuse)
+        return lsec__fail(LSEC_EPERM,
+                          "net.ipv4.conf.{%s}.route_localnet is set: packets "
+                          "to 127.0.0.0/8 may come from other hosts, and "
+                          "LSEC_OPT_NO_ROUTE_LOCALNET refuses to listen "
+                          "(set it to 0, or listen on [::1])",
+                          names);
+    if (rc == 1)
+        lsec__log(LSEC_LOG_WARN,
+                  "net.ipv4.conf.{%s}.route_localnet is set: packets to "
+                  "127.0.0.0/8 may arrive from other hosts (set it to 0, "
+                  "listen on [::1], or refuse with "
+                  "LSEC_OPT_NO_ROUTE_LOCALNET)",
+                  names);
+    if (rc < 0 && refuse)
+        return lsec__fail(LSEC_EPERM,
+                          "cannot read net.ipv4.conf.*.route_localnet, and "
+                          "LSEC_OPT_NO_ROUTE_LOCALNET refuses to listen "
+                          "without knowing it is 0");
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Public calls                                                              */
 
@@ -422,6 +760,8 @@ static int listen_common(const char *bind, const lsec_opts *o,
     l->fd = -1;
     l->efd = -1;
     l->abort_fd = -1;
+    l->tfd = -1;
+    l->file.dfd = -1;
     /* Taken while descriptors are plentiful; without one, the listener
      * still works and pauses at the limit instead. */
     l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -439,11 +779,14 @@ static int listen_common(const char *bind, const lsec_opts *o,
     if (l->o.mode == LSEC_MODE_TLS &&
         (rc = lsec__tls_ctx_new(LSEC__HS_SERVER, &l->tls_ctx)) != 0)
         goto fail;
+    if (a.family == AF_INET && (rc = check_route_localnet(&l->o)) != 0)
+        goto fail;
     if ((rc = lsec__port_listen(&a, &l->o, &l->fd, &l->addr)) != 0)
         goto fail;
     l->efd = epoll_create1(EPOLL_CLOEXEC);
     if (l->efd < 0) {
-        rc = lsec__fail_errno(LSEC_EIO, errno, "epoll_create1");
+        rc = lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
+                              "epoll_create1");
         goto fail;
     }
     struct epoll_event ev;
@@ -458,7 +801,15 @@ static int listen_common(const char *bind, const lsec_opts *o,
     ev.data.fd = l->abort_fd;
     if (l->abort_fd < 0 ||
         epoll_ctl(l->efd, EPOLL_CTL_ADD, l->abort_fd, &ev) != 0) {
-        rc = lsec__fail_errno(LSEC_EIO, errno, "eventfd");
+        rc =
+            lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno, "eventfd");
+        goto fail;
+    }
+    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    ev.data.fd = l->tfd;
+    if (l->tfd < 0 || epoll_ctl(l->efd, EPOLL_CTL_ADD, l->tfd, &ev) != 0) {
+        rc =
+            lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno, "timerfd");
         goto fail;
     }
     /* Accepted sockets inherit TCP_NODELAY from the listening socket (as
@@ -559,10 +910,11 @@ int lsec_listener_ticket(const lsec_listener *l, char *buf, size_t len)
     return lsec__ticket_format(&l->ticket, buf, len);
 }
 
-int lsec_listener_write_file(lsec_listener *l, const char *path,
-                             char *written, size_t writtenlen)
+int lsec_listener_write_file(lsec_listener *l, const char *path, char *written,
+                             size_t writtenlen)
 {
     char used[LSEC_PATH_MAX];
+    lsec__connfile_ref ref;
     int rc;
 
     lsec__clear_detail();
@@ -570,27 +922,22 @@ int lsec_listener_write_file(lsec_listener *l, const char *path,
         written[0] = '\0';
     if (l == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL listener");
-    rc = lsec__connfile_write(&l->ticket, path, used, sizeof(used));
+    rc = lsec__connfile_write_ref(&l->ticket, path, used, sizeof(used), &ref);
     if (rc != 0)
         return rc;
     if (written != NULL) {
         size_t n = strlen(used);
         if (n >= writtenlen) {
-            unlink(used);
+            lsec__connfile_remove(&ref);
             return lsec__fail(LSEC_EMSGSIZE, "path buffer too small");
         }
         memcpy(written, used, n + 1);
     }
-    /* One file per listener: a second write replaces the first. */
-    if (l->file != NULL && strcmp(l->file, used) != 0)
-        unlink(l->file);
-    free(l->file);
-    l->file = strdup(used);
-    if (l->file == NULL) {
-        /* Without the name we could not remove it at close: undo now. */
-        unlink(used);
-        return lsec__fail(LSEC_ENOMEM, "out of memory");
-    }
+    /* One file per listener: a second write replaces the first.  (Written
+     * again at the same name, the first file is gone already: the rename
+     * replaced it, and its inode no longer matches.) */
+    lsec__connfile_remove(&l->file);
+    l->file = ref;
     return 0;
 }
 
@@ -608,10 +955,12 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
     if (__atomic_load_n(&l->aborted, __ATOMIC_ACQUIRE))
         return lsec__fail(LSEC_ECLOSED, "the listener was aborted");
     if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
-        return lsec__fail(LSEC_ELIMIT, "this listener already accepted its "
-                                       "%d peer(s)",
+        return lsec__fail(LSEC_ELIMIT,
+                          "this listener already accepted its "
+                          "%d peer(s)",
                           l->o.max_accepts);
     deadline = lsec__deadline(timeout_ms);
+    timer_clear(l);
     for (;;) {
         int64_t now = lsec__now_ms(), wake = deadline;
         int n = 0, rc, wait;
@@ -698,6 +1047,11 @@ void lsec_listener_abort(lsec_listener *l)
         (void)!write(l->abort_fd, &one, sizeof(one));
 }
 
+uint64_t lsec_listener_failures(const lsec_listener *l)
+{
+    return l == NULL ? 0 : l->failures;
+}
+
 void lsec_listener_close(lsec_listener *l)
 {
     if (l == NULL)
@@ -705,14 +1059,14 @@ void lsec_listener_close(lsec_listener *l)
     stop_listening(l);
     if (l->abort_fd >= 0)
         close(l->abort_fd);
+    warn_flush(l);
     if (l->efd >= 0)
         close(l->efd);
+    if (l->tfd >= 0)
+        close(l->tfd);
     if (l->reserve_fd >= 0)
         close(l->reserve_fd);
-    if (l->file != NULL) {
-        unlink(l->file);
-        free(l->file);
-    }
+    lsec__connfile_remove(&l->file);
     if (l->tls_ctx != NULL)
         lsec__tls_ctx_free(l->tls_ctx);
     lsec__ticket_wipe(&l->ticket);

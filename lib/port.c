@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sodium.h>
@@ -29,6 +30,73 @@
 /* Random probes of a large range before giving up; a range no larger than
  * this is tried exhaustively, in random order. */
 #define RANGE_PROBES 64
+
+/* ------------------------------------------------------------------------ */
+/* route_localnet                                                            */
+
+#define CONF_DIR "/proc/sys/net/ipv4/conf"
+/* Bounded: no host has more interfaces than this worth reading. */
+#define CONF_MAX_ENTRIES 4096
+
+/* The value of one conf/<name>/route_localnet: 1, 0, or -1 unreadable. */
+static int read_flag(const char *name)
+{
+    char path[sizeof(CONF_DIR) + NAME_MAX + 32], v[16];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), CONF_DIR "/%s/route_localnet", name);
+    fd = lsec__io.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    do
+        n = read(fd, v, sizeof(v) - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    v[n] = '\0';
+    return v[0] == '0' && (v[1] == '\n' || v[1] == '\0') ? 0 : 1;
+}
+
+int lsec__route_localnet(char *names, size_t len)
+{
+    struct dirent *e;
+    DIR *d;
+    int fd, found = 0, read_any = 0;
+    size_t used = 0;
+
+    if (names != NULL && len > 0)
+        names[0] = '\0';
+    /* The kernel ORs conf/all with the incoming interface's setting, so
+     * "all" and every interface count. */
+    fd = lsec__io.open(CONF_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return LSEC_ENOSYS;
+    }
+    for (int k = 0; k < CONF_MAX_ENTRIES && (e = readdir(d)) != NULL; k++) {
+        if (e->d_name[0] == '.')
+            continue;
+        int v = read_flag(e->d_name);
+        if (v < 0)
+            continue;
+        read_any = 1;
+        if (v == 0)
+            continue;
+        if (found++ < 4 && names != NULL && used < len) {
+            int n = snprintf(names + used, len - used, "%s%s",
+                             used > 0 ? ", " : "", e->d_name);
+            if (n > 0)
+                used += (size_t)n;
+        }
+    }
+    closedir(d);
+    if (!read_any)
+        return LSEC_ENOSYS;
+    return found > 0 ? 1 : 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* The kernel's TCP tables                                                   */
@@ -456,9 +524,8 @@ static int sys_fail(int err, const char *what, const lsec__addr *a,
     at.port = port;
     if (lsec__addr_format(&at, where, sizeof(where)) != 0)
         where[0] = '\0';
-    if (err == ENOMEM || err == ENOBUFS)
-        return lsec__fail_errno(LSEC_ENOMEM, err, "%s %s", what, where);
-    return lsec__fail_errno(LSEC_EIO, err, "%s %s", what, where);
+    return lsec__fail_errno(lsec__sys_code(err, LSEC_EIO), err, "%s %s", what,
+                            where);
 }
 
 /*

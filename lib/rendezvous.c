@@ -97,7 +97,8 @@ static int lift_fd(int *fd)
 static int cloexec_pipe(int p[2])
 {
     if (pipe2(p, O_CLOEXEC) != 0)
-        return lsec__fail_errno(LSEC_EIO, errno, "cannot create a pipe");
+        return lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
+                                "cannot create a pipe");
     if (lift_fd(&p[0]) != 0 || lift_fd(&p[1]) != 0) {
         int e = errno;
         close(p[0]);
@@ -1057,11 +1058,47 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
  * when XDG_RUNTIME_DIR is unset: every shared alternative (/tmp) is open to
  * pre-creation by other users, so the caller must name a path instead.
  */
+/*
+ * The checks on an opened directory that must be the user's own and closed
+ * to everyone else: `fd` is kept on success, closed on failure.  `label`
+ * prefixes the name in the detail; `advice` says what to do.
+ */
+static int private_dir(int fd, const char *label, const char *path,
+                       const char *advice)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(path));
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return lsec__fail(LSEC_EPERM,
+                          "%s%s is owned by uid %u, not by you (uid %u): %s",
+                          label, shown(path), (unsigned)st.st_uid,
+                          (unsigned)geteuid(), advice);
+    }
+    if ((st.st_mode & 077) != 0) {
+        close(fd);
+        return lsec__fail(LSEC_EPERM,
+                          "%s%s is open to others (mode 0%03o): it must be "
+                          "0700 (chmod 700 it), or %s",
+                          label, shown(path), (unsigned)(st.st_mode & 0777),
+                          advice);
+    }
+    return fd;
+}
+
+#define XDG_ADVICE                                                             \
+    "point XDG_RUNTIME_DIR at your own directory (mode 0700), or give the "    \
+    "connection file an explicit path"
+
 static int open_default_dir(char *dirpath, size_t len)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
-    struct stat st;
-    int fd, n;
+    int xfd, fd, n;
 
     if (xdg == NULL || xdg[0] == '\0')
         return lsec__fail(LSEC_EINVAL,
@@ -1073,12 +1110,34 @@ static int open_default_dir(char *dirpath, size_t len)
     n = snprintf(dirpath, len, "%s/loopsec", xdg);
     if (n < 0 || (size_t)n >= len)
         return lsec__fail(LSEC_EINVAL, "XDG_RUNTIME_DIR is too long");
-    if (mkdir(dirpath, 0700) != 0 && errno != EEXIST)
-        return lsec__fail_errno(LSEC_EIO, errno, "cannot create %s",
+    /* XDG_RUNTIME_DIR itself must be the user's own 0700 directory, not a
+     * symlink (issue 13 item 10): in a directory another user owns or may
+     * write to, that user can rename loopsec/ away and plant files in its
+     * place.  Everything after works through this descriptor. */
+    xfd = open(xdg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (xfd < 0) {
+        int e = errno;
+        if (e == ELOOP || e == ENOTDIR)
+            return lsec__fail(LSEC_EPERM,
+                              "XDG_RUNTIME_DIR %s is a symlink or not a "
+                              "directory: " XDG_ADVICE,
+                              shown(xdg));
+        return lsec__fail_errno(e == ENOENT ? LSEC_ENOTFOUND : LSEC_EIO, e,
+                                "cannot open XDG_RUNTIME_DIR %s", shown(xdg));
+    }
+    if ((xfd = private_dir(xfd, "XDG_RUNTIME_DIR ", xdg, XDG_ADVICE)) < 0)
+        return xfd;
+    if (mkdirat(xfd, "loopsec", 0700) != 0 && errno != EEXIST) {
+        int e = errno;
+        close(xfd);
+        return lsec__fail_errno(LSEC_EIO, e, "cannot create %s",
                                 shown(dirpath));
+    }
     /* O_NOFOLLOW: a symlink planted in place of the directory is refused,
      * and everything after works on this descriptor, not on the name. */
-    fd = open(dirpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd =
+        openat(xfd, "loopsec", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(xfd);
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP || e == ENOTDIR)
@@ -1086,25 +1145,8 @@ static int open_default_dir(char *dirpath, size_t len)
                               shown(dirpath));
         return lsec__fail_errno(LSEC_EIO, e, "cannot open %s", shown(dirpath));
     }
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return lsec__fail_errno(LSEC_EIO, e, "fstat %s", shown(dirpath));
-    }
-    if (st.st_uid != geteuid()) {
-        close(fd);
-        return lsec__fail(LSEC_EPERM, "%s is owned by uid %u, not by us (%u)",
-                          shown(dirpath), (unsigned)st.st_uid,
-                          (unsigned)geteuid());
-    }
-    if ((st.st_mode & 077) != 0) {
-        close(fd);
-        return lsec__fail(LSEC_EPERM,
-                          "%s is accessible by others (mode 0%03o), "
-                          "expected 0700",
-                          shown(dirpath), (unsigned)(st.st_mode & 0777));
-    }
-    return fd;
+    /* Never repaired: a loopsec/ open to others was made so by someone. */
+    return private_dir(fd, "", dirpath, "remove it to have it made afresh");
 }
 
 /*
@@ -1139,6 +1181,33 @@ static int open_given_dir(const char *dirpath)
 int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
                          size_t writtenlen)
 {
+    return lsec__connfile_write_ref(t, path, written, writtenlen, NULL);
+}
+
+void lsec__connfile_remove(lsec__connfile_ref *ref)
+{
+    struct stat st;
+
+    if (ref == NULL || ref->dfd < 0)
+        return;
+    /* Only the file this listener created: the same inode, looked up
+     * through the directory it was written in (which follows that
+     * directory if it was renamed), never a file planted under the name. */
+    if (ref->ino != 0 &&
+        fstatat(ref->dfd, ref->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (uint64_t)st.st_dev == ref->dev && (uint64_t)st.st_ino == ref->ino &&
+        (int64_t)st.st_ctim.tv_sec == ref->ctime_s &&
+        (int64_t)st.st_ctim.tv_nsec == ref->ctime_ns)
+        (void)unlinkat(ref->dfd, ref->base, 0);
+    close(ref->dfd);
+    ref->dfd = -1;
+}
+
+int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
+                             char *written, size_t writtenlen,
+                             lsec__connfile_ref *ref)
+{
+    struct stat fst;
     char dirpath[LSEC_PATH_MAX], full[LSEC_PATH_MAX], tmp[64 + NAME_MAX];
     char buf[LSEC_TICKET_MAX + 1];
     const char *base;
@@ -1148,6 +1217,8 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
     int dfd, fd, rc, n;
     size_t len;
 
+    if (ref != NULL)
+        ref->dfd = -1;
     if (t == NULL)
         return lsec__fail(LSEC_EINVAL, "connection file: bad arguments");
     if (path == NULL) {
@@ -1227,18 +1298,47 @@ int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
         return lsec__fail_errno(LSEC_EIO, e, "cannot write %s", shown(full));
     }
     lsec__wipe(buf, sizeof(buf));
+    if (fstat(fd, &fst) != 0)
+        memset(&fst, 0, sizeof(fst));
     close(fd);
     if (renameat(dfd, tmp, dfd, base) != 0) {
         int e = errno;
         (void)unlinkat(dfd, tmp, 0);
         close(dfd);
+        /* EPERM/EACCES: another user's file in a sticky directory (like
+         * /tmp), which only its owner may replace -- a permission refusal,
+         * not an I/O error (issue 13 item 11). */
+        if (e == EPERM || e == EACCES)
+            return lsec__fail_errno(LSEC_EPERM, e,
+                                    "cannot replace %s: it belongs to "
+                                    "another user (sticky directory?); "
+                                    "choose another path",
+                                    shown(full));
         return lsec__fail_errno(e == EISDIR ? LSEC_EPERM : LSEC_EIO, e,
                                 "cannot put the connection file at %s",
                                 shown(full));
     }
     /* Make the rename itself durable; failure here loses nothing now. */
     (void)fsync(dfd);
-    close(dfd);
+    if (ref != NULL) {
+        /* Kept for lsec__connfile_remove: the directory, the inode and its
+         * change time as the rename left it (an inode number alone can be
+         * reused by a file created after ours was removed). */
+        struct stat now;
+        ref->dfd = dfd;
+        ref->dev = (uint64_t)fst.st_dev;
+        ref->ino = (uint64_t)fst.st_ino;
+        if (fstatat(dfd, base, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+            now.st_dev == fst.st_dev && now.st_ino == fst.st_ino) {
+            ref->ctime_s = (int64_t)now.st_ctim.tv_sec;
+            ref->ctime_ns = (int64_t)now.st_ctim.tv_nsec;
+        } else {
+            ref->ino = 0; /* not ours any more: never remove */
+        }
+        snprintf(ref->base, sizeof(ref->base), "%s", base);
+    } else {
+        close(dfd);
+    }
     if (written != NULL)
         snprintf(written, writtenlen, "%s", full);
     return 0;
@@ -1262,9 +1362,24 @@ static int check_connfile(const char *path, const struct stat *st)
 {
     unsigned mode = (unsigned)(st->st_mode & 0777);
 
+    /* A directory is a slip (`--ticket-file /tmp`), not an attack: said as
+     * what it is (issue 12 item 6). */
+    if (S_ISDIR(st->st_mode))
+        return lsec__fail(LSEC_EINVAL,
+                          "%s is a directory, not a connection file: give "
+                          "the path of the file",
+                          shown(path));
     if (!S_ISREG(st->st_mode))
         return lsec__fail(LSEC_EPERM, "connection file %s is %s", shown(path),
                           kind_of(st->st_mode));
+    /* Another name for the file may sit in a directory someone else
+     * controls, or be the name its owner means to remove (issue 13 item
+     * 11): a connection file has exactly one. */
+    if (st->st_nlink != 1)
+        return lsec__fail(LSEC_EPERM,
+                          "connection file %s has %lu hard links, expected "
+                          "1: write it afresh",
+                          shown(path), (unsigned long)st->st_nlink);
     if (st->st_uid != geteuid())
         return lsec__fail(LSEC_EPERM,
                           "connection file %s is owned by uid %u, not by us "

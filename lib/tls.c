@@ -60,13 +60,21 @@ static void clear_errors(void)
  * its hash (SHA-256) matters for the handshake. */
 static const unsigned char psk_suite_id[2] = {0x13, 0x01};
 
+/* How much rejected early data a server skips before it gives up: one
+ * record's worth, as OpenSSL's default. */
+#define EARLY_DATA_SKIP 16384
+
 /* How long lsec__tls_shutdown waits for room for its close_notify. */
 #define SHUTDOWN_WAIT_MS 500
 
-/* The detail the client reports when the listener hangs up on its hello. */
-#define DETAIL_NOT_TLS_LISTENER                                                \
-    "the listener closed without a TLS answer: it is not a TLS listener "      \
-    "(mode mismatch?)"
+/* The details the client reports when the listener hangs up on its hello
+ * without a word, and when it answers with an auth-mode notice. */
+#define DETAIL_REFUSED                                                         \
+    "the listener closed the connection without a TLS answer (refused: "       \
+    "descriptor limit, too many pending handshakes or peer policy; retry)"
+#define DETAIL_AUTH_LISTENER                                                   \
+    "the listener answered with an auth-mode notice: it is an auth listener "  \
+    "(mode mismatch)"
 
 struct lsec__tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -82,6 +90,8 @@ struct lsec__tls {
     char identity[LSEC__PSK_IDENTITY_MAX];
     size_t identity_len;
     /* What the BIO saw, to classify failures without OpenSSL's text. */
+    uint8_t pre[8]; /* bytes read before the SSL object existed */
+    size_t pre_len, pre_off;
     bool got_bytes;   /* at least one byte arrived from the peer */
     uint8_t first[4]; /* the first bytes that arrived */
     size_t first_len;
@@ -209,9 +219,18 @@ static int bio_read(BIO *b, char *buf, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
-    do
-        n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
-    while (n < 0 && errno == EINTR);
+    if (t->pre_off < t->pre_len) {
+        /* What the listener read to check the record header comes first. */
+        n = (ssize_t)(t->pre_len - t->pre_off);
+        if (n > len)
+            n = len;
+        memcpy(buf, t->pre + t->pre_off, (size_t)n);
+        t->pre_off += (size_t)n;
+    } else {
+        do
+            n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
+        while (n < 0 && errno == EINTR);
+    }
     if (n > 0) {
         t->got_bytes = true;
         while (t->first_len < sizeof(t->first) && t->first_len < (size_t)n) {
@@ -366,18 +385,24 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
                                 SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_clear_options(sc, SSL_OP_ALLOW_NO_DHE_KEX);
     SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
-    /* No 0-RTT in either direction. */
+    /* No 0-RTT in either direction: early data is never accepted
+     * (max_early_data 0).  A server still lets a client that offers it
+     * fall back to a full handshake: it rejects the early data and skips
+     * up to recv_max_early_data bytes of it unread (RFC 8446 4.2.10).  With
+     * 0 there, every such client failed (issue 13 item 16). */
     if (!SSL_CTX_set_max_early_data(sc, 0) ||
-        !SSL_CTX_set_recv_max_early_data(sc, 0))
+        !SSL_CTX_set_recv_max_early_data(
+            sc, role == LSEC__HS_SERVER ? EARLY_DATA_SKIP : 0))
         goto fail;
     /* Callers poll, including on blocking descriptors: SSL_read must return
      * WANT_READ after a non-application record instead of blocking for the
      * next one.  Writes may be partial and resumed from a moved buffer, as
      * the channel's send queue needs. */
     SSL_CTX_clear_mode(sc, SSL_MODE_AUTO_RETRY);
-    /* Read what the socket holds, not a 5-byte header and then the body of
-     * each record: half the recv calls (docs/BENCHMARKS.md).  Records read
-     * ahead wait inside OpenSSL; see process_buffered(). */
+    /* Once authenticated, read what the socket holds, not a 5-byte header
+     * and then the body of each record: half the recv calls
+     * (docs/BENCHMARKS.md).  Records read ahead wait inside OpenSSL; see
+     * process_buffered().  Off during the handshake: lsec__tls_new. */
     SSL_CTX_set_read_ahead(sc, 1);
     SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -473,6 +498,13 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
         SSL_set_accept_state(t->ssl);
     else
         SSL_set_connect_state(t->ssl);
+    /* On a listener, read-ahead stays off until the peer is authenticated:
+     * an unauthenticated peer's bytes wait in the kernel, not in a record
+     * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on.
+     * A client talks to the one listener its ticket names: no flood to
+     * bound there, so it keeps read-ahead (half the recv calls). */
+    if (t->role == LSEC__HS_SERVER)
+        SSL_set_read_ahead(t->ssl, 0);
     *out = t;
     return 0;
 fail:
@@ -485,6 +517,16 @@ bool lsec__tls_holds_psk(const lsec__tls *t)
 {
     static const uint8_t zero[LSEC__KEY_BYTES];
     return t != NULL && CRYPTO_memcmp(t->psk, zero, sizeof(zero)) != 0;
+}
+
+int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n)
+{
+    if (t == NULL || (b == NULL && n > 0) || n > sizeof(t->pre) ||
+        t->got_bytes || t->pre_len != 0)
+        return lsec__fail(LSEC_EINVAL, "bad TLS prefix");
+    memcpy(t->pre, b, n);
+    t->pre_len = n;
+    return 0;
 }
 
 void lsec__tls_free(lsec__tls *t)
@@ -608,12 +650,16 @@ static bool is_want(int ssl_error)
  * guessing from a bare close.  It tells nothing a TLS ClientHello would not:
  * that this port speaks TLS.  Best effort, never blocking.
  */
-static void send_mode_alert(lsec__tls *t)
+void lsec__tls_send_mode_alert(int fd)
 {
     static const uint8_t alert[] = {
         0x15, 0x03, 0x03, 0x00, 0x02, 0x02, SSL_AD_PROTOCOL_VERSION};
-    (void)lsec__io.send(t->fd, alert, sizeof(alert),
-                        MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)lsec__io.send(fd, alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void send_mode_alert(lsec__tls *t)
+{
+    lsec__tls_send_mode_alert(t->fd);
 }
 
 static int handshake_failed(lsec__tls *t, int ssl_error)
@@ -639,15 +685,28 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
             return fatal(t, LSEC_ETLS, "the peer does not accept TLS 1.3");
         return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
     }
+    /* The peer's first bytes are an auth-mode hello (a listener's mode
+     * notice, or a client's hello): the mismatch is positively known. */
+    if (t->got_bytes && t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
+        if (t->role == LSEC__HS_SERVER)
+            send_mode_alert(t);
+        return fatal(t, LSEC_EMODE,
+                     t->role == LSEC__HS_CLIENT
+                         ? DETAIL_AUTH_LISTENER
+                         : "an auth-mode hello reached a TLS endpoint "
+                           "(mode mismatch?)");
+    }
     /* The peer hung up. */
     if (peer_vanished(t)) {
         if (t->got_bytes)
             return fatal(t, LSEC_ERESET,
                          "the connection was lost during the TLS handshake");
-        /* An auth-mode listener closes silently on a TLS hello: say so at
-         * once rather than let the caller wait for a timeout. */
+        /* A listener that refuses a connection (descriptor limit, too many
+         * pending handshakes, peer policy) closes it without a word.  That
+         * is not a mode mismatch -- an auth listener says so with its mode
+         * notice -- but a refusal the caller may retry. */
         if (t->role == LSEC__HS_CLIENT)
-            return fatal(t, LSEC_EMODE, DETAIL_NOT_TLS_LISTENER);
+            return fatal(t, LSEC_ECLOSED, DETAIL_REFUSED);
         return fatal(t, LSEC_ECLOSED, "the client closed before its TLS hello");
     }
     if (t->sys_errno != 0) {
@@ -658,16 +717,8 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
     }
     /* The peer's first bytes are not a TLS handshake record (0x16), nor an
      * alert (0x15, handled above). */
-    if (t->got_bytes && t->first[0] != 0x16) {
-        if (t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
-            if (t->role == LSEC__HS_SERVER)
-                send_mode_alert(t);
-            return fatal(t, LSEC_EMODE,
-                         "an auth-mode hello reached a TLS endpoint "
-                         "(mode mismatch?)");
-        }
+    if (t->got_bytes && t->first[0] != 0x16)
         return fatal(t, LSEC_EPROTO, "the peer's bytes are not TLS");
-    }
     if (q.version)
         return fatal(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
     /* Every remaining handshake failure is about the PSK: the wrong
@@ -714,6 +765,9 @@ int lsec__tls_handshake(lsec__tls *t)
         /* OpenSSL has what it needs: a channel's own copy of the PSK is
          * gone for the rest of its life. */
         OPENSSL_cleanse(t->psk, sizeof(t->psk));
+        /* Authenticated: read what the socket holds from now on, not a
+         * 5-byte header and then the body of each record. */
+        SSL_set_read_ahead(t->ssl, 1);
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;

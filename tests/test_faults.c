@@ -507,7 +507,7 @@ static int benign(enum op op, enum fault f)
 static int defined_failure(int rc)
 {
     return rc == LSEC_ECLOSED || rc == LSEC_ERESET || rc == LSEC_EIO ||
-           rc == LSEC_EMODE || rc == LSEC_ETLS;
+           rc == LSEC_EMODE || rc == LSEC_ETLS || rc == LSEC_ELIMIT;
 }
 
 static void check_case(const struct config *cf, enum op op, enum fault f,
@@ -531,6 +531,13 @@ static void check_case(const struct config *cf, enum op op, enum fault f,
     if (o->cl.ok > o->sv.ok)
         fail_msg("%s: the client got %d echoes of %d messages", what, o->cl.ok,
                  o->sv.ok);
+    /* The descriptor limit at the client's socket() (its first: the TCP
+     * one; the second is the peer lookup's) is a resource code, LSEC_ELIMIT,
+     * never LSEC_EIO (issue 13 item 16). */
+    if (f == F_EMFILE && op == OP_SOCKET && nth == 1 && !cf->victim_server &&
+        o->cl.rc != LSEC_ELIMIT)
+        fail_msg("%s: the descriptor limit gave %s, not LSEC_ELIMIT", what,
+                 lsec_errname(o->cl.rc));
     if (benign(op, f)) {
         if (o->cl.rc != 0 || o->sv.rc != 0 || o->cl.ok != NMSG ||
             o->sv.ok != NMSG)

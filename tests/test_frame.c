@@ -126,6 +126,58 @@ static void misuse(void **state)
     assert_int_equal(lsec__frame_parse(hdr, 10, NULL), LSEC_EINVAL);
 }
 
+/* The TLS listener's check of a peer's first bytes (issue 13 item 8):
+ * every wrong byte refused where it stands, exact codes. */
+static void test_tls_record_start(void **state)
+{
+    size_t total = 99;
+    (void)state;
+    assert_int_equal(lsec__tls_record_start((const uint8_t *)"", 0, &total),
+                     LSEC__HS_AGAIN);
+    for (size_t k = 1; k <= 4; k++)
+        assert_int_equal(
+            lsec__tls_record_start((const uint8_t *)"GET ", k, &total),
+            LSEC_EPROTO);
+    assert_int_equal(lsec__tls_record_start((const uint8_t *)"\x16", 1, &total),
+                     LSEC__HS_AGAIN);
+    assert_int_equal(
+        lsec__tls_record_start((const uint8_t *)"\x16\x02", 2, &total),
+        LSEC_EPROTO);
+    assert_int_equal(
+        lsec__tls_record_start((const uint8_t *)"\x16\x03\x00", 3, &total),
+        LSEC_EPROTO);
+    assert_int_equal(
+        lsec__tls_record_start((const uint8_t *)"\x16\x03\x05", 3, &total),
+        LSEC_EPROTO);
+    assert_int_equal(
+        lsec__tls_record_start((const uint8_t *)"\x16\x03\x04\x41", 4, &total),
+        LSEC_EPROTO);
+    assert_int_equal(lsec__tls_record_start(
+                         (const uint8_t *)"\x16\x03\x01\x40\x01", 5, &total),
+                     LSEC_EPROTO);
+    assert_int_equal(lsec__tls_record_start(
+                         (const uint8_t *)"\x16\x03\x01\x00\x00", 5, &total),
+                     LSEC_EPROTO);
+    assert_int_equal(total, 0);
+    assert_int_equal(lsec__tls_record_start(
+                         (const uint8_t *)"\x16\x03\x01\x40\x00", 5, &total),
+                     0);
+    assert_int_equal(total, 5 + 16384);
+    assert_int_equal(lsec__tls_record_start(
+                         (const uint8_t *)"\x16\x03\x01\x01\x02", 5, &total),
+                     0);
+    assert_int_equal(total, 5 + 258);
+    /* The auth magic, byte by byte, then LSEC_EMODE at its fourth. */
+    assert_int_equal(lsec__tls_record_start((const uint8_t *)"LS", 2, &total),
+                     LSEC__HS_AGAIN);
+    assert_int_equal(lsec__tls_record_start((const uint8_t *)"LX", 2, &total),
+                     LSEC_EPROTO);
+    assert_int_equal(
+        lsec__tls_record_start((const uint8_t *)"LSEC\x01", 5, &total),
+        LSEC_EMODE);
+    assert_int_equal(lsec__tls_record_start(NULL, 1, &total), LSEC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +188,7 @@ int main(void)
         cmocka_unit_test(all_ones_is_refused),
         cmocka_unit_test(every_byte_counts),
         cmocka_unit_test(misuse),
+        cmocka_unit_test(test_tls_record_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,8 +22,10 @@
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -254,9 +256,12 @@ static void test_socket_failure(void **state)
     lsec__addr b, a = parse("127.0.0.1:0");
     int fd;
 
+    /* EMFILE is the descriptor limit: LSEC_ELIMIT, a resource code (issue
+     * 13 item 16; it was LSEC_EIO). */
     lsec__io.socket = fail_socket;
-    assert_int_equal(lsec__port_listen(&a, &o, &fd, &b), LSEC_EIO);
+    int rc = lsec__port_listen(&a, &o, &fd, &b);
     lsec__io_reset();
+    assert_int_equal(rc, LSEC_ELIMIT);
     assert_int_equal(fd, -1);
     assert_non_null(strstr(lsec_last_detail(), "socket"));
 }
@@ -580,6 +585,130 @@ static void test_listeners_errors(void **state)
     close(fd2);
 }
 
+/* ------------------------------------------------------------------------ */
+/* route_localnet, faked through the lsec__io.open seam (issue 13 item 15)   */
+
+static char fake_conf[64]; /* stands in for /proc/sys/net/ipv4/conf */
+static bool fake_unreadable;
+static char rl_log[2048];
+
+static int fake_open(const char *path, int flags)
+{
+    static const char real[] = "/proc/sys/net/ipv4/conf";
+    char mapped[256];
+
+    if (strncmp(path, real, sizeof(real) - 1) != 0)
+        return open(path, flags);
+    if (fake_unreadable) {
+        errno = EACCES;
+        return -1;
+    }
+    snprintf(mapped, sizeof(mapped), "%s%s", fake_conf,
+             path + sizeof(real) - 1);
+    return open(mapped, flags);
+}
+
+static void set_flag(const char *iface, const char *value)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", fake_conf, iface);
+    (void)mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/%s/route_localnet", fake_conf, iface);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(value, f);
+    fclose(f);
+}
+
+static void rl_capture(void *arg, int level, const char *msg)
+{
+    size_t n = strlen(rl_log);
+    (void)arg;
+    if (level == LSEC_LOG_WARN)
+        snprintf(rl_log + n, sizeof(rl_log) - n, "%s\n", msg);
+}
+
+static int listen_flags(const char *bind, uint32_t flags)
+{
+    lsec_opts o;
+    lsec_listener *l = NULL;
+    lsec_opts_init(&o);
+    o.flags = flags;
+    int rc = lsec_listen(bind, &o, &l);
+    if (rc == 0)
+        assert_non_null(l);
+    else
+        assert_null(l);
+    lsec_listener_close(l);
+    return rc;
+}
+
+static void test_route_localnet(void **state)
+{
+    char names[128];
+    (void)state;
+
+    snprintf(fake_conf, sizeof(fake_conf), "/tmp/lsec-conf-XXXXXX");
+    assert_non_null(mkdtemp(fake_conf));
+    set_flag("all", "0\n");
+    set_flag("default", "0\n");
+    set_flag("lo", "0\n");
+    set_flag("eth0", "0\n");
+    lsec__io.open = fake_open;
+    lsec_set_log(rl_capture, NULL, LSEC_LOG_WARN);
+
+    /* Not set anywhere: nothing said, the flag changes nothing. */
+    assert_int_equal(lsec__route_localnet(names, sizeof(names)), 0);
+    assert_int_equal(listen_flags("127.0.0.1:0", 0), 0);
+    assert_int_equal(listen_flags("127.0.0.1:0", LSEC_OPT_NO_ROUTE_LOCALNET),
+                     0);
+    assert_null(strstr(rl_log, "route_localnet"));
+
+    /* Set on one interface: a WARN naming it and the risk; refused under
+     * the flag with LSEC_EPERM and a detail; ::1 is not affected. */
+    set_flag("eth0", "1\n");
+    assert_int_equal(lsec__route_localnet(names, sizeof(names)), 1);
+    assert_string_equal(names, "eth0");
+    assert_int_equal(listen_flags("127.0.0.1:0", 0), 0);
+    assert_non_null(strstr(rl_log, "net.ipv4.conf.{eth0}.route_localnet is "
+                                   "set: packets to 127.0.0.0/8 may arrive "
+                                   "from other hosts"));
+    assert_int_equal(listen_flags("127.0.0.1:0", LSEC_OPT_NO_ROUTE_LOCALNET),
+                     LSEC_EPERM);
+    assert_non_null(strstr(lsec_last_detail(), "{eth0}.route_localnet is set"));
+    assert_non_null(strstr(lsec_last_detail(), "LSEC_OPT_NO_ROUTE_LOCALNET"));
+    assert_int_equal(listen_flags("[::1]:0", LSEC_OPT_NO_ROUTE_LOCALNET), 0);
+    set_flag("all", "1\n");
+    assert_int_equal(lsec__route_localnet(names, sizeof(names)), 1);
+    assert_non_null(strstr(names, "all"));
+    assert_non_null(strstr(names, "eth0"));
+
+    /* Unreadable: said nothing without the flag, fail closed with it. */
+    fake_unreadable = true;
+    assert_int_equal(lsec__route_localnet(names, sizeof(names)), LSEC_ENOSYS);
+    assert_int_equal(listen_flags("127.0.0.1:0", 0), 0);
+    assert_int_equal(listen_flags("127.0.0.1:0", LSEC_OPT_NO_ROUTE_LOCALNET),
+                     LSEC_EPERM);
+    assert_non_null(strstr(lsec_last_detail(), "cannot read"));
+    fake_unreadable = false;
+
+    lsec_set_log(NULL, NULL, 0);
+    lsec__io_reset();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fake_conf);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The real settings can be read on Linux (the fake above is what tests
+ * the decisions). */
+static void test_route_localnet_real(void **state)
+{
+    char names[128];
+    (void)state;
+    int rc = lsec__route_localnet(names, sizeof(names));
+    assert_true(rc == 0 || rc == 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +726,8 @@ int main(void)
         cmocka_unit_test(test_listeners_all),
         cmocka_unit_test(test_listeners_port),
         cmocka_unit_test(test_listeners_errors),
+        cmocka_unit_test(test_route_localnet),
+        cmocka_unit_test(test_route_localnet_real),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

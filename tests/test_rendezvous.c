@@ -1064,11 +1064,28 @@ static void test_connfile_read_refusals(void **state)
         unlink(path);
     }
 
-    /* A directory. */
+    /* A directory (`--ticket-file /tmp`): said as what it is, LSEC_EINVAL,
+     * not "unsafe permissions" (issue 12 item 6). */
     assert_int_equal(mkdir(path, 0700), 0);
-    assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EPERM);
-    assert_detail_has("a directory");
+    assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EINVAL);
+    assert_detail_has("is a directory, not a connection file");
     rmdir(path);
+    assert_int_equal(lsec__connfile_read("/tmp", 0, &back), LSEC_EINVAL);
+    assert_detail_has("/tmp is a directory");
+
+    /* A hard-linked file (issue 13 item 11): refused, whichever name. */
+    {
+        char other[160];
+        snprintf(other, sizeof(other), "%s/other.ticket", dir);
+        write_text(path, text, 0600);
+        assert_int_equal(link(path, other), 0);
+        assert_int_equal(lsec__connfile_read(path, 0, &back), LSEC_EPERM);
+        assert_detail_has("has 2 hard links, expected 1");
+        assert_int_equal(lsec__connfile_read(other, 0, &back), LSEC_EPERM);
+        unlink(other);
+        assert_int_equal(lsec__connfile_read(path, 0, &back), 0);
+        unlink(path);
+    }
 
     /* A fifo: refused at once, never blocking on it. */
     assert_int_equal(mkfifo(path, 0600), 0);
@@ -1208,6 +1225,182 @@ static void test_connect_file_default_removed_on_close(void **state)
     remove_tree(dir);
 }
 
+/* Save and restore XDG_RUNTIME_DIR around a test. */
+static char *xdg_save(void)
+{
+    char *saved = getenv("XDG_RUNTIME_DIR");
+    return saved != NULL ? strdup(saved) : NULL;
+}
+
+static void xdg_restore(char *saved)
+{
+    if (saved != NULL) {
+        setenv("XDG_RUNTIME_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("XDG_RUNTIME_DIR");
+    }
+}
+
+/*
+ * An unsafe XDG_RUNTIME_DIR is refused (issue 13 item 10): owned by another
+ * uid, mode 0755 or 0777, or a symlink -- LSEC_EPERM with a detail naming
+ * what is wrong and what to do, and nothing written there.
+ */
+static void test_xdg_runtime_dir_must_be_ours(void **state)
+{
+    char dir[64], xdg[128], link_path[128], written[LSEC_PATH_MAX];
+    char *saved = xdg_save();
+    lsec_listener *l;
+    (void)state;
+
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(xdg, sizeof(xdg), "%s/run", dir);
+    snprintf(link_path, sizeof(link_path), "%s/run-link", dir);
+    assert_int_equal(mkdir(xdg, 0700), 0);
+    assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
+    setenv("XDG_RUNTIME_DIR", xdg, 1);
+
+    static const mode_t open_modes[] = {0755, 0777, 0710};
+    for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        char want[64];
+        assert_int_equal(chmod(xdg, open_modes[i]), 0);
+        assert_int_equal(
+            lsec_listener_write_file(l, NULL, written, sizeof(written)),
+            LSEC_EPERM);
+        snprintf(want, sizeof(want), "open to others (mode 0%03o)",
+                 (unsigned)open_modes[i]);
+        assert_detail_has(want);
+        assert_detail_has("chmod 700");
+        assert_string_equal(written, "");
+    }
+    assert_int_equal(chmod(xdg, 0700), 0);
+
+    if (geteuid() == 0) {
+        assert_int_equal(chown(xdg, 65534, 65534), 0);
+        assert_int_equal(lsec_listener_write_file(l, NULL, NULL, 0),
+                         LSEC_EPERM);
+        assert_detail_has("is owned by uid 65534, not by you");
+        assert_int_equal(chown(xdg, geteuid(), getegid()), 0);
+    } else {
+        print_message("skipped: the foreign-owner XDG_RUNTIME_DIR check "
+                      "needs root\n");
+    }
+
+    assert_int_equal(symlink(xdg, link_path), 0);
+    setenv("XDG_RUNTIME_DIR", link_path, 1);
+    assert_int_equal(lsec_listener_write_file(l, NULL, NULL, 0), LSEC_EPERM);
+    assert_detail_has("is a symlink or not a directory");
+
+    /* Nothing was created under any of them. */
+    char sub[160];
+    snprintf(sub, sizeof(sub), "%s/loopsec", xdg);
+    assert_int_equal(access(sub, F_OK), -1);
+    /* The same directory, safe again, works. */
+    setenv("XDG_RUNTIME_DIR", xdg, 1);
+    assert_int_equal(lsec_listener_write_file(l, NULL, NULL, 0), 0);
+    lsec_listener_close(l);
+    xdg_restore(saved);
+    remove_tree(dir);
+}
+
+/*
+ * Close removes only the file this listener created (issue 13 item 10):
+ * after loopsec/ is renamed away and a file planted under the same name in
+ * a new loopsec/, the planted file stays and the real one is removed (it
+ * is found through the directory the listener wrote it in).
+ */
+static void test_close_leaves_planted_file(void **state)
+{
+    char dir[64], written[LSEC_PATH_MAX], sub[128], moved[128];
+    char moved_file[LSEC_PATH_MAX + 16];
+    char *saved = xdg_save();
+    const char *base;
+    lsec_listener *l;
+    (void)state;
+
+    make_tmpdir(dir, sizeof(dir));
+    setenv("XDG_RUNTIME_DIR", dir, 1);
+    snprintf(sub, sizeof(sub), "%s/loopsec", dir);
+    snprintf(moved, sizeof(moved), "%s/loopsec.moved", dir);
+    assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
+    assert_int_equal(
+        lsec_listener_write_file(l, NULL, written, sizeof(written)), 0);
+    base = strrchr(written, '/') + 1;
+    snprintf(moved_file, sizeof(moved_file), "%s/%s", moved, base);
+
+    assert_int_equal(rename(sub, moved), 0);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    write_text(written, "planted\n", 0600);
+    lsec_listener_close(l);
+    /* The planted file is left alone; the listener's own is gone. */
+    assert_int_equal(access(written, F_OK), 0);
+    assert_int_equal(access(moved_file, F_OK), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* A file replaced in place (another inode under the same name) is left
+     * alone too. */
+    assert_int_equal(lsec_listen("127.0.0.1:0", NULL, &l), 0);
+    assert_int_equal(
+        lsec_listener_write_file(l, NULL, written, sizeof(written)), 0);
+    assert_int_equal(unlink(written), 0);
+    write_text(written, "planted\n", 0600);
+    lsec_listener_close(l);
+    assert_int_equal(access(written, F_OK), 0);
+
+    xdg_restore(saved);
+    remove_tree(dir);
+}
+
+/*
+ * A non-root writer meeting another user's file in a sticky directory (like
+ * /tmp) is refused with LSEC_EPERM, not LSEC_EIO (issue 13 item 11): a
+ * child that setuid's to 65534 writes over a root-owned file.
+ */
+static void test_sticky_foreign_file_is_eperm(void **state)
+{
+    char dir[64], path[128];
+    lsec__ticket t;
+    int status = 0;
+    pid_t pid;
+    (void)state;
+
+    if (geteuid() != 0) {
+        print_message("skipped: the sticky-directory check needs root (a "
+                      "child becomes uid 65534)\n");
+        return;
+    }
+    make_tmpdir(dir, sizeof(dir));
+    assert_int_equal(chmod(dir, 01777), 0);
+    snprintf(path, sizeof(path), "%s/app.ticket", dir);
+    write_text(path, "root's\n", 0600);
+    make_ticket(&t, 4245);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(100);
+        int rc = lsec__connfile_write(&t, path, NULL, 0);
+        if (rc != LSEC_EPERM)
+            _exit(rc == LSEC_EIO ? 101 : 102);
+        _exit(strstr(lsec_last_detail(), "belongs to another user") != NULL
+                  ? 0
+                  : 103);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fail_msg("child: exit %d (101: LSEC_EIO, 102: another code, 103: "
+                 "detail)",
+                 WEXITSTATUS(status));
+    /* The root-owned file is untouched, and no temp file is left. */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_uid, 0);
+    lsec__ticket_wipe(&t);
+    remove_tree(dir);
+}
+
 /* ------------------------------------------------------------------------ */
 /* loopsec spawn                                                             */
 
@@ -1308,6 +1501,9 @@ int main(void)
         cmocka_unit_test(test_path_detail_withholds_secrets),
         cmocka_unit_test(test_connect_file),
         cmocka_unit_test(test_connect_file_default_removed_on_close),
+        cmocka_unit_test(test_xdg_runtime_dir_must_be_ours),
+        cmocka_unit_test(test_close_leaves_planted_file),
+        cmocka_unit_test(test_sticky_foreign_file_is_eperm),
         cmocka_unit_test(test_cli_spawn),
     };
     /* Every spawn below must find its helper; say so early if it is not

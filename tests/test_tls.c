@@ -717,6 +717,7 @@ static void test_client_offers_psk_dhe_ke_only(void **state)
 /* A stock OpenSSL PSK client (as s_client -psk builds it) interoperates
  * with our server, and the server issues no session ticket. */
 static uint8_t raw_psk[32];
+static bool raw_early; /* the raw client's PSK session allows 0-RTT */
 static int raw_tickets;
 
 static int raw_use_psk(SSL *ssl, const EVP_MD *md, const unsigned char **id,
@@ -731,6 +732,8 @@ static int raw_use_psk(SSL *ssl, const EVP_MD *md, const unsigned char **id,
     assert_int_equal(SSL_SESSION_set_cipher(s, SSL_CIPHER_find(ssl, aes128)),
                      1);
     assert_int_equal(SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION), 1);
+    if (raw_early)
+        assert_int_equal(SSL_SESSION_set_max_early_data(s, 16384), 1);
     *sess = s;
     *id = (const unsigned char *)ID;
     *idlen = strlen(ID);
@@ -786,6 +789,68 @@ static void test_stock_psk_client_no_tickets(void **state)
     assert_int_equal(buf[0], 'z');
     assert_int_equal(raw_tickets, 0);
     raw_run_close(&x, rctx);
+}
+
+/*
+ * A client that offers 0-RTT (early data, allowed by its PSK session) gets a
+ * full handshake: the server rejects the early data, skips it, and the
+ * handshake completes (issue 13 item 16); nothing sent early is delivered,
+ * and data sent after the handshake is.
+ */
+static void test_early_data_client_falls_back(void **state)
+{
+    SSL_CTX *rctx = SSL_CTX_new(TLS_client_method());
+    int cfd, sfd;
+    lsec__tls_ctx *sctx;
+    lsec__tls *t;
+    SSL *r;
+    size_t written = 0, n = 0;
+    char buf[16];
+
+    (void)state;
+    test_psk(raw_psk, secret_a);
+    raw_early = true;
+    assert_non_null(rctx);
+    assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_3_VERSION), 1);
+    SSL_CTX_set_psk_use_session_callback(rctx, raw_use_psk);
+    tcp_pair(&cfd, &sfd, 1);
+    r = SSL_new(rctx);
+    assert_non_null(r);
+    assert_int_equal(SSL_set_fd(r, cfd), 1);
+    SSL_set_connect_state(r);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &t), 0);
+    /* The ClientHello goes out with early data behind it. */
+    assert_int_equal(SSL_write_early_data(r, "early", 5, &written), 1);
+    assert_int_equal(written, 5);
+    struct end er = {raw_step, r, cfd, 0};
+    struct end eo = {tls_step, t, sfd, 0};
+    run_ends(&er, &eo);
+    if (eo.rc != 0)
+        fail_msg("server: %s (%s)", lsec_errname(eo.rc), lsec_last_detail());
+    assert_int_equal(er.rc, DONE_OK);
+    assert_int_equal(SSL_get_early_data_status(r), SSL_EARLY_DATA_REJECTED);
+    assert_int_equal(SSL_session_reused(r), 1);
+    /* After the handshake: only what was sent then arrives. */
+    assert_int_equal(SSL_write(r, "late", 4), 4);
+    int64_t deadline = lsec__now_ms() + 5000;
+    int rc;
+    do {
+        rc = lsec__tls_read(t, buf, sizeof(buf), &n);
+        if (is_want(rc))
+            wait_fd(sfd, rc, 50);
+    } while (is_want(rc) && lsec__now_ms() < deadline);
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "late", 4);
+    raw_early = false;
+    SSL_free(r);
+    SSL_CTX_free(rctx);
+    lsec__tls_free(t);
+    lsec__tls_ctx_free(sctx);
+    close(cfd);
+    close(sfd);
+    ERR_clear_error();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -871,49 +936,81 @@ static void test_http_to_tls_server(void **state)
     assert_int_equal(n, 0);
 }
 
-/* Our client against a peer that hangs up without a byte of answer, as an
- * auth-mode listener does on a TLS hello: EMODE at once.  `read_first`:
- * the peer reads part of the hello first, so its close becomes a reset. */
-static void client_against_hangup(size_t read_first)
+/* Drive our client's handshake until it ends (bounded: 5 s from t0). */
+static int client_to_end(lsec__tls *c, int cfd, int64_t t0)
 {
-    int cfd, sfd, rc;
-    lsec__tls_ctx *cctx;
-    lsec__tls *c;
-    int64_t t0, deadline;
+    int64_t deadline = t0 + 5000;
+    int rc;
 
-    tcp_pair(&cfd, &sfd, 1);
-    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
-    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
-    t0 = lsec__now_ms();
-    rc = lsec__tls_handshake(c); /* sends the ClientHello */
-    assert_int_equal(rc, LSEC__TLS_WANT_READ);
-    if (read_first > 0) {
-        uint8_t junk[64];
-        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
-        assert_int_equal(recv(sfd, junk, read_first, 0), (ssize_t)read_first);
-    }
-    close(sfd);
-    deadline = t0 + 5000;
     do {
         rc = lsec__tls_handshake(c);
         if (is_want(rc))
             wait_fd(cfd, rc, 50);
     } while (is_want(rc) && lsec__now_ms() < deadline);
-    assert_int_equal(rc, LSEC_EMODE);
+    return rc;
+}
+
+/* Our client against a peer that reads `read_first` bytes of the hello
+ * (all there is for SIZE_MAX), writes `answer`, and closes: the code and
+ * detail the client ends with, at once. */
+static void client_against_peer(size_t read_first, const uint8_t *answer,
+                                size_t alen, int want, const char *detail)
+{
+    int cfd, sfd;
+    lsec__tls_ctx *cctx;
+    lsec__tls *c;
+    uint8_t junk[2048];
+    int64_t t0;
+
+    tcp_pair(&cfd, &sfd, 1);
+    assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
+    assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
+    t0 = lsec__now_ms();
+    /* Sends the ClientHello. */
+    assert_int_equal(lsec__tls_handshake(c), LSEC__TLS_WANT_READ);
+    if (read_first > 0) {
+        size_t n = read_first < sizeof(junk) ? read_first : sizeof(junk);
+        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
+        ssize_t got = recv(sfd, junk, n, 0);
+        assert_true(got > 0);
+        if (read_first != SIZE_MAX)
+            assert_int_equal(got, (ssize_t)read_first);
+    }
+    if (alen > 0)
+        assert_int_equal(send(sfd, answer, alen, 0), (ssize_t)alen);
+    close(sfd);
+    assert_int_equal(client_to_end(c, cfd, t0), want);
     assert_true(lsec__now_ms() - t0 < 1000);
-    assert_string_equal(lsec_last_detail(),
-                        "the listener closed without a TLS answer: it is not "
-                        "a TLS listener (mode mismatch?)");
+    assert_string_equal(lsec_last_detail(), detail);
     assert_int_equal(ERR_peek_error(), 0);
     lsec__tls_free(c);
     close(cfd);
 }
 
+/* A peer that hangs up without a byte of answer, as a listener that refuses
+ * a connection does (descriptor limit, eviction, peer policy): ECLOSED at
+ * once, retryable -- not EMODE, which an application may take as
+ * permanent.  Also when it read part of the hello first, so that its close
+ * becomes a reset. */
 static void test_client_peer_closes_silently(void **state)
 {
+    static const char refused[] =
+        "the listener closed the connection without a TLS answer (refused: "
+        "descriptor limit, too many pending handshakes or peer policy; retry)";
     (void)state;
-    client_against_hangup(0);
-    client_against_hangup(40);
+    client_against_peer(0, NULL, 0, LSEC_ECLOSED, refused);
+    client_against_peer(40, NULL, 0, LSEC_ECLOSED, refused);
+}
+
+/* An auth listener's mode notice ("LSEC" 01 01 00 00, then a close): the
+ * mismatch is known for certain, EMODE at once. */
+static void test_client_meets_auth_notice(void **state)
+{
+    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    (void)state;
+    client_against_peer(SIZE_MAX, notice, sizeof(notice), LSEC_EMODE,
+                        "the listener answered with an auth-mode notice: it "
+                        "is an auth listener (mode mismatch)");
 }
 
 /* Our server against a client that leaves: before any byte it is a clean
@@ -1193,9 +1290,11 @@ int main(void)
         cmocka_unit_test(test_certificate_server_refused),
         cmocka_unit_test(test_client_offers_psk_dhe_ke_only),
         cmocka_unit_test(test_stock_psk_client_no_tickets),
+        cmocka_unit_test(test_early_data_client_falls_back),
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
         cmocka_unit_test(test_client_peer_closes_silently),
+        cmocka_unit_test(test_client_meets_auth_notice),
         cmocka_unit_test(test_server_client_leaves),
         cmocka_unit_test(test_close_mid_record),
         cmocka_unit_test(test_eof_without_close_notify),

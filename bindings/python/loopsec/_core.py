@@ -25,8 +25,9 @@ from ._errors import check, code_of, last_error, make_error
 from ._lib import (
     ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LIB, LOG_DEBUG,
     LOG_ERROR, LOG_FN, LOG_INFO, LOG_WARN, MODE_AUTH, MODE_TLS,
-    OPT_HELPER_SURVIVES, OPT_PORT_FALLBACK, PATH_MAX, PEER_ANY_USER,
-    PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct, PortListenerStruct,
+    OPT_HELPER_SURVIVES, OPT_NO_ROUTE_LOCALNET, OPT_PORT_FALLBACK, PATH_MAX,
+    PEER_ANY_USER, PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct,
+    PortListenerStruct,
     PortOwnerStruct)
 
 SLICE = 0.5
@@ -142,7 +143,7 @@ _PEER_POLICIES = {
 def _opts(tls=None, handshake_timeout=None, max_message=None,
           peer_policy=None, max_accepts=None, port_range=None,
           port_fallback=False, allow_127_8=False, backlog=None,
-          max_pending=None, survive=False):
+          max_pending=None, survive=False, no_route_localnet=False):
     """An lsec_opts filled with the library's defaults, then edited."""
     o = Opts()
     LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
@@ -176,6 +177,8 @@ def _opts(tls=None, handshake_timeout=None, max_message=None,
         o.flags |= ADDR_ALLOW_127_8
     if survive:
         o.flags |= OPT_HELPER_SURVIVES
+    if no_route_localnet:
+        o.flags |= OPT_NO_ROUTE_LOCALNET
     return o
 
 
@@ -505,6 +508,12 @@ class Listener(_Handle):
         """The listening descriptor: readable means "call accept"."""
         return self._call(LIB.lsec_listener_fd)
 
+    @property
+    def failures(self):
+        """How many connections failed or were refused so far (the log's
+        WARN lines for them are rate limited; this count is not)."""
+        return self._call(LIB.lsec_listener_failures)
+
     def __repr__(self):
         # Port and mode only: never the ticket.
         if self.closed:
@@ -640,7 +649,8 @@ def ticket_redact(ticket):
 def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
            max_message=None, peer_policy=PEER_SAME_USER, max_accepts=None,
            port_range=None, port_fallback=False, allow_127_8=False,
-           backlog=None, max_pending=None, secret=None, instance_id=None):
+           backlog=None, max_pending=None, no_route_localnet=False,
+           secret=None, instance_id=None):
     """Bind a loopback address with a fresh secret; returns a Listener.
 
     secret, instance_id: bytes (32 and 8) kept by the caller, so that the
@@ -652,6 +662,9 @@ def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
     channel inside TLS 1.3.  handshake_timeout: seconds per connection
     (None: the library's default).  peer_policy: PEER_SAME_USER (default)
     or PEER_ANY_USER.  max_accepts: stop after that many peers.
+    no_route_localnet: refuse to listen on IPv4 (UnsafePermissionsError,
+    LSEC_EPERM) when net.ipv4.conf.*.route_localnet is set, which lets
+    packets to 127.0.0.0/8 arrive from other hosts (without it: a WARN).
 
     Raises NotLoopbackError, AddressInUseError (naming the holder), ...
     """
@@ -660,7 +673,8 @@ def listen(bind="127.0.0.1:0", tls=False, *, handshake_timeout=None,
               max_message=max_message, peer_policy=peer_policy,
               max_accepts=max_accepts, port_range=port_range,
               port_fallback=port_fallback, allow_127_8=allow_127_8,
-              backlog=backlog, max_pending=max_pending)
+              backlog=backlog, max_pending=max_pending,
+              no_route_localnet=no_route_localnet)
     out = ctypes.c_void_p()
     if secret is None and instance_id is None:
         check(LIB.lsec_listen(arg, ctypes.byref(o), ctypes.byref(out)))

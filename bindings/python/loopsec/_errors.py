@@ -106,7 +106,8 @@ class NotFoundError(Error):
 
 
 class UnsafePermissionsError(Error, PermissionError):
-    """LSEC_EPERM: a file or directory has unsafe ownership or permissions."""
+    """LSEC_EPERM: a file or directory has unsafe ownership or permissions,
+    or (listen with no_route_localnet) route_localnet is set."""
 
 
 class ChildExitedError(Error):
@@ -114,7 +115,8 @@ class ChildExitedError(Error):
 
 
 class LimitError(Error):
-    """LSEC_ELIMIT: a limit was reached (e.g. max_accepts)."""
+    """LSEC_ELIMIT: a limit was reached (max_accepts, or the descriptor
+    limit: EMFILE/ENFILE; worth retrying once descriptors are free)."""
 
 
 class NotSupportedError(Error):

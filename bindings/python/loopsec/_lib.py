@@ -62,6 +62,7 @@ PORT_RANGE = 1
 ADDR_ALLOW_127_8 = 0x0001
 OPT_PORT_FALLBACK = 0x0100
 OPT_HELPER_SURVIVES = 0x0200
+OPT_NO_ROUTE_LOCALNET = 0x0400
 LOG_ERROR = 1
 LOG_WARN = 2
 LOG_INFO = 3
@@ -182,6 +183,7 @@ SIGNATURES = {
     "lsec_accept": (_I, [_P, _I, _PP]),
     "lsec_listener_fd": (_I, [_P]),
     "lsec_listener_abort": (None, [_P]),
+    "lsec_listener_failures": (ctypes.c_uint64, [_P]),
     "lsec_listener_close": (None, [_P]),
     "lsec_listener_announce": (_I, [_P]),
     # connecting side

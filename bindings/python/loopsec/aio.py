@@ -23,10 +23,9 @@ __all__ = ["recv", "send", "accept", "AsyncChannel", "connect",
            "connect_file", "spawn"]
 
 # The listener's descriptor (lsec_listener_fd) is readable whenever accept
-# can make progress, handshakes in progress included, so accept() sleeps on
-# it.  It still wakes at this interval with nothing to do, so that pending
-# handshakes that ran out of time are dropped even on an idle loop.
-ACCEPT_POLL = 1.0
+# can make progress: a new connection, bytes of a handshake in progress, or
+# the earliest pending handshake's deadline passing (a timer inside the
+# set).  So accept() sleeps on it alone, with no periodic wake-up.
 
 
 def _deadline(timeout):
@@ -123,7 +122,7 @@ async def accept(listener, timeout=None):
             return AsyncChannel(listener.accept(timeout=0))
         except _errors.WouldBlock:
             pass
-        await _wait_fd(listener.fileno(), False, deadline, cap=ACCEPT_POLL)
+        await _wait_fd(listener.fileno(), False, deadline)
 
 
 class AsyncChannel:

@@ -73,6 +73,7 @@ class HeaderTest(unittest.TestCase):
                 ("LSEC_ADDR_ALLOW_127_8", _lib.ADDR_ALLOW_127_8),
                 ("LSEC_OPT_PORT_FALLBACK", _lib.OPT_PORT_FALLBACK),
                 ("LSEC_OPT_HELPER_SURVIVES", _lib.OPT_HELPER_SURVIVES),
+                ("LSEC_OPT_NO_ROUTE_LOCALNET", _lib.OPT_NO_ROUTE_LOCALNET),
                 ("LSEC_LOG_ERROR", _lib.LOG_ERROR),
                 ("LSEC_LOG_DEBUG", _lib.LOG_DEBUG),
                 ("LSEC_PATH_MAX", _lib.PATH_MAX),

@@ -87,6 +87,30 @@ class AioTest(unittest.TestCase):
                     self.assertIsInstance(cm.exception, TimeoutError)
         self.run_async(main())
 
+    def test_accept_drops_stalled_client_at_its_deadline(self):
+        # No periodic wake-up is needed (issue 13 item 4): the listener's
+        # descriptor becomes readable when a pending handshake's deadline
+        # passes, so a silent client is dropped at 0.25 s (+0.1 s), while
+        # accept() waits -- not at the next 1-second tick.
+        async def main(tls):
+            with loopsec.listen(tls=tls, handshake_timeout=0.25) as srv:
+                accepting = asyncio.ensure_future(loopsec.aio.accept(srv, 3))
+                await asyncio.sleep(0.05)  # accept() is waiting on the fd
+                r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+                t0 = time.monotonic()
+                self.assertEqual(await asyncio.wait_for(r.read(1), 2), b"")
+                took = time.monotonic() - t0
+                w.close()
+                self.assertGreaterEqual(took, 0.2)
+                self.assertLess(took, 0.35)
+                accepting.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await accepting
+        self.assertFalse(hasattr(loopsec.aio, "ACCEPT_POLL"))
+        for tls in (False, True):
+            with self.subTest(tls=tls):
+                self.run_async(main(tls))
+
     def test_function_forms(self):
         async def main():
             with loopsec.listen(tls=True) as srv:

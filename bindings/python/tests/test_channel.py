@@ -32,6 +32,30 @@ class _Pair:
 
 
 class _RoundTrip(_Pair):
+    def test_failures_counted(self):
+        import socket
+        with loopsec.listen() as srv:
+            self.assertEqual(srv.failures, 0)
+            with socket.create_connection(("127.0.0.1", srv.port)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                with self.assertRaises(loopsec.Timeout):
+                    srv.accept(timeout=0.3)
+            self.assertEqual(srv.failures, 1)
+
+    def test_no_route_localnet_flag(self):
+        # The option sets LSEC_OPT_NO_ROUTE_LOCALNET; on a host where
+        # route_localnet is 0 (as here) the listener is made.  The refusal
+        # itself is tested in C with faked settings (test_port.c).
+        from loopsec import _core, _lib
+        o = _core._opts(no_route_localnet=True)
+        self.assertEqual(o.flags & _lib.OPT_NO_ROUTE_LOCALNET, 0x0400)
+        self.assertEqual(_core._opts().flags & _lib.OPT_NO_ROUTE_LOCALNET, 0)
+        with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
+            if f.read().strip() != "0":
+                self.skipTest("route_localnet is set on this host")
+        with loopsec.listen(no_route_localnet=True) as srv:
+            self.assertGreater(srv.port, 0)
+
     def test_round_trip(self):
         self.b.send(b"hello")
         self.assertEqual(self.a.recv(timeout=5), b"hello")
