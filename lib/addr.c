@@ -186,14 +186,13 @@ static int parse_v4(const char *host, unsigned flags, lsec__addr *out)
     if (out->ip[0] == 127 && (flags & LSEC_ADDR_ALLOW_127_8))
         return lsec__fail(LSEC_ENOTLOOPBACK,
                           "%s is the network or broadcast address of "
-                          "127.0.0.0/8: never accepted, even with the "
-                          "allow-127/8 option",
+                          "127.0.0.0/8: never accepted, even with "
+                          "LSEC_ADDR_ALLOW_127_8",
                           back);
     if (out->ip[0] == 127)
         return lsec__fail(LSEC_ENOTLOOPBACK,
                           "%s: an address in 127.0.0.0/8 other than "
-                          "127.0.0.1 needs the allow-127/8 option "
-                          "(LSEC_ADDR_ALLOW_127_8; CLI --allow-127-8)",
+                          "127.0.0.1 needs LSEC_ADDR_ALLOW_127_8",
                           back);
     if (in.s_addr == htonl(INADDR_ANY))
         return lsec__fail(LSEC_ENOTLOOPBACK,

@@ -288,11 +288,11 @@ static void test_127_8_network_broadcast_refused(void **state)
                                               sizeof(sin),
                                               LSEC_ADDR_ALLOW_127_8, &a),
                      0);
-    /* The hint names the option as the API and the CLI spell it. */
+    /* The hint names the option as the API spells it; the CLI and
+     * `python3 -m loopsec` put their flag in its place. */
     assert_int_equal(lsec__addr_parse("127.0.0.2:80", 0, &a),
                      LSEC_ENOTLOOPBACK);
     assert_non_null(strstr(lsec_last_detail(), "LSEC_ADDR_ALLOW_127_8"));
-    assert_non_null(strstr(lsec_last_detail(), "--allow-127-8"));
 }
 
 /* A URL is diagnosed as a URL, not as an unbracketed IPv6 address. */
