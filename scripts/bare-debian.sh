@@ -133,6 +133,11 @@ trap 'exit 130' INT TERM HUP
 new_root() { # dir
     mkdir -p "$1"
     tar -C "$1" -xzf "$cache"
+    # The tarball's top directory came from mktemp (0700), and tar restores
+    # it: a real root is 0755, and tests that become another uid (uid
+    # 65534 writing into a sticky directory, reading /proc as another
+    # user) cannot even reach / otherwise.
+    chmod 0755 "$1"
     roots="$roots $1"
     # apt inside the root must resolve the mirror's name.
     cp /etc/resolv.conf "$1/etc/resolv.conf"
