@@ -26,7 +26,7 @@ struct pollfd;
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* error.c: detail text, logging, one-time initialisation                    */
+/* error.c: codes and the detail text; log.c: logging; init.c: initialisation */
 
 /*
  * Record `code` for this thread with a detail formatted from `fmt` (which must
@@ -44,6 +44,13 @@ void lsec__log(int level, const char *fmt, ...) LSEC__PRINTF(2, 3);
 bool lsec__log_enabled(int level);
 /* Initialise libsodium (and OpenSSL lazily in tls.c) once.  0 or LSEC_EIO. */
 int lsec__init(void);
+/*
+ * A path (or program name) as it may appear in a detail.  A caller who
+ * passes a ticket, a secret or a PSK where a path belongs must not find it
+ * echoed in lsec_last_detail(), so anything that looks like one is
+ * withheld (a fixed text is returned instead).
+ */
+const char *lsec__shown(const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* opts.c: defaults, size-aware merge, validation (fail closed)              */
@@ -68,7 +75,7 @@ LSEC_CHECK int lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
 LSEC_CHECK int lsec__timeout_check(int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
-/* error.c (continued)                                                       */
+/* clock.c: the monotonic clock and deadlines                                */
 
 /* Monotonic clock in milliseconds. */
 int64_t lsec__now_ms(void);
@@ -76,6 +83,26 @@ int64_t lsec__now_ms(void);
 int64_t lsec__deadline(int timeout_ms);
 /* Milliseconds left until `deadline` for poll(): -1 forever, >= 0 else. */
 int lsec__remaining(int64_t deadline);
+/* Longest wait between two checks of something no descriptor wakes us for
+ * (a helper without a pidfd), and `left` (lsec__remaining) clamped to it. */
+#define LSEC__SLICE_MS 10
+int lsec__slice(int left);
+
+/* ------------------------------------------------------------------------ */
+/* fd.c: plain descriptors (pipes, files), portable POSIX                    */
+
+/* Move a descriptor above stdin/stdout/stderr (CLOEXEC), so that a parent
+ * that runs with 0-2 closed never hands a ticket pipe to a helper as stdin.
+ * 0, or -1 with errno. */
+int lsec__fd_lift(int *fd);
+/* A CLOEXEC pipe with both ends above fd 2.  0, or LSEC_EIO / LSEC_ELIMIT /
+ * LSEC_ENOMEM with a detail. */
+int lsec__pipe_cloexec(int p[2]);
+/* Write all of `buf`, retrying EINTR.  0, or -1 with errno. */
+int lsec__write_all(int fd, const char *buf, size_t len);
+/* lsec__write_all to a pipe whose reader may be gone, without SIGPIPE (the
+ * library never raises it); EPIPE instead. */
+int lsec__write_nosigpipe(int fd, const char *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* io.c: the seam through which every socket call goes (fault injection)     */
@@ -246,6 +273,10 @@ void lsec__ticket_wipe(lsec__ticket *t);
 /* PSK identity for tls mode: "loopsec/1 " + 16 hex id (PROTOCOL.md). */
 #define LSEC__PSK_IDENTITY_MAX 64
 int lsec__ticket_psk_identity(const lsec__ticket *t, char *buf, size_t len);
+/* The ticket and a newline, the form that travels on pipes and in files.
+ * The caller wipes `buf`. */
+int lsec__ticket_line(const lsec__ticket *t, char buf[LSEC_TICKET_MAX + 1],
+                      size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* frame.c: message framing, no I/O                                          */
@@ -407,18 +438,53 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
                            lsec__addr *remote);
 /* Drive a blocking-style TLS handshake on a non-blocking fd to the end. */
 int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline);
-/* Connect with a parsed ticket (rendezvous uses it). */
+/* Connect with a parsed ticket (spawn.c, inherit.c, connfile.c use it). */
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out);
 
 /* ------------------------------------------------------------------------ */
 /* listener.c                                                                */
 
-/* The listener's parsed ticket (rendezvous needs it). */
+/* The listener's parsed ticket (spawn.c and inherit.c need it). */
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
 
 /* ------------------------------------------------------------------------ */
-/* rendezvous.c: connection files (listener.c owns the listener's copy)      */
+/* helper.c: the handle on a started helper (spawn.c starts it)              */
+
+struct lsec_helper {
+    pid_t pid;
+    int pidfd;     /* -1 when the platform has none (lsec__sys_pidfd_open) */
+    bool reaped;   /* once true, pid may belong to someone else: never use */
+    bool survives; /* LSEC_OPT_HELPER_SURVIVES */
+    int status;    /* wait status, valid once reaped */
+    bool lost;     /* reaped by someone else: status unknown */
+};
+/* Has the helper exited?  Reaps it if so.  Never blocks. */
+bool lsec__helper_exited(lsec_helper *h);
+/* Failure path: kill and reap the helper (unless gone), free the handle.
+ * NULL: nothing. */
+void lsec__helper_abort(lsec_helper *h);
+/* LSEC_ECHILD with a detail for a helper that is gone, with its status and
+ * `what` ("before connecting"). */
+int lsec__helper_fail_exited(const lsec_helper *h, const char *what);
+
+/* ------------------------------------------------------------------------ */
+/* inherit.c: the helper's side of the spawn patterns                        */
+
+/*
+ * Read "TICKET\n" (or TICKET then EOF) from `fd` within `deadline`, at most
+ * LSEC_TICKET_MAX - 1 ticket bytes.  With `gone`, poll also waits on
+ * `wake_fd` (or wakes every LSEC__SLICE_MS when it is -1), and `gone(arg)`
+ * returning an error code ends the wait with it.  0 with buf NUL-terminated
+ * and the newline stripped; 1 at EOF before any byte (the caller decides);
+ * on failure the buffer is wiped.
+ */
+int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg),
+                         void *arg, int64_t deadline,
+                         char buf[LSEC_TICKET_MAX + 1], size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* connfile.c: connection files (listener.c calls in; nothing calls back)    */
 
 /*
  * Write `t` as a connection file: `path`, or NULL for the default under
@@ -430,8 +496,8 @@ const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
  */
 int lsec__connfile_write(const lsec__ticket *t, const char *path,
                          char *written, size_t writtenlen);
-/* Where a connection file was written, so that only that file is removed
- * (issue 13 item 10): its directory, held open, and its inode. */
+/* Where a connection file was written, so that only that file is removed:
+ * its directory, held open, and its inode. */
 typedef struct lsec__connfile_ref {
     int dfd;           /* -1: none */
     uint64_t dev, ino; /* ino 0: never remove */

@@ -1,0 +1,54 @@
+/*
+ * The platform: every call that only one kernel has goes through here, so a
+ * port to another system (kqueue, libproc, sysctl) replaces sys_linux.c and
+ * touches no other file.  Each function states its behaviour, not how Linux
+ * does it, and what a platform without the facility returns.  Never
+ * installed.
+ */
+#ifndef LOOPSEC_SYS_H
+#define LOOPSEC_SYS_H
+
+#include "internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                 */
+
+/* A descriptor that names exactly child `pid` (even once its pid could be
+ * reused) and polls readable when it exits; CLOEXEC, above fd 2.  -1 where
+ * there is no such thing. */
+int lsec__sys_pidfd_open(pid_t pid);
+/* Send `sig` through such a descriptor.  0, or -1 with errno (ENOSYS: the
+ * caller falls back to kill(2)). */
+int lsec__sys_pidfd_signal(int pidfd, int sig);
+/* In a forked child, before exec, async-signal-safe: mark every descriptor
+ * from `first` up close-on-exec (`max_fd` bounds the fallback loop). */
+void lsec__sys_cloexec_from(int first, long max_fd);
+/* In a forked child: be killed when the parent thread dies.  0, or -1 with
+ * errno. */
+int lsec__sys_pdeathsig_kill(void);
+
+/* ------------------------------------------------------------------------ */
+/* Readiness sets and timers, for an event loop inside the library           */
+
+/*
+ * A readiness set: one descriptor that polls readable when any member is
+ * ready.  Events are POLLIN/POLLOUT bits (<poll.h>).  Each returns 0 or
+ * -1 with errno, except wait: the number of events, 0 on timeout, -1.
+ */
+typedef struct lsec__sys_event {
+    int fd;
+    short events; /* POLLIN, POLLOUT, POLLERR, POLLHUP */
+} lsec__sys_event;
+int lsec__sys_set_new(void); /* the set's descriptor (CLOEXEC) or -1 */
+int lsec__sys_set_add(int set, int fd, short events);
+int lsec__sys_set_mod(int set, int fd, short events);
+int lsec__sys_set_del(int set, int fd);
+int lsec__sys_set_wait(int set, lsec__sys_event *ev, int cap, int timeout_ms);
+/* A timer descriptor (CLOEXEC, non-blocking) that polls readable once armed
+ * and due; arm with the milliseconds from now (>= 0), clear to disarm (also
+ * consumes an expiry). */
+int lsec__sys_timer_new(void);
+int lsec__sys_timer_arm(int timer, int ms);
+int lsec__sys_timer_clear(int timer);
+
+#endif /* LOOPSEC_SYS_H */
