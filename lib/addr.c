@@ -538,3 +538,12 @@ int lsec_addr_check(const char *hostport, unsigned flags, char *norm,
     }
     return lsec__addr_format(&a, norm, normlen);
 }
+
+bool lsec__addr_same_endpoint(const lsec__addr *x, const lsec__addr *y)
+{
+    uint8_t ex[LSEC__EP_BYTES], ey[LSEC__EP_BYTES];
+
+    lsec__addr_endpoint(x, ex);
+    lsec__addr_endpoint(y, ey);
+    return memcmp(ex, ey, sizeof(ex)) == 0;
+}

@@ -170,31 +170,25 @@ int lsec__addr_from_sockaddr(const struct sockaddr *sa, unsigned salen,
 /* 18-byte endpoint encoding for the handshake transcript (PROTOCOL.md). */
 #define LSEC__EP_BYTES 18
 void lsec__addr_endpoint(const lsec__addr *a, uint8_t out[LSEC__EP_BYTES]);
+/* Same endpoint?  Compared in the 18-byte encoding, where an IPv4 address
+ * and its IPv4-mapped IPv6 form (a dual-stack socket's view of the same
+ * connection) are equal. */
+bool lsec__addr_same_endpoint(const lsec__addr *x, const lsec__addr *y);
 
 /* ------------------------------------------------------------------------ */
-/* port.c: binding with a port policy; who holds a port                      */
+/* The platform's socket tables and settings (sys_linux.c; see sys.h)        */
 
-/*
- * Create a listening socket on `a` following the port policy in `o`
- * (resolved options), CLOEXEC, V6ONLY for IPv6, never SO_REUSEPORT.  The
- * socket that found the port keeps it.  On success `*fd` listens and
- * `*bound` holds the kernel's own view (getsockname), re-checked as loopback.
- * LSEC_EADDRINUSE names the holder in the detail where visible.
- */
-int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
-                      lsec__addr *bound);
-
-/* The kernel's TCP socket tables (Linux /proc), shared with peer.c. */
+/* One TCP socket of the kernel's tables (port.c and peer.c read them). */
 typedef struct lsec__tcp_sock {
     lsec__addr local;
     lsec__addr remote;
-    int state;      /* the kernel's TCP state: 1 ESTABLISHED, 10 LISTEN */
+    int state;      /* TCP state, RFC 793 order: 1 ESTABLISHED, 10 LISTEN */
     int64_t uid;    /* the uid that created the socket */
     uint64_t inode; /* 0 when no process holds it (e.g. TIME_WAIT) */
 } lsec__tcp_sock;
 /*
- * Visit each socket of /proc/net/tcp (AF_INET) or /proc/net/tcp6 (AF_INET6)
- * until `fn` returns true.  0 when `fn` stopped the scan, LSEC_ENOTFOUND
+ * Visit each TCP socket of `family` (on Linux /proc/net/tcp, tcp6) until
+ * `fn` returns true.  0 when `fn` stopped the scan, LSEC_ENOTFOUND
  * when the table ran out, LSEC_ENOSYS when the table cannot be read.
  */
 int lsec__proc_tcp_scan(int family,
@@ -211,6 +205,22 @@ int lsec__route_localnet(char *names, size_t len);
 /* The pid of a process holding socket `inode` (a scan of /proc/PID/fd), or
  * -1 when no process we may look at holds it. */
 int32_t lsec__proc_socket_pid(uint64_t inode);
+/* Is `state` that of a live connection (not LISTEN, TIME_WAIT, CLOSE or a
+ * request socket)?  Only such a socket may name a peer. */
+bool lsec__tcp_state_live(int state);
+
+/* ------------------------------------------------------------------------ */
+/* port.c: binding with a port policy; who holds a port                      */
+
+/*
+ * Create a listening socket on `a` following the port policy in `o`
+ * (resolved options), CLOEXEC, V6ONLY for IPv6, never SO_REUSEPORT.  The
+ * socket that found the port keeps it.  On success `*fd` listens and
+ * `*bound` holds the kernel's own view (getsockname), re-checked as loopback.
+ * LSEC_EADDRINUSE names the holder in the detail where visible.
+ */
+int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
+                      lsec__addr *bound);
 
 /* ------------------------------------------------------------------------ */
 /* peer.c: who is at the other end of a loopback TCP connection              */
@@ -479,9 +489,9 @@ int lsec__helper_fail_exited(const lsec_helper *h, const char *what);
  * and the newline stripped; 1 at EOF before any byte (the caller decides);
  * on failure the buffer is wiped.
  */
-int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg),
-                         void *arg, int64_t deadline,
-                         char buf[LSEC_TICKET_MAX + 1], size_t *len);
+int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg), void *arg,
+                         int64_t deadline, char buf[LSEC_TICKET_MAX + 1],
+                         size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* connfile.c: connection files (listener.c calls in; nothing calls back)    */
@@ -494,8 +504,8 @@ int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg),
  * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
  * LSEC_EINVAL, LSEC_EMSGSIZE.
  */
-int lsec__connfile_write(const lsec__ticket *t, const char *path,
-                         char *written, size_t writtenlen);
+int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
+                         size_t writtenlen);
 /* Where a connection file was written, so that only that file is removed:
  * its directory, held open, and its inode. */
 typedef struct lsec__connfile_ref {

@@ -28,6 +28,35 @@ void lsec__sys_cloexec_from(int first, long max_fd);
 int lsec__sys_pdeathsig_kill(void);
 
 /* ------------------------------------------------------------------------ */
+/* Sockets of this machine                                                   */
+
+/*
+ * Besides the functions below, the platform provides lsec__proc_tcp_scan,
+ * lsec__proc_socket_pid, lsec__tcp_state_live and lsec__route_localnet
+ * (declared in internal.h, where listener.c, port.c and peer.c find them).
+ */
+
+/* The owner of a socket: the uid that created it, its inode (0: none). */
+typedef struct lsec__sys_peer {
+    int64_t uid;
+    uint64_t inode;
+} lsec__sys_peer;
+/*
+ * The exact lookup of the socket whose local endpoint is `remote` and whose
+ * remote endpoint is `local` (the peer's own socket of a live connection).
+ * 0 with *f filled, LSEC_ENOTFOUND when there is none, LSEC_EAGAIN while
+ * the peer's end is still a request socket (ask again shortly),
+ * LSEC_ENOSYS when the platform cannot answer this way (the caller scans
+ * the tables instead).  No detail is recorded.  Thread-safe.
+ */
+int lsec__sys_peer_socket(const lsec__addr *local, const lsec__addr *remote,
+                          lsec__sys_peer *f);
+/* Drop any descriptor kept for lsec__sys_peer_socket (tests). */
+void lsec__sys_peer_forget(void);
+/* The short name of process `pid` (printable ASCII), or "" if unknown. */
+void lsec__sys_process_name(int32_t pid, char *name, size_t cap);
+
+/* ------------------------------------------------------------------------ */
 /* Readiness sets and timers, for an event loop inside the library           */
 
 /*
