@@ -1,9 +1,11 @@
 /*
  * Plain descriptors (pipes and files, never sockets: those go through the
  * seam in io.c): close-on-exec pipes kept above the standard descriptors,
- * writing everything, and writing without SIGPIPE.  Portable POSIX.
+ * writing everything, and writing without SIGPIPE.  Portable POSIX (the
+ * atomic close-on-exec pipe is the platform's, sys.h).
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +30,7 @@ int lsec__fd_lift(int *fd)
 
 int lsec__pipe_cloexec(int p[2])
 {
-    if (pipe2(p, O_CLOEXEC) != 0)
+    if (lsec__sys_pipe_cloexec(p) != 0)
         return lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
                                 "cannot create a pipe");
     if (lsec__fd_lift(&p[0]) != 0 || lsec__fd_lift(&p[1]) != 0) {

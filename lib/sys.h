@@ -23,6 +23,12 @@ int lsec__sys_pidfd_signal(int pidfd, int sig);
 /* In a forked child, before exec, async-signal-safe: mark every descriptor
  * from `first` up close-on-exec (`max_fd` bounds the fallback loop). */
 void lsec__sys_cloexec_from(int first, long max_fd);
+/* This process becomes not dumpable: no core file, and other processes of
+ * the same user may not read its memory or trace it.  0, or -1 with errno. */
+int lsec__sys_no_dump(void);
+/* pipe(2) with both ends close-on-exec from the start.  0, or -1 with
+ * errno. */
+int lsec__sys_pipe_cloexec(int p[2]);
 /* In a forked child: be killed when the parent thread dies.  0, or -1 with
  * errno. */
 int lsec__sys_pdeathsig_kill(void);

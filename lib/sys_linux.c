@@ -324,6 +324,16 @@ int lsec__sys_pdeathsig_kill(void)
     return prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
+int lsec__sys_no_dump(void)
+{
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int lsec__sys_pipe_cloexec(int p[2])
+{
+    return pipe2(p, O_CLOEXEC);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Readiness sets and timers                                                 */
 
