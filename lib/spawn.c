@@ -265,6 +265,10 @@ static int start_child(const char *const argv[], const lsec_opts *o,
     h->pid = pid;
     /* The pidfd lets poll wake the moment the helper exits. */
     h->pidfd = lsec__sys_pidfd_open(pid);
+    if (h->pidfd >= 0 && lsec__fd_lift(&h->pidfd) != 0) {
+        close(h->pidfd);
+        h->pidfd = -1;
+    }
 
     /* Wait for exec: the error pipe closes on success, or carries errno. */
     for (;;) {

@@ -14,8 +14,8 @@
 /* Processes                                                                 */
 
 /* A descriptor that names exactly child `pid` (even once its pid could be
- * reused) and polls readable when it exits; CLOEXEC, above fd 2.  -1 where
- * there is no such thing. */
+ * reused) and polls readable when it exits; CLOEXEC.  -1 where there is no
+ * such thing. */
 int lsec__sys_pidfd_open(pid_t pid);
 /* Send `sig` through such a descriptor.  0, or -1 with errno (ENOSYS: the
  * caller falls back to kill(2)). */
@@ -57,6 +57,9 @@ typedef struct lsec__sys_peer {
  */
 int lsec__sys_peer_socket(const lsec__addr *local, const lsec__addr *remote,
                           lsec__sys_peer *f);
+/* Is the connected TCP socket `fd` established (the handshake done, not
+ * yet closing)?  false also when the platform cannot tell. */
+bool lsec__sys_tcp_established(int fd);
 /* Drop any descriptor kept for lsec__sys_peer_socket (tests). */
 void lsec__sys_peer_forget(void);
 /* The short name of process `pid` (printable ASCII), or "" if unknown. */
@@ -80,10 +83,11 @@ int lsec__sys_set_mod(int set, int fd, short events);
 int lsec__sys_set_del(int set, int fd);
 int lsec__sys_set_wait(int set, lsec__sys_event *ev, int cap, int timeout_ms);
 /* A timer descriptor (CLOEXEC, non-blocking) that polls readable once armed
- * and due; arm with the milliseconds from now (>= 0), clear to disarm (also
- * consumes an expiry). */
+ * and due.  Arm with an absolute `deadline` on lsec__now_ms's clock (one in
+ * the past is due at once; never drifts with the caller's delay); clear
+ * disarms and consumes an expiry. */
 int lsec__sys_timer_new(void);
-int lsec__sys_timer_arm(int timer, int ms);
+int lsec__sys_timer_arm(int timer, int64_t deadline);
 int lsec__sys_timer_clear(int timer);
 
 #endif /* LOOPSEC_SYS_H */

@@ -1,6 +1,6 @@
 /*
  * The Linux platform (sys.h): procfs (the TCP tables, which process holds
- * a socket, a process's name, route_localnet), pidfd, close_range,
+ * a socket, a process's name, route_localnet), TCP_INFO, pidfd, close_range,
  * PR_SET_PDEATHSIG, epoll, timerfd.  With sys_linux_diag.c (sock_diag) it
  * holds every Linux-only call of the library's own files.
  */
@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +292,16 @@ void lsec__sys_process_name(int32_t pid, char *cmd, size_t cap)
             *p = '?';
 }
 
+bool lsec__sys_tcp_established(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           len >= offsetof(struct tcp_info, tcpi_state) + 1 &&
+           ti.tcpi_state == TCP_ESTABLISHED;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                 */
 
@@ -297,13 +309,7 @@ int lsec__sys_pidfd_open(pid_t pid)
 {
     /* Safe to take after fork: an unreaped child's pid cannot be reused.
      * pidfd_open's descriptors are close-on-exec. */
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-
-    if (fd >= 0 && lsec__fd_lift(&fd) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 int lsec__sys_pidfd_signal(int pidfd, int sig)
@@ -401,18 +407,19 @@ int lsec__sys_timer_new(void)
     return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 }
 
-int lsec__sys_timer_arm(int timer, int ms)
+int lsec__sys_timer_arm(int timer, int64_t deadline)
 {
     struct itimerspec its = {{0, 0}, {0, 0}};
 
-    if (ms < 0) {
-        errno = EINVAL;
-        return -1;
+    /* lsec__now_ms is CLOCK_MONOTONIC in milliseconds, as is the timer.
+     * An all-zero value would disarm: "long past" is 1 ns after boot. */
+    if (deadline <= 0) {
+        its.it_value.tv_nsec = 1;
+    } else {
+        its.it_value.tv_sec = (time_t)(deadline / 1000);
+        its.it_value.tv_nsec = (long)(deadline % 1000) * 1000000L;
     }
-    /* 0 would disarm: due now is one nanosecond from now. */
-    its.it_value.tv_sec = ms / 1000;
-    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L + (ms == 0 ? 1 : 0);
-    return timerfd_settime(timer, 0, &its, NULL);
+    return timerfd_settime(timer, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 int lsec__sys_timer_clear(int timer)

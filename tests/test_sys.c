@@ -14,10 +14,13 @@
 #include "internal.h"
 #include "sys.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void set_reports_ready_members_only(void **state)
@@ -75,20 +78,20 @@ static void timer_arms_and_clears(void **state)
     /* Not armed: never readable. */
     assert_int_equal(poll(&pf, 1, 20), 0);
     t0 = lsec__now_ms();
-    assert_int_equal(lsec__sys_timer_arm(t, 50), 0);
+    assert_int_equal(lsec__sys_timer_arm(t, t0 + 50), 0);
     assert_int_equal(poll(&pf, 1, 2000), 1);
     assert_true(lsec__now_ms() - t0 >= 45);
     /* Clear consumes the expiry and disarms. */
     assert_int_equal(lsec__sys_timer_clear(t), 0);
     assert_int_equal(poll(&pf, 1, 20), 0);
-    /* Due now (0 ms) is readable at once, not "disarmed". */
+    /* A deadline in the past (or 0) is due at once, not "disarmed". */
+    assert_int_equal(lsec__sys_timer_arm(t, lsec__now_ms() - 10), 0);
+    assert_int_equal(poll(&pf, 1, 1000), 1);
     assert_int_equal(lsec__sys_timer_arm(t, 0), 0);
     assert_int_equal(poll(&pf, 1, 1000), 1);
-    assert_int_equal(lsec__sys_timer_arm(t, 100), 0);
+    assert_int_equal(lsec__sys_timer_arm(t, lsec__now_ms() + 100), 0);
     assert_int_equal(lsec__sys_timer_clear(t), 0);
     assert_int_equal(poll(&pf, 1, 150), 0);
-    assert_int_equal(lsec__sys_timer_arm(t, -1), -1);
-    assert_int_equal(errno, EINVAL);
     close(t);
 }
 
@@ -115,12 +118,43 @@ static void process_name_and_states(void **state)
     assert_false(lsec__tcp_state_live(-1));
 }
 
+static void tcp_established_on_loopback(void **state)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int l, c, a;
+
+    (void)state;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    /* A listener is not an established connection; neither is a pipe or
+     * a closed descriptor. */
+    assert_false(lsec__sys_tcp_established(l));
+    assert_false(lsec__sys_tcp_established(-1));
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    a = accept(l, NULL, NULL);
+    assert_true(a >= 0);
+    assert_true(lsec__sys_tcp_established(c));
+    assert_true(lsec__sys_tcp_established(a));
+    close(a);
+    close(c);
+    close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(set_reports_ready_members_only),
         cmocka_unit_test(timer_arms_and_clears),
         cmocka_unit_test(process_name_and_states),
+        cmocka_unit_test(tcp_established_on_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
