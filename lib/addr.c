@@ -1,6 +1,6 @@
 /*
  * Strict parsing of "host:port" and loopback checks (DESIGN.md "Addresses",
- * SECURITY-RULES rule 1).  No I/O: this file never resolves a name and never
+ * docs/SECURITY.md rule 1).  No I/O: this file never resolves a name and never
  * touches a socket.
  *
  * Accepted, and nothing else:

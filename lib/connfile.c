@@ -6,6 +6,7 @@
  * one and connects.  Nothing here knows about listeners: listener.c calls in.
  */
 #include "internal.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,7 +76,7 @@ static int open_default_dir(char *dirpath, size_t len)
     if (n < 0 || (size_t)n >= len)
         return lsec__fail(LSEC_EINVAL, "XDG_RUNTIME_DIR is too long");
     /* XDG_RUNTIME_DIR itself must be the user's own 0700 directory, not a
-     * symlink (issue 13 item 10): in a directory another user owns or may
+     * symlink: in a directory another user owns or may
      * write to, that user can rename loopsec/ away and plant files in its
      * place.  Everything after works through this descriptor. */
     xfd = open(xdg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -276,7 +277,7 @@ int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
         close(dfd);
         /* EPERM/EACCES: another user's file in a sticky directory (like
          * /tmp), which only its owner may replace -- a permission refusal,
-         * not an I/O error (issue 13 item 11). */
+         * not an I/O error. */
         if (e == EPERM || e == EACCES)
             return lsec__fail_errno(LSEC_EPERM, e,
                                     "cannot replace %s: it belongs to "
@@ -332,7 +333,7 @@ static int check_connfile(const char *path, const struct stat *st)
     unsigned mode = (unsigned)(st->st_mode & 0777);
 
     /* A directory is a slip (`--ticket-file /tmp`), not an attack: said as
-     * what it is (issue 12 item 6). */
+     * what it is. */
     if (S_ISDIR(st->st_mode))
         return lsec__fail(LSEC_EINVAL,
                           "%s is a directory, not a connection file: give "
@@ -342,8 +343,8 @@ static int check_connfile(const char *path, const struct stat *st)
         return lsec__fail(LSEC_EPERM, "connection file %s is %s",
                           lsec__shown(path), kind_of(st->st_mode));
     /* Another name for the file may sit in a directory someone else
-     * controls, or be the name its owner means to remove (issue 13 item
-     * 11): a connection file has exactly one. */
+     * controls, or be the name its owner means to remove: a connection
+     * file has exactly one. */
     if (st->st_nlink != 1)
         return lsec__fail(LSEC_EPERM,
                           "connection file %s has %lu hard links, expected "

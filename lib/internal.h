@@ -233,9 +233,6 @@ int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
  */
 int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
                       bool want_pid, int64_t *uid, int32_t *pid);
-/* Close the process's kept sock_diag socket; the next lookup opens a new
- * one through lsec__io.socket (for tests that replace the seam). */
-void lsec__peer_forget(void);
 
 /* ------------------------------------------------------------------------ */
 /* secret.c: secrets, key derivation, encodings, no I/O                      */
@@ -496,16 +493,6 @@ int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg), void *arg,
 /* ------------------------------------------------------------------------ */
 /* connfile.c: connection files (listener.c calls in; nothing calls back)    */
 
-/*
- * Write `t` as a connection file: `path`, or NULL for the default under
- * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
- * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
- * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
- * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
- * LSEC_EINVAL, LSEC_EMSGSIZE.
- */
-int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
-                         size_t writtenlen);
 /* Where a connection file was written, so that only that file is removed:
  * its directory, held open, and its inode. */
 typedef struct lsec__connfile_ref {
@@ -514,7 +501,15 @@ typedef struct lsec__connfile_ref {
     int64_t ctime_s, ctime_ns;
     char base[256];
 } lsec__connfile_ref;
-/* lsec__connfile_write that also fills `ref` (NULL: nothing kept). */
+/*
+ * Write `t` as a connection file: `path`, or NULL for the default under
+ * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
+ * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
+ * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
+ * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
+ * LSEC_EINVAL, LSEC_EMSGSIZE.  `ref` (NULL: nothing kept) records where,
+ * so that lsec__connfile_remove removes only that file.
+ */
 int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
                              char *written, size_t writtenlen,
                              lsec__connfile_ref *ref);

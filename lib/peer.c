@@ -15,6 +15,7 @@
 #include "internal.h"
 
 #include "sys.h"
+#include "testing.h"
 
 #include <poll.h>
 #include <sys/socket.h>
