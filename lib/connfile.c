@@ -474,13 +474,7 @@ int lsec_connect_file(const char *path, const lsec_opts *o, int timeout_ms,
         *out = NULL;
     if (path == NULL || out == NULL)
         return lsec__fail(LSEC_EINVAL, "connect_file: bad arguments");
-    if (lsec__timeout_check(timeout_ms) != 0)
-        return LSEC_EINVAL;
-    rc = lsec__init();
-    if (rc != 0)
-        return rc;
-    deadline = lsec__deadline(timeout_ms);
-    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+    if ((rc = lsec__call_begin(o, timeout_ms, &opts, &deadline)) != 0)
         return rc;
     rc = lsec__connfile_read(path, opts.flags & LSEC_ADDR_ALLOW_127_8, &t);
     if (rc != 0)

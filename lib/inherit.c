@@ -158,13 +158,7 @@ int lsec_connect_inherited(const lsec_opts *o, int timeout_ms,
         *out = NULL;
     if (out == NULL)
         return lsec__fail(LSEC_EINVAL, "connect_inherited: bad arguments");
-    if (lsec__timeout_check(timeout_ms) != 0)
-        return LSEC_EINVAL;
-    rc = lsec__init();
-    if (rc != 0)
-        return rc;
-    deadline = lsec__deadline(timeout_ms);
-    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+    if ((rc = lsec__call_begin(o, timeout_ms, &opts, &deadline)) != 0)
         return rc;
     rc = take_inherited_fd(LSEC_ENV_TICKET_FD, &fd);
     if (rc != 0)

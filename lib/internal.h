@@ -73,6 +73,12 @@ LSEC_CHECK int lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
 /* 0 for a timeout of -1 (forever), 0 (never wait) or > 0 ms; below -1:
  * LSEC_EINVAL with a detail.  Every public call taking a timeout uses it. */
 LSEC_CHECK int lsec__timeout_check(int timeout_ms);
+/* The start of a public call that takes options and a timeout, after its
+ * own argument checks: the timeout checked, the library initialised, the
+ * deadline taken (*deadline), the options resolved (*out).  0 or the code,
+ * with a detail. */
+LSEC_CHECK int lsec__call_begin(const lsec_opts *in, int timeout_ms,
+                                lsec_opts *out, int64_t *deadline);
 
 /* ------------------------------------------------------------------------ */
 /* clock.c: the monotonic clock and deadlines                                */

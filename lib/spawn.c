@@ -304,8 +304,8 @@ static int start_child(const char *const argv[], const lsec_opts *o,
     return 0;
 }
 
-static int check_spawn_args(const char *const argv[], int timeout_ms,
-                            lsec_helper **helper, lsec_channel **chan)
+static int check_spawn_args(const char *const argv[], lsec_helper **helper,
+                            lsec_channel **chan)
 {
     if (helper != NULL)
         *helper = NULL;
@@ -314,9 +314,7 @@ static int check_spawn_args(const char *const argv[], int timeout_ms,
     if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0' ||
         helper == NULL || chan == NULL)
         return lsec__fail(LSEC_EINVAL, "spawn: bad arguments");
-    if (lsec__timeout_check(timeout_ms) != 0)
-        return LSEC_EINVAL;
-    return lsec__init();
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -383,11 +381,8 @@ int lsec_spawn(const char *const argv[], const lsec_opts *o, int timeout_ms,
     size_t len;
 
     lsec__clear_detail();
-    rc = check_spawn_args(argv, timeout_ms, helper, chan);
-    if (rc != 0)
-        return rc;
-    deadline = lsec__deadline(timeout_ms);
-    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+    if ((rc = check_spawn_args(argv, helper, chan)) != 0 ||
+        (rc = lsec__call_begin(o, timeout_ms, &opts, &deadline)) != 0)
         return rc;
     /* One-shot: the listener exists for this one helper only. */
     opts.max_accepts = 1;
@@ -444,11 +439,8 @@ int lsec_spawn_listening(const char *const argv[], const lsec_opts *o,
     int p[2], rc;
 
     lsec__clear_detail();
-    rc = check_spawn_args(argv, timeout_ms, helper, chan);
-    if (rc != 0)
-        return rc;
-    deadline = lsec__deadline(timeout_ms);
-    if ((rc = lsec__opts_resolve(o, &opts)) != 0)
+    if ((rc = check_spawn_args(argv, helper, chan)) != 0 ||
+        (rc = lsec__call_begin(o, timeout_ms, &opts, &deadline)) != 0)
         return rc;
     rc = lsec__pipe_cloexec(p);
     if (rc != 0)
