@@ -71,7 +71,8 @@ void lsec__sys_process_name(int32_t pid, char *name, size_t cap);
 /*
  * A readiness set: one descriptor that polls readable when any member is
  * ready.  Events are POLLIN/POLLOUT bits (<poll.h>).  Each returns 0 or
- * -1 with errno, except wait: the number of events, 0 on timeout, -1.
+ * -1 with errno, except wait: the number of events (at most `cap`, and at
+ * most 64 a call), 0 on timeout, -1.
  */
 typedef struct lsec__sys_event {
     int fd;
