@@ -9,6 +9,8 @@
 - Every lib/*.c is built (a file left out of the CMake lists would be dead).
 - No lib/ file is longer than MAX_LINES, except the known ones below.
 - Linux-only headers are included only by the platform files (sys_linux*.c).
+- The core files make no system call (none of SYSCALLS is referenced by
+  their objects): sockets, files and processes are the shell's.
 """
 
 import os
@@ -26,6 +28,20 @@ PLATFORM_ONLY = re.compile(
     r'^\s*#\s*include\s*<(linux/[^>]+|sys/(epoll|timerfd|prctl|syscall|'
     r'signalfd|eventfd|inotify)\.h|netinet/tcp\.h)>', re.M)
 KNOWN_PLATFORM_INCLUDES = {"channel.c", "listener.c"}
+# The core (docs/ARCHITECTURE.md "Layers") and the calls it must not make.
+CORE = {"error.c", "log.c", "init.c", "clock.c", "opts.c", "addr.c",
+        "secret.c", "ticket.c", "frame.c", "handshake.c", "tls.c"}
+SYSCALLS = {
+    "read", "write", "readv", "writev", "open", "open64", "openat", "close",
+    "socket", "connect", "accept", "accept4", "bind", "listen", "send",
+    "sendto", "sendmsg", "recv", "recvfrom", "recvmsg", "poll", "ppoll",
+    "select", "epoll_create1", "epoll_ctl", "epoll_wait", "timerfd_create",
+    "timerfd_settime", "fork", "execve", "waitpid", "kill", "pipe", "pipe2",
+    "fcntl", "fcntl64", "ioctl", "getsockopt", "setsockopt", "getsockname",
+    "getpeername", "fopen", "fopen64", "opendir", "fdopendir", "stat",
+    "fstat", "lstat", "stat64", "fstat64", "unlink", "unlinkat", "rename",
+    "renameat", "mkdir", "mkdirat", "syscall", "prctl", "dup", "dup2",
+}
 
 
 def symbols(archive):
@@ -41,8 +57,6 @@ def symbols(archive):
         obj, kind, name = m.groups()
         obj = re.sub(r"\.c\.o$|\.o$", ".c", obj)
         d, u = objs.setdefault(obj, (set(), set()))
-        if not name.startswith("lsec_"):
-            continue
         if kind == "U":
             u.add(name)
         elif kind in "TDBRC":
@@ -58,7 +72,7 @@ def graph(objs):
     g = {obj: {} for obj in objs}
     for obj, (_, undefined) in objs.items():
         for s in undefined:
-            dep = where.get(s)
+            dep = where.get(s) if s.startswith("lsec_") else None
             if dep and dep != obj:
                 g[obj].setdefault(dep, s)
     return g
@@ -101,6 +115,11 @@ def main():
     if cycle:
         problems.append("dependency cycle: " + cycle[0] + "".join(
             " -[%s]-> %s" % (g[a][b], b) for a, b in zip(cycle, cycle[1:])))
+    for name in sorted(CORE & set(objs)):
+        calls = sorted(objs[name][1] & SYSCALLS)
+        if calls:
+            problems.append("%s is core but calls %s" % (name,
+                                                         ", ".join(calls)))
     for name in sorted(os.listdir(libdir)):
         path = os.path.join(libdir, name)
         if not name.endswith((".c", ".h")):
