@@ -33,12 +33,13 @@
  *   - The library never touches the process's signal state and never raises
  *     SIGPIPE.  Every descriptor it creates is close-on-exec, except the one
  *     that lsec_spawn deliberately hands to a helper.  Besides the objects'
- *     own sockets it keeps one: a sock_diag netlink socket for peer lookups,
- *     opened on first use and bound to a random netlink address (never the
- *     process id).  Closing it behind the library's back is harmless: its
- *     identity is checked before each use, so another file that takes its
- *     number is never written to or closed (unless the close races with a
- *     lookup in another thread).  A child created by fork() opens its own.
+ *     own descriptors it may keep one more, for peer lookups, opened on
+ *     first use; it never takes an address or name the application might
+ *     claim for itself (such as one derived from the process id).  Closing
+ *     it behind the library's back is harmless: its identity is checked
+ *     before each use, so another file that takes its number is never
+ *     written to or closed (unless the close races with a lookup in another
+ *     thread).  A child created by fork() opens its own.
  *
  * This header includes only <stddef.h> and <stdint.h>.
  */
@@ -224,7 +225,7 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 #define LSEC_MODE_TLS 2
 
 /* Peer policy.  The uid compared is the one the kernel records for the
- * peer's socket (sock_diag), which is the uid that created the socket, not
+ * peer's socket, which is the uid that created the socket, not
  * the uid of the process that holds it now: a socket passed on to a
  * process of another user keeps its creator's uid (docs/SECURITY.md). */
 #define LSEC_PEER_SAME_USER 0
@@ -239,7 +240,7 @@ LSEC_API LSEC_CHECK int lsec_addr_check(const char *hostport, unsigned flags,
 /** A non-zero port in the bind address is a preference: when it is taken,
  *  fall back to the port policy instead of failing with EADDRINUSE. */
 #define LSEC_OPT_PORT_FALLBACK 0x0100u
-/** lsec_spawn: let the helper outlive the parent (no PR_SET_PDEATHSIG). */
+/** lsec_spawn: let the helper outlive the parent (no SIGKILL at its death). */
 #define LSEC_OPT_HELPER_SURVIVES 0x0200u
 /** lsec_listen on an IPv4 address: refuse (LSEC_EPERM, the detail names the
  *  interfaces) when net.ipv4.conf.{all,<interface>}.route_localnet is set --
@@ -403,18 +404,18 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
                                     lsec_channel **out);
 
 /**
- * A descriptor for poll/epoll (never read or write it): readable when
- * lsec_accept can make progress — a new connection, bytes for a pending
- * handshake, or the earliest pending handshake's deadline passing — so an
- * event loop calls lsec_accept(l, 0, &ch) each time it is readable until
- * LSEC_EAGAIN, and a stalled client is dropped at its deadline without any
- * periodic wake-up.  Pending handshakes only progress inside lsec_accept.
- * (It is an epoll set holding the listening socket, a timerfd armed to the
- * earliest deadline and, from the first call of this function on, every
- * pending handshake.)  Watch it
- * level-triggered (poll, or epoll without EPOLLET): one lsec_accept call
- * may leave further connections waiting, and the descriptor stays readable
- * for them.
+ * One descriptor for an event loop's poll, select or epoll (never read,
+ * write or close it), the same for the listener's life however many
+ * handshakes are pending: readable when lsec_accept can make progress — a
+ * new connection, bytes for a pending handshake, or the earliest pending
+ * handshake's deadline passing — so an event loop calls
+ * lsec_accept(l, 0, &ch) each time it is readable until LSEC_EAGAIN, and a
+ * stalled client is dropped at its deadline without any periodic wake-up.
+ * Pending handshakes only progress inside lsec_accept.  Watch it
+ * level-triggered (not with EPOLLET): one lsec_accept call may leave
+ * further connections waiting, and the descriptor stays readable for them.
+ * Only readability is meaningful; what kind of descriptor it is, is not
+ * part of the interface.
  */
 LSEC_API int lsec_listener_fd(const lsec_listener *l);
 
@@ -588,7 +589,7 @@ typedef struct lsec_port_owner {
     int64_t uid;
     int32_t pid;           /* -1 when the process is not visible to us */
     char user[64];         /* "" when unknown */
-    char command[256];     /* from /proc/PID/comm or cmdline[0]; "" unknown */
+    char command[256];     /* the process's short name; "" when unknown */
 } lsec_port_owner;
 
 /**
@@ -648,9 +649,9 @@ typedef struct lsec_helper lsec_helper;
  * is inherited besides stdin/stdout/stderr (which are inherited as they
  * are): every other descriptor, CLOEXEC or not, is closed in the helper.
  * Unless LSEC_OPT_HELPER_SURVIVES is set, the helper gets SIGKILL when the
- * parent dies (Linux PR_SET_PDEATHSIG: strictly, when the thread that
- * called lsec_spawn ends, so call it from a thread that lives as long as
- * the helper should).  The listener accepts exactly one peer and is closed
+ * parent dies (strictly, when the thread that called lsec_spawn ends, as
+ * the kernel's parent-death signal follows that thread: call it from a
+ * thread that lives as long as the helper should).  The listener accepts exactly one peer and is closed
  * before return.  `timeout_ms` bounds the whole call.
  *
  * Returns 0, LSEC_ECHILD (the helper exited or could not be executed: the

@@ -1,6 +1,6 @@
 /*
  * Strict parsing of "host:port" and loopback checks (DESIGN.md "Addresses",
- * SECURITY-RULES rule 1).  No I/O: this file never resolves a name and never
+ * docs/SECURITY.md rule 1).  No I/O: this file never resolves a name and never
  * touches a socket.
  *
  * Accepted, and nothing else:
@@ -537,4 +537,13 @@ int lsec_addr_check(const char *hostport, unsigned flags, char *norm,
         return rc;
     }
     return lsec__addr_format(&a, norm, normlen);
+}
+
+bool lsec__addr_same_endpoint(const lsec__addr *x, const lsec__addr *y)
+{
+    uint8_t ex[LSEC__EP_BYTES], ey[LSEC__EP_BYTES];
+
+    lsec__addr_endpoint(x, ex);
+    lsec__addr_endpoint(y, ey);
+    return memcmp(ex, ey, sizeof(ex)) == 0;
 }

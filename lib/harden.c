@@ -4,9 +4,9 @@
  * by another process of the same user.  The library never calls it itself.
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <errno.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 int lsec_harden_process(void)
@@ -20,7 +20,7 @@ int lsec_harden_process(void)
         return lsec__fail_errno(LSEC_EIO, errno, "setrlimit(RLIMIT_CORE, 0)");
     /* Not dumpable: no core dump either, and /proc/PID/mem, environ, fd...
      * and ptrace are refused to other processes of the same user. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+    if (lsec__sys_no_dump() != 0)
         return lsec__fail_errno(LSEC_EIO, errno, "prctl(PR_SET_DUMPABLE, 0)");
     return 0;
 }

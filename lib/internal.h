@@ -26,7 +26,7 @@ struct pollfd;
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* error.c: detail text, logging, one-time initialisation                    */
+/* error.c: codes and the detail text; log.c: logging; init.c: initialisation */
 
 /*
  * Record `code` for this thread with a detail formatted from `fmt` (which must
@@ -44,6 +44,13 @@ void lsec__log(int level, const char *fmt, ...) LSEC__PRINTF(2, 3);
 bool lsec__log_enabled(int level);
 /* Initialise libsodium (and OpenSSL lazily in tls.c) once.  0 or LSEC_EIO. */
 int lsec__init(void);
+/*
+ * A path (or program name) as it may appear in a detail.  A caller who
+ * passes a ticket, a secret or a PSK where a path belongs must not find it
+ * echoed in lsec_last_detail(), so anything that looks like one is
+ * withheld (a fixed text is returned instead).
+ */
+const char *lsec__shown(const char *path);
 
 /* ------------------------------------------------------------------------ */
 /* opts.c: defaults, size-aware merge, validation (fail closed)              */
@@ -66,9 +73,15 @@ LSEC_CHECK int lsec__opts_resolve(const lsec_opts *in, lsec_opts *out);
 /* 0 for a timeout of -1 (forever), 0 (never wait) or > 0 ms; below -1:
  * LSEC_EINVAL with a detail.  Every public call taking a timeout uses it. */
 LSEC_CHECK int lsec__timeout_check(int timeout_ms);
+/* The start of a public call that takes options and a timeout, after its
+ * own argument checks: the timeout checked, the library initialised, the
+ * deadline taken (*deadline), the options resolved (*out).  0 or the code,
+ * with a detail. */
+LSEC_CHECK int lsec__call_begin(const lsec_opts *in, int timeout_ms,
+                                lsec_opts *out, int64_t *deadline);
 
 /* ------------------------------------------------------------------------ */
-/* error.c (continued)                                                       */
+/* clock.c: the monotonic clock and deadlines                                */
 
 /* Monotonic clock in milliseconds. */
 int64_t lsec__now_ms(void);
@@ -76,6 +89,26 @@ int64_t lsec__now_ms(void);
 int64_t lsec__deadline(int timeout_ms);
 /* Milliseconds left until `deadline` for poll(): -1 forever, >= 0 else. */
 int lsec__remaining(int64_t deadline);
+/* Longest wait between two checks of something no descriptor wakes us for
+ * (a helper without a pidfd), and `left` (lsec__remaining) clamped to it. */
+#define LSEC__SLICE_MS 10
+int lsec__slice(int left);
+
+/* ------------------------------------------------------------------------ */
+/* fd.c: plain descriptors (pipes, files), portable POSIX                    */
+
+/* Move a descriptor above stdin/stdout/stderr (CLOEXEC), so that a parent
+ * that runs with 0-2 closed never hands a ticket pipe to a helper as stdin.
+ * 0, or -1 with errno. */
+int lsec__fd_lift(int *fd);
+/* A CLOEXEC pipe with both ends above fd 2.  0, or LSEC_EIO / LSEC_ELIMIT /
+ * LSEC_ENOMEM with a detail. */
+int lsec__pipe_cloexec(int p[2]);
+/* Write all of `buf`, retrying EINTR.  0, or -1 with errno. */
+int lsec__write_all(int fd, const char *buf, size_t len);
+/* lsec__write_all to a pipe whose reader may be gone, without SIGPIPE (the
+ * library never raises it); EPIPE instead. */
+int lsec__write_nosigpipe(int fd, const char *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* io.c: the seam through which every socket call goes (fault injection)     */
@@ -143,31 +176,25 @@ int lsec__addr_from_sockaddr(const struct sockaddr *sa, unsigned salen,
 /* 18-byte endpoint encoding for the handshake transcript (PROTOCOL.md). */
 #define LSEC__EP_BYTES 18
 void lsec__addr_endpoint(const lsec__addr *a, uint8_t out[LSEC__EP_BYTES]);
+/* Same endpoint?  Compared in the 18-byte encoding, where an IPv4 address
+ * and its IPv4-mapped IPv6 form (a dual-stack socket's view of the same
+ * connection) are equal. */
+bool lsec__addr_same_endpoint(const lsec__addr *x, const lsec__addr *y);
 
 /* ------------------------------------------------------------------------ */
-/* port.c: binding with a port policy; who holds a port                      */
+/* The platform's socket tables and settings (sys_linux.c; see sys.h)        */
 
-/*
- * Create a listening socket on `a` following the port policy in `o`
- * (resolved options), CLOEXEC, V6ONLY for IPv6, never SO_REUSEPORT.  The
- * socket that found the port keeps it.  On success `*fd` listens and
- * `*bound` holds the kernel's own view (getsockname), re-checked as loopback.
- * LSEC_EADDRINUSE names the holder in the detail where visible.
- */
-int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
-                      lsec__addr *bound);
-
-/* The kernel's TCP socket tables (Linux /proc), shared with peer.c. */
+/* One TCP socket of the kernel's tables (port.c and peer.c read them). */
 typedef struct lsec__tcp_sock {
     lsec__addr local;
     lsec__addr remote;
-    int state;      /* the kernel's TCP state: 1 ESTABLISHED, 10 LISTEN */
+    int state;      /* TCP state, RFC 793 order: 1 ESTABLISHED, 10 LISTEN */
     int64_t uid;    /* the uid that created the socket */
     uint64_t inode; /* 0 when no process holds it (e.g. TIME_WAIT) */
 } lsec__tcp_sock;
 /*
- * Visit each socket of /proc/net/tcp (AF_INET) or /proc/net/tcp6 (AF_INET6)
- * until `fn` returns true.  0 when `fn` stopped the scan, LSEC_ENOTFOUND
+ * Visit each TCP socket of `family` (on Linux /proc/net/tcp, tcp6) until
+ * `fn` returns true.  0 when `fn` stopped the scan, LSEC_ENOTFOUND
  * when the table ran out, LSEC_ENOSYS when the table cannot be read.
  */
 int lsec__proc_tcp_scan(int family,
@@ -184,6 +211,22 @@ int lsec__route_localnet(char *names, size_t len);
 /* The pid of a process holding socket `inode` (a scan of /proc/PID/fd), or
  * -1 when no process we may look at holds it. */
 int32_t lsec__proc_socket_pid(uint64_t inode);
+/* Is `state` that of a live connection (not LISTEN, TIME_WAIT, CLOSE or a
+ * request socket)?  Only such a socket may name a peer. */
+bool lsec__tcp_state_live(int state);
+
+/* ------------------------------------------------------------------------ */
+/* port.c: binding with a port policy; who holds a port                      */
+
+/*
+ * Create a listening socket on `a` following the port policy in `o`
+ * (resolved options), CLOEXEC, V6ONLY for IPv6, never SO_REUSEPORT.  The
+ * socket that found the port keeps it.  On success `*fd` listens and
+ * `*bound` holds the kernel's own view (getsockname), re-checked as loopback.
+ * LSEC_EADDRINUSE names the holder in the detail where visible.
+ */
+int lsec__port_listen(const lsec__addr *a, const lsec_opts *o, int *fd,
+                      lsec__addr *bound);
 
 /* ------------------------------------------------------------------------ */
 /* peer.c: who is at the other end of a loopback TCP connection              */
@@ -196,9 +239,6 @@ int32_t lsec__proc_socket_pid(uint64_t inode);
  */
 int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
                       bool want_pid, int64_t *uid, int32_t *pid);
-/* Close the process's kept sock_diag socket; the next lookup opens a new
- * one through lsec__io.socket (for tests that replace the seam). */
-void lsec__peer_forget(void);
 
 /* ------------------------------------------------------------------------ */
 /* secret.c: secrets, key derivation, encodings, no I/O                      */
@@ -246,6 +286,10 @@ void lsec__ticket_wipe(lsec__ticket *t);
 /* PSK identity for tls mode: "loopsec/1 " + 16 hex id (PROTOCOL.md). */
 #define LSEC__PSK_IDENTITY_MAX 64
 int lsec__ticket_psk_identity(const lsec__ticket *t, char *buf, size_t len);
+/* The ticket and a newline, the form that travels on pipes and in files.
+ * The caller wipes `buf`. */
+int lsec__ticket_line(const lsec__ticket *t, char buf[LSEC_TICKET_MAX + 1],
+                      size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* frame.c: message framing, no I/O                                          */
@@ -407,38 +451,71 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
                            lsec__addr *remote);
 /* Drive a blocking-style TLS handshake on a non-blocking fd to the end. */
 int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline);
-/* Connect with a parsed ticket (rendezvous uses it). */
+/* Connect with a parsed ticket (spawn.c, inherit.c, connfile.c use it). */
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out);
 
 /* ------------------------------------------------------------------------ */
 /* listener.c                                                                */
 
-/* The listener's parsed ticket (rendezvous needs it). */
+/* The listener's parsed ticket (spawn.c and inherit.c need it). */
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l);
 
 /* ------------------------------------------------------------------------ */
-/* rendezvous.c: connection files (listener.c owns the listener's copy)      */
+/* helper.c: the handle on a started helper (spawn.c starts it)              */
+
+struct lsec_helper {
+    pid_t pid;
+    int pidfd;     /* -1 when the platform has none (lsec__sys_pidfd_open) */
+    bool reaped;   /* once true, pid may belong to someone else: never use */
+    bool survives; /* LSEC_OPT_HELPER_SURVIVES */
+    int status;    /* wait status, valid once reaped */
+    bool lost;     /* reaped by someone else: status unknown */
+};
+/* Has the helper exited?  Reaps it if so.  Never blocks. */
+bool lsec__helper_exited(lsec_helper *h);
+/* Failure path: kill and reap the helper (unless gone), free the handle.
+ * NULL: nothing. */
+void lsec__helper_abort(lsec_helper *h);
+/* LSEC_ECHILD with a detail for a helper that is gone, with its status and
+ * `what` ("before connecting"). */
+int lsec__helper_fail_exited(const lsec_helper *h, const char *what);
+
+/* ------------------------------------------------------------------------ */
+/* inherit.c: the helper's side of the spawn patterns                        */
 
 /*
- * Write `t` as a connection file: `path`, or NULL for the default under
- * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
- * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
- * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
- * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
- * LSEC_EINVAL, LSEC_EMSGSIZE.
+ * Read "TICKET\n" (or TICKET then EOF) from `fd` within `deadline`, at most
+ * LSEC_TICKET_MAX - 1 ticket bytes.  With `gone`, poll also waits on
+ * `wake_fd` (or wakes every LSEC__SLICE_MS when it is -1), and `gone(arg)`
+ * returning an error code ends the wait with it.  0 with buf NUL-terminated
+ * and the newline stripped; 1 at EOF before any byte (the caller decides);
+ * on failure the buffer is wiped.
  */
-int lsec__connfile_write(const lsec__ticket *t, const char *path,
-                         char *written, size_t writtenlen);
-/* Where a connection file was written, so that only that file is removed
- * (issue 13 item 10): its directory, held open, and its inode. */
+int lsec__ticket_read_fd(int fd, int wake_fd, int (*gone)(void *arg), void *arg,
+                         int64_t deadline, char buf[LSEC_TICKET_MAX + 1],
+                         size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* connfile.c: connection files (listener.c calls in; nothing calls back)    */
+
+/* Where a connection file was written, so that only that file is removed:
+ * its directory, held open, and its inode. */
 typedef struct lsec__connfile_ref {
     int dfd;           /* -1: none */
     uint64_t dev, ino; /* ino 0: never remove */
     int64_t ctime_s, ctime_ns;
     char base[256];
 } lsec__connfile_ref;
-/* lsec__connfile_write that also fills `ref` (NULL: nothing kept). */
+/*
+ * Write `t` as a connection file: `path`, or NULL for the default under
+ * $XDG_RUNTIME_DIR/loopsec/ (created 0700, must be ours; XDG_RUNTIME_DIR
+ * itself must be our own 0700 directory, not a symlink).  Atomic (temp file
+ * with O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, then rename), never through a
+ * symlink.  The path used goes to `written`.  0, LSEC_EPERM, LSEC_EIO,
+ * LSEC_EINVAL, LSEC_EMSGSIZE.  `ref` (NULL: nothing kept) records where,
+ * so that lsec__connfile_remove removes only that file.
+ */
 int lsec__connfile_write_ref(const lsec__ticket *t, const char *path,
                              char *written, size_t writtenlen,
                              lsec__connfile_ref *ref);

@@ -148,3 +148,16 @@ int lsec__timeout_check(int timeout_ms)
                           timeout_ms);
     return 0;
 }
+
+int lsec__call_begin(const lsec_opts *in, int timeout_ms, lsec_opts *out,
+                     int64_t *deadline)
+{
+    int rc;
+
+    if (lsec__timeout_check(timeout_ms) != 0)
+        return LSEC_EINVAL;
+    if ((rc = lsec__init()) != 0)
+        return rc;
+    *deadline = lsec__deadline(timeout_ms);
+    return lsec__opts_resolve(in, out);
+}

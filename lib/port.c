@@ -1,15 +1,17 @@
 /*
  * Binding with a port policy, and who holds a port.
  *
- * The rule (SECURITY-RULES rule 1): the socket that finds a port keeps it.
+ * The rule (docs/SECURITY.md): the socket that finds a port keeps it.
  * Nothing here ever binds a port, closes it and hands the number on, which
  * would let any local process take the port in between.
  *
- * Owners are found in the kernel's TCP tables (/proc/net/tcp and tcp6: the
- * uid and socket inode of each socket), then the inode in /proc/PID/fd of
- * the processes we may look at (our own user's, or all of them as root).
+ * Owners are found in the kernel's TCP tables (lsec__proc_tcp_scan: the uid
+ * and socket inode of each socket), then the process holding the inode
+ * among those we may look at (lsec__proc_socket_pid: our own user's, or all
+ * of them as root); both are the platform's (sys_linux.c).
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -30,218 +32,6 @@
 /* Random probes of a large range before giving up; a range no larger than
  * this is tried exhaustively, in random order. */
 #define RANGE_PROBES 64
-
-/* ------------------------------------------------------------------------ */
-/* route_localnet                                                            */
-
-#define CONF_DIR "/proc/sys/net/ipv4/conf"
-/* Bounded: no host has more interfaces than this worth reading. */
-#define CONF_MAX_ENTRIES 4096
-
-/* The value of one conf/<name>/route_localnet: 1, 0, or -1 unreadable. */
-static int read_flag(const char *name)
-{
-    char path[sizeof(CONF_DIR) + NAME_MAX + 32], v[16];
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof(path), CONF_DIR "/%s/route_localnet", name);
-    fd = lsec__io.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -1;
-    do
-        n = read(fd, v, sizeof(v) - 1);
-    while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    v[n] = '\0';
-    return v[0] == '0' && (v[1] == '\n' || v[1] == '\0') ? 0 : 1;
-}
-
-int lsec__route_localnet(char *names, size_t len)
-{
-    struct dirent *e;
-    DIR *d;
-    int fd, found = 0, read_any = 0;
-    size_t used = 0;
-
-    if (names != NULL && len > 0)
-        names[0] = '\0';
-    /* The kernel ORs conf/all with the incoming interface's setting, so
-     * "all" and every interface count. */
-    fd = lsec__io.open(CONF_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return LSEC_ENOSYS;
-    }
-    for (int k = 0; k < CONF_MAX_ENTRIES && (e = readdir(d)) != NULL; k++) {
-        if (e->d_name[0] == '.')
-            continue;
-        int v = read_flag(e->d_name);
-        if (v < 0)
-            continue;
-        read_any = 1;
-        if (v == 0)
-            continue;
-        if (found++ < 4 && names != NULL && used < len) {
-            int n = snprintf(names + used, len - used, "%s%s",
-                             used > 0 ? ", " : "", e->d_name);
-            if (n > 0)
-                used += (size_t)n;
-        }
-    }
-    closedir(d);
-    if (!read_any)
-        return LSEC_ENOSYS;
-    return found > 0 ? 1 : 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The kernel's TCP tables                                                   */
-
-/*
- * Decode the kernel's hex address: each group of 8 hex digits is one 32-bit
- * word printed in host byte order from the address's in-memory bytes, so
- * storing the word back in host order restores network order on any
- * endianness.
- */
-static bool hex_ip(const char *hex, int family, uint8_t *ip)
-{
-    size_t words = family == AF_INET ? 1 : 4;
-    char group[9];
-
-    if (strlen(hex) != words * 8)
-        return false;
-    for (size_t i = 0; i < words; i++) {
-        char *end;
-        uint32_t w;
-        memcpy(group, hex + 8 * i, 8);
-        group[8] = '\0';
-        w = (uint32_t)strtoul(group, &end, 16);
-        if (*end != '\0')
-            return false;
-        memcpy(ip + 4 * i, &w, 4);
-    }
-    return true;
-}
-
-static bool parse_tcp_line(const char *line, int family, lsec__tcp_sock *s)
-{
-    char lhex[33], rhex[33];
-    unsigned lport, rport, state;
-    long long uid;
-    unsigned long long inode;
-
-    /* sl local:port rem:port st tx:rx tr:when retrnsmt uid timeout inode */
-    if (sscanf(line,
-               " %*d: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*x:%*x %*x:%*x "
-               "%*x %lld %*d %llu",
-               lhex, &lport, rhex, &rport, &state, &uid, &inode) != 7)
-        return false;
-    memset(s, 0, sizeof(*s));
-    s->local.family = s->remote.family = family;
-    if (!hex_ip(lhex, family, s->local.ip) ||
-        !hex_ip(rhex, family, s->remote.ip) || lport > 65535 || rport > 65535)
-        return false;
-    s->local.port = (uint16_t)lport;
-    s->remote.port = (uint16_t)rport;
-    s->state = (int)state;
-    s->uid = uid;
-    s->inode = inode;
-    return true;
-}
-
-int lsec__proc_tcp_scan(int family,
-                        bool (*fn)(const lsec__tcp_sock *s, void *arg),
-                        void *arg)
-{
-    const char *path = family == AF_INET6 ? "/proc/net/tcp6" : "/proc/net/tcp";
-    char line[512];
-    lsec__tcp_sock s;
-    FILE *f;
-    int rc = LSEC_ENOTFOUND;
-
-    /* "e": close-on-exec, like every descriptor the library opens. */
-    f = fopen(path, "re");
-    if (f == NULL)
-        return lsec__fail_errno(LSEC_ENOSYS, errno, "cannot read %s", path);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        /* The header line and anything unexpected fail to parse and are
-         * skipped. */
-        if (parse_tcp_line(line, family, &s) && fn(&s, arg)) {
-            rc = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return rc;
-}
-
-static bool all_digits(const char *s)
-{
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++)
-        if (!isdigit((unsigned char)*s))
-            return false;
-    return true;
-}
-
-/* Does process `pid_dir` (a /proc entry name) hold a descriptor whose link
- * text is `want`? */
-static bool holds_socket(const char *pid_dir, const char *want, size_t wantlen)
-{
-    char path[64], link[64];
-    struct dirent *e;
-    bool found = false;
-    DIR *fds;
-
-    snprintf(path, sizeof(path), "/proc/%s/fd", pid_dir);
-    /* Other users' processes fail here with EACCES: not visible to us. */
-    fds = opendir(path);
-    if (fds == NULL)
-        return false;
-    while (!found && (e = readdir(fds)) != NULL) {
-        ssize_t n;
-        if (e->d_name[0] == '.')
-            continue;
-        n = readlinkat(dirfd(fds), e->d_name, link, sizeof(link));
-        found = n == (ssize_t)wantlen && memcmp(link, want, wantlen) == 0;
-    }
-    closedir(fds);
-    return found;
-}
-
-int32_t lsec__proc_socket_pid(uint64_t inode)
-{
-    char want[48], self[24];
-    struct dirent *e;
-    int32_t pid = -1;
-    size_t wantlen;
-    DIR *proc;
-
-    if (inode == 0)
-        return -1;
-    wantlen = (size_t)snprintf(want, sizeof(want), "socket:[%llu]",
-                               (unsigned long long)inode);
-    /* Our own process first: cheap, and the usual answer when both ends
-     * live in one program. */
-    snprintf(self, sizeof(self), "%d", (int)getpid());
-    if (holds_socket(self, want, wantlen))
-        return (int32_t)getpid();
-    proc = opendir("/proc");
-    if (proc == NULL)
-        return -1;
-    while (pid < 0 && (e = readdir(proc)) != NULL) {
-        if (all_digits(e->d_name) && strcmp(e->d_name, self) != 0 &&
-            holds_socket(e->d_name, want, wantlen))
-            pid = (int32_t)atoi(e->d_name);
-    }
-    closedir(proc);
-    return pid;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Owners                                                                    */
@@ -324,30 +114,6 @@ static void owner_user(int64_t uid, char *user, size_t cap)
     free(buf);
 }
 
-static void owner_command(int32_t pid, char *cmd, size_t cap)
-{
-    char path[64];
-    ssize_t n;
-    int fd;
-
-    cmd[0] = '\0';
-    if (pid <= 0)
-        return;
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    n = read(fd, cmd, cap - 1);
-    close(fd);
-    if (n <= 0) {
-        cmd[0] = '\0';
-        return;
-    }
-    cmd[n] = '\0';
-    cmd[strcspn(cmd, "\n")] = '\0';
-    sanitize(cmd);
-}
-
 /*
  * Find who holds `port`: listeners first, then (unless listen_only) any
  * socket that a process holds.  The table of `family` is searched first so
@@ -378,7 +144,8 @@ static int owner_lookup(uint16_t port, int family, bool listen_only,
             out->uid = m.found.uid;
             out->pid = lsec__proc_socket_pid(m.found.inode);
             owner_user(out->uid, out->user, sizeof(out->user));
-            owner_command(out->pid, out->command, sizeof(out->command));
+            lsec__sys_process_name(out->pid, out->command,
+                                   sizeof(out->command));
             return 0;
         }
     }
@@ -445,7 +212,7 @@ static bool collect_listener(const lsec__tcp_sock *s, void *arg)
     e->uid = s->uid;
     e->pid = lsec__proc_socket_pid(s->inode);
     owner_user(e->uid, e->user, sizeof(e->user));
-    owner_command(e->pid, e->command, sizeof(e->command));
+    lsec__sys_process_name(e->pid, e->command, sizeof(e->command));
     return false; /* go on: every listener */
 }
 

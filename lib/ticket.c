@@ -338,3 +338,15 @@ int lsec_ticket_psk(const char *ticket, char *hex, size_t hexlen,
     lsec__ticket_wipe(&t);
     return rc;
 }
+
+int lsec__ticket_line(const lsec__ticket *t, char buf[LSEC_TICKET_MAX + 1],
+                      size_t *len)
+{
+    int rc = lsec__ticket_format(t, buf, LSEC_TICKET_MAX);
+
+    if (rc != 0)
+        return rc;
+    *len = strlen(buf);
+    buf[(*len)++] = '\n';
+    return 0;
+}

@@ -11,6 +11,7 @@
  * but our own regular file.
  */
 #include "internal.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <fcntl.h>

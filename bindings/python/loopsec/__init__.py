@@ -18,10 +18,11 @@ directories, then the system; importing fails with an ImportError when it is
 missing or of another version.  See loopsec.aio for asyncio.
 """
 
-from ._lib import (
+from ._ffi import (
     ADDR_ALLOW_127_8, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
-    PEER_ANY_USER, PEER_SAME_USER, LibraryNotFoundError, LibraryVersionError)
-from ._lib import VERSION as _VERSION
+    PEER_ANY_USER, PEER_SAME_USER)
+from ._ffi import VERSION as _VERSION
+from ._lib import LibraryNotFoundError, LibraryVersionError
 from ._lib import LIB as _LIB
 from ._errors import (
     AddressInUseError, AuthError, BadTicketError, ChildExitedError,

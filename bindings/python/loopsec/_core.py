@@ -22,13 +22,13 @@ import time
 
 from . import _errors
 from ._errors import check, code_of, last_error, make_error
-from ._lib import (
-    ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LIB, LOG_DEBUG,
-    LOG_ERROR, LOG_FN, LOG_INFO, LOG_WARN, MODE_AUTH, MODE_TLS,
-    OPT_HELPER_SURVIVES, OPT_NO_ROUTE_LOCALNET, OPT_PORT_FALLBACK, PATH_MAX,
-    PEER_ANY_USER, PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct,
-    PortListenerStruct,
+from ._ffi import (
+    ADDR_ALLOW_127_8, ENV_ANNOUNCE_FD, ENV_TICKET_FD, LOG_DEBUG, LOG_ERROR,
+    LOG_FN, LOG_INFO, LOG_WARN, MODE_AUTH, MODE_TLS, OPT_HELPER_SURVIVES,
+    OPT_NO_ROUTE_LOCALNET, OPT_PORT_FALLBACK, PATH_MAX, PEER_ANY_USER,
+    PEER_SAME_USER, PORT_RANGE, Opts, PeerStruct, PortListenerStruct,
     PortOwnerStruct)
+from ._lib import LIB
 
 SLICE = 0.5
 _INT_MAX = 2 ** 31 - 1

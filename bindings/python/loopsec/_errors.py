@@ -4,9 +4,10 @@ The numbers and texts come from the loaded library (lsec_errname and
 lsec_strerror walk the header's LSEC_ERRNO_MAP); this module only says which
 class each symbolic name raises.  A code that this package does not know yet
 (a newer library) raises the base class.
-"""
 
-from ._lib import LIB
+Pure: it imports nothing of the package.  The loader (_lib.py) calls bind()
+once with the library's functions, before anything raises.
+"""
 
 
 class Error(Exception):
@@ -154,27 +155,44 @@ _CLASS_BY_NAME = {
 }
 
 
-def _read_table():
+# Filled in place by bind(), so that names imported before it stay valid.
+CODES = {}
+_CODE_BY_NAME = {}
+_CLASS_BY_CODE = {}
+_last_detail = None
+
+
+def _read_table(errname_fn, strerror_fn):
     """{code: (name, text)} for every code the library knows.  Codes are
     consecutive negative numbers from -1 (new ones are appended)."""
     table = {}
     code = -1
     while code > -1000:
-        name = LIB.lsec_errname(code).decode("ascii")
+        name = errname_fn(code).decode("ascii")
         if name == "LSEC_UNKNOWN":
             break
-        table[code] = (name, LIB.lsec_strerror(code).decode("utf-8", "replace"))
+        table[code] = (name, strerror_fn(code).decode("utf-8", "replace"))
         code -= 1
     return table
 
 
-CODES = _read_table()
-_CODE_BY_NAME = {name[len("LSEC_"):]: code for code, (name, _) in CODES.items()}
-_CLASS_BY_CODE = {code: _CLASS_BY_NAME.get(name[len("LSEC_"):], Error)
-                  for code, (name, _) in CODES.items()}
-for _name, _cls in _CLASS_BY_NAME.items():
-    if _name in _CODE_BY_NAME:
-        _cls.code = _CODE_BY_NAME[_name]
+def bind(errname_fn, strerror_fn, last_detail_fn):
+    """Read the code table through the library's lsec_errname and
+    lsec_strerror, and keep lsec_last_detail for last_error()."""
+    global _last_detail
+    CODES.clear()
+    CODES.update(_read_table(errname_fn, strerror_fn))
+    _CODE_BY_NAME.clear()
+    _CODE_BY_NAME.update(
+        {name[len("LSEC_"):]: code for code, (name, _) in CODES.items()})
+    _CLASS_BY_CODE.clear()
+    _CLASS_BY_CODE.update(
+        {code: _CLASS_BY_NAME.get(name[len("LSEC_"):], Error)
+         for code, (name, _) in CODES.items()})
+    for name, cls in _CLASS_BY_NAME.items():
+        if name in _CODE_BY_NAME:
+            cls.code = _CODE_BY_NAME[name]
+    _last_detail = last_detail_fn
 
 
 def code_of(name):
@@ -206,7 +224,7 @@ def last_error(code):
     """The exception for `code` just returned by a library call on this
     thread, with the library's detail.  Call it before any other library
     call: the detail is per thread and replaced by the next call."""
-    detail = LIB.lsec_last_detail()
+    detail = _last_detail()
     return make_error(code, detail.decode("utf-8", "replace") if detail else "")
 
 

@@ -14,7 +14,7 @@ else:  # run with -s tests as the top level
     import support
 
 import loopsec
-from loopsec import _errors, _lib
+from loopsec import _errors, _ffi, _lib
 
 
 def _header():
@@ -48,10 +48,10 @@ def _struct_members(text, name):
 class HeaderTest(unittest.TestCase):
     def test_structs_mirror_the_header(self):
         text = _header()
-        for cname, cls in (("lsec_opts", _lib.Opts),
-                           ("lsec_peer", _lib.PeerStruct),
-                           ("lsec_port_owner", _lib.PortOwnerStruct),
-                           ("lsec_port_listener", _lib.PortListenerStruct)):
+        for cname, cls in (("lsec_opts", _ffi.Opts),
+                           ("lsec_peer", _ffi.PeerStruct),
+                           ("lsec_port_owner", _ffi.PortOwnerStruct),
+                           ("lsec_port_listener", _ffi.PortListenerStruct)):
             want = _struct_members(text, cname)
             got = []
             for fname, ftype in cls._fields_:
@@ -64,21 +64,21 @@ class HeaderTest(unittest.TestCase):
     def test_pinned_constants_match_the_header(self):
         text = _header()
         for macro, value in (
-                ("LSEC_MODE_AUTH", _lib.MODE_AUTH),
-                ("LSEC_MODE_TLS", _lib.MODE_TLS),
-                ("LSEC_PEER_SAME_USER", _lib.PEER_SAME_USER),
-                ("LSEC_PEER_ANY_USER", _lib.PEER_ANY_USER),
-                ("LSEC_PORT_KERNEL", _lib.PORT_KERNEL),
-                ("LSEC_PORT_RANGE", _lib.PORT_RANGE),
-                ("LSEC_ADDR_ALLOW_127_8", _lib.ADDR_ALLOW_127_8),
-                ("LSEC_OPT_PORT_FALLBACK", _lib.OPT_PORT_FALLBACK),
-                ("LSEC_OPT_HELPER_SURVIVES", _lib.OPT_HELPER_SURVIVES),
-                ("LSEC_OPT_NO_ROUTE_LOCALNET", _lib.OPT_NO_ROUTE_LOCALNET),
-                ("LSEC_LOG_ERROR", _lib.LOG_ERROR),
-                ("LSEC_LOG_DEBUG", _lib.LOG_DEBUG),
-                ("LSEC_PATH_MAX", _lib.PATH_MAX),
-                ("LSEC_ENV_TICKET_FD", _lib.ENV_TICKET_FD),
-                ("LSEC_ENV_ANNOUNCE_FD", _lib.ENV_ANNOUNCE_FD)):
+                ("LSEC_MODE_AUTH", _ffi.MODE_AUTH),
+                ("LSEC_MODE_TLS", _ffi.MODE_TLS),
+                ("LSEC_PEER_SAME_USER", _ffi.PEER_SAME_USER),
+                ("LSEC_PEER_ANY_USER", _ffi.PEER_ANY_USER),
+                ("LSEC_PORT_KERNEL", _ffi.PORT_KERNEL),
+                ("LSEC_PORT_RANGE", _ffi.PORT_RANGE),
+                ("LSEC_ADDR_ALLOW_127_8", _ffi.ADDR_ALLOW_127_8),
+                ("LSEC_OPT_PORT_FALLBACK", _ffi.OPT_PORT_FALLBACK),
+                ("LSEC_OPT_HELPER_SURVIVES", _ffi.OPT_HELPER_SURVIVES),
+                ("LSEC_OPT_NO_ROUTE_LOCALNET", _ffi.OPT_NO_ROUTE_LOCALNET),
+                ("LSEC_LOG_ERROR", _ffi.LOG_ERROR),
+                ("LSEC_LOG_DEBUG", _ffi.LOG_DEBUG),
+                ("LSEC_PATH_MAX", _ffi.PATH_MAX),
+                ("LSEC_ENV_TICKET_FD", _ffi.ENV_TICKET_FD),
+                ("LSEC_ENV_ANNOUNCE_FD", _ffi.ENV_ANNOUNCE_FD)):
             m = re.search(r"#define %s (\S+)\n" % macro, text)
             self.assertIsNotNone(m, macro)
             got = m.group(1)
@@ -88,7 +88,7 @@ class HeaderTest(unittest.TestCase):
         m = re.search(r"#define LSEC_VERSION_MAJOR (\d+)\s+#define "
                       r"LSEC_VERSION_MINOR (\d+)", text)
         self.assertEqual((int(m.group(1)), int(m.group(2))),
-                         _lib.EXPECTED_VERSION)
+                         _ffi.EXPECTED_VERSION)
 
     def test_every_declared_function_is_pinned(self):
         # Every public function the header declares has a signature in the
@@ -96,8 +96,8 @@ class HeaderTest(unittest.TestCase):
         declared = set(re.findall(r"LSEC_API[^;(]*?\b(lsec_\w+)\s*\(",
                                   _header(), re.S))
         unused = {"lsec_ticket_psk"}  # key material: the CLI's job
-        self.assertEqual(declared - set(_lib.SIGNATURES) - unused, set())
-        self.assertEqual(set(_lib.SIGNATURES) - declared, set())
+        self.assertEqual(declared - set(_ffi.SIGNATURES) - unused, set())
+        self.assertEqual(set(_ffi.SIGNATURES) - declared, set())
 
 
 class LibraryTest(unittest.TestCase):
@@ -105,12 +105,12 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(_lib.LIB.missing, set())
 
     def test_opts_size(self):
-        o = _lib.Opts()
+        o = _ffi.Opts()
         _lib.LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))
         self.assertEqual(o.size, ctypes.sizeof(o))
         self.assertLessEqual(ctypes.sizeof(o), _lib.LIB.lsec_opts_size())
-        self.assertEqual(o.mode, _lib.MODE_AUTH)
-        self.assertEqual(o.peer_policy, _lib.PEER_SAME_USER)
+        self.assertEqual(o.mode, _ffi.MODE_AUTH)
+        self.assertEqual(o.peer_policy, _ffi.PEER_SAME_USER)
 
     def test_version(self):
         major, minor = _lib.EXPECTED_VERSION
@@ -229,3 +229,61 @@ class HardenTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LayoutTest(unittest.TestCase):
+    """The package's modules import each other in one direction only:
+    _ffi (declarations) <- _lib (loader) -> _errors (pure), then _core and
+    aio.  A cycle would make the import order matter."""
+
+    # module -> the package modules it may import
+    ALLOWED = {
+        "_ffi": {"_version"},
+        "_errors": set(),
+        "_lib": {"_ffi", "_errors"},
+        "_core": {"_ffi", "_lib", "_errors"},
+        "aio": {"_core", "_errors", "_ffi", "_lib"},
+    }
+
+    @staticmethod
+    def _imports(module):
+        import ast
+        path = os.path.join(os.path.dirname(loopsec.__file__),
+                            module + ".py")
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    out.add(node.module.split(".")[0])
+                else:
+                    out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.startswith("loopsec"):
+                out.add(node.module.split(".")[-1])
+        return out
+
+    def test_imports_follow_the_layers(self):
+        for module, allowed in self.ALLOWED.items():
+            self.assertEqual(self._imports(module) - allowed, set(), module)
+
+    def test_errors_is_pure(self):
+        # _errors.py works without the library: a copy loaded on its own
+        # (outside the package), bound to fake functions, builds its table
+        # from them alone.
+        import importlib.util
+        path = os.path.join(os.path.dirname(loopsec.__file__), "_errors.py")
+        spec = importlib.util.spec_from_file_location("errors_copy", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        names = {-1: b"LSEC_EINVAL", -4: b"LSEC_EAUTH"}
+        mod.bind(lambda c: names.get(c, b"LSEC_UNKNOWN")
+                 if c != -2 and c != -3 else b"LSEC_EX%d" % -c,
+                 lambda c: b"text %d" % -c, lambda: b"why")
+        self.assertEqual(mod.code_of("EAUTH"), -4)
+        e = mod.last_error(-4)
+        self.assertIsInstance(e, mod.AuthError)
+        self.assertEqual((e.code, e.detail, e.strerror), (-4, "why", "text 4"))
+        self.assertIs(mod.error_class(-2), mod.Error)
+        self.assertEqual(len(mod.CODES), 4)

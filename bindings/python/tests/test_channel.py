@@ -46,10 +46,10 @@ class _RoundTrip(_Pair):
         # The option sets LSEC_OPT_NO_ROUTE_LOCALNET; on a host where
         # route_localnet is 0 (as here) the listener is made.  The refusal
         # itself is tested in C with faked settings (test_port.c).
-        from loopsec import _core, _lib
+        from loopsec import _core, _ffi
         o = _core._opts(no_route_localnet=True)
-        self.assertEqual(o.flags & _lib.OPT_NO_ROUTE_LOCALNET, 0x0400)
-        self.assertEqual(_core._opts().flags & _lib.OPT_NO_ROUTE_LOCALNET, 0)
+        self.assertEqual(o.flags & _ffi.OPT_NO_ROUTE_LOCALNET, 0x0400)
+        self.assertEqual(_core._opts().flags & _ffi.OPT_NO_ROUTE_LOCALNET, 0)
         with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
             if f.read().strip() != "0":
                 self.skipTest("route_localnet is set on this host")
