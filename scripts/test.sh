@@ -46,8 +46,8 @@ if [ "$sanitize" = 1 ]; then
         run build-sanitize -DLOOPSEC_SANITIZE=ON -DLOOPSEC_EXAMPLES=ON
 fi
 if [ "$tsan" = 1 ]; then
-    # The tests that start threads (label "threads": their source calls
-    # pthread_create), under ThreadSanitizer; any report fails its test
+    # The tests that start threads (label "threads", tests/CMakeLists.txt),
+    # under ThreadSanitizer; any report fails its test
     # (halt_on_error, and exitcode 66 is never a test's own status).
     # Suppressions, each with its reason: tests/tsan.supp.
     ctest_extra="-L threads"
