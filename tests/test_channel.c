@@ -1427,12 +1427,14 @@ static void test_connect_eintr_waits(void **state)
     lsec_listener *l = listen_on("127.0.0.1:0", NULL);
     lsec_channel *c = NULL;
     ticket_of(l, ticket);
-    accept_async(&j, l, 5000);
+    /* The seam is process-wide and the accepting thread reads it too: set
+     * before that thread starts, reset after it ends (not a data race). */
     connect_calls = 0;
     lsec__io.connect = connect_then_eintr;
+    accept_async(&j, l, 5000);
     int rc = lsec_connect(ticket, NULL, 5000, &c);
-    lsec__io_reset();
     accept_join(&j);
+    lsec__io_reset();
     if (rc != 0)
         fail_msg("lsec_connect: %s (%s)", lsec_errname(rc), lsec_last_detail());
     assert_int_equal(connect_calls, 1);

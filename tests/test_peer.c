@@ -311,15 +311,19 @@ static void test_speed(void **state)
 /* ------------------------------------------------------------------------ */
 /* The kept sock_diag socket                                                 */
 
-/* Netlink sockets opened through the seam, and the last one's number. */
+/* Netlink sockets opened through the seam, and the last one's number.
+ * test_concurrent_lookups calls the seam from four threads at once, so both
+ * are written only through __atomic builtins (a plain ++ there is a data
+ * race, and lost increments would make the count it prints wrong); they are
+ * read after pthread_join or in one thread. */
 static int nl_opened, nl_last_fd;
 
 static int counting_socket(int domain, int type, int protocol)
 {
     int fd = socket(domain, type, protocol);
     if (domain == AF_NETLINK && fd >= 0) {
-        nl_opened++;
-        nl_last_fd = fd;
+        __atomic_add_fetch(&nl_opened, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&nl_last_fd, fd, __ATOMIC_RELAXED);
     }
     return fd;
 }
