@@ -28,9 +28,9 @@ connect_t() { # TICKET ARGS...
 # 1. connect -> listen, auth mode.
 for mode in "" "--tls"; do
     out="$tmp/listen$mode.out"
-    (timeout 15 "$cli" listen $mode >"$out" 2>"$tmp/listen.err" </dev/null; echo $? >"$tmp/listen.rc") &
+    (timeout 15 "$cli" listen $mode >"$out" 2>"$tmp/listen$mode.err" </dev/null; echo $? >"$tmp/listen.rc") &
     pids+=($!)
-    ticket=$(first_line "$tmp/listen.err") || { bad "listen $mode printed no ticket"; continue; }
+    ticket=$(first_line "$tmp/listen$mode.err") || { bad "listen $mode printed no ticket"; continue; }
     case "$ticket" in loopsec://127.0.0.1:*) ok ;; *) bad "ticket form: $ticket" ;; esac
     start=$(date +%s%N)
     echo "hello over loopsec" | connect_t "$ticket" $mode >/dev/null 2>"$tmp/c.err"
