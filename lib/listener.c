@@ -469,29 +469,6 @@ static bool is_tls_hello(const uint8_t *b, size_t n)
 }
 
 /*
- * A TLS client reached this auth listener.  Answer once with the 8-byte
- * mode notice -- an auth hello's header, "LSEC" 01 01 00 00, no nonce --
- * so that the client knows the mismatch positively (LSEC_EMODE) and tells
- * it from a refusal, which is a silent close (LSEC_ECLOSED, retryable).  It
- * says nothing a TLS listener's answer to an auth hello does not: which
- * mode this port speaks.  What is left of the hello is read first, so that
- * the close that follows is not a reset that could discard the notice.
- * Best effort, never blocking.
- */
-static void send_mode_notice(int fd)
-{
-    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, LSEC_MODE_AUTH,
-                                      0,   0};
-    uint8_t junk[512];
-
-    for (int k = 0; k < 8; k++)
-        if (lsec__io.recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
-            break;
-    (void)lsec__io.send(fd, notice, sizeof(notice),
-                        MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
-/*
  * Make progress on one pending auth handshake.  Returns 1 when it completed
  * (the channel is in *out), 0 when it goes on, -1 when it was dropped.
  */
@@ -539,8 +516,8 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
         bool tls_hello =
             p->hs.transcript_len == 0 && is_tls_hello(in, (size_t)n);
         lsec__wipe(in, sizeof(in));
-        if (tls_hello)
-            send_mode_notice(p->fd);
+        /* A TLS hello too is closed at once and without a word: the client
+         * reports a refusal (LSEC_ECLOSED), as for any other close. */
         pending_drop(l, i, LSEC_LOG_WARN,
                      tls_hello          ? "mode mismatch (peer is a TLS client)"
                      : rc == LSEC_EAUTH ? "authentication failed"

@@ -67,14 +67,11 @@ static const unsigned char psk_suite_id[2] = {0x13, 0x01};
 /* How long lsec__tls_shutdown waits for room for its close_notify. */
 #define SHUTDOWN_WAIT_MS 500
 
-/* The details the client reports when the listener hangs up on its hello
- * without a word, and when it answers with an auth-mode notice. */
+/* The detail the client reports when the listener hangs up on its hello
+ * without a word. */
 #define DETAIL_REFUSED                                                         \
     "the listener closed the connection without a TLS answer (refused: "       \
     "descriptor limit, too many pending handshakes or peer policy; retry)"
-#define DETAIL_AUTH_LISTENER                                                   \
-    "the listener answered with an auth-mode notice: it is an auth listener "  \
-    "(mode mismatch)"
 
 struct lsec__tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -685,16 +682,15 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
             return fatal(t, LSEC_ETLS, "the peer does not accept TLS 1.3");
         return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
     }
-    /* The peer's first bytes are an auth-mode hello (a listener's mode
-     * notice, or a client's hello): the mismatch is positively known. */
-    if (t->got_bytes && t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
-        if (t->role == LSEC__HS_SERVER)
-            send_mode_alert(t);
+    /* An auth client's hello reached this TLS listener: the mismatch is
+     * positively known, and the alert tells the client so.  (An auth
+     * listener never speaks first, so a client has no such case.) */
+    if (t->role == LSEC__HS_SERVER && t->got_bytes && t->first_len >= 4 &&
+        memcmp(t->first, "LSEC", 4) == 0) {
+        send_mode_alert(t);
         return fatal(t, LSEC_EMODE,
-                     t->role == LSEC__HS_CLIENT
-                         ? DETAIL_AUTH_LISTENER
-                         : "an auth-mode hello reached a TLS endpoint "
-                           "(mode mismatch?)");
+                     "an auth-mode hello reached a TLS "
+                     "endpoint (mode mismatch?)");
     }
     /* The peer hung up. */
     if (peer_vanished(t)) {
@@ -702,9 +698,10 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
             return fatal(t, LSEC_ERESET,
                          "the connection was lost during the TLS handshake");
         /* A listener that refuses a connection (descriptor limit, too many
-         * pending handshakes, peer policy) closes it without a word.  That
-         * is not a mode mismatch -- an auth listener says so with its mode
-         * notice -- but a refusal the caller may retry. */
+         * pending handshakes, peer policy) closes it without a word, and so
+         * does an auth listener (a genuine ticket carries its listener's
+         * mode: only a stale one meets the other mode).  A refusal the
+         * caller may retry. */
         if (t->role == LSEC__HS_CLIENT)
             return fatal(t, LSEC_ECLOSED, DETAIL_REFUSED);
         return fatal(t, LSEC_ECLOSED, "the client closed before its TLS hello");

@@ -322,8 +322,7 @@ static void test_bad_client_proof(void **state)
 }
 
 /* Garbage of each kind is closed at once, with zero bytes written back --
- * but for a TLS hello, which gets the 8-byte mode notice (PROTOCOL.md "Mode
- * mismatch"), so that a tls client knows the mismatch for certain. */
+ * a TLS hello too: no banner, no mode notice (SECURITY.md, rule 3). */
 static void test_garbage_closed_silently(void **state)
 {
     (void)state;
@@ -334,7 +333,7 @@ static void test_garbage_closed_silently(void **state)
         ssize_t back;
     } cases[] = {
         {"http", "GET /api/users HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 44, 0},
-        {"tls hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 8},
+        {"tls hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 0},
         {"tls-like, bad version", "\x16\x03\x05\x02\x00\x01", 6, 0},
         {"one wrong byte", "LSEX", 4, 0},
         {"bad version", "LSEC\x02\x01\x00\x00", 8, 0},
@@ -698,24 +697,29 @@ static void test_listen_keyed(void **state)
     memset(id, 0xab, sizeof(id));
     assert_int_equal(lsec_id_bytes(), LSEC_ID_BYTES);
     /* Refused: NULLs, wrong lengths, an all-zero secret. */
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8,
-                                       &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
-                     LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
+        LSEC_EINVAL);
     uint8_t zero[LSEC_SECRET_BYTES] = {0};
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
-                     LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
+        LSEC_EINVAL);
     assert_null(l);
-    assert_int_equal(lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
-                     LSEC_ENOTLOOPBACK);
+    assert_int_equal(
+        lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
+        LSEC_ENOTLOOPBACK);
     /* The same key and port give the same ticket, and it works. */
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l),
-                     0);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l), 0);
     ticket_of(l, t1);
     snprintf(bind, sizeof(bind), "127.0.0.1:%d", lsec_listener_port(l));
     lsec_listener_close(l);
@@ -1171,8 +1175,10 @@ static void test_tls_refuses_first_wrong_byte(void **state)
     lsec_listener_close(l);
 }
 
-/* A client of one mode meeting a listener of the other fails at once with
- * LSEC_EMODE, in both directions, never by timing out. */
+/* A client of one mode meeting a listener of the other fails at once, never
+ * by timing out: an auth client with LSEC_EMODE (the TLS listener's alert),
+ * a tls client with LSEC_ECLOSED (the auth listener closes without a word,
+ * as for any refusal). */
 static void test_mode_mismatch_fast(void **state)
 {
     (void)state;
@@ -1194,7 +1200,7 @@ static void test_mode_mismatch_fast(void **state)
         int rc = lsec_connect(ticket, NULL, 5000, &c);
         int64_t took = lsec__now_ms() - t0;
         accept_join(&j);
-        if (rc != LSEC_EMODE)
+        if (rc != (dir == 0 ? LSEC_ECLOSED : LSEC_EMODE))
             fail_msg("direction %d: %s (%s)", dir, lsec_errname(rc),
                      lsec_last_detail());
         assert_null(c);
@@ -1659,9 +1665,8 @@ static ssize_t lookup_after_refusal(int fd, const void *buf, size_t len,
 static void test_refused_before_lookup(void **state)
 {
     (void)state;
-    /* tls with a plain close too: an auth listener answers a TLS hello
-     * with its mode notice (LSEC_EMODE, test_mode_mismatch_fast), so a
-     * silent close is a refusal, never a mode mismatch (issue 13 item 6). */
+    /* tls with a plain close too: a silent close is a refusal (retryable),
+     * never a mode mismatch. */
     static const struct {
         const char *mode;
         bool abortive;
@@ -2018,7 +2023,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_listen_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
                                         teardown),

@@ -1002,15 +1002,15 @@ static void test_client_peer_closes_silently(void **state)
     client_against_peer(40, NULL, 0, LSEC_ECLOSED, refused);
 }
 
-/* An auth listener's mode notice ("LSEC" 01 01 00 00, then a close): the
- * mismatch is known for certain, EMODE at once. */
-static void test_client_meets_auth_notice(void **state)
+/* Auth-mode bytes ("LSEC" 01 01 00 00) answering a tls client are not TLS:
+ * an auth listener never speaks first (it closes silently, ECLOSED above),
+ * so the client takes no mode hint from a peer, EPROTO at once. */
+static void test_client_meets_auth_bytes(void **state)
 {
-    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    static const uint8_t hello[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
     (void)state;
-    client_against_peer(SIZE_MAX, notice, sizeof(notice), LSEC_EMODE,
-                        "the listener answered with an auth-mode notice: it "
-                        "is an auth listener (mode mismatch)");
+    client_against_peer(SIZE_MAX, hello, sizeof(hello), LSEC_EPROTO,
+                        "the peer's bytes are not TLS");
 }
 
 /* Our server against a client that leaves: before any byte it is a clean
@@ -1294,7 +1294,7 @@ int main(void)
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
         cmocka_unit_test(test_client_peer_closes_silently),
-        cmocka_unit_test(test_client_meets_auth_notice),
+        cmocka_unit_test(test_client_meets_auth_bytes),
         cmocka_unit_test(test_server_client_leaves),
         cmocka_unit_test(test_close_mid_record),
         cmocka_unit_test(test_eof_without_close_notify),
