@@ -402,11 +402,13 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
                       int64_t peer_uid, const uint8_t *early, size_t early_len,
                       lsec_channel **out);
+
+/* ------------------------------------------------------------------------ */
+/* connect.c (engine)                                                        */
+
 /* getsockname/getpeername of a connected socket, re-checked as loopback. */
 int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
                            lsec__addr *remote);
-/* Drive a blocking-style TLS handshake on a non-blocking fd to the end. */
-int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline);
 /* Connect with a parsed ticket (rendezvous uses it). */
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out);

@@ -859,19 +859,28 @@ int lsec_listener_port(const lsec_listener *l)
     return l->addr.port;
 }
 
-int lsec_listener_fd(const lsec_listener *l)
+int lsec_listener_fd(lsec_listener *l)
 {
     if (l == NULL)
         return LSEC_EINVAL;
-    /* From now on pending handshakes are kept in the set too.  The flag is
-     * internal bookkeeping, not a change the caller can observe, hence the
-     * const the signature promises is kept in spirit. */
-    lsec_listener *m = (lsec_listener *)l;
-    if (!m->ep_used) {
-        m->ep_used = true;
-        ep_sync(m);
+    /* From now on pending handshakes are kept in the set too. */
+    if (!l->ep_used) {
+        l->ep_used = true;
+        ep_sync(l);
     }
     return l->efd;
+}
+
+int lsec_listener_timeout_ms(const lsec_listener *l)
+{
+    int64_t earliest = INT64_MAX;
+
+    if (l == NULL)
+        return -1;
+    for (int i = 0; i < l->npend; i++)
+        if (l->pend[i].deadline < earliest)
+            earliest = l->pend[i].deadline;
+    return lsec__remaining(earliest);
 }
 
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l)
