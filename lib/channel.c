@@ -67,9 +67,17 @@ struct lsec_channel {
 /* ------------------------------------------------------------------------ */
 /* Transport: one read or write on the socket or through TLS                */
 
-static int broken(lsec_channel *c, int code, const char *why)
+/* Record a sticky failure: every later call fails with `code`. */
+static int sticky(lsec_channel *c, int code)
 {
     c->err = code;
+    return code;
+}
+
+/* sticky, with a log line and the detail `why`. */
+static int broken(lsec_channel *c, int code, const char *why)
+{
+    (void)sticky(c, code);
     lsec__log(LSEC_LOG_INFO, "channel to port %u: %s", c->remote.port, why);
     return lsec__fail(code, "%s", why);
 }
@@ -198,6 +206,17 @@ static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
     }
 }
 
+/* The send queue holds plaintext: wiped before it is freed. */
+static void wq_free(lsec_channel *c)
+{
+    if (c->wq != NULL) {
+        lsec__wipe(c->wq, c->wq_len);
+        free(c->wq);
+    }
+    c->wq = NULL;
+    c->wq_off = c->wq_len = 0;
+}
+
 /* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
 static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
 {
@@ -220,9 +239,7 @@ static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
                       rc == LSEC_ERESET ? "connection lost while sending"
                                         : "send failed");
     }
-    free(c->wq);
-    c->wq = NULL;
-    c->wq_off = c->wq_len = 0;
+    wq_free(c);
     return 0;
 }
 
@@ -356,12 +373,10 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         return tx_all(c, iov, len > 0 ? 2 : 1, deadline, nowait);
     }
 
-    /* TLS: the header and the first part of the payload share one record;
-     * the rest goes in full records straight from the caller's buffer. */
-    /* The first record carries the header and just enough of the payload
-     * that the rest is whole records sent straight from the caller's
-     * buffer: no more records than before, and for a 64 KiB message 4
-     * bytes of plaintext copied (and wiped) instead of 16 KiB. */
+    /* TLS: the first record carries the header and just enough of the
+     * payload that the rest is whole records sent straight from the
+     * caller's buffer: no more records than needed, and for a 64 KiB
+     * message 4 bytes of plaintext copied (and wiped) instead of 16 KiB. */
     uint8_t first[TLS_CHUNK + LSEC__FRAME_HDR];
     size_t head;
     if (len <= TLS_CHUNK - sizeof(hdr)) {
@@ -380,7 +395,7 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (timeout_ms >= 0) { /* -1 never times out: nothing to protect */
         rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
         if (rc != 0)
-            return rc;
+            goto done; /* `first` holds plaintext: wiped there */
     }
     /* From here on the message has started: tx_all queues what the
      * deadline leaves unwritten and returns 0. */
@@ -391,14 +406,19 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (c->wq_len > 0) {
         /* The first record is queued: queue the rest behind it. */
         size_t rest = len - head;
-        uint8_t *q = realloc(c->wq, c->wq_len + rest);
+        /* Not realloc: the old block is wiped before it is freed. */
+        uint8_t *q = malloc(c->wq_len + rest);
         if (q == NULL) {
             rc = broken(c, LSEC_ENOMEM, "out of memory queueing a message");
             goto done;
         }
+        memcpy(q, c->wq, c->wq_len);
         memcpy(q + c->wq_len, (const uint8_t *)msg + head, rest);
+        size_t off = c->wq_off, qlen = c->wq_len + rest;
+        wq_free(c);
         c->wq = q;
-        c->wq_len += rest;
+        c->wq_off = off;
+        c->wq_len = qlen;
         goto done;
     }
     iov.iov_base = (uint8_t *)msg + head;
@@ -448,7 +468,7 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
         if (rc != 0) {
             if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
-                c->err = rc;
+                return sticky(c, rc);
             return rc;
         }
     }
@@ -574,8 +594,7 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
                   c->remote.port);
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     }
-    c->err = rc;
-    return rc;
+    return sticky(c, rc);
 }
 
 static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
@@ -612,7 +631,7 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
             rc = lsec__frame_parse(c->rbuf + c->roff, c->max_message,
                                    &c->msg_len);
             if (rc != 0) {
-                c->err = rc;
+                (void)sticky(c, rc);
                 lsec__log(LSEC_LOG_WARN,
                           "channel to port %u: peer sent an oversized length",
                           c->remote.port);
@@ -753,7 +772,7 @@ static int end_aborted(lsec_channel *c, int rc)
 {
     if (c == NULL || !is_aborted(c) || rc == 0)
         return rc;
-    c->err = LSEC_ECLOSED;
+    (void)sticky(c, LSEC_ECLOSED);
     return lsec__fail(LSEC_ECLOSED, "the channel was aborted");
 }
 
@@ -805,7 +824,7 @@ void lsec_channel_close(lsec_channel *c)
         return;
     /* Aborted: nothing more goes out, nothing is drained. */
     if (is_aborted(c) && c->err == 0)
-        c->err = LSEC_ECLOSED;
+        (void)sticky(c, LSEC_ECLOSED);
     if (c->wq_len > 0 && c->err == 0)
         (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {
@@ -825,9 +844,6 @@ void lsec_channel_close(lsec_channel *c)
     close(c->fd);
     lsec__wipe(c->rbuf, sizeof(c->rbuf));
     stash_free(c);
-    if (c->wq != NULL) {
-        lsec__wipe(c->wq, c->wq_len);
-        free(c->wq);
-    }
+    wq_free(c);
     free(c);
 }

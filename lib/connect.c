@@ -90,7 +90,7 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
 }
 
 /* Record a sticky failure: every later step returns it. */
-static int failed(lsec_connector *c, int rc)
+static int sticky(lsec_connector *c, int rc)
 {
     c->err = rc;
     c->events = 0;
@@ -473,7 +473,7 @@ int lsec_connector_step(lsec_connector *c, lsec_channel **out)
         if (c->looked_up)
             lsec__log(LSEC_LOG_WARN, "connect to port %u failed: %s (%s)",
                       c->t.addr.port, lsec_strerror(rc), lsec_last_detail());
-        return failed(c, rc);
+        return sticky(c, rc);
     }
     lsec__hs_wipe(&c->hs);
     c->st = ST_DONE;

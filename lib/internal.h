@@ -262,7 +262,7 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
 
 /*
  * The first `n` bytes a TLS listener received, checked before any TLS state
- * exists (issue 13 items 7-8).  LSEC__HS_AGAIN: a valid start so far, wait
+ * exists.  LSEC__HS_AGAIN: a valid start so far, wait
  * for more; 0: a complete record header of a TLS handshake record, whose
  * whole length (header included) goes to *total; LSEC_EMODE: the auth magic
  * "LSEC"; LSEC_EPROTO: the first byte that cannot start a TLS handshake

@@ -68,8 +68,7 @@ struct lsec_listener {
     bool ep_used;
     /* A timerfd in that set, armed to the earliest pending deadline, so
      * that the set also becomes readable when a handshake runs out of time
-     * (issue 13 item 4); `t_armed` is the deadline it is armed to, 0 when
-     * disarmed. */
+     * `t_armed` is the deadline it is armed to, 0 when disarmed. */
     int tfd;
     int64_t t_armed;
     lsec__connfile_ref file; /* connection file to remove on close */
@@ -127,7 +126,7 @@ static void warn_flush(lsec_listener *l)
  * A failed or refused connection: counted, and logged as a WARN -- at most
  * WARN_BURST lines a second per listener, the rest summed up in one "N
  * similar suppressed" line when the next window opens (or at close), so a
- * flood cannot flood the log (issue 13 item 16).
+ * flood cannot flood the log.
  */
 static void warn_failure(lsec_listener *l, const char *fmt, ...)
     LSEC__PRINTF(2, 3);
@@ -194,8 +193,8 @@ static bool sent_hello(const lsec_listener *l, const struct pending *p)
  * Full: one pending handshake makes room.  The oldest of those that have
  * not sent a complete hello goes first -- a connection that stalls before
  * its hello is what a flood is made of -- and only when every one has,
- * the oldest of all (issue 13 item 5: evicting the oldest regardless lost
- * good clients that were about to finish).
+ * the oldest of all (evicting the oldest regardless lost good clients
+ * that were about to finish).
  */
 static void evict_one(lsec_listener *l)
 {
@@ -567,7 +566,7 @@ static bool peer_ended(int fd)
  * refuse at the first one that cannot start a TLS handshake record (an
  * HTTP request is closed at its 'G', as the auth listener closes at byte 0),
  * and allocate the SSL object only when the whole first record is in the
- * kernel, read with read-ahead off (issue 13 items 7-8).  0: wait, 1: go on
+ * kernel, read with read-ahead off.  0: wait, 1: go on
  * with the handshake, -1: dropped.
  */
 static int tls_begin(lsec_listener *l, int i)
@@ -678,7 +677,7 @@ static void stop_listening(lsec_listener *l)
 }
 
 /*
- * route_localnet (issue 13 item 15): when set, packets addressed to
+ * route_localnet: when set, packets addressed to
  * 127.0.0.0/8 may arrive from other hosts, and loopback stops meaning "this
  * machine".  Checked for IPv4 listeners (::1 is never routed so): a WARN,
  * or a refusal under LSEC_OPT_NO_ROUTE_LOCALNET, which also fails closed
