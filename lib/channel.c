@@ -108,12 +108,11 @@ static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
                 return 0;
             /* With a timeout of 0, a read that would block is the answer:
              * no poll(0) to learn it again. */
-            if (rc == LSEC__TLS_WANT_READ && nowait)
+            if (rc == LSEC__WANT_READ && nowait)
                 return LSEC_EAGAIN;
-            if (rc == LSEC__TLS_WANT_READ)
-                rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-            else if (rc == LSEC__TLS_WANT_WRITE)
-                rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
+            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
+                rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline,
+                                   nowait);
             if (rc != 0)
                 return rc;
             continue;
@@ -147,25 +146,14 @@ static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
 
 /*
  * Write some of iov (TLS: iov[0] only) without waiting.  0 with *n > 0,
- * 1 when the transport wants to wait for `*events`, or an error.
+ * LSEC__WANT_READ/WRITE when the transport must wait, or an error.
  */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
-                   short *events)
+static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
 {
     for (;;) {
         if (c->tls != NULL) {
             int rc =
                 lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            if (rc == 0)
-                return 0;
-            if (rc == LSEC__TLS_WANT_READ) {
-                *events = POLLIN;
-                return 1;
-            }
-            if (rc == LSEC__TLS_WANT_WRITE) {
-                *events = POLLOUT;
-                return 1;
-            }
             return rc;
         }
         struct msghdr mh;
@@ -179,10 +167,8 @@ static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
         }
         if (put < 0 && errno == EINTR)
             continue;
-        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
-            *events = POLLOUT;
-            return 1;
-        }
+        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+            return LSEC__WANT_WRITE;
         if (errno == EPIPE || errno == ECONNRESET)
             return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
         return lsec__fail_errno(LSEC_EIO, errno, "send");
@@ -223,14 +209,13 @@ static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
     while (c->wq_off < c->wq_len) {
         struct iovec iov = {c->wq + c->wq_off, c->wq_len - c->wq_off};
         size_t n = 0;
-        short ev = 0;
-        int rc = tx_once(c, &iov, 1, &n, &ev);
+        int rc = tx_once(c, &iov, 1, &n);
         if (rc == 0) {
             c->wq_off += n;
             continue;
         }
-        if (rc == 1) {
-            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
             if (rc != 0)
                 return rc;
             continue;
@@ -273,19 +258,18 @@ static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
     bool started = false;
     while (iovcnt > 0) {
         size_t n = 0;
-        short ev = 0;
-        int rc = tx_once(c, iov, iovcnt, &n, &ev);
+        int rc = tx_once(c, iov, iovcnt, &n);
         if (rc == 0) {
             started = true;
             iov_advance(iov, &iovcnt, n);
             continue;
         }
-        if (rc == 1) {
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
             /* TLS may have taken bytes into a record even when it asks us to
              * wait; from the first call on, the message counts as started. */
             if (c->tls != NULL)
                 started = true;
-            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
             if (rc == 0)
                 continue;
             if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {

@@ -281,7 +281,7 @@ static int read_hello(lsec_connector *c)
             off += used;
             if (rc < 0)
                 return rc;
-            if (rc == LSEC__HS_DONE) {
+            if (rc == LSEC__DONE) {
                 c->out_off = 0;
                 c->out_len = outlen;
                 /* The server speaks only after our proof; anything more is
@@ -336,7 +336,7 @@ static int connected(lsec_connector *c)
     size_t used = 0;
     rc = lsec__hs_step(&c->hs, NULL, 0, &used, c->out, sizeof(c->out),
                        &c->out_len);
-    if (rc != LSEC__HS_AGAIN)
+    if (rc != LSEC__AGAIN)
         return rc < 0 ? rc : lsec__fail(LSEC_EPROTO, "handshake state");
     c->out_off = 0;
     c->st = ST_AUTH_HELLO;
@@ -376,8 +376,8 @@ static int advance(lsec_connector *c)
             return write_out(c);
         case ST_TLS:
             rc = lsec__tls_handshake(c->tls);
-            if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
-                c->events = rc == LSEC__TLS_WANT_READ ? POLLIN : POLLOUT;
+            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+                c->events = lsec__want_events(rc);
                 return LSEC_EAGAIN;
             }
             return rc;

@@ -43,6 +43,7 @@ struct pending {
     size_t hdr_len;
     lsec__hs hs; /* auth mode */
     short ev;    /* events registered in the listener's epoll set */
+    int want;    /* tls mode: the LSEC__WANT_* of the last handshake step */
     uint8_t out[LSEC__HS_MSG_MAX];
     size_t out_len, out_off;
 };
@@ -436,7 +437,8 @@ static struct pending pending_take(lsec_listener *l, int i)
     return p;
 }
 
-/* Flush what we owe the peer (the ServerHello).  0 done, 1 wait, -1 lost. */
+/* Flush what we owe the peer (the ServerHello).  0 done, LSEC__WANT_WRITE,
+ * or LSEC_ERESET (lost). */
 static int flush_out(struct pending *p)
 {
     while (p->out_off < p->out_len) {
@@ -450,8 +452,8 @@ static int flush_out(struct pending *p)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        return -1;
+            return LSEC__WANT_WRITE;
+        return LSEC_ERESET;
     }
     /* All sent: the buffer is free again for the next message. */
     p->out_off = p->out_len = 0;
@@ -464,7 +466,7 @@ static int flush_out(struct pending *p)
 static bool is_tls_hello(const uint8_t *b, size_t n)
 {
     return n >= 3 && b[0] == 0x16 &&
-           lsec__tls_record_start(b, 3, NULL) == LSEC__HS_AGAIN;
+           lsec__tls_record_start(b, 3, NULL) == LSEC__AGAIN;
 }
 
 /*
@@ -477,7 +479,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
     uint8_t in[LSEC__HS_MSG_MAX];
     size_t off = 0;
     ssize_t n;
-    int rc = LSEC__HS_AGAIN;
+    int rc = LSEC__AGAIN;
 
     if ((rc = flush_out(p)) != 0) {
         if (rc < 0)
@@ -508,7 +510,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                            &outlen);
         off += used;
         p->out_len += outlen;
-        if (rc != LSEC__HS_AGAIN || used == 0)
+        if (rc != LSEC__AGAIN || used == 0)
             break;
     }
     if (rc < 0) {
@@ -525,7 +527,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                                         : "malformed handshake");
         return -1;
     }
-    if (rc == LSEC__HS_DONE) {
+    if (rc == LSEC__DONE) {
         struct pending done = pending_take(l, i);
         lsec__hs_wipe(&done.hs);
         /* Bytes behind the client's proof are its first messages. */
@@ -641,8 +643,8 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
         return rc;
     rc = lsec__tls_handshake(p->tls);
 
-    if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
-        p->out_len = rc; /* remember which readiness to wait for */
+    if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+        p->want = rc;
         return 0;
     }
     if (rc != 0) {
@@ -662,7 +664,7 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
 static short pending_events(const lsec_listener *l, const struct pending *p)
 {
     if (l->o.mode == LSEC_MODE_TLS)
-        return p->out_len == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+        return lsec__want_events(p->want);
     return p->out_off < p->out_len ? POLLOUT : POLLIN;
 }
 

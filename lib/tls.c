@@ -617,8 +617,8 @@ static int want(int ssl_error)
      * is a wait for the peer too. */
     return ssl_error == SSL_ERROR_WANT_WRITE ||
                    ssl_error == SSL_ERROR_WANT_CONNECT
-               ? LSEC__TLS_WANT_WRITE
-               : LSEC__TLS_WANT_READ;
+               ? LSEC__WANT_WRITE
+               : LSEC__WANT_READ;
 }
 
 static bool is_want(int ssl_error)

@@ -181,7 +181,7 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
                      0);
     assert_int_equal(
         lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out), &outlen),
-        LSEC__HS_AGAIN);
+        LSEC__AGAIN);
     assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
 }
 
@@ -191,16 +191,16 @@ static void raw_read_server(int fd, lsec__hs *hs, uint8_t out[LSEC__HS_MSG_MAX],
 {
     uint8_t in[LSEC__HS_MSG_MAX];
     size_t used, have = 0;
-    int rc = LSEC__HS_AGAIN;
+    int rc = LSEC__AGAIN;
 
-    while (rc == LSEC__HS_AGAIN) {
+    while (rc == LSEC__AGAIN) {
         ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
         assert_true(n > 0);
         rc = lsec__hs_step(hs, in + have, (size_t)n, &used, out,
                            LSEC__HS_MSG_MAX, outlen);
         have += (size_t)n;
     }
-    assert_int_equal(rc, LSEC__HS_DONE);
+    assert_int_equal(rc, LSEC__DONE);
 }
 
 /* Replace the secret in a ticket with one of the same shape. */
