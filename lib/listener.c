@@ -470,8 +470,9 @@ static bool is_tls_hello(const uint8_t *b, size_t n)
 }
 
 /*
- * Make progress on one pending auth handshake.  Returns 1 when it completed
- * (the channel is in *out), 0 when it goes on, -1 when it was dropped.
+ * Make progress on one pending auth handshake.  Returns LSEC__DONE when it
+ * completed (the channel is in *out), LSEC__AGAIN when it goes on, or a
+ * negative code when it was dropped.
  */
 static int step_auth(lsec_listener *l, int i, lsec_channel **out)
 {
@@ -485,13 +486,13 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
         if (rc < 0)
             pending_drop(l, i, LSEC_LOG_INFO,
                          "connection lost during handshake");
-        return rc < 0 ? -1 : 0;
+        return rc < 0 ? LSEC_ECLOSED : LSEC__AGAIN;
     }
     do
         n = lsec__io.recv(p->fd, in, sizeof(in), MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return 0;
+        return LSEC__AGAIN;
     if (n <= 0) {
         /* After our ServerHello, a client that leaves has usually found
          * that our proof does not match its secret. */
@@ -499,7 +500,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                      p->hs.transcript_len > LSEC__HS_HELLO_BYTES
                          ? "peer left after our proof (a different secret?)"
                          : "peer closed during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
     /* Feed everything; the state machine stops at each message boundary
      * and never consumes application bytes that follow the last one. */
@@ -525,7 +526,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not an "
                                           "auth-mode client)"
                                         : "malformed handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
     if (rc == LSEC__DONE) {
         struct pending done = pending_take(l, i);
@@ -535,14 +536,14 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                                done.uid, in + off, (size_t)n - off, out);
         lsec__wipe(in, sizeof(in));
         lsec__wipe(&done, sizeof(done));
-        return rc == 0 ? 1 : -1;
+        return rc == 0 ? LSEC__DONE : rc;
     }
     lsec__wipe(in, sizeof(in));
     if (flush_out(p) < 0) {
         pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
-    return 0;
+    return LSEC__AGAIN;
 }
 
 /* Wake up for `n` bytes, not for each one (the peer's bytes stay in the
@@ -568,8 +569,8 @@ static bool peer_ended(int fd)
  * refuse at the first one that cannot start a TLS handshake record (an
  * HTTP request is closed at its 'G', as the auth listener closes at byte 0),
  * and allocate the SSL object only when the whole first record is in the
- * kernel, read with read-ahead off.  0: wait, 1: go on
- * with the handshake, -1: dropped.
+ * kernel, read with read-ahead off.  LSEC__AGAIN: wait,
+ * LSEC__DONE: go on with the handshake, negative: dropped.
  */
 static int tls_begin(lsec_listener *l, int i)
 {
@@ -587,12 +588,12 @@ static int tls_begin(lsec_listener *l, int i)
                               sizeof(p->hdr) - p->hdr_len, MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
+            return LSEC__AGAIN;
         if (n <= 0) {
             pending_drop(l, i, LSEC_LOG_INFO,
                          p->hdr_len == 0 ? "peer closed during handshake"
                                          : "connection lost during handshake");
-            return -1;
+            return LSEC_ECLOSED;
         }
         p->hdr_len += (size_t)n;
     }
@@ -601,11 +602,11 @@ static int tls_begin(lsec_listener *l, int i)
         lsec__tls_send_mode_alert(p->fd);
         pending_drop(l, i, LSEC_LOG_WARN,
                      "mode mismatch (peer is not a TLS client)");
-        return -1;
+        return LSEC_ECLOSED;
     }
     if (rc < 0) {
         pending_drop(l, i, LSEC_LOG_WARN, "TLS handshake failed (not TLS)");
-        return -1;
+        return LSEC_ECLOSED;
     }
     if (rc == 0 && ioctl(p->fd, FIONREAD, &avail) == 0 &&
         (size_t)avail >= total - p->hdr_len) {
@@ -620,18 +621,18 @@ static int tls_begin(lsec_listener *l, int i)
         lsec__wipe(identity, sizeof(identity));
         if (rc != 0) {
             pending_drop(l, i, LSEC_LOG_ERROR, "cannot start a TLS handshake");
-            return -1;
+            return LSEC_ECLOSED;
         }
-        return 1;
+        return LSEC__DONE;
     }
     /* A valid start, more to come -- unless the peer has left. */
     if (peer_ended(p->fd)) {
         pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
     set_rcvlowat(p, rc == 0 ? (int)(total - p->hdr_len)
                             : (int)(sizeof(p->hdr) - p->hdr_len));
-    return 0;
+    return LSEC__AGAIN;
 }
 
 static int step_tls(lsec_listener *l, int i, lsec_channel **out)
@@ -639,13 +640,13 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
     struct pending *p = &l->pend[i];
     int rc;
 
-    if (p->tls == NULL && (rc = tls_begin(l, i)) != 1)
+    if (p->tls == NULL && (rc = tls_begin(l, i)) != LSEC__DONE)
         return rc;
     rc = lsec__tls_handshake(p->tls);
 
     if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
         p->want = rc;
-        return 0;
+        return LSEC__AGAIN;
     }
     if (rc != 0) {
         pending_drop(l, i, LSEC_LOG_WARN,
@@ -653,12 +654,12 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not a TLS "
                                           "client)"
                                         : "TLS handshake failed");
-        return -1;
+        return LSEC_ECLOSED;
     }
     struct pending done = pending_take(l, i);
     rc = lsec__channel_new(done.fd, done.tls, &l->o, &done.local, &done.remote,
                            done.uid, NULL, 0, out);
-    return rc == 0 ? 1 : -1;
+    return rc == 0 ? LSEC__DONE : rc;
 }
 
 static short pending_events(const lsec_listener *l, const struct pending *p)
@@ -999,7 +1000,7 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
                 continue;
             int r = l->o.mode == LSEC_MODE_TLS ? step_tls(l, k, out)
                                                : step_auth(l, k, out);
-            if (r == 1) {
+            if (r == LSEC__DONE) {
                 l->accepted++;
                 if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
                     stop_listening(l);
