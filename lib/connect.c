@@ -226,27 +226,19 @@ static int refused(void)
 /* Write the rest of c->out: 0 when all is out, LSEC_EAGAIN to wait. */
 static int write_out(lsec_connector *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n =
-            lsec__io.send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                          MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            c->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->events = POLLOUT;
-            return LSEC_EAGAIN;
-        }
-        /* Before any answer, a reset is the listener refusing us. */
-        if (c->got_any == 0)
-            return refused();
-        return lsec__fail_errno(LSEC_ERESET, errno,
-                                "connection lost during the handshake");
+    int rc = lsec__write_some(c->fd, c->out, c->out_len, &c->out_off);
+
+    if (rc == LSEC__WANT_WRITE) {
+        c->events = POLLOUT;
+        return LSEC_EAGAIN;
     }
-    return 0;
+    if (rc == 0)
+        return 0;
+    /* Before any answer, a reset is the listener refusing us. */
+    if (c->got_any == 0)
+        return refused();
+    return lsec__fail_errno(LSEC_ERESET, errno,
+                            "connection lost during the handshake");
 }
 
 /* Read and feed the ServerHello.  0 when it verified (the proof is in

@@ -108,6 +108,13 @@ void lsec__io_reset(void);
  */
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
 /*
+ * The one non-blocking write-all for handshake messages (engine): send
+ * buf[*off, len) with MSG_NOSIGNAL, advancing *off.  0 when all is out,
+ * LSEC__WANT_WRITE when the socket is full, or LSEC_ERESET for a lost
+ * connection (errno kept for the caller's detail).  Sets no detail.
+ */
+int lsec__write_some(int fd, const uint8_t *buf, size_t len, size_t *off);
+/*
  * The code for a failed system call that made a descriptor or memory:
  * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
  * retrying once descriptors are free), ENOMEM/ENOBUFS are LSEC_ENOMEM, and

@@ -441,23 +441,12 @@ static struct pending pending_take(lsec_listener *l, int i)
  * or LSEC_ERESET (lost). */
 static int flush_out(struct pending *p)
 {
-    while (p->out_off < p->out_len) {
-        ssize_t n =
-            lsec__io.send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
-                          MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            p->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return LSEC__WANT_WRITE;
-        return LSEC_ERESET;
-    }
+    int rc = lsec__write_some(p->fd, p->out, p->out_len, &p->out_off);
+
     /* All sent: the buffer is free again for the next message. */
-    p->out_off = p->out_len = 0;
-    return 0;
+    if (rc == 0)
+        p->out_off = p->out_len = 0;
+    return rc;
 }
 
 /* The first three bytes of a TLS handshake record: type 0x16, then a
