@@ -477,23 +477,31 @@ int lsec_connector_step(lsec_connector *c, lsec_channel **out)
     return rc;
 }
 
+/* What lsec_connect and lsec_connect_start check first, then the parse. */
+static int ticket_arg(const char *ticket, const lsec_opts *o, bool have_out,
+                      lsec__ticket *t)
+{
+    lsec_opts ro;
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    if (ticket == NULL || !have_out)
+        return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
+    if ((rc = lsec__init()) != 0 || (rc = lsec__opts_resolve(o, &ro)) != 0)
+        return rc;
+    return lsec__ticket_parse(ticket, strlen(ticket), ro.flags, t);
+}
+
 int lsec_connect_start(const char *ticket, const lsec_opts *o,
                        lsec_connector **out)
 {
     lsec__ticket t;
-    lsec_opts ro;
     int rc;
 
     lsec__clear_detail();
     if (out != NULL)
         *out = NULL;
-    if (ticket == NULL || out == NULL)
-        return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
-    if ((rc = lsec__init()) != 0)
-        return rc;
-    if ((rc = lsec__opts_resolve(o, &ro)) != 0)
-        return rc;
-    rc = lsec__ticket_parse(ticket, strlen(ticket), ro.flags, &t);
+    rc = ticket_arg(ticket, o, out != NULL, &t);
     if (rc == 0)
         rc = connector_start(&t, o, -1, out);
     lsec__ticket_wipe(&t);
@@ -562,20 +570,14 @@ int lsec_connect(const char *ticket, const lsec_opts *o, int timeout_ms,
                  lsec_channel **out)
 {
     lsec__ticket t;
-    lsec_opts ro;
     int rc;
 
     lsec__clear_detail();
     if (out != NULL)
         *out = NULL;
-    if (ticket == NULL || out == NULL)
-        return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
-    if ((rc = lsec__init()) != 0)
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
         return rc;
-    if ((rc = lsec__opts_resolve(o, &ro)) != 0 ||
-        (rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
-    rc = lsec__ticket_parse(ticket, strlen(ticket), ro.flags, &t);
+    rc = ticket_arg(ticket, o, out != NULL, &t);
     if (rc == 0)
         rc = lsec__connect_ticket(&t, o, timeout_ms, out);
     lsec__ticket_wipe(&t);

@@ -1732,6 +1732,28 @@ static int connector_run(lsec_connector *cn, lsec_channel **out, int *steps)
     return rc;
 }
 
+/* A socket bound to a free loopback port (listening, never accepting, or
+ * not listening at all) and an auth ticket naming that port. */
+static int port_ticket(bool listening, char ticket[LSEC_TICKET_MAX])
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (listening)
+        assert_int_equal(listen(s, 4), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(ticket, LSEC_TICKET_MAX,
+             "loopsec://127.0.0.1:%u/?mode=auth&id=0011223344556677&"
+             "secret=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+             (unsigned)ntohs(sa.sin_port));
+    return s;
+}
+
 /* Every argument is checked; nothing is written through a NULL. */
 static void test_connector_arguments(void **state)
 {
@@ -1811,19 +1833,8 @@ static void test_connector_connects(void **state)
 static void test_connector_failure_sticky(void **state)
 {
     (void)state;
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     char ticket[LSEC_TICKET_MAX];
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(ticket, sizeof(ticket),
-             "loopsec://127.0.0.1:%u/?mode=auth&id=0011223344556677&"
-             "secret=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-             (unsigned)ntohs(sa.sin_port));
+    int s = port_ticket(false, ticket);
     lsec_connector *cn = NULL;
     lsec_channel *c = NULL;
     int rc = lsec_connect_start(ticket, NULL, &cn);
@@ -1849,20 +1860,8 @@ static void test_connector_failure_sticky(void **state)
 static void test_connector_deadline(void **state)
 {
     (void)state;
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     char ticket[LSEC_TICKET_MAX];
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(s, 4), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(ticket, sizeof(ticket),
-             "loopsec://127.0.0.1:%u/?mode=auth&id=0011223344556677&"
-             "secret=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-             (unsigned)ntohs(sa.sin_port));
+    int s = port_ticket(true, ticket);
     lsec_opts o;
     lsec_opts_init(&o);
     o.handshake_timeout_ms = 300;
