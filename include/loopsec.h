@@ -417,7 +417,15 @@ LSEC_API LSEC_CHECK int lsec_accept(lsec_listener *l, int timeout_ms,
  * Only readability is meaningful; what kind of descriptor it is, is not
  * part of the interface.
  */
-LSEC_API int lsec_listener_fd(const lsec_listener *l);
+LSEC_API int lsec_listener_fd(lsec_listener *l);
+
+/**
+ * Milliseconds until lsec_accept must next run for a pending handshake's
+ * deadline (0: now), or -1 when no handshake is pending: the timeout an
+ * event loop polling lsec_listener_fd passes to poll (like
+ * uv_backend_timeout).  Changes only in lsec_accept.  NULL: -1.
+ */
+LSEC_API int lsec_listener_timeout_ms(const lsec_listener *l);
 
 /**
  * Stop the listener from any thread or a signal handler (thread-safe and
@@ -449,10 +457,11 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * `timeout_ms` (which bounds the whole call).  `o` may be NULL; if
  * o->mode is LSEC_MODE_TLS, an auth-mode ticket is refused (LSEC_EMODE):
  * the mode is local policy and is never negotiated down.  LSEC_EMODE is
- * reported only when the mismatch is known for certain (the listener's
- * answer is of the other mode); a listener that closes without answering
+ * reported only when the mismatch is known for certain (an auth client
+ * meets a TLS listener's alert); a listener that closes without answering
  * has refused the connection (descriptor limit, too many pending
- * handshakes, peer policy): LSEC_ECLOSED, which is worth retrying.
+ * handshakes, peer policy, or an auth listener met by a tls client: a
+ * stale ticket): LSEC_ECLOSED, which is worth retrying.
  *
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
  * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER
@@ -462,6 +471,44 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  */
 LSEC_API LSEC_CHECK int lsec_connect(const char *ticket, const lsec_opts *o,
                                      int timeout_ms, lsec_channel **out);
+
+/**
+ * A connect in progress, for event loops: lsec_connect without waiting.
+ * lsec_connect_start checks the ticket and starts the TCP connect; then,
+ * until lsec_connector_step returns something other than LSEC_EAGAIN, wait
+ * until lsec_connector_fd is ready for lsec_connector_events (or
+ * lsec_connector_timeout_ms passes) and call lsec_connector_step again.
+ * The deadline is o->handshake_timeout_ms from lsec_connect_start, for the
+ * whole connect.  Calling lsec_connector_step early is harmless.
+ *
+ * lsec_connect_start returns 0 (*out set), LSEC_EBADTICKET,
+ * LSEC_ENOTLOOPBACK, LSEC_EMODE (local policy), LSEC_ECLOSED (nothing
+ * listens), LSEC_EPEER, LSEC_ELIMIT, LSEC_EIO, LSEC_ENOMEM, LSEC_EINVAL.
+ */
+typedef struct lsec_connector lsec_connector;
+LSEC_API LSEC_CHECK int lsec_connect_start(const char *ticket,
+                                           const lsec_opts *o,
+                                           lsec_connector **out);
+/** The descriptor to poll; it changes in no step.  LSEC_EINVAL when NULL
+ * or done. */
+LSEC_API int lsec_connector_fd(const lsec_connector *c);
+/** POLLIN and/or POLLOUT: what the last step waits for (0 when failed or
+ * done). */
+LSEC_API int lsec_connector_events(const lsec_connector *c);
+/** Milliseconds until the deadline (0: step now, it will time out); -1
+ * when there is none (failed or done). */
+LSEC_API int lsec_connector_timeout_ms(const lsec_connector *c);
+/**
+ * Make progress without waiting.  0: connected and authenticated, the
+ * channel is in *out (the connector keeps nothing; close it).
+ * LSEC_EAGAIN: wait for the events again.  Otherwise lsec_connect's codes;
+ * a failure is sticky (every later step returns it).
+ */
+LSEC_API LSEC_CHECK int lsec_connector_step(lsec_connector *c,
+                                            lsec_channel **out);
+/** Close the connection attempt (if any) and free, wiping the secret.
+ * NULL is a no-op. */
+LSEC_API void lsec_connector_close(lsec_connector *c);
 
 /**
  * Read a connection file and connect.  The file is opened without following
@@ -500,6 +547,10 @@ LSEC_API LSEC_CHECK int lsec_send(lsec_channel *c, const void *msg, size_t len,
 
 /** Write out what lsec_send queued.  0 when nothing is left queued. */
 LSEC_API LSEC_CHECK int lsec_flush(lsec_channel *c, int timeout_ms);
+
+/** Bytes lsec_send has queued and not yet written: while non-zero, an event
+ * loop watches the socket for POLLOUT and calls lsec_flush.  NULL: 0. */
+LSEC_API size_t lsec_channel_queued(const lsec_channel *c);
 
 /**
  * Receive one whole message into `buf`; its length goes to `*len`.  If the

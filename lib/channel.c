@@ -1,6 +1,6 @@
 /*
  * Channels: whole messages over an authenticated connection, in order, with
- * timeouts; and the connecting side (lsec_connect).
+ * timeouts.  The connecting side is connect.c.
  *
  * Sockets are always non-blocking; every wait is a poll() bounded by an
  * absolute deadline, so timeouts never depend on signals and EINTR never
@@ -67,9 +67,17 @@ struct lsec_channel {
 /* ------------------------------------------------------------------------ */
 /* Transport: one read or write on the socket or through TLS                */
 
-static int broken(lsec_channel *c, int code, const char *why)
+/* Record a sticky failure: every later call fails with `code`. */
+static int sticky(lsec_channel *c, int code)
 {
     c->err = code;
+    return code;
+}
+
+/* sticky, with a log line and the detail `why`. */
+static int broken(lsec_channel *c, int code, const char *why)
+{
+    (void)sticky(c, code);
     lsec__log(LSEC_LOG_INFO, "channel to port %u: %s", c->remote.port, why);
     return lsec__fail(code, "%s", why);
 }
@@ -100,12 +108,11 @@ static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
                 return 0;
             /* With a timeout of 0, a read that would block is the answer:
              * no poll(0) to learn it again. */
-            if (rc == LSEC__TLS_WANT_READ && nowait)
+            if (rc == LSEC__WANT_READ && nowait)
                 return LSEC_EAGAIN;
-            if (rc == LSEC__TLS_WANT_READ)
-                rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-            else if (rc == LSEC__TLS_WANT_WRITE)
-                rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
+            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
+                rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline,
+                                   nowait);
             if (rc != 0)
                 return rc;
             continue;
@@ -139,25 +146,14 @@ static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
 
 /*
  * Write some of iov (TLS: iov[0] only) without waiting.  0 with *n > 0,
- * 1 when the transport wants to wait for `*events`, or an error.
+ * LSEC__WANT_READ/WRITE when the transport must wait, or an error.
  */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
-                   short *events)
+static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
 {
     for (;;) {
         if (c->tls != NULL) {
             int rc =
                 lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            if (rc == 0)
-                return 0;
-            if (rc == LSEC__TLS_WANT_READ) {
-                *events = POLLIN;
-                return 1;
-            }
-            if (rc == LSEC__TLS_WANT_WRITE) {
-                *events = POLLOUT;
-                return 1;
-            }
             return rc;
         }
         struct msghdr mh;
@@ -171,10 +167,8 @@ static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n,
         }
         if (put < 0 && errno == EINTR)
             continue;
-        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
-            *events = POLLOUT;
-            return 1;
-        }
+        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+            return LSEC__WANT_WRITE;
         if (errno == EPIPE || errno == ECONNRESET)
             return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
         return lsec__fail_errno(LSEC_EIO, errno, "send");
@@ -198,20 +192,30 @@ static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
     }
 }
 
+/* The send queue holds plaintext: wiped before it is freed. */
+static void wq_free(lsec_channel *c)
+{
+    if (c->wq != NULL) {
+        lsec__wipe(c->wq, c->wq_len);
+        free(c->wq);
+    }
+    c->wq = NULL;
+    c->wq_off = c->wq_len = 0;
+}
+
 /* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
 static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
 {
     while (c->wq_off < c->wq_len) {
         struct iovec iov = {c->wq + c->wq_off, c->wq_len - c->wq_off};
         size_t n = 0;
-        short ev = 0;
-        int rc = tx_once(c, &iov, 1, &n, &ev);
+        int rc = tx_once(c, &iov, 1, &n);
         if (rc == 0) {
             c->wq_off += n;
             continue;
         }
-        if (rc == 1) {
-            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
             if (rc != 0)
                 return rc;
             continue;
@@ -220,9 +224,7 @@ static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
                       rc == LSEC_ERESET ? "connection lost while sending"
                                         : "send failed");
     }
-    free(c->wq);
-    c->wq = NULL;
-    c->wq_off = c->wq_len = 0;
+    wq_free(c);
     return 0;
 }
 
@@ -256,19 +258,18 @@ static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
     bool started = false;
     while (iovcnt > 0) {
         size_t n = 0;
-        short ev = 0;
-        int rc = tx_once(c, iov, iovcnt, &n, &ev);
+        int rc = tx_once(c, iov, iovcnt, &n);
         if (rc == 0) {
             started = true;
             iov_advance(iov, &iovcnt, n);
             continue;
         }
-        if (rc == 1) {
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
             /* TLS may have taken bytes into a record even when it asks us to
              * wait; from the first call on, the message counts as started. */
             if (c->tls != NULL)
                 started = true;
-            rc = lsec__wait_fd(c->fd, ev, deadline, nowait);
+            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
             if (rc == 0)
                 continue;
             if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
@@ -356,12 +357,10 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         return tx_all(c, iov, len > 0 ? 2 : 1, deadline, nowait);
     }
 
-    /* TLS: the header and the first part of the payload share one record;
-     * the rest goes in full records straight from the caller's buffer. */
-    /* The first record carries the header and just enough of the payload
-     * that the rest is whole records sent straight from the caller's
-     * buffer: no more records than before, and for a 64 KiB message 4
-     * bytes of plaintext copied (and wiped) instead of 16 KiB. */
+    /* TLS: the first record carries the header and just enough of the
+     * payload that the rest is whole records sent straight from the
+     * caller's buffer: no more records than needed, and for a 64 KiB
+     * message 4 bytes of plaintext copied (and wiped) instead of 16 KiB. */
     uint8_t first[TLS_CHUNK + LSEC__FRAME_HDR];
     size_t head;
     if (len <= TLS_CHUNK - sizeof(hdr)) {
@@ -380,7 +379,7 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (timeout_ms >= 0) { /* -1 never times out: nothing to protect */
         rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
         if (rc != 0)
-            return rc;
+            goto done; /* `first` holds plaintext: wiped there */
     }
     /* From here on the message has started: tx_all queues what the
      * deadline leaves unwritten and returns 0. */
@@ -391,14 +390,19 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (c->wq_len > 0) {
         /* The first record is queued: queue the rest behind it. */
         size_t rest = len - head;
-        uint8_t *q = realloc(c->wq, c->wq_len + rest);
+        /* Not realloc: the old block is wiped before it is freed. */
+        uint8_t *q = malloc(c->wq_len + rest);
         if (q == NULL) {
             rc = broken(c, LSEC_ENOMEM, "out of memory queueing a message");
             goto done;
         }
+        memcpy(q, c->wq, c->wq_len);
         memcpy(q + c->wq_len, (const uint8_t *)msg + head, rest);
+        size_t off = c->wq_off, qlen = c->wq_len + rest;
+        wq_free(c);
         c->wq = q;
-        c->wq_len += rest;
+        c->wq_off = off;
+        c->wq_len = qlen;
         goto done;
     }
     iov.iov_base = (uint8_t *)msg + head;
@@ -448,7 +452,7 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
         if (rc != 0) {
             if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
-                c->err = rc;
+                return sticky(c, rc);
             return rc;
         }
     }
@@ -574,8 +578,7 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
                   c->remote.port);
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     }
-    c->err = rc;
-    return rc;
+    return sticky(c, rc);
 }
 
 static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
@@ -612,7 +615,7 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
             rc = lsec__frame_parse(c->rbuf + c->roff, c->max_message,
                                    &c->msg_len);
             if (rc != 0) {
-                c->err = rc;
+                (void)sticky(c, rc);
                 lsec__log(LSEC_LOG_WARN,
                           "channel to port %u: peer sent an oversized length",
                           c->remote.port);
@@ -753,7 +756,7 @@ static int end_aborted(lsec_channel *c, int rc)
 {
     if (c == NULL || !is_aborted(c) || rc == 0)
         return rc;
-    c->err = LSEC_ECLOSED;
+    (void)sticky(c, LSEC_ECLOSED);
     return lsec__fail(LSEC_ECLOSED, "the channel was aborted");
 }
 
@@ -794,13 +797,18 @@ int lsec_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
     return end_aborted(c, channel_recv(c, buf, cap, len, timeout_ms));
 }
 
+size_t lsec_channel_queued(const lsec_channel *c)
+{
+    return c != NULL ? c->wq_len - c->wq_off : 0;
+}
+
 void lsec_channel_close(lsec_channel *c)
 {
     if (c == NULL)
         return;
     /* Aborted: nothing more goes out, nothing is drained. */
     if (is_aborted(c) && c->err == 0)
-        c->err = LSEC_ECLOSED;
+        (void)sticky(c, LSEC_ECLOSED);
     if (c->wq_len > 0 && c->err == 0)
         (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {
@@ -820,378 +828,6 @@ void lsec_channel_close(lsec_channel *c)
     close(c->fd);
     lsec__wipe(c->rbuf, sizeof(c->rbuf));
     stash_free(c);
-    if (c->wq != NULL) {
-        lsec__wipe(c->wq, c->wq_len);
-        free(c->wq);
-    }
+    wq_free(c);
     free(c);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Connecting                                                                */
-
-static int send_small(int fd, const uint8_t *p, size_t len, int64_t deadline)
-{
-    while (len > 0) {
-        ssize_t n = lsec__io.send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        return lsec__fail_errno(LSEC_ERESET, errno,
-                                "connection lost during the handshake");
-    }
-    return 0;
-}
-
-/* Run the client side of the auth handshake; leftover bytes go to early. */
-static int client_auth(int fd, const lsec__ticket *t, const lsec__addr *local,
-                       const lsec__addr *remote, int64_t deadline,
-                       uint8_t *early, size_t *early_len)
-{
-    lsec__hs hs;
-    uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
-    size_t outlen = 0, used = 0, got_any = 0;
-    int rc;
-
-    *early_len = 0;
-    rc = lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH, t->secret, local,
-                       remote, NULL);
-    if (rc != 0)
-        return rc;
-    rc = lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out), &outlen);
-    if (rc != LSEC__HS_AGAIN)
-        goto out;
-    rc = send_small(fd, out, outlen, deadline);
-    if (rc == LSEC_ERESET)
-        goto refused;
-    if (rc != 0)
-        goto out;
-    for (;;) {
-        /* Wait first: the ServerHello cannot be there before the listener
-         * has run, so reading first would only fail with EAGAIN. */
-        rc = lsec__wait_fd(fd, POLLIN, deadline, false);
-        if (rc != 0)
-            goto out;
-        ssize_t n = lsec__io.recv(fd, in, sizeof(in), MSG_DONTWAIT);
-        if (n < 0 &&
-            (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-            continue;
-        if (n <= 0) {
-            /* A listener that refuses us (peer policy, one-shot spent, a
-             * TLS listener that drops an auth hello) closes without a word;
-             * whether that arrives as FIN or as a reset (our hello was still
-             * unread) is timing, so both are the same LSEC_ECLOSED. */
-            if (got_any == 0)
-                goto refused;
-            rc = lsec__fail(n == 0 ? LSEC_ECLOSED : LSEC_ERESET,
-                            "the listener closed the connection during the "
-                            "handshake");
-            goto out;
-        }
-        got_any += (size_t)n;
-        size_t off = 0;
-        while (off < (size_t)n) {
-            used = 0;
-            outlen = 0;
-            rc = lsec__hs_step(&hs, in + off, (size_t)n - off, &used, out,
-                               sizeof(out), &outlen);
-            off += used;
-            if (rc < 0)
-                goto out;
-            if (rc == LSEC__HS_DONE) {
-                rc = send_small(fd, out, outlen, deadline);
-                if (rc != 0)
-                    goto out;
-                /* The server speaks only after our proof; anything more is
-                 * a protocol violation, but keep it bounded and honest. */
-                memcpy(early, in + off, (size_t)n - off);
-                *early_len = (size_t)n - off;
-                rc = 0;
-                goto out;
-            }
-            if (used == 0)
-                break;
-        }
-    }
-out:
-    lsec__hs_wipe(&hs);
-    lsec__wipe(out, sizeof(out));
-    lsec__wipe(in, sizeof(in));
-    return rc;
-refused:
-    rc = lsec__fail(LSEC_ECLOSED, "the listener closed the connection without "
-                                  "answering (refused, wrong mode, or not a "
-                                  "loopsec listener)");
-    goto out;
-}
-
-/* Drive a TLS handshake (either side) to completion before the deadline. */
-int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline)
-{
-    for (;;) {
-        int rc = lsec__tls_handshake(tls);
-        if (rc == 0)
-            return 0;
-        if (rc == LSEC__TLS_WANT_READ)
-            rc = lsec__wait_fd(fd, POLLIN, deadline, false);
-        else if (rc == LSEC__TLS_WANT_WRITE)
-            rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
-        if (rc != 0)
-            return rc;
-    }
-}
-
-static bool tcp_established(int fd)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-
-    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-           len >= offsetof(struct tcp_info, tcpi_state) + 1 &&
-           ti.tcpi_state == TCP_ESTABLISHED;
-}
-
-static int tcp_connect(const lsec__addr *a, int64_t deadline, int *fdp)
-{
-    struct sockaddr_storage ss;
-    unsigned sl = lsec__addr_to_sockaddr(a, &ss);
-    int one = 1, err = 0, rc;
-    socklen_t el = sizeof(err);
-    char where[LSEC_ADDR_MAX];
-
-    *fdp = -1;
-    /* The address text is only for error details: formatted on failure. */
-    where[0] = '\0';
-    int fd = lsec__io.socket(a->family,
-                             SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        int e = errno;
-        return lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
-                                e == EMFILE || e == ENFILE
-                                    ? "socket (out of descriptors)"
-                                    : "socket");
-    }
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    for (int round = 0; lsec__io.connect(fd, (struct sockaddr *)&ss, sl) != 0;
-         round++) {
-        bool intr = errno == EINTR;
-        /* EINTR: the connection attempt goes on in the kernel (POSIX), so
-         * it is waited for like EINPROGRESS -- poll for writability, then
-         * SO_ERROR -- not started again (issue 13 item 16).  EALREADY
-         * likewise. */
-        if (errno != EINPROGRESS && errno != EALREADY && !intr) {
-            err = errno;
-            goto failed;
-        }
-        /* On loopback the kernel has usually finished the three-way
-         * handshake by the time connect() says EINPROGRESS: one getsockopt
-         * tells, where poll would arm a timer to learn the same. */
-        if (tcp_established(fd))
-            break;
-        rc = lsec__wait_fd(fd, POLLOUT, deadline, false);
-        if (rc != 0) {
-            close(fd);
-            if (rc != LSEC_ETIMEDOUT)
-                return rc;
-            (void)lsec__addr_format(a, where, sizeof(where));
-            return lsec__fail(rc, "timed out connecting to %s", where);
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
-            err = errno;
-        if (err != 0)
-            goto failed;
-        /* Only a call interrupted before it started anything leaves the
-         * socket unconnected (writable, no error): then, and only then,
-         * connect again -- a bounded number of times. */
-        if (intr && !tcp_established(fd) && round < 16)
-            continue;
-        break;
-    }
-    *fdp = fd;
-    return 0;
-failed:
-    close(fd);
-    (void)lsec__addr_format(a, where, sizeof(where));
-    if (err == ECONNREFUSED)
-        return lsec__fail(LSEC_ECLOSED,
-                          "connection refused: nothing listens on %s "
-                          "(a stale ticket?)",
-                          where);
-    /* Reset while connecting: the listener took the connection off its
-     * queue and dropped it, or stopped listening with it queued.  A
-     * refusal, like a reset during the handshake. */
-    if (err == ECONNRESET)
-        return lsec__fail(LSEC_ECLOSED,
-                          "the listener on %s reset the connection before "
-                          "the handshake (refused, or it stopped listening)",
-                          where);
-    return lsec__fail_errno(LSEC_EIO, err, "connect to %s", where);
-}
-
-/* getsockname, re-checked as loopback in the kernel's view. */
-static int socket_local(int fd, unsigned flags, lsec__addr *local)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return lsec__fail_errno(LSEC_EIO, errno, "getsockname");
-    return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, local);
-}
-
-/* getsockname/getpeername, re-checked as loopback in the kernel's view. */
-int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
-                           lsec__addr *remote)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    int rc;
-
-    if ((rc = socket_local(fd, flags, local)) != 0)
-        return rc;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return lsec__fail_errno(LSEC_ERESET, errno, "getpeername");
-    return lsec__addr_from_sockaddr((struct sockaddr *)&ss, sl, flags, remote);
-}
-
-/*
- * The same-user policy on the connecting side, given what the peer lookup
- * found (`lookup_rc`, `uid`): 0 when the listener is ours, else why not.
- */
-static int refuse_unless_ours(int fd, int lookup_rc, int64_t uid, unsigned port)
-{
-    int rc;
-
-    if (lookup_rc == 0 && uid == (int64_t)geteuid())
-        return 0;
-    /* Nobody to ask: the listener dropped us before we could look (a
-     * reset destroys its socket).  A refusal, not another user. */
-    if (lookup_rc == LSEC_ENOTFOUND && !tcp_established(fd))
-        return lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
-                                        "before the handshake (refused?)");
-    if (lookup_rc != 0)
-        /* Fail closed: a listener we cannot identify is not "ours". */
-        rc = lsec__fail(LSEC_EPEER,
-                        "the owner of the listener on port %u cannot be "
-                        "found (%s), so it is not known to be us (peer "
-                        "policy same-user)",
-                        port, lsec_errname(lookup_rc));
-    else
-        rc = lsec__fail(LSEC_EPEER,
-                        "the listener on port %u belongs to uid %lld, not to "
-                        "us (peer policy same-user)",
-                        port, (long long)uid);
-    lsec__log(LSEC_LOG_WARN, "%s", lsec_last_detail());
-    return rc;
-}
-
-int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
-                         int timeout_ms, lsec_channel **out)
-{
-    lsec_opts ro;
-    lsec__addr local, remote;
-    lsec__tls *tls = NULL;
-    uint8_t early[LSEC__HS_MSG_MAX];
-    size_t early_len = 0;
-    int64_t deadline, hs_deadline;
-    int64_t uid = -1;
-    int32_t peer_pid = -1;
-    int fd = -1, rc;
-
-    *out = NULL;
-    if ((rc = lsec__opts_resolve(o, &ro)) != 0)
-        return rc;
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
-    if ((rc = lsec__init()) != 0)
-        return rc;
-    /* The mode is local policy: a tls-only client never accepts an auth
-     * ticket, whatever the ticket says. */
-    if (ro.mode == LSEC_MODE_TLS && t->mode != LSEC_MODE_TLS)
-        return lsec__fail(LSEC_EMODE, "the ticket is for auth mode but local "
-                                      "policy requires tls");
-    if (!lsec__addr_is_loopback(&t->addr, ro.flags))
-        return lsec__fail(LSEC_ENOTLOOPBACK, "ticket address is not loopback");
-    deadline = lsec__deadline(timeout_ms);
-    hs_deadline = lsec__deadline(ro.handshake_timeout_ms);
-    if (hs_deadline < deadline)
-        deadline = hs_deadline;
-
-    if ((rc = tcp_connect(&t->addr, deadline, &fd)) != 0)
-        return rc;
-    /* Our end as the kernel sees it; the other end is the ticket's literal
-     * loopback address, which we just connected to. */
-    remote = t->addr;
-    if ((rc = socket_local(fd, ro.flags, &local)) != 0)
-        goto fail;
-    /* Who accepted us?  Under the same-user policy a listener of another
-     * user (a squatter on a stale ticket's port) never sees our hello. */
-    rc = lsec__peer_lookup(&local, &remote, false, &uid, &peer_pid);
-    if (ro.peer_policy == LSEC_PEER_SAME_USER &&
-        (rc = refuse_unless_ours(fd, rc, uid, remote.port)) != 0)
-        goto fail;
-    if (t->mode == LSEC_MODE_TLS) {
-        lsec__tls_ctx *ctx;
-        char identity[LSEC__PSK_IDENTITY_MAX];
-        if ((rc = lsec__tls_client_ctx(&ctx)) != 0)
-            goto fail;
-        if ((rc = lsec__ticket_psk_identity(t, identity, sizeof(identity))) !=
-            0)
-            goto fail;
-        if ((rc = lsec__tls_new(ctx, fd, t->secret, identity, &tls)) != 0)
-            goto fail;
-        rc = lsec__tls_drive(fd, tls, deadline);
-    } else {
-        rc = client_auth(fd, t, &local, &remote, deadline, early, &early_len);
-    }
-    if (rc != 0) {
-        lsec__log(LSEC_LOG_WARN, "connect to port %u failed: %s (%s)",
-                  remote.port, lsec_strerror(rc), lsec_last_detail());
-        goto fail;
-    }
-    rc = lsec__channel_new(fd, tls, &ro, &local, &remote, uid, early, early_len,
-                           out);
-    lsec__wipe(early, sizeof(early));
-    return rc;
-fail:
-    if (tls != NULL)
-        lsec__tls_free(tls);
-    if (fd >= 0)
-        close(fd);
-    lsec__wipe(early, sizeof(early));
-    return rc;
-}
-
-int lsec_connect(const char *ticket, const lsec_opts *o, int timeout_ms,
-                 lsec_channel **out)
-{
-    lsec__ticket t;
-    lsec_opts ro;
-    int rc;
-
-    lsec__clear_detail();
-    if (out != NULL)
-        *out = NULL;
-    if (ticket == NULL || out == NULL)
-        return lsec__fail(LSEC_EINVAL, "NULL ticket or output");
-    if ((rc = lsec__init()) != 0)
-        return rc;
-    if ((rc = lsec__opts_resolve(o, &ro)) != 0 ||
-        (rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
-    rc = lsec__ticket_parse(ticket, strlen(ticket), ro.flags, &t);
-    if (rc == 0)
-        rc = lsec__connect_ticket(&t, o, timeout_ms, out);
-    lsec__ticket_wipe(&t);
-    return rc;
 }

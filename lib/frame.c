@@ -43,14 +43,14 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total)
     if (b == NULL && n > 0)
         return LSEC_EINVAL;
     if (n == 0)
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     /* An auth-mode hello, byte by byte: the listener answers it with an
      * alert (PROTOCOL.md "Mode mismatch and other first bytes"). */
     if (b[0] == magic[0]) {
         for (size_t i = 1; i < n && i < sizeof(magic); i++)
             if (b[i] != magic[i])
                 return LSEC_EPROTO;
-        return n >= sizeof(magic) ? LSEC_EMODE : LSEC__HS_AGAIN;
+        return n >= sizeof(magic) ? LSEC_EMODE : LSEC__AGAIN;
     }
     /* A TLS handshake record: type 22, legacy version 3.1 to 3.4, a length
      * of 1 to 2^14 (RFC 8446 5.1), each refused at its first wrong byte. */
@@ -63,7 +63,7 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total)
     if (n >= 4 && b[3] > 0x40)
         return LSEC_EPROTO;
     if (n < LSEC__TLS_RECORD_HDR)
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     size_t len = (size_t)b[3] << 8 | b[4];
     if (len == 0 || len > 16384)
         return LSEC_EPROTO;

@@ -93,7 +93,7 @@ static int finish_ok(lsec__hs *h)
     /* Nothing secret is needed after this point. */
     wipe_keys(h);
     h->state = ST_DONE;
-    return LSEC__HS_DONE;
+    return LSEC__DONE;
 }
 
 /*
@@ -194,8 +194,7 @@ int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
         return lsec__fail(LSEC_EINVAL, "handshake: no state");
     sodium_memzero(h, sizeof(*h));
     if ((role != LSEC__HS_CLIENT && role != LSEC__HS_SERVER) ||
-        k_client == NULL || k_server == NULL || local == NULL ||
-        remote == NULL)
+        k_client == NULL || k_server == NULL || local == NULL || remote == NULL)
         return lsec__fail(LSEC_EINVAL, "handshake: bad arguments");
     /* This state machine is the auth mode; tls mode never runs it. */
     if (mode != LSEC_MODE_AUTH)
@@ -248,7 +247,7 @@ void lsec__hs_keys(const uint8_t secret[LSEC_SECRET_BYTES],
     lsec__kdf(k_server, secret, LSEC__LABEL_AUTH_SERVER);
 }
 
-/* Take one received byte; LSEC__HS_AGAIN while the handshake goes on. */
+/* Take one received byte; LSEC__AGAIN while the handshake goes on. */
 static int take_byte(lsec__hs *h, uint8_t b, uint8_t *out, size_t *outlen)
 {
     int rc;
@@ -266,12 +265,12 @@ static int take_byte(lsec__hs *h, uint8_t b, uint8_t *out, size_t *outlen)
             memcpy(out, h->transcript + HELLO, SHELLO);
             *outlen = SHELLO;
         }
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     case ST_SERVER_WAIT_FIN:
         h->finish[h->finish_len++] = b;
         if (h->finish_len == FINISH)
             return server_verify(h);
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     case ST_CLIENT_WAIT_SH:
         rc = check_hello_byte(h, h->transcript_len - HELLO, b);
         if (rc != 0)
@@ -282,7 +281,7 @@ static int take_byte(lsec__hs *h, uint8_t b, uint8_t *out, size_t *outlen)
             return rc;
         if (h->transcript_len == HELLO + SHELLO)
             return client_verify(h, out, outlen);
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     default:
         return die(h, LSEC_EINVAL, "corrupt state");
     }
@@ -292,7 +291,7 @@ int lsec__hs_step(lsec__hs *h, const uint8_t *in, size_t inlen,
                   size_t *consumed, uint8_t *out, size_t outcap, size_t *outlen)
 {
     size_t used = 0;
-    int rc = LSEC__HS_AGAIN;
+    int rc = LSEC__AGAIN;
 
     if (consumed != NULL)
         *consumed = 0;
@@ -316,7 +315,7 @@ int lsec__hs_step(lsec__hs *h, const uint8_t *in, size_t inlen,
         memcpy(out, h->transcript, HELLO);
         *outlen = HELLO;
         h->state = ST_CLIENT_WAIT_SH;
-        return LSEC__HS_AGAIN;
+        return LSEC__AGAIN;
     case ST_CLIENT_WAIT_SH:
     case ST_SERVER_WAIT_CH:
     case ST_SERVER_WAIT_FIN:
@@ -326,7 +325,7 @@ int lsec__hs_step(lsec__hs *h, const uint8_t *in, size_t inlen,
     }
     /* One byte at a time, stopping at the last byte of the handshake: what
      * follows it in `in` belongs to the application. */
-    while (used < inlen && rc == LSEC__HS_AGAIN)
+    while (used < inlen && rc == LSEC__AGAIN)
         rc = take_byte(h, in[used++], out, outlen);
     *consumed = used;
     if (rc < 0)

@@ -7,6 +7,7 @@
 
 #include "loopsec.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -139,6 +140,13 @@ void lsec__io_reset(void);
  * never "ready").
  */
 int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait);
+/*
+ * The one non-blocking write-all for handshake messages (engine): send
+ * buf[*off, len) with MSG_NOSIGNAL, advancing *off.  0 when all is out,
+ * LSEC__WANT_WRITE when the socket is full, or LSEC_ERESET for a lost
+ * connection (errno kept for the caller's detail).  Sets no detail.
+ */
+int lsec__write_some(int fd, const uint8_t *buf, size_t len, size_t *off);
 /*
  * The code for a failed system call that made a descriptor or memory:
  * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
@@ -296,6 +304,27 @@ int lsec__ticket_line(const lsec__ticket *t, char buf[LSEC_TICKET_MAX + 1],
 
 #define LSEC__FRAME_HDR 4 /* 32-bit big-endian length */
 
+/* ------------------------------------------------------------------------ */
+/* Progress of a sans-I/O step (engine)                                      */
+
+/* The one vocabulary of "not failed, not finished" for every internal step
+ * (handshake, TLS, record checks, listener and connector steps, writes):
+ * distinct positive values, so that no code means two things; errors are
+ * the negative LSEC_E* codes, and 0 is "finished" where a step has no
+ * output to hand over. */
+enum lsec__progress {
+    LSEC__AGAIN = 1,      /* need more input */
+    LSEC__WANT_READ = 2,  /* wait until the socket is readable */
+    LSEC__WANT_WRITE = 3, /* wait until the socket is writable */
+    LSEC__DONE = 4,       /* finished, with output to hand over */
+};
+
+/* The poll events a LSEC__WANT_* code waits for. */
+static inline short lsec__want_events(int want)
+{
+    return want == LSEC__WANT_WRITE ? POLLOUT : POLLIN;
+}
+
 void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
 /*
  * Decode a header from `hdr` (exactly LSEC__FRAME_HDR bytes).  0 with *len
@@ -306,7 +335,7 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
 
 /*
  * The first `n` bytes a TLS listener received, checked before any TLS state
- * exists (issue 13 items 7-8).  LSEC__HS_AGAIN: a valid start so far, wait
+ * exists.  LSEC__AGAIN: a valid start so far, wait
  * for more; 0: a complete record header of a TLS handshake record, whose
  * whole length (header included) goes to *total; LSEC_EMODE: the auth magic
  * "LSEC"; LSEC_EPROTO: the first byte that cannot start a TLS handshake
@@ -367,14 +396,12 @@ int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
 /*
  * Feed `inlen` received bytes (may be 0).  Consumes what it can, reports
  * how much in *consumed, and writes at most `outcap` (>= LSEC__HS_MSG_MAX)
- * bytes to send into `out` (length in *outlen).  Returns LSEC__HS_AGAIN (need more
- * input), LSEC__HS_DONE (authenticated: send `out` and go), or a negative
+ * bytes to send into `out` (length in *outlen).  Returns LSEC__AGAIN (need more
+ * input), LSEC__DONE (authenticated: send `out` and go), or a negative
  * code: LSEC_EAUTH for every failed proof, LSEC_EPROTO for malformed bytes
  * (rejected at the first wrong byte), LSEC_EMODE for a hello of the
  * other mode.  Never consumes bytes beyond the handshake.
  */
-#define LSEC__HS_AGAIN 1
-#define LSEC__HS_DONE 2
 int lsec__hs_step(lsec__hs *h, const uint8_t *in, size_t inlen,
                   size_t *consumed, uint8_t *out, size_t outcap,
                   size_t *outlen);
@@ -386,8 +413,6 @@ void lsec__hs_wipe(lsec__hs *h);
 typedef struct lsec__tls_ctx lsec__tls_ctx;
 typedef struct lsec__tls lsec__tls;
 
-#define LSEC__TLS_WANT_READ 1
-#define LSEC__TLS_WANT_WRITE 2
 
 /* Role-specific context, reused for every connection of a listener (server)
  * or of the process (client). */
@@ -405,7 +430,7 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
 /* Bytes already read from fd (at most 8, before the first handshake call):
  * the TLS connection reads them first.  0 or LSEC_EINVAL. */
 int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n);
-/* 0 done, LSEC__TLS_WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (an auth
+/* 0 done, LSEC__WANT_READ/WRITE, or LSEC_EAUTH / LSEC_EMODE (an auth
  * hello or mode notice arrived) / LSEC_ETLS / LSEC_ECLOSED (also: the
  * listener closed without a byte, a refusal) / LSEC_ERESET. */
 int lsec__tls_handshake(lsec__tls *t);
@@ -446,11 +471,13 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
                       int64_t peer_uid, const uint8_t *early, size_t early_len,
                       lsec_channel **out);
+
+/* ------------------------------------------------------------------------ */
+/* connect.c (engine)                                                        */
+
 /* getsockname/getpeername of a connected socket, re-checked as loopback. */
 int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
                            lsec__addr *remote);
-/* Drive a blocking-style TLS handshake on a non-blocking fd to the end. */
-int lsec__tls_drive(int fd, lsec__tls *tls, int64_t deadline);
 /* Connect with a parsed ticket (spawn.c, inherit.c, connfile.c use it). */
 int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
                          int timeout_ms, lsec_channel **out);

@@ -110,6 +110,24 @@ int lsec__wait_fd(int fd, short events, int64_t deadline, bool nowait)
     }
 }
 
+int lsec__write_some(int fd, const uint8_t *buf, size_t len, size_t *off)
+{
+    while (*off < len) {
+        ssize_t n = lsec__io.send(fd, buf + *off, len - *off,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            *off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return LSEC__WANT_WRITE;
+        return LSEC_ERESET;
+    }
+    return 0;
+}
+
 int lsec__sys_code(int errno_value, int other)
 {
     if (errno_value == EMFILE || errno_value == ENFILE)

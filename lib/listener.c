@@ -43,6 +43,7 @@ struct pending {
     size_t hdr_len;
     lsec__hs hs; /* auth mode */
     short ev;    /* events registered in the listener's epoll set */
+    int want;    /* tls mode: the LSEC__WANT_* of the last handshake step */
     uint8_t out[LSEC__HS_MSG_MAX];
     size_t out_len, out_off;
 };
@@ -68,8 +69,7 @@ struct lsec_listener {
     bool ep_used;
     /* A timerfd in that set, armed to the earliest pending deadline, so
      * that the set also becomes readable when a handshake runs out of time
-     * (issue 13 item 4); `t_armed` is the deadline it is armed to, 0 when
-     * disarmed. */
+     * `t_armed` is the deadline it is armed to, 0 when disarmed. */
     int tfd;
     int64_t t_armed;
     lsec__connfile_ref file; /* connection file to remove on close */
@@ -127,7 +127,7 @@ static void warn_flush(lsec_listener *l)
  * A failed or refused connection: counted, and logged as a WARN -- at most
  * WARN_BURST lines a second per listener, the rest summed up in one "N
  * similar suppressed" line when the next window opens (or at close), so a
- * flood cannot flood the log (issue 13 item 16).
+ * flood cannot flood the log.
  */
 static void warn_failure(lsec_listener *l, const char *fmt, ...)
     LSEC__PRINTF(2, 3);
@@ -194,8 +194,8 @@ static bool sent_hello(const lsec_listener *l, const struct pending *p)
  * Full: one pending handshake makes room.  The oldest of those that have
  * not sent a complete hello goes first -- a connection that stalls before
  * its hello is what a flood is made of -- and only when every one has,
- * the oldest of all (issue 13 item 5: evicting the oldest regardless lost
- * good clients that were about to finish).
+ * the oldest of all (evicting the oldest regardless lost good clients
+ * that were about to finish).
  */
 static void evict_one(lsec_listener *l)
 {
@@ -437,26 +437,16 @@ static struct pending pending_take(lsec_listener *l, int i)
     return p;
 }
 
-/* Flush what we owe the peer (the ServerHello).  0 done, 1 wait, -1 lost. */
+/* Flush what we owe the peer (the ServerHello).  0 done, LSEC__WANT_WRITE,
+ * or LSEC_ERESET (lost). */
 static int flush_out(struct pending *p)
 {
-    while (p->out_off < p->out_len) {
-        ssize_t n =
-            lsec__io.send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
-                          MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            p->out_off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        return -1;
-    }
+    int rc = lsec__write_some(p->fd, p->out, p->out_len, &p->out_off);
+
     /* All sent: the buffer is free again for the next message. */
-    p->out_off = p->out_len = 0;
-    return 0;
+    if (rc == 0)
+        p->out_off = p->out_len = 0;
+    return rc;
 }
 
 /* The first three bytes of a TLS handshake record: type 0x16, then a
@@ -465,35 +455,13 @@ static int flush_out(struct pending *p)
 static bool is_tls_hello(const uint8_t *b, size_t n)
 {
     return n >= 3 && b[0] == 0x16 &&
-           lsec__tls_record_start(b, 3, NULL) == LSEC__HS_AGAIN;
+           lsec__tls_record_start(b, 3, NULL) == LSEC__AGAIN;
 }
 
 /*
- * A TLS client reached this auth listener.  Answer once with the 8-byte
- * mode notice -- an auth hello's header, "LSEC" 01 01 00 00, no nonce --
- * so that the client knows the mismatch positively (LSEC_EMODE) and tells
- * it from a refusal, which is a silent close (LSEC_ECLOSED, retryable).  It
- * says nothing a TLS listener's answer to an auth hello does not: which
- * mode this port speaks.  What is left of the hello is read first, so that
- * the close that follows is not a reset that could discard the notice.
- * Best effort, never blocking.
- */
-static void send_mode_notice(int fd)
-{
-    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, LSEC_MODE_AUTH,
-                                      0,   0};
-    uint8_t junk[512];
-
-    for (int k = 0; k < 8; k++)
-        if (lsec__io.recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
-            break;
-    (void)lsec__io.send(fd, notice, sizeof(notice),
-                        MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
-/*
- * Make progress on one pending auth handshake.  Returns 1 when it completed
- * (the channel is in *out), 0 when it goes on, -1 when it was dropped.
+ * Make progress on one pending auth handshake.  Returns LSEC__DONE when it
+ * completed (the channel is in *out), LSEC__AGAIN when it goes on, or a
+ * negative code when it was dropped.
  */
 static int step_auth(lsec_listener *l, int i, lsec_channel **out)
 {
@@ -501,19 +469,19 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
     uint8_t in[LSEC__HS_MSG_MAX];
     size_t off = 0;
     ssize_t n;
-    int rc = LSEC__HS_AGAIN;
+    int rc = LSEC__AGAIN;
 
     if ((rc = flush_out(p)) != 0) {
         if (rc < 0)
             pending_drop(l, i, LSEC_LOG_INFO,
                          "connection lost during handshake");
-        return rc < 0 ? -1 : 0;
+        return rc < 0 ? LSEC_ECLOSED : LSEC__AGAIN;
     }
     do
         n = lsec__io.recv(p->fd, in, sizeof(in), MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return 0;
+        return LSEC__AGAIN;
     if (n <= 0) {
         /* After our ServerHello, a client that leaves has usually found
          * that our proof does not match its secret. */
@@ -521,7 +489,7 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                      p->hs.transcript_len > LSEC__HS_HELLO_BYTES
                          ? "peer left after our proof (a different secret?)"
                          : "peer closed during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
     /* Feed everything; the state machine stops at each message boundary
      * and never consumes application bytes that follow the last one. */
@@ -532,24 +500,24 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                            &outlen);
         off += used;
         p->out_len += outlen;
-        if (rc != LSEC__HS_AGAIN || used == 0)
+        if (rc != LSEC__AGAIN || used == 0)
             break;
     }
     if (rc < 0) {
         bool tls_hello =
             p->hs.transcript_len == 0 && is_tls_hello(in, (size_t)n);
         lsec__wipe(in, sizeof(in));
-        if (tls_hello)
-            send_mode_notice(p->fd);
+        /* A TLS hello too is closed at once and without a word: the client
+         * reports a refusal (LSEC_ECLOSED), as for any other close. */
         pending_drop(l, i, LSEC_LOG_WARN,
                      tls_hello          ? "mode mismatch (peer is a TLS client)"
                      : rc == LSEC_EAUTH ? "authentication failed"
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not an "
                                           "auth-mode client)"
                                         : "malformed handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
-    if (rc == LSEC__HS_DONE) {
+    if (rc == LSEC__DONE) {
         struct pending done = pending_take(l, i);
         lsec__hs_wipe(&done.hs);
         /* Bytes behind the client's proof are its first messages. */
@@ -557,14 +525,14 @@ static int step_auth(lsec_listener *l, int i, lsec_channel **out)
                                done.uid, in + off, (size_t)n - off, out);
         lsec__wipe(in, sizeof(in));
         lsec__wipe(&done, sizeof(done));
-        return rc == 0 ? 1 : -1;
+        return rc == 0 ? LSEC__DONE : rc;
     }
     lsec__wipe(in, sizeof(in));
     if (flush_out(p) < 0) {
         pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
-    return 0;
+    return LSEC__AGAIN;
 }
 
 /* Wake up for `n` bytes, not for each one (the peer's bytes stay in the
@@ -590,8 +558,8 @@ static bool peer_ended(int fd)
  * refuse at the first one that cannot start a TLS handshake record (an
  * HTTP request is closed at its 'G', as the auth listener closes at byte 0),
  * and allocate the SSL object only when the whole first record is in the
- * kernel, read with read-ahead off (issue 13 items 7-8).  0: wait, 1: go on
- * with the handshake, -1: dropped.
+ * kernel, read with read-ahead off.  LSEC__AGAIN: wait,
+ * LSEC__DONE: go on with the handshake, negative: dropped.
  */
 static int tls_begin(lsec_listener *l, int i)
 {
@@ -609,12 +577,12 @@ static int tls_begin(lsec_listener *l, int i)
                               sizeof(p->hdr) - p->hdr_len, MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
+            return LSEC__AGAIN;
         if (n <= 0) {
             pending_drop(l, i, LSEC_LOG_INFO,
                          p->hdr_len == 0 ? "peer closed during handshake"
                                          : "connection lost during handshake");
-            return -1;
+            return LSEC_ECLOSED;
         }
         p->hdr_len += (size_t)n;
     }
@@ -623,11 +591,11 @@ static int tls_begin(lsec_listener *l, int i)
         lsec__tls_send_mode_alert(p->fd);
         pending_drop(l, i, LSEC_LOG_WARN,
                      "mode mismatch (peer is not a TLS client)");
-        return -1;
+        return LSEC_ECLOSED;
     }
     if (rc < 0) {
         pending_drop(l, i, LSEC_LOG_WARN, "TLS handshake failed (not TLS)");
-        return -1;
+        return LSEC_ECLOSED;
     }
     if (rc == 0 && ioctl(p->fd, FIONREAD, &avail) == 0 &&
         (size_t)avail >= total - p->hdr_len) {
@@ -642,18 +610,18 @@ static int tls_begin(lsec_listener *l, int i)
         lsec__wipe(identity, sizeof(identity));
         if (rc != 0) {
             pending_drop(l, i, LSEC_LOG_ERROR, "cannot start a TLS handshake");
-            return -1;
+            return LSEC_ECLOSED;
         }
-        return 1;
+        return LSEC__DONE;
     }
     /* A valid start, more to come -- unless the peer has left. */
     if (peer_ended(p->fd)) {
         pending_drop(l, i, LSEC_LOG_INFO, "connection lost during handshake");
-        return -1;
+        return LSEC_ECLOSED;
     }
     set_rcvlowat(p, rc == 0 ? (int)(total - p->hdr_len)
                             : (int)(sizeof(p->hdr) - p->hdr_len));
-    return 0;
+    return LSEC__AGAIN;
 }
 
 static int step_tls(lsec_listener *l, int i, lsec_channel **out)
@@ -661,13 +629,13 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
     struct pending *p = &l->pend[i];
     int rc;
 
-    if (p->tls == NULL && (rc = tls_begin(l, i)) != 1)
+    if (p->tls == NULL && (rc = tls_begin(l, i)) != LSEC__DONE)
         return rc;
     rc = lsec__tls_handshake(p->tls);
 
-    if (rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE) {
-        p->out_len = rc; /* remember which readiness to wait for */
-        return 0;
+    if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+        p->want = rc;
+        return LSEC__AGAIN;
     }
     if (rc != 0) {
         pending_drop(l, i, LSEC_LOG_WARN,
@@ -675,18 +643,18 @@ static int step_tls(lsec_listener *l, int i, lsec_channel **out)
                      : rc == LSEC_EMODE ? "mode mismatch (peer is not a TLS "
                                           "client)"
                                         : "TLS handshake failed");
-        return -1;
+        return LSEC_ECLOSED;
     }
     struct pending done = pending_take(l, i);
     rc = lsec__channel_new(done.fd, done.tls, &l->o, &done.local, &done.remote,
                            done.uid, NULL, 0, out);
-    return rc == 0 ? 1 : -1;
+    return rc == 0 ? LSEC__DONE : rc;
 }
 
 static short pending_events(const lsec_listener *l, const struct pending *p)
 {
     if (l->o.mode == LSEC_MODE_TLS)
-        return p->out_len == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+        return lsec__want_events(p->want);
     return p->out_off < p->out_len ? POLLOUT : POLLIN;
 }
 
@@ -701,7 +669,7 @@ static void stop_listening(lsec_listener *l)
 }
 
 /*
- * route_localnet (issue 13 item 15): when set, packets addressed to
+ * route_localnet: when set, packets addressed to
  * 127.0.0.0/8 may arrive from other hosts, and loopback stops meaning "this
  * machine".  Checked for IPv4 listeners (::1 is never routed so): a WARN,
  * or a refusal under LSEC_OPT_NO_ROUTE_LOCALNET, which also fails closed
@@ -882,19 +850,28 @@ int lsec_listener_port(const lsec_listener *l)
     return l->addr.port;
 }
 
-int lsec_listener_fd(const lsec_listener *l)
+int lsec_listener_fd(lsec_listener *l)
 {
     if (l == NULL)
         return LSEC_EINVAL;
-    /* From now on pending handshakes are kept in the set too.  The flag is
-     * internal bookkeeping, not a change the caller can observe, hence the
-     * const the signature promises is kept in spirit. */
-    lsec_listener *m = (lsec_listener *)l;
-    if (!m->ep_used) {
-        m->ep_used = true;
-        ep_sync(m);
+    /* From now on pending handshakes are kept in the set too. */
+    if (!l->ep_used) {
+        l->ep_used = true;
+        ep_sync(l);
     }
     return l->efd;
+}
+
+int lsec_listener_timeout_ms(const lsec_listener *l)
+{
+    int64_t earliest = INT64_MAX;
+
+    if (l == NULL)
+        return -1;
+    for (int i = 0; i < l->npend; i++)
+        if (l->pend[i].deadline < earliest)
+            earliest = l->pend[i].deadline;
+    return lsec__remaining(earliest);
 }
 
 const lsec__ticket *lsec__listener_ticket(const lsec_listener *l)
@@ -1012,7 +989,7 @@ int lsec_accept(lsec_listener *l, int timeout_ms, lsec_channel **out)
                 continue;
             int r = l->o.mode == LSEC_MODE_TLS ? step_tls(l, k, out)
                                                : step_auth(l, k, out);
-            if (r == 1) {
+            if (r == LSEC__DONE) {
                 l->accepted++;
                 if (l->o.max_accepts > 0 && l->accepted >= l->o.max_accepts)
                     stop_listening(l);

@@ -67,14 +67,11 @@ static const unsigned char psk_suite_id[2] = {0x13, 0x01};
 /* How long lsec__tls_shutdown waits for room for its close_notify. */
 #define SHUTDOWN_WAIT_MS 500
 
-/* The details the client reports when the listener hangs up on its hello
- * without a word, and when it answers with an auth-mode notice. */
+/* The detail the client reports when the listener hangs up on its hello
+ * without a word. */
 #define DETAIL_REFUSED                                                         \
     "the listener closed the connection without a TLS answer (refused: "       \
     "descriptor limit, too many pending handshakes or peer policy; retry)"
-#define DETAIL_AUTH_LISTENER                                                   \
-    "the listener answered with an auth-mode notice: it is an auth listener "  \
-    "(mode mismatch)"
 
 struct lsec__tls_ctx {
     SSL_CTX *ssl_ctx;
@@ -389,7 +386,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
      * (max_early_data 0).  A server still lets a client that offers it
      * fall back to a full handshake: it rejects the early data and skips
      * up to recv_max_early_data bytes of it unread (RFC 8446 4.2.10).  With
-     * 0 there, every such client failed (issue 13 item 16). */
+     * 0 there, every such client failed. */
     if (!SSL_CTX_set_max_early_data(sc, 0) ||
         !SSL_CTX_set_recv_max_early_data(
             sc, role == LSEC__HS_SERVER ? EARLY_DATA_SKIP : 0))
@@ -500,7 +497,7 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
         SSL_set_connect_state(t->ssl);
     /* On a listener, read-ahead stays off until the peer is authenticated:
      * an unauthenticated peer's bytes wait in the kernel, not in a record
-     * buffer of ours (issue 13 item 7); lsec__tls_handshake turns it on.
+     * buffer of ours; lsec__tls_handshake turns it on.
      * A client talks to the one listener its ticket names: no flood to
      * bound there, so it keeps read-ahead (half the recv calls). */
     if (t->role == LSEC__HS_SERVER)
@@ -544,7 +541,7 @@ void lsec__tls_free(lsec__tls *t)
 
 /* A failure after which the connection is unusable: remembered, so that a
  * later call reports the same code and reason. */
-static int fatal(lsec__tls *t, int code, const char *detail)
+static int sticky(lsec__tls *t, int code, const char *detail)
 {
     t->fatal = code;
     t->fatal_detail = detail;
@@ -620,8 +617,8 @@ static int want(int ssl_error)
      * is a wait for the peer too. */
     return ssl_error == SSL_ERROR_WANT_WRITE ||
                    ssl_error == SSL_ERROR_WANT_CONNECT
-               ? LSEC__TLS_WANT_WRITE
-               : LSEC__TLS_WANT_READ;
+               ? LSEC__WANT_WRITE
+               : LSEC__WANT_READ;
 }
 
 static bool is_want(int ssl_error)
@@ -671,43 +668,44 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
               role_name(t), ssl_error, q.text != NULL ? q.text : "no reason");
 
     if (q.nomem)
-        return fatal(t, LSEC_ENOMEM, "out of memory in the TLS handshake");
+        return sticky(t, LSEC_ENOMEM, "out of memory in the TLS handshake");
     if (ssl_error == SSL_ERROR_ZERO_RETURN)
-        return fatal(t, LSEC_ECLOSED,
-                     "the peer closed the TLS connection during the "
-                     "handshake");
+        return sticky(t, LSEC_ECLOSED,
+                      "the peer closed the TLS connection during the "
+                      "handshake");
     /* The peer answered with an alert: it is a TLS endpoint that refused
      * us.  A version alert means an incompatible TLS stack; every other
      * alert (handshake_failure, decrypt_error, ...) means it does not hold
      * our PSK or identity, and every such case is the same EAUTH. */
     if (q.alert >= 0) {
         if (q.alert == SSL_AD_PROTOCOL_VERSION)
-            return fatal(t, LSEC_ETLS, "the peer does not accept TLS 1.3");
-        return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
+            return sticky(t, LSEC_ETLS, "the peer does not accept TLS 1.3");
+        return sticky(t, LSEC_EAUTH, "TLS PSK authentication failed");
     }
-    /* The peer's first bytes are an auth-mode hello (a listener's mode
-     * notice, or a client's hello): the mismatch is positively known. */
-    if (t->got_bytes && t->first_len >= 4 && memcmp(t->first, "LSEC", 4) == 0) {
-        if (t->role == LSEC__HS_SERVER)
-            send_mode_alert(t);
-        return fatal(t, LSEC_EMODE,
-                     t->role == LSEC__HS_CLIENT
-                         ? DETAIL_AUTH_LISTENER
-                         : "an auth-mode hello reached a TLS endpoint "
-                           "(mode mismatch?)");
+    /* An auth client's hello reached this TLS listener: the mismatch is
+     * positively known, and the alert tells the client so.  (An auth
+     * listener never speaks first, so a client has no such case.) */
+    if (t->role == LSEC__HS_SERVER && t->got_bytes && t->first_len >= 4 &&
+        memcmp(t->first, "LSEC", 4) == 0) {
+        send_mode_alert(t);
+        return sticky(t, LSEC_EMODE,
+                      "an auth-mode hello reached a TLS "
+                      "endpoint (mode mismatch?)");
     }
     /* The peer hung up. */
     if (peer_vanished(t)) {
         if (t->got_bytes)
-            return fatal(t, LSEC_ERESET,
-                         "the connection was lost during the TLS handshake");
+            return sticky(t, LSEC_ERESET,
+                          "the connection was lost during the TLS handshake");
         /* A listener that refuses a connection (descriptor limit, too many
-         * pending handshakes, peer policy) closes it without a word.  That
-         * is not a mode mismatch -- an auth listener says so with its mode
-         * notice -- but a refusal the caller may retry. */
+         * pending handshakes, peer policy) closes it without a word, and so
+         * does an auth listener (a genuine ticket carries its listener's
+         * mode: only a stale one meets the other mode).  A refusal the
+         * caller may retry. */
         if (t->role == LSEC__HS_CLIENT)
-            return fatal(t, LSEC_ECLOSED, DETAIL_REFUSED);
-        return fatal(t, LSEC_ECLOSED, "the client closed before its TLS hello");
+            return sticky(t, LSEC_ECLOSED, DETAIL_REFUSED);
+        return sticky(t, LSEC_ECLOSED,
+                      "the client closed before its TLS hello");
     }
     if (t->sys_errno != 0) {
         int e = t->sys_errno;
@@ -718,14 +716,14 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
     /* The peer's first bytes are not a TLS handshake record (0x16), nor an
      * alert (0x15, handled above). */
     if (t->got_bytes && t->first[0] != 0x16)
-        return fatal(t, LSEC_EPROTO, "the peer's bytes are not TLS");
+        return sticky(t, LSEC_EPROTO, "the peer's bytes are not TLS");
     if (q.version)
-        return fatal(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
+        return sticky(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
     /* Every remaining handshake failure is about the PSK: the wrong
      * identity (no PSK, and no certificate to fall back on), a binder that
      * does not verify (wrong PSK), a certificate offered instead of the
      * PSK, or no (EC)DHE share with it.  They all look the same. */
-    return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
+    return sticky(t, LSEC_EAUTH, "TLS PSK authentication failed");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -757,10 +755,10 @@ int lsec__tls_handshake(lsec__tls *t)
          * connection is used only if it really is TLS 1.3 authenticated by
          * our PSK (a "reused" session is the external PSK's). */
         if (SSL_version(t->ssl) != TLS1_3_VERSION)
-            return fatal(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
+            return sticky(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
         if (!SSL_session_reused(t->ssl) ||
             (t->role == LSEC__HS_SERVER && !t->identity_ok))
-            return fatal(t, LSEC_EAUTH, "TLS PSK authentication failed");
+            return sticky(t, LSEC_EAUTH, "TLS PSK authentication failed");
         t->done = true;
         /* OpenSSL has what it needs: a channel's own copy of the PSK is
          * gone for the rest of its life. */
@@ -792,10 +790,10 @@ static int io_failed(lsec__tls *t, int ssl_error, const char *what)
               role_name(t), what, ssl_error,
               q.text != NULL ? q.text : "no reason");
     if (q.nomem)
-        return fatal(t, LSEC_ENOMEM, "out of memory in TLS");
+        return sticky(t, LSEC_ENOMEM, "out of memory in TLS");
     if (peer_vanished(t))
-        return fatal(t, LSEC_ERESET,
-                     "the connection was lost without a TLS close_notify");
+        return sticky(t, LSEC_ERESET,
+                      "the connection was lost without a TLS close_notify");
     if (t->sys_errno != 0) {
         int e = t->sys_errno;
         t->fatal = LSEC_ERESET;
@@ -803,8 +801,8 @@ static int io_failed(lsec__tls *t, int ssl_error, const char *what)
         return lsec__fail_errno(LSEC_ERESET, e, "%s", t->fatal_detail);
     }
     if (q.alert >= 0)
-        return fatal(t, LSEC_ETLS, "the peer aborted the TLS connection");
-    return fatal(t, LSEC_ETLS, "invalid TLS record from the peer");
+        return sticky(t, LSEC_ETLS, "the peer aborted the TLS connection");
+    return sticky(t, LSEC_ETLS, "invalid TLS record from the peer");
 }
 
 static int io_check(lsec__tls *t, const void *buf, size_t len, size_t *n)

@@ -181,7 +181,7 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
                      0);
     assert_int_equal(
         lsec__hs_step(hs, NULL, 0, &used, out, sizeof(out), &outlen),
-        LSEC__HS_AGAIN);
+        LSEC__AGAIN);
     assert_int_equal(send(fd, out, outlen, 0), (ssize_t)outlen);
 }
 
@@ -191,16 +191,16 @@ static void raw_read_server(int fd, lsec__hs *hs, uint8_t out[LSEC__HS_MSG_MAX],
 {
     uint8_t in[LSEC__HS_MSG_MAX];
     size_t used, have = 0;
-    int rc = LSEC__HS_AGAIN;
+    int rc = LSEC__AGAIN;
 
-    while (rc == LSEC__HS_AGAIN) {
+    while (rc == LSEC__AGAIN) {
         ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
         assert_true(n > 0);
         rc = lsec__hs_step(hs, in + have, (size_t)n, &used, out,
                            LSEC__HS_MSG_MAX, outlen);
         have += (size_t)n;
     }
-    assert_int_equal(rc, LSEC__HS_DONE);
+    assert_int_equal(rc, LSEC__DONE);
 }
 
 /* Replace the secret in a ticket with one of the same shape. */
@@ -322,8 +322,7 @@ static void test_bad_client_proof(void **state)
 }
 
 /* Garbage of each kind is closed at once, with zero bytes written back --
- * but for a TLS hello, which gets the 8-byte mode notice (PROTOCOL.md "Mode
- * mismatch"), so that a tls client knows the mismatch for certain. */
+ * a TLS hello too: no banner, no mode notice (SECURITY.md, rule 3). */
 static void test_garbage_closed_silently(void **state)
 {
     (void)state;
@@ -334,7 +333,7 @@ static void test_garbage_closed_silently(void **state)
         ssize_t back;
     } cases[] = {
         {"http", "GET /api/users HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 44, 0},
-        {"tls hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 8},
+        {"tls hello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, 0},
         {"tls-like, bad version", "\x16\x03\x05\x02\x00\x01", 6, 0},
         {"one wrong byte", "LSEX", 4, 0},
         {"bad version", "LSEC\x02\x01\x00\x00", 8, 0},
@@ -698,24 +697,29 @@ static void test_listen_keyed(void **state)
     memset(id, 0xab, sizeof(id));
     assert_int_equal(lsec_id_bytes(), LSEC_ID_BYTES);
     /* Refused: NULLs, wrong lengths, an all-zero secret. */
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8,
-                                       &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
-                     LSEC_EINVAL);
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
-                     LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, NULL, 32, id, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, NULL, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 31, id, 8, &l),
+        LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 7, &l),
+        LSEC_EINVAL);
     uint8_t zero[LSEC_SECRET_BYTES] = {0};
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
-                     LSEC_EINVAL);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, zero, 32, id, 8, &l),
+        LSEC_EINVAL);
     assert_null(l);
-    assert_int_equal(lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
-                     LSEC_ENOTLOOPBACK);
+    assert_int_equal(
+        lsec_listen_keyed("0.0.0.0:0", NULL, secret, 32, id, 8, &l),
+        LSEC_ENOTLOOPBACK);
     /* The same key and port give the same ticket, and it works. */
-    assert_int_equal(lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l),
-                     0);
+    assert_int_equal(
+        lsec_listen_keyed("127.0.0.1:0", NULL, secret, 32, id, 8, &l), 0);
     ticket_of(l, t1);
     snprintf(bind, sizeof(bind), "127.0.0.1:%d", lsec_listener_port(l));
     lsec_listener_close(l);
@@ -1171,8 +1175,10 @@ static void test_tls_refuses_first_wrong_byte(void **state)
     lsec_listener_close(l);
 }
 
-/* A client of one mode meeting a listener of the other fails at once with
- * LSEC_EMODE, in both directions, never by timing out. */
+/* A client of one mode meeting a listener of the other fails at once, never
+ * by timing out: an auth client with LSEC_EMODE (the TLS listener's alert),
+ * a tls client with LSEC_ECLOSED (the auth listener closes without a word,
+ * as for any refusal). */
 static void test_mode_mismatch_fast(void **state)
 {
     (void)state;
@@ -1194,7 +1200,7 @@ static void test_mode_mismatch_fast(void **state)
         int rc = lsec_connect(ticket, NULL, 5000, &c);
         int64_t took = lsec__now_ms() - t0;
         accept_join(&j);
-        if (rc != LSEC_EMODE)
+        if (rc != (dir == 0 ? LSEC_ECLOSED : LSEC_EMODE))
             fail_msg("direction %d: %s (%s)", dir, lsec_errname(rc),
                      lsec_last_detail());
         assert_null(c);
@@ -1661,9 +1667,8 @@ static ssize_t lookup_after_refusal(int fd, const void *buf, size_t len,
 static void test_refused_before_lookup(void **state)
 {
     (void)state;
-    /* tls with a plain close too: an auth listener answers a TLS hello
-     * with its mode notice (LSEC_EMODE, test_mode_mismatch_fast), so a
-     * silent close is a refusal, never a mode mismatch (issue 13 item 6). */
+    /* tls with a plain close too: a silent close is a refusal (retryable),
+     * never a mode mismatch. */
     static const struct {
         const char *mode;
         bool abortive;
@@ -1705,6 +1710,246 @@ static void test_refused_before_lookup(void **state)
         assert_null(c);
     }
     close(refusing_lfd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The non-blocking connector                                                */
+
+/* Step a connector to its end, polling as it asks; bounded at 5 s. */
+static int connector_run(lsec_connector *cn, lsec_channel **out, int *steps)
+{
+    int rc = LSEC_EAGAIN;
+    int64_t t0 = lsec__now_ms();
+    *steps = 0;
+    while (rc == LSEC_EAGAIN && lsec__now_ms() - t0 < 5000) {
+        int ms = lsec_connector_timeout_ms(cn);
+        assert_true(ms >= 0);
+        struct pollfd p = {lsec_connector_fd(cn),
+                           (short)lsec_connector_events(cn), 0};
+        assert_true(p.events == POLLIN || p.events == POLLOUT);
+        assert_true(poll(&p, 1, ms) >= 0);
+        rc = lsec_connector_step(cn, out);
+        (*steps)++;
+    }
+    return rc;
+}
+
+/* A socket bound to a free loopback port (listening, never accepting, or
+ * not listening at all) and an auth ticket naming that port. */
+static int port_ticket(bool listening, char ticket[LSEC_TICKET_MAX])
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (listening)
+        assert_int_equal(listen(s, 4), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(ticket, LSEC_TICKET_MAX,
+             "loopsec://127.0.0.1:%u/?mode=auth&id=0011223344556677&"
+             "secret=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+             (unsigned)ntohs(sa.sin_port));
+    return s;
+}
+
+/* Every argument is checked; nothing is written through a NULL. */
+static void test_connector_arguments(void **state)
+{
+    (void)state;
+    lsec_connector *cn = (lsec_connector *)1;
+    lsec_channel *ch = (lsec_channel *)1;
+    assert_int_equal(lsec_connect_start(NULL, NULL, &cn), LSEC_EINVAL);
+    assert_null(cn);
+    assert_int_equal(lsec_connect_start("loopsec://x", NULL, NULL),
+                     LSEC_EINVAL);
+    cn = (lsec_connector *)1;
+    assert_int_equal(lsec_connect_start("loopsec://nonsense", NULL, &cn),
+                     LSEC_EBADTICKET);
+    assert_null(cn);
+    /* A tls-only client refuses an auth ticket before any connect. */
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    lsec_listener *l = listen_on("127.0.0.1:0", NULL);
+    char ticket[LSEC_TICKET_MAX];
+    ticket_of(l, ticket);
+    cn = (lsec_connector *)1;
+    assert_int_equal(lsec_connect_start(ticket, &o, &cn), LSEC_EMODE);
+    assert_null(cn);
+    lsec_listener_close(l);
+    assert_int_equal(lsec_connector_step(NULL, &ch), LSEC_EINVAL);
+    assert_null(ch);
+    assert_int_equal(lsec_connector_fd(NULL), LSEC_EINVAL);
+    assert_int_equal(lsec_connector_events(NULL), 0);
+    assert_int_equal(lsec_connector_timeout_ms(NULL), -1);
+    lsec_connector_close(NULL);
+    assert_int_equal(lsec_listener_timeout_ms(NULL), -1);
+    assert_int_equal(lsec_channel_queued(NULL), 0);
+}
+
+/* Both modes: the connector connects; the channel works; the connector is
+ * done afterwards (a further step is refused, its descriptor is gone). */
+static void test_connector_connects(void **state)
+{
+    (void)state;
+    for (int mode = LSEC_MODE_AUTH; mode <= LSEC_MODE_TLS; mode++) {
+        char ticket[LSEC_TICKET_MAX];
+        lsec_listener *l = listen_mode(mode, 5000);
+        ticket_of(l, ticket);
+        struct accept_job j;
+        accept_async(&j, l, 5000);
+        lsec_connector *cn = NULL;
+        lsec_channel *c = NULL;
+        int steps = 0;
+        assert_int_equal(lsec_connect_start(ticket, NULL, &cn), 0);
+        assert_true(lsec_connector_fd(cn) >= 0);
+        assert_int_equal(connector_run(cn, &c, &steps), 0);
+        assert_non_null(c);
+        accept_join(&j);
+        assert_int_equal(j.rc, 0);
+        assert_int_equal(lsec_channel_mode(c), mode);
+        lsec_channel *again = (lsec_channel *)1;
+        assert_int_equal(lsec_connector_step(cn, &again), LSEC_EINVAL);
+        assert_null(again);
+        assert_int_equal(lsec_connector_fd(cn), LSEC_EINVAL);
+        assert_int_equal(lsec_connector_events(cn), 0);
+        assert_int_equal(lsec_connector_timeout_ms(cn), -1);
+        lsec_connector_close(cn);
+        assert_int_equal(lsec_send(j.ch, "hi", 2, 1000), 0);
+        uint8_t buf[4];
+        size_t len = 0;
+        assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), 0);
+        assert_int_equal(len, 2);
+        assert_memory_equal(buf, "hi", 2);
+        lsec_channel_close(j.ch);
+        lsec_channel_close(c);
+        lsec_listener_close(l);
+    }
+}
+
+/* A failure is sticky: nothing listens, then every step says so. */
+static void test_connector_failure_sticky(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    int s = port_ticket(false, ticket);
+    lsec_connector *cn = NULL;
+    lsec_channel *c = NULL;
+    int rc = lsec_connect_start(ticket, NULL, &cn);
+    if (rc == 0) {
+        int steps;
+        rc = connector_run(cn, &c, &steps);
+        assert_int_equal(rc, LSEC_ECLOSED);
+        assert_int_equal(lsec_connector_step(cn, &c), LSEC_ECLOSED);
+        assert_int_equal(lsec_connector_events(cn), 0);
+        assert_int_equal(lsec_connector_timeout_ms(cn), -1);
+        lsec_connector_close(cn);
+    } else {
+        assert_int_equal(rc, LSEC_ECLOSED);
+        assert_null(cn);
+    }
+    assert_null(c);
+    close(s);
+}
+
+/* A listener that never answers: the connector's deadline is
+ * handshake_timeout_ms, its timeout hint counts down to it, and the step
+ * after it fails with LSEC_ETIMEDOUT -- never earlier, not much later. */
+static void test_connector_deadline(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    int s = port_ticket(true, ticket);
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.handshake_timeout_ms = 300;
+    o.peer_policy = LSEC_PEER_ANY_USER;
+    lsec_connector *cn = NULL;
+    lsec_channel *c = NULL;
+    int64_t t0 = lsec__now_ms();
+    assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
+    int ms = lsec_connector_timeout_ms(cn);
+    assert_true(ms > 200 && ms <= 300);
+    int steps = 0;
+    assert_int_equal(connector_run(cn, &c, &steps), LSEC_ETIMEDOUT);
+    int64_t took = lsec__now_ms() - t0;
+    assert_null(c);
+    if (took < 300 || took > 1000)
+        fail_msg("timed out after %lld ms (deadline 300)", (long long)took);
+    /* Waiting costs no busy loop: a handful of steps, not hundreds. */
+    if (steps > 10)
+        fail_msg("%d steps to time out", steps);
+    lsec_connector_close(cn);
+    close(s);
+}
+
+/* lsec_listener_timeout_ms: -1 with nothing pending, the handshake deadline
+ * once a silent client is pending, -1 again once it is dropped. */
+static void test_listener_timeout_ms(void **state)
+{
+    (void)state;
+    lsec_listener *l = listen_mode(LSEC_MODE_AUTH, 300);
+    lsec_channel *none = NULL;
+    assert_int_equal(lsec_listener_timeout_ms(l), -1);
+    int fd = raw_connect(lsec_listener_port(l));
+    assert_true(fd >= 0);
+    for (int i = 0; i < 100 && lsec_listener_timeout_ms(l) < 0; i++)
+        assert_int_equal(lsec_accept(l, 10, &none), LSEC_ETIMEDOUT);
+    int ms = lsec_listener_timeout_ms(l);
+    assert_true(ms > 0 && ms <= 300);
+    /* Poll the listener's descriptor no longer than it says. */
+    struct pollfd p = {lsec_listener_fd(l), POLLIN, 0};
+    int64_t t0 = lsec__now_ms();
+    while (lsec_listener_timeout_ms(l) >= 0 && lsec__now_ms() - t0 < 2000) {
+        assert_true(poll(&p, 1, lsec_listener_timeout_ms(l)) >= 0);
+        assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    }
+    assert_int_equal(lsec_listener_timeout_ms(l), -1);
+    int64_t ms_eof;
+    assert_int_equal(bytes_until_eof(fd, &ms_eof), 0);
+    close(fd);
+    lsec_listener_close(l);
+}
+
+/* lsec_channel_queued: what lsec_send left queued, 0 once flushed. */
+static void test_channel_queued(void **state)
+{
+    (void)state;
+    lsec_opts o;
+    lsec_opts_init(&o);
+    o.max_message = 8 << 20;
+    lsec_channel *s = NULL, *c = NULL;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    size_t big = 8 << 20;
+    uint8_t *msg = calloc(1, big), *buf = malloc(big);
+    assert_non_null(msg);
+    assert_non_null(buf);
+    assert_int_equal(lsec_send(c, msg, big, 0), 0);
+    size_t q = lsec_channel_queued(c);
+    assert_true(q > 0 && q < big + 4);
+    size_t len = 0;
+    /* The peer reads; our flushes move the rest. */
+    int64_t t0 = lsec__now_ms();
+    int rc = LSEC_EAGAIN;
+    while (rc == LSEC_EAGAIN && lsec__now_ms() - t0 < 5000) {
+        int frc = lsec_flush(c, 0);
+        assert_true(frc == 0 || frc == LSEC_EAGAIN);
+        rc = lsec_recv(s, buf, big, &len, 10);
+        if (rc == LSEC_ETIMEDOUT)
+            rc = LSEC_EAGAIN;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(len, big);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    free(msg);
+    free(buf);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2020,7 +2265,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_close_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_wakes_poll_tls, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_listen_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_and_emsgsize, setup,
                                         teardown),
@@ -2054,6 +2300,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_before_lookup, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_connector_arguments, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_connector_connects, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_connector_failure_sticky, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_connector_deadline, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_listener_timeout_ms, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_channel_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_wakes_recv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_wakes_send_full, setup,
                                         teardown),

@@ -133,13 +133,13 @@ static void test_tls_record_start(void **state)
     size_t total = 99;
     (void)state;
     assert_int_equal(lsec__tls_record_start((const uint8_t *)"", 0, &total),
-                     LSEC__HS_AGAIN);
+                     LSEC__AGAIN);
     for (size_t k = 1; k <= 4; k++)
         assert_int_equal(
             lsec__tls_record_start((const uint8_t *)"GET ", k, &total),
             LSEC_EPROTO);
     assert_int_equal(lsec__tls_record_start((const uint8_t *)"\x16", 1, &total),
-                     LSEC__HS_AGAIN);
+                     LSEC__AGAIN);
     assert_int_equal(
         lsec__tls_record_start((const uint8_t *)"\x16\x02", 2, &total),
         LSEC_EPROTO);
@@ -169,7 +169,7 @@ static void test_tls_record_start(void **state)
     assert_int_equal(total, 5 + 258);
     /* The auth magic, byte by byte, then LSEC_EMODE at its fourth. */
     assert_int_equal(lsec__tls_record_start((const uint8_t *)"LS", 2, &total),
-                     LSEC__HS_AGAIN);
+                     LSEC__AGAIN);
     assert_int_equal(lsec__tls_record_start((const uint8_t *)"LX", 2, &total),
                      LSEC_EPROTO);
     assert_int_equal(

@@ -22,8 +22,8 @@
 #define CH LSEC__HS_HELLO_BYTES
 #define SH LSEC__HS_SHELLO_BYTES
 #define FIN LSEC__HS_FINISH_BYTES
-#define AGAIN LSEC__HS_AGAIN
-#define DONE LSEC__HS_DONE
+#define AGAIN LSEC__AGAIN
+#define DONE LSEC__DONE
 
 static const uint8_t zero32[32];
 

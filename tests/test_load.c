@@ -313,6 +313,117 @@ static void test_burst_good_clients_served_tls(void **state)
                slow_runtime() ? 400 : 2000);
 }
 
+/*
+ * 200 connects at once from one poll loop, which also runs the listener:
+ * lsec_connect_start ... lsec_connector_step on the client side,
+ * lsec_listener_fd and lsec_listener_timeout_ms on the server side, no
+ * thread.  Every client is connected and authenticated, and its first
+ * message reaches the server.  Bounded at 30 s.
+ */
+static void connectors_case(int mode)
+{
+    enum { N = 200 };
+    char ticket[LSEC_TICKET_MAX];
+    lsec_connector *cn[N];
+    lsec_channel *cc[N], *sc[N];
+    struct pollfd pf[N + 1];
+    int map[N + 1];
+    int connected = 0, accepted = 0, polls = 0;
+    lsec_opts o;
+    int64_t t0 = lsec__now_ms();
+
+    lsec_opts_init(&o);
+    o.max_pending = 2 * N;
+    o.backlog = 2 * N;
+    o.handshake_timeout_ms = 20000;
+    lsec_listener *l = harden_listen(mode, &o);
+    assert_int_equal(lsec_listener_ticket(l, ticket, sizeof(ticket)), 0);
+    assert_int_equal(lsec_listener_timeout_ms(l), -1); /* nothing pending */
+    for (int i = 0; i < N; i++) {
+        cc[i] = sc[i] = NULL;
+        assert_int_equal(lsec_connect_start(ticket, &o, &cn[i]), 0);
+        int ms = lsec_connector_timeout_ms(cn[i]);
+        assert_true(ms > 0 && ms <= 20000);
+    }
+    while ((connected < N || accepted < N) && lsec__now_ms() - t0 < 30000) {
+        int n = 0, timeout = lsec_listener_timeout_ms(l);
+        pf[n] = (struct pollfd){lsec_listener_fd(l), POLLIN, 0};
+        map[n++] = -1;
+        for (int i = 0; i < N; i++) {
+            if (cn[i] == NULL)
+                continue;
+            int ms = lsec_connector_timeout_ms(cn[i]);
+            if (ms >= 0 && (timeout < 0 || ms < timeout))
+                timeout = ms;
+            pf[n] = (struct pollfd){lsec_connector_fd(cn[i]),
+                                    (short)lsec_connector_events(cn[i]), 0};
+            map[n++] = i;
+        }
+        if (timeout < 0 || timeout > 1000)
+            timeout = 1000;
+        assert_true(poll(pf, (nfds_t)n, timeout) >= 0);
+        polls++;
+        for (int k = 1; k < n; k++) {
+            int i = map[k];
+            if (pf[k].revents == 0)
+                continue;
+            int rc = lsec_connector_step(cn[i], &cc[i]);
+            if (rc == LSEC_EAGAIN)
+                continue;
+            if (rc != 0)
+                fail_msg("client %d: %s (%s)", i, lsec_errname(rc),
+                         lsec_last_detail());
+            lsec_connector_close(cn[i]);
+            cn[i] = NULL;
+            assert_int_equal(lsec_send(cc[i], &i, sizeof(i), -1), 0);
+            connected++;
+        }
+        for (;;) {
+            lsec_channel *ch = NULL;
+            int rc = lsec_accept(l, 0, &ch);
+            if (rc == LSEC_EAGAIN)
+                break;
+            assert_int_equal(rc, 0);
+            assert_true(accepted < N);
+            sc[accepted++] = ch;
+        }
+    }
+    print_message("%s: %d connectors, %d connected, %d accepted, %d polls, "
+                  "%lld ms\n",
+                  mode == LSEC_MODE_TLS ? "tls" : "auth", N, connected,
+                  accepted, polls, (long long)(lsec__now_ms() - t0));
+    assert_int_equal(connected, N);
+    assert_int_equal(accepted, N);
+    assert_int_equal(lsec_listener_timeout_ms(l), -1);
+    /* Each client's first message arrives: each server channel holds one
+     * of the 200 numbers, each number once. */
+    bool seen[N] = {false};
+    for (int k = 0; k < N; k++) {
+        int v = -1;
+        size_t len = 0;
+        assert_int_equal(lsec_recv(sc[k], &v, sizeof(v), &len, 5000), 0);
+        assert_int_equal(len, sizeof(v));
+        assert_true(v >= 0 && v < N && !seen[v]);
+        seen[v] = true;
+        lsec_channel_close(sc[k]);
+    }
+    for (int i = 0; i < N; i++)
+        lsec_channel_close(cc[i]);
+    lsec_listener_close(l);
+}
+
+static void test_connectors_one_poll_loop_auth(void **state)
+{
+    (void)state;
+    connectors_case(LSEC_MODE_AUTH);
+}
+
+static void test_connectors_one_poll_loop_tls(void **state)
+{
+    (void)state;
+    connectors_case(LSEC_MODE_TLS);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Failed handshakes leave nothing behind                                    */
 
@@ -364,7 +475,7 @@ static void bad_proof(const char *ticket)
     lsec__hs hs;
     uint8_t out[LSEC__HS_MSG_MAX], in[LSEC__HS_MSG_MAX];
     size_t used, outlen, have = 0;
-    int fd, rc = LSEC__HS_AGAIN;
+    int fd, rc = LSEC__AGAIN;
 
     assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
     fd = raw_connect(t.addr.port);
@@ -375,16 +486,16 @@ static void bad_proof(const char *ticket)
                      0);
     assert_int_equal(
         lsec__hs_step(&hs, NULL, 0, &used, out, sizeof(out), &outlen),
-        LSEC__HS_AGAIN);
+        LSEC__AGAIN);
     assert_int_equal(send(fd, out, outlen, MSG_NOSIGNAL), (ssize_t)outlen);
-    while (rc == LSEC__HS_AGAIN) {
+    while (rc == LSEC__AGAIN) {
         ssize_t n = recv(fd, in + have, sizeof(in) - have, 0);
         assert_true(n > 0);
         rc = lsec__hs_step(&hs, in + have, (size_t)n, &used, out, sizeof(out),
                            &outlen);
         have += (size_t)n;
     }
-    assert_int_equal(rc, LSEC__HS_DONE);
+    assert_int_equal(rc, LSEC__DONE);
     out[5] ^= 0x40;
     assert_int_equal(send(fd, out, outlen, MSG_NOSIGNAL), (ssize_t)outlen);
     wait_closed(fd);
@@ -437,10 +548,10 @@ static int fail_once(int k, const char *ta, int pa, const char *tt, int pt)
     case 6: /* the right secret, a wrong proof */
         bad_proof(ta);
         return 1;
-    case 7: /* a tls client at the auth listener */
+    case 7: /* a tls client at the auth listener: closed without a word */
         alter_ticket(ta, bad, "mode");
         rc = lsec_connect(bad, NULL, 5000, &c);
-        assert_int_equal(rc, LSEC_EMODE);
+        assert_int_equal(rc, LSEC_ECLOSED);
         return 1;
     case 8: /* an auth client at the tls listener */
         alter_ticket(tt, bad, "mode");
@@ -860,7 +971,7 @@ static void test_tls_handshake_memory_with_psk(void **state)
         assert_int_equal(fcntl(fds[i], F_SETFL, O_NONBLOCK), 0);
         assert_int_equal(lsec__tls_new(cctx, fds[i], t.secret, id, &cs[i]), 0);
         /* The ClientHello goes out; the client never reads the answer. */
-        assert_int_equal(lsec__tls_handshake(cs[i]), LSEC__TLS_WANT_READ);
+        assert_int_equal(lsec__tls_handshake(cs[i]), LSEC__WANT_READ);
         /* The first one warms OpenSSL's lazily built tables. */
         for (int k = 0; i == 0 && k < 20; k++)
             rc = lsec_accept(l, 5, &ch);
@@ -891,6 +1002,8 @@ int main(void)
         cmocka_unit_test(test_stalled_do_not_delay_tls),
         cmocka_unit_test(test_burst_good_clients_served_auth),
         cmocka_unit_test(test_burst_good_clients_served_tls),
+        cmocka_unit_test(test_connectors_one_poll_loop_auth),
+        cmocka_unit_test(test_connectors_one_poll_loop_tls),
         cmocka_unit_test(test_failed_handshakes_leave_nothing),
         cmocka_unit_test(test_fd_limit_no_spin),
         cmocka_unit_test(test_flood_bounded_memory),

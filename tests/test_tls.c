@@ -79,13 +79,13 @@ static void tcp_pair(int *cfd, int *sfd, int nonblock)
 
 static int is_want(int rc)
 {
-    return rc == LSEC__TLS_WANT_READ || rc == LSEC__TLS_WANT_WRITE;
+    return rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE;
 }
 
 /* Wait (bounded) until `fd` can do what `want` asks. */
 static void wait_fd(int fd, int want, int ms)
 {
-    struct pollfd p = {fd, want == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN, 0};
+    struct pollfd p = {fd, want == LSEC__WANT_WRITE ? POLLOUT : POLLIN, 0};
     (void)poll(&p, 1, ms);
 }
 
@@ -116,9 +116,9 @@ static int raw_step(void *obj)
         return DONE_OK;
     e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ)
-        return LSEC__TLS_WANT_READ;
+        return LSEC__WANT_READ;
     if (e == SSL_ERROR_WANT_WRITE)
-        return LSEC__TLS_WANT_WRITE;
+        return LSEC__WANT_WRITE;
     ERR_clear_error();
     return RAW_FAIL;
 }
@@ -135,8 +135,8 @@ static void run_ends(struct end *a, struct end *b)
     int64_t one_done_at = 0;
     struct end *e[2] = {a, b};
 
-    a->rc = LSEC__TLS_WANT_WRITE;
-    b->rc = LSEC__TLS_WANT_WRITE;
+    a->rc = LSEC__WANT_WRITE;
+    b->rc = LSEC__WANT_WRITE;
     while ((is_want(a->rc) || is_want(b->rc)) && lsec__now_ms() < deadline) {
         struct pollfd p[2];
         int np = 0;
@@ -153,7 +153,7 @@ static void run_ends(struct end *a, struct end *b)
             if (is_want(e[i]->rc)) {
                 p[np].fd = e[i]->fd;
                 p[np].events =
-                    e[i]->rc == LSEC__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+                    e[i]->rc == LSEC__WANT_WRITE ? POLLOUT : POLLIN;
                 p[np].revents = 0;
                 np++;
             }
@@ -252,7 +252,7 @@ static int read_until_error(lsec__tls *t, int fd)
 {
     uint8_t buf[256];
     int64_t deadline = lsec__now_ms() + 5000;
-    int rc = LSEC__TLS_WANT_READ;
+    int rc = LSEC__WANT_READ;
 
     while (lsec__now_ms() < deadline) {
         size_t n;
@@ -782,7 +782,7 @@ static void test_stock_psk_client_no_tickets(void **state)
         got = SSL_read(x.r, buf, sizeof(buf));
         if (got <= 0) {
             assert_int_equal(SSL_get_error(x.r, got), SSL_ERROR_WANT_READ);
-            wait_fd(x.cfd, LSEC__TLS_WANT_READ, 50);
+            wait_fd(x.cfd, LSEC__WANT_READ, 50);
         }
     }
     assert_int_equal(got, 1);
@@ -890,7 +890,7 @@ static int server_against_bytes(const void *hello, size_t len, int64_t *ms,
     *backlen = 0;
     for (int i = 0; i < 100 && (size_t)*backlen < cap; i++) {
         ssize_t n;
-        wait_fd(cfd, LSEC__TLS_WANT_READ, 50);
+        wait_fd(cfd, LSEC__WANT_READ, 50);
         n = recv(cfd, back + *backlen, cap - (size_t)*backlen, MSG_DONTWAIT);
         if (n > 0)
             *backlen += n;
@@ -967,10 +967,10 @@ static void client_against_peer(size_t read_first, const uint8_t *answer,
     assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
     t0 = lsec__now_ms();
     /* Sends the ClientHello. */
-    assert_int_equal(lsec__tls_handshake(c), LSEC__TLS_WANT_READ);
+    assert_int_equal(lsec__tls_handshake(c), LSEC__WANT_READ);
     if (read_first > 0) {
         size_t n = read_first < sizeof(junk) ? read_first : sizeof(junk);
-        wait_fd(sfd, LSEC__TLS_WANT_READ, 1000);
+        wait_fd(sfd, LSEC__WANT_READ, 1000);
         ssize_t got = recv(sfd, junk, n, 0);
         assert_true(got > 0);
         if (read_first != SIZE_MAX)
@@ -1002,15 +1002,15 @@ static void test_client_peer_closes_silently(void **state)
     client_against_peer(40, NULL, 0, LSEC_ECLOSED, refused);
 }
 
-/* An auth listener's mode notice ("LSEC" 01 01 00 00, then a close): the
- * mismatch is known for certain, EMODE at once. */
-static void test_client_meets_auth_notice(void **state)
+/* Auth-mode bytes ("LSEC" 01 01 00 00) answering a tls client are not TLS:
+ * an auth listener never speaks first (it closes silently, ECLOSED above),
+ * so the client takes no mode hint from a peer, EPROTO at once. */
+static void test_client_meets_auth_bytes(void **state)
 {
-    static const uint8_t notice[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
+    static const uint8_t hello[8] = {'L', 'S', 'E', 'C', 1, 1, 0, 0};
     (void)state;
-    client_against_peer(SIZE_MAX, notice, sizeof(notice), LSEC_EMODE,
-                        "the listener answered with an auth-mode notice: it "
-                        "is an auth listener (mode mismatch)");
+    client_against_peer(SIZE_MAX, hello, sizeof(hello), LSEC_EPROTO,
+                        "the peer's bytes are not TLS");
 }
 
 /* Our server against a client that leaves: before any byte it is a clean
@@ -1294,7 +1294,7 @@ int main(void)
         cmocka_unit_test(test_auth_hello_to_tls_server),
         cmocka_unit_test(test_http_to_tls_server),
         cmocka_unit_test(test_client_peer_closes_silently),
-        cmocka_unit_test(test_client_meets_auth_notice),
+        cmocka_unit_test(test_client_meets_auth_bytes),
         cmocka_unit_test(test_server_client_leaves),
         cmocka_unit_test(test_close_mid_record),
         cmocka_unit_test(test_eof_without_close_notify),

@@ -7,7 +7,7 @@
  * Judged against the reference in fuzz_hs.h (docs/PROTOCOL.md):
  *   - bytes before the ClientHello was sent: LSEC_EPROTO;
  *   - the ClientHello is exactly the reference one;
- *   - LSEC__HS_DONE exactly when the ServerHello carries the right server
+ *   - LSEC__DONE exactly when the ServerHello carries the right server
  *     proof, and then the one output is the reference ClientFinish;
  *   - an error at the first wrong header byte (a TLS record byte first:
  *     LSEC_EMODE), having consumed exactly up to that byte, writing
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The ClientHello: header, then our nonce, nothing else. */
     rc = lsec__hs_step(&c, NULL, 0, &consumed, out, sizeof(out), &outlen);
-    FUZZ_ASSERT(rc == LSEC__HS_AGAIN && outlen == REF_HELLO);
+    FUZZ_ASSERT(rc == LSEC__AGAIN && outlen == REF_HELLO);
     memcpy(ch, ref_magic, 4);
     ch[4] = 0x01;
     ch[5] = LSEC_MODE_AUTH;
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             lsec__hs_wipe(&c);
             return 0;
         }
-        FUZZ_ASSERT(sres.rc == LSEC__HS_AGAIN && sres.outlen == REF_SHELLO);
+        FUZZ_ASSERT(sres.rc == LSEC__AGAIN && sres.outlen == REF_SHELLO);
         memcpy(stream, sres.out, REF_SHELLO);
         slen = REF_SHELLO;
         if (st.flags & 8)
@@ -100,10 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     !ref_nonce_bad(st.srv_nonce, st.cli_nonce);
         if (honest_ok) {
             /* The server accepts the finish the client produced. */
-            FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+            FUZZ_ASSERT(res.rc == LSEC__DONE);
             memset(&sres, 0, sizeof(sres));
             feed(&s, res.out, res.outlen, &st.r, &sres);
-            FUZZ_ASSERT(sres.rc == LSEC__HS_DONE);
+            FUZZ_ASSERT(sres.rc == LSEC__DONE);
         }
         lsec__hs_wipe(&s);
     } else {
@@ -122,14 +122,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(res.consumed == REF_HELLO);
         FUZZ_ASSERT(res.outlen == 0);
     } else if (slen < REF_SHELLO) {
-        FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);
+        FUZZ_ASSERT(res.rc == LSEC__AGAIN);
         FUZZ_ASSERT(res.consumed == slen);
         FUZZ_ASSERT(res.outlen == 0);
     } else {
         FUZZ_ASSERT(res.consumed == REF_SHELLO);
         ref_proof(proof, secret, 1, ch, stream, &st.cli, &st.srv);
         if (memcmp(stream + REF_HELLO, proof, 32) == 0) {
-            FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+            FUZZ_ASSERT(res.rc == LSEC__DONE);
             FUZZ_ASSERT(res.outlen == REF_FINISH);
             ref_proof(proof, secret, 0, ch, stream, &st.cli, &st.srv);
             FUZZ_ASSERT(memcmp(res.out, proof, 32) == 0);
@@ -139,8 +139,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (honest_ok)
-        FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
-    if (res.rc != LSEC__HS_AGAIN) {
+        FUZZ_ASSERT(res.rc == LSEC__DONE);
+    if (res.rc != LSEC__AGAIN) {
         check_final(&c, res.rc);
         check_keys_wiped(&c);
     }

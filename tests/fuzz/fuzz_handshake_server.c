@@ -5,7 +5,7 @@
  * endpoints (a relay) or have a byte of its messages altered.
  *
  * Judged against the reference in fuzz_hs.h (docs/PROTOCOL.md):
- *   - LSEC__HS_DONE exactly when the 32 bytes after a well-formed
+ *   - LSEC__DONE exactly when the 32 bytes after a well-formed
  *     ClientHello are the right client proof, never otherwise;
  *   - an error at the first wrong header byte, with the code PROTOCOL.md
  *     gives it, having consumed exactly up to that byte;
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(lsec__hs_init(&c, LSEC__HS_CLIENT, LSEC_MODE_AUTH, csecret,
                                   &st.cli, &cview, st.cli_nonce) == 0);
         FUZZ_ASSERT(lsec__hs_step(&c, NULL, 0, &consumed, out, sizeof(out),
-                                  &outlen) == LSEC__HS_AGAIN);
+                                  &outlen) == LSEC__AGAIN);
         FUZZ_ASSERT(outlen == REF_HELLO);
         memcpy(stream, out, REF_HELLO);
         slen = REF_HELLO;
@@ -62,9 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             stream[fz_u8(&f) % REF_HELLO] ^= (uint8_t)(fz_u8(&f) | 1);
         feed(&s, stream, slen, &st.r, &res);
         memset(&cres, 0, sizeof(cres));
-        if (res.rc == LSEC__HS_AGAIN && res.outlen == REF_SHELLO)
+        if (res.rc == LSEC__AGAIN && res.outlen == REF_SHELLO)
             feed(&c, res.out, res.outlen, &st.r, &cres);
-        if (cres.rc == LSEC__HS_DONE) {
+        if (cres.rc == LSEC__DONE) {
             FUZZ_ASSERT(cres.outlen == REF_FINISH);
             memcpy(stream + slen, cres.out, REF_FINISH);
             if (st.flags & 16)
@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     !ref_nonce_bad(st.cli_nonce, st.srv_nonce) &&
                     !ref_nonce_bad(st.srv_nonce, st.cli_nonce);
         if (honest_ok)
-            FUZZ_ASSERT(cres.rc == LSEC__HS_DONE);
+            FUZZ_ASSERT(cres.rc == LSEC__DONE);
         lsec__hs_wipe(&c);
     } else {
         slen = fz_take(&f, STREAM_MAX, &p);
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(res.consumed == (size_t)bad + 1);
         FUZZ_ASSERT(res.outlen == 0);
     } else if (slen < REF_HELLO) {
-        FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);
+        FUZZ_ASSERT(res.rc == LSEC__AGAIN);
         FUZZ_ASSERT(res.consumed == slen);
         FUZZ_ASSERT(res.outlen == 0);
     } else if (ref_nonce_bad(stream + 8, st.srv_nonce)) {
@@ -118,14 +118,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (res.outlen == REF_SHELLO)
             FUZZ_ASSERT(memcmp(res.out, exp_sh, REF_SHELLO) == 0);
         if (slen < REF_HELLO + REF_FINISH) {
-            FUZZ_ASSERT(res.rc == LSEC__HS_AGAIN);
+            FUZZ_ASSERT(res.rc == LSEC__AGAIN);
             FUZZ_ASSERT(res.consumed == slen);
             FUZZ_ASSERT(res.outlen == REF_SHELLO);
         } else {
             ref_proof(proof, secret, 0, stream, exp_sh, &st.cli, &st.srv);
             FUZZ_ASSERT(res.consumed == REF_HELLO + REF_FINISH);
             if (memcmp(stream + REF_HELLO, proof, 32) == 0) {
-                FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
+                FUZZ_ASSERT(res.rc == LSEC__DONE);
                 FUZZ_ASSERT(res.outlen == REF_SHELLO);
             } else {
                 FUZZ_ASSERT(res.rc == LSEC_EAUTH);
@@ -133,8 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (honest_ok)
-        FUZZ_ASSERT(res.rc == LSEC__HS_DONE);
-    if (res.rc != LSEC__HS_AGAIN) {
+        FUZZ_ASSERT(res.rc == LSEC__DONE);
+    if (res.rc != LSEC__AGAIN) {
         check_final(&s, res.rc);
         check_keys_wiped(&s);
     }

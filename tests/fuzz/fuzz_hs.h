@@ -124,7 +124,7 @@ static inline size_t prng_chunk(prng *r)
 
 /* What feeding a state machine produced. */
 typedef struct feed_result {
-    int rc;          /* last return: LSEC__HS_AGAIN, _DONE or an error */
+    int rc;          /* last return: LSEC__AGAIN, _DONE or an error */
     size_t consumed; /* input bytes taken, over all calls */
     uint8_t out[4 * LSEC__HS_MSG_MAX];
     size_t outlen; /* output bytes, over all calls */
@@ -154,11 +154,11 @@ static inline void feed(lsec__hs *h, const uint8_t *in, size_t len, prng *r,
                            &outlen);
         res->calls++;
         res->rc = rc;
-        FUZZ_ASSERT(rc == LSEC__HS_AGAIN || rc == LSEC__HS_DONE ||
+        FUZZ_ASSERT(rc == LSEC__AGAIN || rc == LSEC__DONE ||
                     rc == LSEC_EPROTO || rc == LSEC_EMODE || rc == LSEC_EAUTH);
         FUZZ_ASSERT(consumed <= n);
         FUZZ_ASSERT(outlen <= LSEC__HS_MSG_MAX);
-        if (rc == LSEC__HS_AGAIN)
+        if (rc == LSEC__AGAIN)
             FUZZ_ASSERT(consumed == n);
         if (rc < 0) {
             FUZZ_ASSERT(outlen == 0);
@@ -170,7 +170,7 @@ static inline void feed(lsec__hs *h, const uint8_t *in, size_t len, prng *r,
         res->outlen += outlen;
         off += consumed;
         res->consumed += consumed;
-        if (rc != LSEC__HS_AGAIN || off == len)
+        if (rc != LSEC__AGAIN || off == len)
             break;
         /* Bounded: every call either consumes or is one of the empty steps
          * the generator allows, which are a minority. */
@@ -188,7 +188,7 @@ static inline void check_final(lsec__hs *h, int rc)
                               sizeof(out), &outlen);
 
     FUZZ_ASSERT(consumed == 0 && outlen == 0);
-    if (rc == LSEC__HS_DONE)
+    if (rc == LSEC__DONE)
         FUZZ_ASSERT(again == LSEC_EINVAL);
     else
         FUZZ_ASSERT(again == rc);

@@ -189,16 +189,16 @@ static bool drive(struct side *s)
     int rc;
 
     if (s->t == NULL || s->io != 0 ||
-        (s->hs != 0 && s->hs != LSEC__TLS_WANT_READ &&
-         s->hs != LSEC__TLS_WANT_WRITE))
+        (s->hs != 0 && s->hs != LSEC__WANT_READ &&
+         s->hs != LSEC__WANT_WRITE))
         return false;
     if (s->hs != 0) {
         rc = lsec__tls_handshake(s->t);
         if (rc < 0)
             check_failure(rc);
         else
-            FUZZ_ASSERT(rc == 0 || rc == LSEC__TLS_WANT_READ ||
-                        rc == LSEC__TLS_WANT_WRITE);
+            FUZZ_ASSERT(rc == 0 || rc == LSEC__WANT_READ ||
+                        rc == LSEC__WANT_WRITE);
         s->hs = rc;
         return true; /* a handshake step may have moved bytes */
     }
@@ -256,7 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     to_server = &c2s;
     memset(&cl, 0, sizeof(cl));
     memset(&sv, 0, sizeof(sv));
-    cl.hs = sv.hs = LSEC__TLS_WANT_WRITE;
+    cl.hs = sv.hs = LSEC__WANT_WRITE;
     memcpy(csecret, secret, sizeof(csecret));
     memcpy(cident, identity, sizeof(cident));
 

@@ -2,9 +2,11 @@
 
 The C calls are made with timeout 0 (they never block the loop); when one
 reports "would block", the coroutine waits for the descriptor with
-loop.add_reader / add_writer and tries again.  Connecting and spawning run a
-whole handshake, which cannot be resumed, so they run in the loop's default
-executor (ctypes releases the GIL there).
+loop.add_reader / add_writer and tries again.  connect() drives the
+library's non-blocking connector (lsec_connect_start ...
+lsec_connector_step) the same way: no thread.  connect_file() and spawn()
+run a whole call, which cannot be resumed, in the loop's default executor
+(ctypes releases the GIL there).
 
     async with await loopsec.aio.connect(ticket, timeout=5) as ch:
         await ch.send(b"ping")
@@ -14,18 +16,22 @@ Timeouts are seconds; None waits forever.  They raise loopsec.Timeout.
 """
 
 import asyncio
+import ctypes
 import functools
+import select
 import time
 
 from . import _core, _errors
+from ._lib import LIB
 
 __all__ = ["recv", "send", "accept", "AsyncChannel", "connect",
            "connect_file", "spawn"]
 
 # The listener's descriptor (lsec_listener_fd) is readable whenever accept
-# can make progress: a new connection, bytes of a handshake in progress, or
-# the earliest pending handshake's deadline passing (a timer inside the
-# set).  So accept() sleeps on it alone, with no periodic wake-up.
+# can make progress: a new connection or bytes of a handshake in progress;
+# lsec_listener_timeout_ms says when the earliest pending handshake's
+# deadline needs accept to run.  So accept() sleeps on the descriptor until
+# that hint, with no periodic wake-up.
 
 
 def _deadline(timeout):
@@ -113,6 +119,17 @@ async def shutdown(ch, timeout=None):
             await _wait_fd(ch.fileno(), True, deadline)
 
 
+def _listener_hint(listener):
+    """Seconds until accept must run for a pending handshake's deadline,
+    or None when nothing is pending."""
+    p = listener._acquire()
+    try:
+        ms = LIB.lsec_listener_timeout_ms(p)
+    finally:
+        listener._release()
+    return None if ms < 0 else ms / 1000.0
+
+
 async def accept(listener, timeout=None):
     """Wait for one authenticated peer on a Listener; returns an
     AsyncChannel."""
@@ -122,7 +139,8 @@ async def accept(listener, timeout=None):
             return AsyncChannel(listener.accept(timeout=0))
         except _errors.WouldBlock:
             pass
-        await _wait_fd(listener.fileno(), False, deadline)
+        await _wait_fd(listener.fileno(), False, deadline,
+                       _listener_hint(listener))
 
 
 class AsyncChannel:
@@ -193,10 +211,32 @@ async def _in_executor(fn, *args, **kw):
     return await loop.run_in_executor(None, functools.partial(fn, *args, **kw))
 
 
-async def connect(ticket, timeout=None, **kw):
-    """loopsec.connect in the default executor; returns an AsyncChannel."""
-    return AsyncChannel(await _in_executor(_core.connect, ticket, timeout,
-                                           **kw))
+async def connect(ticket, timeout=None, *, tls=None, max_message=None):
+    """loopsec.connect without blocking the loop (and without a thread);
+    returns an AsyncChannel.  The arguments are loopsec.connect's."""
+    arg = _core._text_arg(ticket, "ticket")
+    deadline = _deadline(timeout)
+    o = _core._opts(tls=tls, max_message=max_message)
+    cn = ctypes.c_void_p()
+    _errors.check(LIB.lsec_connect_start(arg, ctypes.byref(o),
+                                         ctypes.byref(cn)))
+    try:
+        fd = LIB.lsec_connector_fd(cn)
+        while True:
+            out = ctypes.c_void_p()
+            rc = LIB.lsec_connector_step(cn, ctypes.byref(out))
+            if rc == 0:
+                return AsyncChannel(_core.Channel(out.value))
+            if rc != _core.EAGAIN:
+                _errors.check(rc)
+            # The connector's own deadline (the handshake timeout): step
+            # when it passes, and the step reports it.
+            ms = LIB.lsec_connector_timeout_ms(cn)
+            writable = bool(LIB.lsec_connector_events(cn) & select.POLLOUT)
+            await _wait_fd(fd, writable, deadline,
+                           None if ms < 0 else ms / 1000.0)
+    finally:
+        LIB.lsec_connector_close(cn)
 
 
 async def connect_file(path, timeout=None, **kw):

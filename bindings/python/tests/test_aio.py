@@ -1,7 +1,10 @@
 """loopsec.aio: the event loop is never blocked."""
 
 import asyncio
+import concurrent.futures
 import os
+import socket
+import threading
 import time
 import unittest
 
@@ -110,6 +113,65 @@ class AioTest(unittest.TestCase):
         for tls in (False, True):
             with self.subTest(tls=tls):
                 self.run_async(main(tls))
+
+    def test_200_concurrent_connects_one_loop_no_thread(self):
+        # 200 aio.connect() at once and the accepting side, all on one
+        # event loop: no executor (it would raise), no thread started.
+        # Every client is served, each message reaches its server channel.
+        class NoExecutor(concurrent.futures.ThreadPoolExecutor):
+            def submit(self, *a, **kw):
+                raise AssertionError("aio used an executor thread")
+
+        n = 200
+
+        async def main(tls):
+            asyncio.get_running_loop().set_default_executor(NoExecutor())
+            threads = threading.active_count()
+            with loopsec.listen(tls=tls, max_pending=2 * n,
+                                backlog=2 * n) as srv:
+                async def server():
+                    got = []
+                    for _ in range(n):
+                        ch = await loopsec.aio.accept(srv, 15)
+                        got.append(ch)
+                    return got
+
+                async def client(i):
+                    ch = await loopsec.aio.connect(srv.ticket, timeout=15)
+                    await ch.send(b"%d" % i)
+                    return ch
+
+                accepting = asyncio.ensure_future(server())
+                clients = await asyncio.gather(*(client(i) for i in range(n)))
+                servers = await accepting
+                self.assertEqual(threading.active_count(), threads)
+                seen = sorted([int(await s.recv(timeout=5)) for s in servers])
+                self.assertEqual(seen, list(range(n)))
+                for ch in clients + servers:
+                    ch.close()
+        for tls in (False, True):
+            with self.subTest(tls=tls):
+                t0 = time.monotonic()
+                self.run_async(main(tls))
+                self.assertLess(time.monotonic() - t0, 15)
+
+    def test_connect_timeout(self):
+        # A port that accepts connections and never answers: aio.connect
+        # raises Timeout at its timeout, not before, not much after.
+        async def main():
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                s.listen(4)
+                with loopsec.listen() as srv:
+                    ticket = srv.ticket.replace(":%d/" % srv.port,
+                                                ":%d/" % s.getsockname()[1])
+                t0 = time.monotonic()
+                with self.assertRaises(loopsec.Timeout):
+                    await loopsec.aio.connect(ticket, timeout=0.3)
+                took = time.monotonic() - t0
+                self.assertGreaterEqual(took, 0.28)
+                self.assertLess(took, 1.5)
+        self.run_async(main())
 
     def test_function_forms(self):
         async def main():
