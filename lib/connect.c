@@ -10,10 +10,11 @@
  * (opts.handshake_timeout_ms, or lsec_connect's timeout if shorter).
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <netinet/tcp.h> /* TCP_NODELAY (POSIX) */
 #include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -52,16 +53,6 @@ struct lsec_connector {
     uint8_t early[LSEC__HS_MSG_MAX];
     size_t early_len;
 };
-
-static bool tcp_established(int fd)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-
-    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-           len >= offsetof(struct tcp_info, tcpi_state) + 1 &&
-           ti.tcpi_state == TCP_ESTABLISHED;
-}
 
 /* getsockname, re-checked as loopback in the kernel's view. */
 static int socket_local(int fd, unsigned flags, lsec__addr *local)
@@ -136,7 +127,7 @@ static int tcp_start(lsec_connector *c)
     /* On loopback the kernel has usually finished the three-way handshake
      * by the time connect() says EINPROGRESS: one getsockopt tells, where
      * poll would arm a timer to learn the same. */
-    if (!tcp_established(c->fd)) {
+    if (!lsec__sys_tcp_established(c->fd)) {
         c->st = ST_CONNECTING;
         c->events = POLLOUT;
     }
@@ -149,7 +140,7 @@ static int step_connecting(lsec_connector *c)
     int err = 0, rc;
     socklen_t el = sizeof(err);
 
-    if (tcp_established(c->fd))
+    if (lsec__sys_tcp_established(c->fd))
         return 0;
     rc = lsec__wait_fd(c->fd, POLLOUT, c->deadline, true);
     if (rc != 0)
@@ -161,7 +152,7 @@ static int step_connecting(lsec_connector *c)
     /* Only a call interrupted before it started anything leaves the socket
      * unconnected (writable, no error): then, and only then, connect again
      * -- a bounded number of times. */
-    if (c->intr && !tcp_established(c->fd) && c->rounds++ < 16) {
+    if (c->intr && !lsec__sys_tcp_established(c->fd) && c->rounds++ < 16) {
         c->st = ST_AUTH_HELLO; /* anything but ST_CONNECTING */
         if ((rc = tcp_start(c)) != 0)
             return rc;
@@ -182,7 +173,7 @@ static int refuse_unless_ours(int fd, int lookup_rc, int64_t uid, unsigned port)
         return 0;
     /* Nobody to ask: the listener dropped us before we could look (a
      * reset destroys its socket).  A refusal, not another user. */
-    if (lookup_rc == LSEC_ENOTFOUND && !tcp_established(fd))
+    if (lookup_rc == LSEC_ENOTFOUND && !lsec__sys_tcp_established(fd))
         return lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
                                         "before the handshake (refused?)");
     if (lookup_rc != 0)
