@@ -108,6 +108,8 @@ int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
     p->out_fd = out_fd;
     p->eof_wait_ms = eof_wait_ms;
     p->in_sock = cli_fd_is_socket(in_fd);
+    int fl = fcntl(in_fd, F_GETFL);
+    p->in_nb = p->in_sock || (fl >= 0 && (fl & O_NONBLOCK) != 0);
     p->out_nb = make_nonblocking_out(out_fd, &p->out_sock);
     p->ubuf = malloc(CLI_CHUNK);
     p->dcap = CLI_CHUNK;
@@ -160,27 +162,29 @@ void cli_pump_events(const cli_pump *p, struct pollfd *pf, int *timeout_ms)
     }
 }
 
-/* Input -> channel.  0 to go on, -1 failed. */
-static int step_up(cli_pump *p, const struct pollfd *pf)
+/* Read one chunk of input into ubuf.  0 to go on (ulen set, or the end,
+ * or nothing there yet), -1 failed. */
+static int read_in(cli_pump *p)
+{
+    ssize_t n = p->in_sock ? recv(p->in_fd, p->ubuf, CLI_CHUNK, MSG_DONTWAIT)
+                           : read(p->in_fd, p->ubuf, CLI_CHUNK);
+    if (n > 0) {
+        p->ulen = (size_t)n;
+        p->in_bytes += (uint64_t)n;
+    } else if (n == 0) {
+        p->in_eof = true;
+        p->eof_deadline = cli_now_ms() + p->eof_wait_ms;
+    } else if (errno != EINTR && errno != EAGAIN) {
+        return fail(p, "reading %s: %s", p->in_name, strerror(errno));
+    }
+    return 0;
+}
+
+/* Send what ubuf holds and flush it.  0 to go on, -1 failed. */
+static int send_up(cli_pump *p)
 {
     int rc;
 
-    if (p->up_done)
-        return 0;
-    if (pf[0].fd >= 0 && pf[0].revents != 0) {
-        ssize_t n = p->in_sock
-                        ? recv(p->in_fd, p->ubuf, CLI_CHUNK, MSG_DONTWAIT)
-                        : read(p->in_fd, p->ubuf, CLI_CHUNK);
-        if (n > 0) {
-            p->ulen = (size_t)n;
-            p->in_bytes += (uint64_t)n;
-        } else if (n == 0) {
-            p->in_eof = true;
-            p->eof_deadline = cli_now_ms() + p->eof_wait_ms;
-        } else if (errno != EINTR && errno != EAGAIN) {
-            return fail(p, "reading %s: %s", p->in_name, strerror(errno));
-        }
-    }
     if (p->up_queued) {
         rc = lsec_flush(p->ch, 0);
         if (rc == LSEC_EAGAIN)
@@ -204,7 +208,34 @@ static int step_up(cli_pump *p, const struct pollfd *pf)
         if (rc != 0)
             return fail_lsec(p, "send", rc);
     }
-    if (p->in_eof) {
+    return 0;
+}
+
+/* Input -> channel.  0 to go on, -1 failed. */
+static int step_up(cli_pump *p, const struct pollfd *pf)
+{
+    int rc;
+
+    if (p->up_done)
+        return 0;
+    if (pf[0].fd >= 0 && pf[0].revents != 0 && read_in(p) != 0)
+        return -1;
+    if (send_up(p) != 0)
+        return -1;
+    /* While the channel takes it at once, read on without a poll round
+     * (input that never blocks only; a few chunks, so that one busy
+     * connection cannot starve the others of a service's loop). */
+    for (int i = 1;
+         i < CLI_UP_ROUNDS && p->in_nb && pf[0].fd >= 0 && pf[0].revents != 0 &&
+         p->ulen == 0 && !p->up_queued && !p->in_eof;
+         i++) {
+        uint64_t before = p->in_bytes;
+        if (read_in(p) != 0 || send_up(p) != 0)
+            return -1;
+        if (p->in_bytes == before)
+            break; /* nothing more there */
+    }
+    if (p->in_eof && p->ulen == 0 && !p->up_queued) {
         rc = lsec_channel_shutdown(p->ch, 0);
         if (rc == LSEC_EAGAIN)
             return 0;
@@ -241,9 +272,10 @@ static int flush_out(cli_pump *p)
 {
     while (p->doff < p->dlen) {
         ssize_t w =
-            p->out_sock ? send(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff,
-                               MSG_DONTWAIT | MSG_NOSIGNAL)
-                        : write(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff);
+            p->out_sock
+                ? send(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff,
+                       MSG_DONTWAIT | MSG_NOSIGNAL)
+                : write(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff);
         if (w > 0) {
             p->doff += (size_t)w;
             p->out_bytes += (uint64_t)w;
@@ -261,12 +293,20 @@ static int flush_out(cli_pump *p)
 }
 
 /* Channel -> output.  0 to go on, -1 failed. */
-static int step_down(cli_pump *p)
+static int step_down(cli_pump *p, const struct pollfd *pf)
 {
     if (p->down_done)
         return 0;
     if (p->doff < p->dlen && flush_out(p) != 0)
         return -1;
+    /* Ask the channel only when its socket had something or it holds
+     * bytes already: a receive that finds nothing is a wasted system call
+     * (one per chunk sent, before). */
+    if (p->doff == p->dlen && !p->rx_eof &&
+        !(pf[2].fd >= 0 &&
+          (pf[2].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0) &&
+        lsec_channel_pending(p->ch) == 0)
+        return 0;
     /* A few messages per step, so one busy connection cannot starve the
      * others of a service's loop. */
     for (int i = 0; i < 16 && p->doff == p->dlen && !p->rx_eof; i++) {
@@ -302,13 +342,14 @@ int cli_pump_step(cli_pump *p, const struct pollfd *pf)
 {
     if (p->failed)
         return -1;
-    if (step_up(p, pf) != 0 || step_down(p) != 0)
+    if (step_up(p, pf) != 0 || step_down(p, pf) != 0)
         return -1;
     if (cli_pump_done(p))
         return 1;
     if (p->in_eof && p->eof_wait_ms >= 0 && cli_now_ms() >= p->eof_deadline)
-        return fail(p, "the peer did not end its side within %d ms after the "
-                       "end of %s",
+        return fail(p,
+                    "the peer did not end its side within %d ms after the "
+                    "end of %s",
                     p->eof_wait_ms, p->in_name);
     return 0;
 }
