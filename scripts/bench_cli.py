@@ -10,9 +10,13 @@
           connection setup plus one 64-byte request/response.
 
 Usage: bench_cli.py PATH/TO/loopsec [--relay-mib N] [--guard-mib N]
-                    [--setups N] [--repeat N] [--only relay|guard]
+                    [--setups N] [--repeat N] [--rounds N]
+                    [--only relay|guard]
                     [--before PATH/TO/other/loopsec]
-Prints every figure and the ratios; the median of --repeat runs counts.
+Prints every figure and the ratios: the relay takes the median of --repeat
+runs; the guard runs --rounds rounds (default 9), each visiting every pair
+(odd rounds in reverse), and its ratios are the medians of the per-round
+ratios.
 --before also runs a second loopsec build (e.g. main's) in the same run,
 interleaved with the first, and prints the after/before ratios.
 Bounded: every child is ended by pid, every wait has a timeout.
@@ -286,6 +290,8 @@ def main():
     ap.add_argument("--guard-mib", type=int, default=256)
     ap.add_argument("--setups", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="guard: rounds, each visiting every pair")
     ap.add_argument("--only", choices=("relay", "guard"))
     ap.add_argument("--before", help="a second loopsec binary to compare")
     a = ap.parse_args()
@@ -359,34 +365,35 @@ def guard(a):
             setups(socks[name], 5)  # warm up
         tp, su = {}, {}
         names = list(pairs)
-        for r in range(a.repeat):
+        for r in range(a.rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
                 tp.setdefault(name, []).append(throughput(socks[name], gn))
                 su.setdefault(name, []).append(setups(socks[name], a.setups))
-        tput = {k: med(v) for k, v in tp.items()}
-        setup = {k: med(v) for k, v in su.items()}
     finally:
         for p in procs:
             stop(p)
+
+    def ratio(num, den, table):
+        """Median of the per-round ratios: each round measured the two
+        back to back, so a burst of load elsewhere skews one round only."""
+        return med([x / y for x, y in zip(table[num], table[den])])
     print("guard: client -> unix socket -> proxy pair -> backend; %d MiB in "
-          "64 KiB writes; setup + 64-byte request/response, median of %d"
-          % (a.guard_mib, a.setups))
+          "64 KiB writes; setup + 64-byte request/response (median of %d); "
+          "%d rounds, medians" % (a.guard_mib, a.setups, a.rounds))
     for name in pairs:
         print("  %-14s %8.1f MiB/s  setup+exchange %7.3f ms" % (
-            name, a.guard_mib / tput[name], setup[name] * 1000))
+            name, a.guard_mib / med(tp[name]), med(su[name]) * 1000))
+    print("  ratios: the median of the per-round ratios")
     for name, _, _ in modes(a):
         print("  %-14s throughput %.2fx stunnel4, %.2fx spiped; setup "
               "%.2fx faster than stunnel4, %.2fx than spiped" % (
-                  name, tput["stunnel4"] / tput[name],
-                  tput["spiped"] / tput[name],
-                  setup["stunnel4"] / setup[name],
-                  setup["spiped"] / setup[name]))
+                  name, ratio("stunnel4", name, tp), ratio("spiped", name, tp),
+                  ratio("stunnel4", name, su), ratio("spiped", name, su)))
     if a.before:
         for m in ("auth", "tls"):
             print("  %-14s after/before: throughput %.2fx, setup %.2fx "
-                  "faster" % (m, tput["before " + m] / tput["loopsec " + m],
-                              setup["before " + m] / setup["loopsec " + m]))
-
+                  "faster" % (m, ratio("before " + m, "loopsec " + m, tp),
+                              ratio("before " + m, "loopsec " + m, su)))
 
 try:
     main()
