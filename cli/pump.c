@@ -61,14 +61,13 @@ bool cli_fd_is_socket(int fd)
 }
 
 /*
- * Make reads from or writes to `fd` non-blocking without changing a
- * description that others share: a pipe is reopened through /proc (a new
- * open file description on the same pipe) and put in its place; a socket is
- * read and written with MSG_DONTWAIT.  Terminals stay as they are.
- * Returns true when the direction will not block (regular files: reads
- * only; a write to one does not wait for a peer either, but is not polled).
+ * Make writes to `fd` non-blocking without changing a description that
+ * others share: a pipe is reopened through /proc (a new open file
+ * description on the same pipe) and put in its place; a socket is written
+ * with MSG_DONTWAIT.  Regular files and terminals stay as they are.
+ * Returns true when writes will not block.
  */
-static bool make_nonblocking(int fd, bool out, bool *sock)
+static bool make_nonblocking_out(int fd, bool *sock)
 {
     struct stat st;
     char path[64];
@@ -80,8 +79,6 @@ static bool make_nonblocking(int fd, bool out, bool *sock)
         *sock = true;
         return true;
     }
-    if (S_ISREG(st.st_mode))
-        return !out;
     if (!S_ISFIFO(st.st_mode))
         return false;
     int fl = fcntl(fd, F_GETFL);
@@ -89,10 +86,8 @@ static bool make_nonblocking(int fd, bool out, bool *sock)
         return true; /* ours already, e.g. serve's pipes to a child */
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     /* The same access mode: a FIFO opened read-write may have no other
-     * reader or writer, and must not lose the one it has. */
-    int acc = fl >= 0 && (fl & O_ACCMODE) == O_RDWR ? O_RDWR
-              : out                                 ? O_WRONLY
-                                                    : O_RDONLY;
+     * reader, and must not lose the one it has. */
+    int acc = fl >= 0 && (fl & O_ACCMODE) == O_RDWR ? O_RDWR : O_WRONLY;
     int nfd = open(path, acc | O_NONBLOCK | O_CLOEXEC);
     if (nfd < 0)
         return false;
@@ -112,8 +107,10 @@ int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
     p->in_fd = in_fd;
     p->out_fd = out_fd;
     p->eof_wait_ms = eof_wait_ms;
-    p->in_nb = make_nonblocking(in_fd, false, &p->in_sock);
-    p->out_nb = make_nonblocking(out_fd, true, &p->out_sock);
+    p->in_sock = cli_fd_is_socket(in_fd);
+    int fl = fcntl(in_fd, F_GETFL);
+    p->in_nb = p->in_sock || (fl >= 0 && (fl & O_NONBLOCK) != 0);
+    p->out_nb = make_nonblocking_out(out_fd, &p->out_sock);
     p->ubuf = malloc(CLI_CHUNK);
     p->dcap = CLI_CHUNK;
     p->dbuf = malloc(p->dcap);
