@@ -88,13 +88,11 @@ int cli_check_ticket_path(const char *cmd, const char *path);
 /* ---- the relay (pump.c) ------------------------------------------------ */
 
 #define CLI_CHUNK 65536
-/* Chunks moved from input to channel per step while neither blocks. */
-#define CLI_UP_ROUNDS 8
 
 typedef struct cli_pump {
     lsec_channel *ch;
     int in_fd, out_fd; /* may be one socket */
-    bool in_sock, in_nb, out_sock, out_nb;
+    bool in_sock, out_sock, out_nb;
     const char *in_name, *out_name; /* for messages: "stdin", "the backend" */
     int eof_wait_ms;                /* after the input ends; -1 forever */
     int64_t eof_deadline;

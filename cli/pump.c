@@ -108,8 +108,6 @@ int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
     p->out_fd = out_fd;
     p->eof_wait_ms = eof_wait_ms;
     p->in_sock = cli_fd_is_socket(in_fd);
-    int fl = fcntl(in_fd, F_GETFL);
-    p->in_nb = p->in_sock || (fl >= 0 && (fl & O_NONBLOCK) != 0);
     p->out_nb = make_nonblocking_out(out_fd, &p->out_sock);
     p->ubuf = malloc(CLI_CHUNK);
     p->dcap = CLI_CHUNK;
@@ -222,19 +220,6 @@ static int step_up(cli_pump *p, const struct pollfd *pf)
         return -1;
     if (send_up(p) != 0)
         return -1;
-    /* While the channel takes it at once, read on without a poll round
-     * (input that never blocks only; a few chunks, so that one busy
-     * connection cannot starve the others of a service's loop). */
-    for (int i = 1;
-         i < CLI_UP_ROUNDS && p->in_nb && pf[0].fd >= 0 && pf[0].revents != 0 &&
-         p->ulen == 0 && !p->up_queued && !p->in_eof;
-         i++) {
-        uint64_t before = p->in_bytes;
-        if (read_in(p) != 0 || send_up(p) != 0)
-            return -1;
-        if (p->in_bytes == before)
-            break; /* nothing more there */
-    }
     if (p->in_eof && p->ulen == 0 && !p->up_queued) {
         rc = lsec_channel_shutdown(p->ch, 0);
         if (rc == LSEC_EAGAIN)
