@@ -284,12 +284,13 @@ static int step_down(cli_pump *p, const struct pollfd *pf)
         return 0;
     if (p->doff < p->dlen && flush_out(p) != 0)
         return -1;
-    /* Ask the channel only when its socket had something or it holds
-     * bytes already: a receive that finds nothing is a wasted system call
-     * (one per chunk sent, before). */
-    if (p->doff == p->dlen && !p->rx_eof &&
-        !(pf[2].fd >= 0 &&
-          (pf[2].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0) &&
+    /* Skip the channel when its socket was polled for input and had none
+     * and it holds nothing already: a receive that finds nothing is a
+     * wasted system call (one per chunk sent, before).  Not polled for
+     * input (output was still being written): try at once. */
+    if (p->doff == p->dlen && !p->rx_eof && pf[2].fd >= 0 &&
+        (pf[2].events & POLLIN) != 0 &&
+        (pf[2].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) == 0 &&
         lsec_channel_pending(p->ch) == 0)
         return 0;
     /* A few messages per step, so one busy connection cannot starve the
