@@ -120,9 +120,8 @@ echo x | connect_t "$ticket" --tls >/dev/null 2>"$tmp/c6.err"
 [ $? = 1 ] && grep -q "mode mismatch" "$tmp/c6.err" && ok || bad "--tls with an auth ticket: $(cat "$tmp/c6.err")"
 kill "$lpid" 2>/dev/null
 
-# The relay reads a pipe on stdin through a non-blocking description of
-# its own: the one it shares with the shell (and whatever runs after it)
-# stays blocking, and every byte still arrives.
+# The relay never makes the stdin description it shares with the shell
+# (and whatever runs after it) non-blocking, and every byte still arrives.
 (timeout 15 "$cli" listen >"$tmp/nb.out" 2>"$tmp/nb.err" </dev/null) &
 pids+=($!)
 ticket=$(first_line "$tmp/nb.err") || bad "listen (shared stdin) printed no ticket"
