@@ -5,8 +5,8 @@
  *   --stdio              one channel over stdin/stdout (ProxyCommand style)
  *   --listen unix:PATH   a Unix socket only this user can reach; each
  *                        connection accepted there gets its own channel,
- *                        in its own process (one stalled connection delays
- *                        no other; at most FORWARD_MAX at once)
+ *                        carried by its own thread (one stalled connection
+ *                        delays no other; at most FORWARD_MAX at once)
  *
  * No option opens a TCP port: a plain TCP port would be open to every local
  * user and would undo the protection.  The socket's directory must be the
@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +27,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define FORWARD_MAX 128
 #define FORWARD_DRAIN_MS 10000
+#define FORWARD_STACK (256 * 1024)
 
 /* The directory of `path` exists (or is created 0700), is ours and 0700. */
 static int check_dir(const char *path)
@@ -47,8 +48,9 @@ static int check_dir(const char *path)
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "loopsec: forward: creating the socket's directory: "
-                        "%s\n",
+        fprintf(stderr,
+                "loopsec: forward: creating the socket's directory: "
+                "%s\n",
                 strerror(errno));
         return 1;
     }
@@ -101,22 +103,60 @@ static int take_path(const char *path, const struct sockaddr_un *un,
     return 0;
 }
 
-/* One accepted connection, in its own process. */
-static int carry(int fd, const cli_ticket *t, const lsec_opts *o, int timeout)
+/*
+ * Connections are carried by threads, one per accepted connection, so that
+ * a stalled one delays no other, and so that what a connection costs once
+ * per process (OpenSSL's client context, the peer-lookup socket) is paid
+ * once per forward, not once per connection as with a process each.
+ * Workers block every signal (the main thread takes them) and tell the
+ * main thread through a pipe when they end.  Each registers its two
+ * sockets, so that a forward that stops before they finish resets them
+ * rather than ending them as if cleanly.
+ */
+struct fwd_slot {
+    bool used;
+    int fd;   /* the local connection */
+    int chfd; /* the channel's socket once connected, else -1 */
+};
+
+struct fwd {
+    const cli_ticket *t;
+    const lsec_opts *o;
+    int timeout;
+    int done_w; /* a byte per ended worker */
+    pthread_mutex_t lock;
+    struct fwd_slot slots[FORWARD_MAX];
+};
+
+struct fwd_job {
+    struct fwd *f;
+    int slot;
+};
+
+static void slot_set_channel(struct fwd *f, int slot, int chfd)
+{
+    pthread_mutex_lock(&f->lock);
+    f->slots[slot].chfd = chfd;
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* One accepted connection. */
+static void carry(struct fwd *f, int slot, int fd)
 {
     lsec_channel *ch = NULL;
     cli_pump p;
-    int rc = cli_ticket_connect(t, o, timeout, &ch);
+    int rc = cli_ticket_connect(f->t, f->o, f->timeout, &ch);
 
     if (rc != 0) {
         cli_error("forward: connect", rc);
         cli_abort_fd(fd);
-        return 1;
+        return;
     }
+    slot_set_channel(f, slot, lsec_channel_fd(ch));
     if (cli_pump_init(&p, ch, fd, fd, -1) != 0) {
         cli_abort_channel(ch);
         cli_abort_fd(fd);
-        return 1;
+        return;
     }
     p.in_name = p.out_name = "the local connection";
     for (;;) {
@@ -131,29 +171,110 @@ static int carry(int fd, const cli_ticket *t, const lsec_opts *o, int timeout)
         if (cli_pump_step(&p, pf) != 0)
             break;
     }
-    rc = p.failed ? 1 : 0;
     if (p.failed) {
         fprintf(stderr, "loopsec: forward: %s\n", p.err);
         cli_abort_fd(fd);
     }
+    /* The main thread may reset this socket at its exit: not once it is
+     * closed and its number free for reuse. */
+    slot_set_channel(f, slot, -1);
     cli_pump_free(&p);
-    close(fd);
-    return rc;
 }
 
-static int serve_unix(const char *path, const cli_ticket *t,
-                      const lsec_opts *o, int timeout)
+static void *worker(void *arg)
+{
+    struct fwd_job *j = arg;
+    struct fwd *f = j->f;
+    int slot = j->slot;
+    unsigned char b = 1;
+
+    free(j);
+    carry(f, slot, f->slots[slot].fd);
+    pthread_mutex_lock(&f->lock);
+    close(f->slots[slot].fd);
+    f->slots[slot].used = false;
+    f->slots[slot].fd = f->slots[slot].chfd = -1;
+    pthread_mutex_unlock(&f->lock);
+    while (write(f->done_w, &b, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* Start a worker for `cfd`: 0, or -1 (the caller resets and closes it). */
+static int start_worker(struct fwd *f, int cfd)
+{
+    struct fwd_job *j = malloc(sizeof(*j));
+    pthread_attr_t attr;
+    pthread_t th;
+    sigset_t all, old;
+    int slot = -1, rc;
+
+    if (j == NULL)
+        return -1;
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < FORWARD_MAX && slot < 0; i++)
+        if (!f->slots[i].used)
+            slot = i;
+    if (slot >= 0) {
+        f->slots[slot].used = true;
+        f->slots[slot].fd = cfd;
+        f->slots[slot].chfd = -1;
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (slot < 0) {
+        free(j);
+        return -1;
+    }
+    j->f = f;
+    j->slot = slot;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, FORWARD_STACK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&th, &attr, worker, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_mutex_lock(&f->lock);
+        f->slots[slot].used = false;
+        pthread_mutex_unlock(&f->lock);
+        free(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* At exit with workers still running: reset their sockets, so that
+ * neither end takes the exit for a clean end of stream. */
+static void reset_running(struct fwd *f)
+{
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < FORWARD_MAX; i++) {
+        if (!f->slots[i].used)
+            continue;
+        cli_abort_fd(f->slots[i].fd);
+        if (f->slots[i].chfd >= 0)
+            cli_abort_fd(f->slots[i].chfd);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+static int serve_unix(const char *path, const cli_ticket *t, const lsec_opts *o,
+                      int timeout)
 {
     struct sockaddr_un un;
     struct stat st;
     size_t n = strlen(path);
-    int lfd, status = 0, children = 0;
+    int lfd, status = 0, running = 0, done[2];
     bool stopping = false;
     int64_t drain_deadline = 0;
+    static struct fwd f;
 
     if (n == 0 || n >= sizeof(un.sun_path))
-        return cli_usage_error("forward", "--listen unix:PATH needs a path of "
-                                          "1 to %zu bytes",
+        return cli_usage_error("forward",
+                               "--listen unix:PATH needs a path of "
+                               "1 to %zu bytes",
                                sizeof(un.sun_path) - 1);
     memset(&un, 0, sizeof(un));
     un.sun_family = AF_UNIX;
@@ -161,6 +282,10 @@ static int serve_unix(const char *path, const cli_ticket *t,
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
     if (check_dir(path) != 0 || take_path(path, &un, len) != 0)
         return 1;
+    if (pipe2(done, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "loopsec: forward: pipe: %s\n", strerror(errno));
+        return 1;
+    }
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     mode_t old = umask(0177); /* the socket: 0600 */
     int brc = lfd < 0 ? -1 : bind(lfd, (struct sockaddr *)&un, len);
@@ -169,21 +294,32 @@ static int serve_unix(const char *path, const cli_ticket *t,
         fprintf(stderr, "loopsec: forward: %s: %s\n", path, strerror(errno));
         if (lfd >= 0)
             close(lfd);
+        close(done[0]);
+        close(done[1]);
         return 1;
     }
     int sigfd = cli_signals_open();
     if (sigfd < 0) {
         close(lfd);
         unlink(path);
+        close(done[0]);
+        close(done[1]);
         return 1;
     }
+    memset(&f, 0, sizeof(f));
+    f.t = t;
+    f.o = o;
+    f.timeout = timeout;
+    f.done_w = done[1];
+    pthread_mutex_init(&f.lock, NULL);
     if (cli_verbose)
         fprintf(stderr, "loopsec: forward: listening on %s\n", path);
     for (;;) {
-        struct pollfd pf[2] = {{sigfd, POLLIN, 0},
-                               {stopping || children >= FORWARD_MAX ? -1 : lfd,
-                                POLLIN, 0}};
-        if (poll(pf, 2, stopping ? 200 : -1) < 0 && errno != EINTR) {
+        struct pollfd pf[3] = {
+            {sigfd, POLLIN, 0},
+            {done[0], POLLIN, 0},
+            {stopping || running >= FORWARD_MAX ? -1 : lfd, POLLIN, 0}};
+        if (poll(pf, 3, stopping ? 200 : -1) < 0 && errno != EINTR) {
             status = 1;
             break;
         }
@@ -195,27 +331,26 @@ static int serve_unix(const char *path, const cli_ticket *t,
                     drain_deadline = cli_now_ms() + FORWARD_DRAIN_MS;
                 }
             }
-            while (waitpid(-1, NULL, WNOHANG) > 0)
-                children--;
         }
-        if (stopping && (children == 0 || cli_now_ms() >= drain_deadline))
+        if (pf[1].revents != 0) {
+            unsigned char b[64];
+            ssize_t k;
+            while ((k = read(done[0], b, sizeof(b))) > 0)
+                running -= (int)k;
+        }
+        if (stopping && (running == 0 || cli_now_ms() >= drain_deadline))
             break;
-        if (pf[1].fd < 0 || pf[1].revents == 0)
+        if (pf[2].fd < 0 || pf[2].revents == 0)
             continue;
         int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (cfd < 0)
             continue;
-        pid_t pid = fork();
-        if (pid == 0) {
-            cli_signals_close();
-            close(lfd);
-            _exit(carry(cfd, t, o, timeout));
-        }
-        if (pid > 0)
-            children++;
-        else
+        if (start_worker(&f, cfd) == 0) {
+            running++;
+        } else {
             cli_abort_fd(cfd);
-        close(cfd);
+            close(cfd);
+        }
     }
     close(lfd);
     /* Remove the socket only if the name is still ours. */
@@ -224,6 +359,14 @@ static int serve_unix(const char *path, const cli_ticket *t,
         now.st_dev == st.st_dev)
         unlink(path);
     cli_signals_close();
+    if (running > 0) {
+        /* The drain bound passed: reset what is still open, and end the
+         * process without exit()'s cleanup, which would tear OpenSSL down
+         * under the workers' feet. */
+        reset_running(&f);
+        fflush(stderr);
+        _exit(status);
+    }
     return status;
 }
 
@@ -238,8 +381,9 @@ int cmd_forward(int argc, char **argv)
 
     cli_args_init(&a, 10000);
     for (int i = 1; i < argc; i++) {
-        rc = cli_common_arg("forward", CLI_OPT_TLS | CLI_OPT_127 |
-                                           CLI_OPT_TICKET | CLI_OPT_TIMEOUT,
+        rc = cli_common_arg("forward",
+                            CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_TICKET |
+                                CLI_OPT_TIMEOUT,
                             argc, argv, &i, &a);
         if (rc == 1)
             continue;

@@ -160,27 +160,29 @@ void cli_pump_events(const cli_pump *p, struct pollfd *pf, int *timeout_ms)
     }
 }
 
-/* Input -> channel.  0 to go on, -1 failed. */
-static int step_up(cli_pump *p, const struct pollfd *pf)
+/* Read one chunk of input into ubuf.  0 to go on (ulen set, or the end,
+ * or nothing there yet), -1 failed. */
+static int read_in(cli_pump *p)
+{
+    ssize_t n = p->in_sock ? recv(p->in_fd, p->ubuf, CLI_CHUNK, MSG_DONTWAIT)
+                           : read(p->in_fd, p->ubuf, CLI_CHUNK);
+    if (n > 0) {
+        p->ulen = (size_t)n;
+        p->in_bytes += (uint64_t)n;
+    } else if (n == 0) {
+        p->in_eof = true;
+        p->eof_deadline = cli_now_ms() + p->eof_wait_ms;
+    } else if (errno != EINTR && errno != EAGAIN) {
+        return fail(p, "reading %s: %s", p->in_name, strerror(errno));
+    }
+    return 0;
+}
+
+/* Send what ubuf holds and flush it.  0 to go on, -1 failed. */
+static int send_up(cli_pump *p)
 {
     int rc;
 
-    if (p->up_done)
-        return 0;
-    if (pf[0].fd >= 0 && pf[0].revents != 0) {
-        ssize_t n = p->in_sock
-                        ? recv(p->in_fd, p->ubuf, CLI_CHUNK, MSG_DONTWAIT)
-                        : read(p->in_fd, p->ubuf, CLI_CHUNK);
-        if (n > 0) {
-            p->ulen = (size_t)n;
-            p->in_bytes += (uint64_t)n;
-        } else if (n == 0) {
-            p->in_eof = true;
-            p->eof_deadline = cli_now_ms() + p->eof_wait_ms;
-        } else if (errno != EINTR && errno != EAGAIN) {
-            return fail(p, "reading %s: %s", p->in_name, strerror(errno));
-        }
-    }
     if (p->up_queued) {
         rc = lsec_flush(p->ch, 0);
         if (rc == LSEC_EAGAIN)
@@ -204,7 +206,21 @@ static int step_up(cli_pump *p, const struct pollfd *pf)
         if (rc != 0)
             return fail_lsec(p, "send", rc);
     }
-    if (p->in_eof) {
+    return 0;
+}
+
+/* Input -> channel.  0 to go on, -1 failed. */
+static int step_up(cli_pump *p, const struct pollfd *pf)
+{
+    int rc;
+
+    if (p->up_done)
+        return 0;
+    if (pf[0].fd >= 0 && pf[0].revents != 0 && read_in(p) != 0)
+        return -1;
+    if (send_up(p) != 0)
+        return -1;
+    if (p->in_eof && p->ulen == 0 && !p->up_queued) {
         rc = lsec_channel_shutdown(p->ch, 0);
         if (rc == LSEC_EAGAIN)
             return 0;
@@ -241,9 +257,10 @@ static int flush_out(cli_pump *p)
 {
     while (p->doff < p->dlen) {
         ssize_t w =
-            p->out_sock ? send(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff,
-                               MSG_DONTWAIT | MSG_NOSIGNAL)
-                        : write(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff);
+            p->out_sock
+                ? send(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff,
+                       MSG_DONTWAIT | MSG_NOSIGNAL)
+                : write(p->out_fd, p->dbuf + p->doff, p->dlen - p->doff);
         if (w > 0) {
             p->doff += (size_t)w;
             p->out_bytes += (uint64_t)w;
@@ -261,12 +278,21 @@ static int flush_out(cli_pump *p)
 }
 
 /* Channel -> output.  0 to go on, -1 failed. */
-static int step_down(cli_pump *p)
+static int step_down(cli_pump *p, const struct pollfd *pf)
 {
     if (p->down_done)
         return 0;
     if (p->doff < p->dlen && flush_out(p) != 0)
         return -1;
+    /* Skip the channel when its socket was polled for input and had none
+     * and it holds nothing already: a receive that finds nothing is a
+     * wasted system call (one per chunk sent, before).  Not polled for
+     * input (output was still being written): try at once. */
+    if (p->doff == p->dlen && !p->rx_eof && pf[2].fd >= 0 &&
+        (pf[2].events & POLLIN) != 0 &&
+        (pf[2].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) == 0 &&
+        lsec_channel_pending(p->ch) == 0)
+        return 0;
     /* A few messages per step, so one busy connection cannot starve the
      * others of a service's loop. */
     for (int i = 0; i < 16 && p->doff == p->dlen && !p->rx_eof; i++) {
@@ -302,13 +328,14 @@ int cli_pump_step(cli_pump *p, const struct pollfd *pf)
 {
     if (p->failed)
         return -1;
-    if (step_up(p, pf) != 0 || step_down(p) != 0)
+    if (step_up(p, pf) != 0 || step_down(p, pf) != 0)
         return -1;
     if (cli_pump_done(p))
         return 1;
     if (p->in_eof && p->eof_wait_ms >= 0 && cli_now_ms() >= p->eof_deadline)
-        return fail(p, "the peer did not end its side within %d ms after the "
-                       "end of %s",
+        return fail(p,
+                    "the peer did not end its side within %d ms after the "
+                    "end of %s",
                     p->eof_wait_ms, p->in_name);
     return 0;
 }

@@ -10,8 +10,15 @@
           connection setup plus one 64-byte request/response.
 
 Usage: bench_cli.py PATH/TO/loopsec [--relay-mib N] [--guard-mib N]
-                    [--setups N] [--repeat N]
-Prints every figure and the ratios; the median of --repeat runs counts.
+                    [--setups N] [--repeat N] [--rounds N]
+                    [--only relay|guard]
+                    [--before PATH/TO/other/loopsec]
+Prints every figure and the ratios: the relay takes the median of --repeat
+runs; the guard runs --rounds rounds (default 9), each visiting every pair
+(odd rounds in reverse), and its ratios are the medians of the per-round
+ratios.
+--before also runs a second loopsec build (e.g. main's) in the same run,
+interleaved with the first, and prints the after/before ratios.
 Bounded: every child is ended by pid, every wait has a timeout.
 """
 import argparse
@@ -223,9 +230,9 @@ def setups(addr, count):
     return statistics.median(times)
 
 
-def pair_loopsec(cli, mode, backend_port):
-    t = os.path.join(TMP, "guard%s.ticket" % "".join(mode))
-    sock = os.path.join(TMP, "s", "loopsec%s" % "".join(mode))
+def pair_loopsec(cli, mode, backend_port, tag="loopsec"):
+    t = os.path.join(TMP, "guard%s%s.ticket" % (tag, "".join(mode)))
+    sock = os.path.join(TMP, "s", "%s%s" % (tag, "".join(mode)))
     os.makedirs(os.path.dirname(sock), mode=0o700, exist_ok=True)
     s = start([cli, "serve", "--to", "127.0.0.1:%d" % backend_port,
                "--ticket-file", t] + mode)
@@ -283,66 +290,110 @@ def main():
     ap.add_argument("--guard-mib", type=int, default=256)
     ap.add_argument("--setups", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="guard: rounds, each visiting every pair")
+    ap.add_argument("--only", choices=("relay", "guard"))
+    ap.add_argument("--before", help="a second loopsec binary to compare")
     a = ap.parse_args()
     for tool in ("socat", "nc", "stunnel4", "spiped"):
         if shutil.which(tool) is None:
             raise SystemExit("bench: %s is missing (scripts/bench.sh --cli "
                              "installs it)" % tool)
     med = statistics.median
+    if a.only != "guard":
+        relay(a)
+    if a.only != "relay":
+        guard(a)
+
+
+def modes(a):
+    """(label, binary, mode arguments) of every loopsec variant run."""
+    out = [("loopsec auth", a.cli, []), ("loopsec tls", a.cli, ["--tls"])]
+    if a.before:
+        out += [("before auth", a.before, []),
+                ("before tls", a.before, ["--tls"])]
+    return out
+
+
+def relay(a):
+    med = statistics.median
     rn = a.relay_mib << 20
     res = {}
     print("relay: %d MiB stdin -> stdout, median of %d" % (a.relay_mib,
                                                            a.repeat))
-    runs = {"loopsec auth": lambda: relay_loopsec(a.cli, [], rn),
-            "loopsec tls": lambda: relay_loopsec(a.cli, ["--tls"], rn),
-            "socat": lambda: relay_socat(rn),
-            "nc": lambda: relay_nc(rn)}
+    runs = {name: (lambda b=b, m=m: relay_loopsec(b, m, rn))
+            for name, b, m in modes(a)}
+    runs["socat"] = lambda: relay_socat(rn)
+    runs["nc"] = lambda: relay_nc(rn)
     for _ in range(a.repeat):  # interleaved, so drift hits all alike
         for name, fn in runs.items():
             res.setdefault(name, []).append(fn())
     for name in runs:
         t = med(res[name])
         print("  %-14s %8.3f s  %8.1f MiB/s" % (name, t, a.relay_mib / t))
-    for name in ("loopsec auth", "loopsec tls"):
+    for name, _, _ in modes(a):
         print("  %-14s %.2fx socat, %.2fx nc" % (
             name, med(res["socat"]) / med(res[name]),
             med(res["nc"]) / med(res[name])))
+    if a.before:
+        for m in ("auth", "tls"):
+            print("  %-14s after/before %.2fx" % (
+                m, med(res["before " + m]) / med(res["loopsec " + m])))
 
+
+def guard(a):
+    med = statistics.median
     be = Backend()
     be.start()
     gn = a.guard_mib << 20
     # "direct": the client talks to the backend itself, no proxy: the
     # ceiling that the shared Python endpoints put on every pair.
-    pairs = {"direct": lambda: (("127.0.0.1", be.port), []),
-             "loopsec auth": lambda: pair_loopsec(a.cli, [], be.port),
-             "loopsec tls": lambda: pair_loopsec(a.cli, ["--tls"], be.port),
-             "stunnel4": lambda: pair_stunnel(be.port),
-             "spiped": lambda: pair_spiped(be.port)}
-    tput, setup = {}, {}
-    for name, mk in pairs.items():
-        sock, procs = mk()
-        try:
-            setups(sock, 5)  # warm up
-            tput[name] = med([throughput(sock, gn) for _ in range(a.repeat)])
-            setup[name] = med([setups(sock, a.setups)
-                               for _ in range(a.repeat)])
-        finally:
-            for p in procs:
-                stop(p)
+    pairs = {"direct": lambda: (("127.0.0.1", be.port), [])}
+    for name, b, m in modes(a):
+        pairs[name] = lambda b=b, m=m, name=name: pair_loopsec(
+            b, m, be.port, name.split()[0])
+    pairs["stunnel4"] = lambda: pair_stunnel(be.port)
+    pairs["spiped"] = lambda: pair_spiped(be.port)
+    # Every pair up at once, then the measurements interleaved round by
+    # round (odd rounds in reverse), so that drift in the machine's load
+    # falls on all alike.
+    socks, procs = {}, []
+    try:
+        for name, mk in pairs.items():
+            socks[name], ps = mk()
+            procs += ps
+            setups(socks[name], 5)  # warm up
+        tp, su = {}, {}
+        names = list(pairs)
+        for r in range(a.rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                tp.setdefault(name, []).append(throughput(socks[name], gn))
+                su.setdefault(name, []).append(setups(socks[name], a.setups))
+    finally:
+        for p in procs:
+            stop(p)
+
+    def ratio(num, den, table):
+        """Median of the per-round ratios: each round measured the two
+        back to back, so a burst of load elsewhere skews one round only."""
+        return med([x / y for x, y in zip(table[num], table[den])])
     print("guard: client -> unix socket -> proxy pair -> backend; %d MiB in "
-          "64 KiB writes; setup + 64-byte request/response, median of %d"
-          % (a.guard_mib, a.setups))
+          "64 KiB writes; setup + 64-byte request/response (median of %d); "
+          "%d rounds, medians" % (a.guard_mib, a.setups, a.rounds))
     for name in pairs:
         print("  %-14s %8.1f MiB/s  setup+exchange %7.3f ms" % (
-            name, a.guard_mib / tput[name], setup[name] * 1000))
-    for name in ("loopsec auth", "loopsec tls"):
+            name, a.guard_mib / med(tp[name]), med(su[name]) * 1000))
+    print("  ratios: the median of the per-round ratios")
+    for name, _, _ in modes(a):
         print("  %-14s throughput %.2fx stunnel4, %.2fx spiped; setup "
               "%.2fx faster than stunnel4, %.2fx than spiped" % (
-                  name, tput["stunnel4"] / tput[name],
-                  tput["spiped"] / tput[name],
-                  setup["stunnel4"] / setup[name],
-                  setup["spiped"] / setup[name]))
-
+                  name, ratio("stunnel4", name, tp), ratio("spiped", name, tp),
+                  ratio("stunnel4", name, su), ratio("spiped", name, su)))
+    if a.before:
+        for m in ("auth", "tls"):
+            print("  %-14s after/before: throughput %.2fx, setup %.2fx "
+                  "faster" % (m, ratio("before " + m, "loopsec " + m, tp),
+                              ratio("before " + m, "loopsec " + m, su)))
 
 try:
     main()

@@ -120,5 +120,18 @@ echo x | connect_t "$ticket" --tls >/dev/null 2>"$tmp/c6.err"
 [ $? = 1 ] && grep -q "mode mismatch" "$tmp/c6.err" && ok || bad "--tls with an auth ticket: $(cat "$tmp/c6.err")"
 kill "$lpid" 2>/dev/null
 
+# The relay never makes the stdin description it shares with the shell
+# (and whatever runs after it) non-blocking, and every byte still arrives.
+(timeout 15 "$cli" listen >"$tmp/nb.out" 2>"$tmp/nb.err" </dev/null) &
+pids+=($!)
+ticket=$(first_line "$tmp/nb.err") || bad "listen (shared stdin) printed no ticket"
+fl=$( (printf 'first'; sleep 0.3; printf 'second') | {
+    connect_t "$ticket" >/dev/null 2>"$tmp/nb.cerr"
+    python3 -c 'import fcntl, os; print(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK)'
+})
+[ "$fl" = 0 ] && ok || bad "connect left its shared stdin non-blocking ($fl): $(cat "$tmp/nb.cerr")"
+sleep 0.2
+[ "$(cat "$tmp/nb.out")" = firstsecond ] && ok || bad "shared stdin: got '$(cat "$tmp/nb.out")'"
+
 echo "$pass passed, $failures failed"
 [ "$failures" = 0 ]

@@ -54,6 +54,49 @@ for i in $(seq 1 20); do
 done
 [ "$good" = 20 ] && ok || bad "$good of 20 concurrent requests came back 200 and whole: $(cat "$tmp/serve.err" "$tmp/fwd.err")"
 
+# forward carries each connection in a thread of its own, not a process
+# (a process each paid OpenSSL's context and the peer-lookup socket per
+# connection): three stalled local clients hold three workers and no child
+# process, a fourth request still gets its answer, and the workers end with
+# their connections.
+fw=$(python3 - "$tmp/s/web" "$fpid" <<'PY'
+import os, socket, sys, time
+path, pid = sys.argv[1], int(sys.argv[2])
+def threads():
+    return len(os.listdir("/proc/%d/task" % pid))
+def children():
+    return open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
+held = []
+for _ in range(3):
+    h = socket.socket(socket.AF_UNIX)
+    h.connect(path)
+    held.append(h)
+end = time.monotonic() + 5
+while threads() < 4 and time.monotonic() < end:
+    time.sleep(0.02)
+busy, kids = threads(), children()
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(path)
+s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+s.close()
+for h in held:
+    h.close()
+end = time.monotonic() + 5
+while threads() > 1 and time.monotonic() < end:
+    time.sleep(0.02)
+print("threads=%d children=%d answered=%s after=%d" % (
+    busy, len(kids), b"hello from http.server" in data, threads()))
+PY
+)
+[ "$fw" = "threads=4 children=0 answered=True after=1" ] && ok || bad "forward's workers: $fw"
+
 # printf request | loopsec connect prints the whole reply.
 reply=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | timeout 10 "$cli" connect --ticket-file "$tmp/web.ticket")
 crc=$?
