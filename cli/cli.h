@@ -65,8 +65,8 @@ void cli_signals_close(void);
 
 extern const char *cli_ticket_hint;
 typedef struct cli_ticket {
-    const char *file;            /* --ticket-file, checked at connect */
-    char text[LSEC_TICKET_MAX];  /* from --ticket-fd or LOOPSEC_TICKET */
+    const char *file;           /* --ticket-file, checked at connect */
+    char text[LSEC_TICKET_MAX]; /* from --ticket-fd or LOOPSEC_TICKET */
     bool have_text;
 } cli_ticket;
 /* Wipe a ticket given as an argument and refuse it; returns 2. */

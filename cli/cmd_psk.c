@@ -43,9 +43,8 @@ static int read_ticket_file(const char *path, char *buf, size_t cap)
         fprintf(stderr, "loopsec: psk: --ticket-file: %s\n", strerror(errno));
         return 1;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid() || (st.st_mode & 077) != 0 ||
-        st.st_size >= (off_t)cap) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0 || st.st_size >= (off_t)cap) {
         close(fd);
         fprintf(stderr, "loopsec: psk: --ticket-file must be a regular file "
                         "of yours with mode 0600 and one ticket in it\n");

@@ -23,9 +23,9 @@ int cmd_listen(int argc, char **argv)
     cli_args_init(&a, -1);
     a.o.max_accepts = 1; /* one peer, then nobody else may even try */
     for (int i = 1; i < argc; i++) {
-        rc = cli_common_arg("listen", CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND |
-                                          CLI_OPT_TICKET | CLI_OPT_TIMEOUT |
-                                          CLI_OPT_EOF,
+        rc = cli_common_arg("listen",
+                            CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND |
+                                CLI_OPT_TICKET | CLI_OPT_TIMEOUT | CLI_OPT_EOF,
                             argc, argv, &i, &a);
         if (rc == 0)
             return cli_bad_option("listen", argv[i]);
@@ -65,9 +65,9 @@ int cmd_connect(int argc, char **argv)
     cli_args_init(&a, 10000);
     for (int i = 1; i < argc; i++) {
         /* --tls refuses auth-mode tickets. */
-        rc = cli_common_arg("connect", CLI_OPT_TLS | CLI_OPT_127 |
-                                           CLI_OPT_TICKET | CLI_OPT_TIMEOUT |
-                                           CLI_OPT_EOF,
+        rc = cli_common_arg("connect",
+                            CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_TICKET |
+                                CLI_OPT_TIMEOUT | CLI_OPT_EOF,
                             argc, argv, &i, &a);
         if (rc == 1)
             continue;

@@ -36,10 +36,10 @@
 struct conn {
     bool used, connecting;
     cli_pump p;
-    int bfd;           /* backend socket (--to), or -1 */
-    int cin, cout;     /* --exec: the child's stdout (read), stdin (write) */
-    pid_t pid;         /* --exec child, 0 when reaped or none */
-    int64_t deadline;  /* backend connect */
+    int bfd;          /* backend socket (--to), or -1 */
+    int cin, cout;    /* --exec: the child's stdout (read), stdin (write) */
+    pid_t pid;        /* --exec child, 0 when reaped or none */
+    int64_t deadline; /* backend connect */
     unsigned long id;
 };
 
@@ -62,8 +62,9 @@ static int parse_backend(struct serve *s, const char *to, unsigned flags)
         struct sockaddr_un *un = (struct sockaddr_un *)&s->to;
         size_t n = strlen(to + 5);
         if (n == 0 || n >= sizeof(un->sun_path)) {
-            fprintf(stderr, "loopsec: serve: --to unix:PATH needs a path of "
-                            "1 to %zu bytes\n",
+            fprintf(stderr,
+                    "loopsec: serve: --to unix:PATH needs a path of "
+                    "1 to %zu bytes\n",
                     sizeof(un->sun_path) - 1);
             return 1;
         }
@@ -186,8 +187,8 @@ static int start_backend(struct serve *s, struct conn *c)
 {
     if (s->exec_argv != NULL)
         return start_exec(s, c);
-    int fd = socket(s->to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    0);
+    int fd =
+        socket(s->to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
     if (s->to.ss_family != AF_UNIX) {
@@ -293,8 +294,8 @@ static bool unhex(const char *s, uint8_t *out, size_t n)
 }
 
 #define KEY_TAG "loopsec-key-v1 "
-#define KEY_LINE (sizeof(KEY_TAG) - 1 + 2 * LSEC_ID_BYTES + 1 + \
-                  2 * LSEC_SECRET_BYTES + 1)
+#define KEY_LINE                                                               \
+    (sizeof(KEY_TAG) - 1 + 2 * LSEC_ID_BYTES + 1 + 2 * LSEC_SECRET_BYTES + 1)
 
 static void tohex(const uint8_t *in, size_t n, char *out)
 {
@@ -317,8 +318,7 @@ static int create_key_file(const char *path, uint8_t *secret, uint8_t *id)
                 strerror(errno));
         return 1;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-              0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, "loopsec: serve: creating --key-file: %s\n",
                 strerror(errno));
@@ -358,8 +358,8 @@ static int key_file(const char *path, uint8_t *secret, uint8_t *id)
         fprintf(stderr, "loopsec: serve: --key-file: %s\n", strerror(errno));
         return 1;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0) {
         close(fd);
         fprintf(stderr, "loopsec: serve: --key-file must be a regular file of "
                         "yours with mode 0600 (no group or other access)\n");
@@ -370,8 +370,7 @@ static int key_file(const char *path, uint8_t *secret, uint8_t *id)
     if (n < (ssize_t)KEY_LINE - 1 || memcmp(line, KEY_TAG, off) != 0 ||
         !unhex(line + off, id, LSEC_ID_BYTES) ||
         line[off + 2 * LSEC_ID_BYTES] != ' ' ||
-        !unhex(line + off + 2 * LSEC_ID_BYTES + 1, secret,
-               LSEC_SECRET_BYTES)) {
+        !unhex(line + off + 2 * LSEC_ID_BYTES + 1, secret, LSEC_SECRET_BYTES)) {
         explicit_bzero(line, sizeof(line));
         explicit_bzero(secret, LSEC_SECRET_BYTES);
         fprintf(stderr, "loopsec: serve: --key-file is not a loopsec key "
@@ -412,9 +411,9 @@ int cmd_serve(int argc, char **argv)
     a.o.max_message = SERVE_MAX_MESSAGE;
     for (int i = 1; i < argc; i++) {
         bool more = i + 1 < argc;
-        rc = cli_common_arg("serve", CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND |
-                                         CLI_OPT_TICKET,
-                            argc, argv, &i, &a);
+        rc = cli_common_arg(
+            "serve", CLI_OPT_TLS | CLI_OPT_127 | CLI_OPT_BIND | CLI_OPT_TICKET,
+            argc, argv, &i, &a);
         if (rc == 1)
             continue;
         if (rc != 0)
@@ -440,7 +439,8 @@ int cmd_serve(int argc, char **argv)
     if (a.file != NULL && a.fdval != NULL)
         return cli_usage_error("serve", "give only one of --ticket-file and "
                                         "--ticket-fd");
-    if (to != NULL && parse_backend(&s, to, a.o.flags & LSEC_ADDR_ALLOW_127_8) != 0)
+    if (to != NULL &&
+        parse_backend(&s, to, a.o.flags & LSEC_ADDR_ALLOW_127_8) != 0)
         return 1;
     s.conns = calloc((size_t)s.max_peers, sizeof(*s.conns));
     int sigfd = s.conns != NULL ? cli_signals_open() : -1;
@@ -475,8 +475,8 @@ int cmd_serve(int argc, char **argv)
         size_t n = 2;
         pf[0].fd = sigfd;
         pf[0].events = POLLIN;
-        pf[1].fd = !stopping && s.active < s.max_peers ? lsec_listener_fd(s.l)
-                                                       : -1;
+        pf[1].fd =
+            !stopping && s.active < s.max_peers ? lsec_listener_fd(s.l) : -1;
         pf[1].events = POLLIN;
         for (long i = 0; i < s.max_peers; i++) {
             struct conn *c = &s.conns[i];

@@ -58,8 +58,9 @@ int cmd_spawn(int argc, char **argv)
             i++;
             break;
         }
-        rc = cli_common_arg("spawn", CLI_OPT_TLS | CLI_OPT_TIMEOUT | CLI_OPT_EOF,
-                            argc, argv, &i, &a);
+        rc =
+            cli_common_arg("spawn", CLI_OPT_TLS | CLI_OPT_TIMEOUT | CLI_OPT_EOF,
+                           argc, argv, &i, &a);
         if (rc == 1)
             continue;
         if (rc != 0)
@@ -74,8 +75,7 @@ int cmd_spawn(int argc, char **argv)
         return cli_usage_error("spawn", "no command to run");
     /* argv is NULL-terminated by the C runtime, so argv + i is a ready
      * argument vector for the helper. */
-    rc = lsec_spawn((const char *const *)(argv + i), &a.o, a.timeout, &h,
-                    &ch);
+    rc = lsec_spawn((const char *const *)(argv + i), &a.o, a.timeout, &h, &ch);
     if (rc != 0) {
         cli_error("spawn", rc);
         return 1;

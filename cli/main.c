@@ -23,11 +23,12 @@ struct command {
                          prints its own for --help (cmd_addr.c) */
 };
 
-#define DURATION_NOTE                                                         \
+#define DURATION_NOTE                                                          \
     "DURATION: 500ms, 2s, 1m (a bare number is milliseconds) or forever.\n"
-#define TICKET_SOURCES                                                        \
-    "  --ticket-file PATH  read the ticket from a connection file (mode 0600)\n" \
-    "  --ticket-fd N       read the ticket from inherited descriptor N\n"     \
+#define TICKET_SOURCES                                                         \
+    "  --ticket-file PATH  read the ticket from a connection file (mode "      \
+    "0600)\n"                                                                  \
+    "  --ticket-fd N       read the ticket from inherited descriptor N\n"      \
     "  (neither: the environment variable LOOPSEC_TICKET, removed after\n"     \
     "  reading.  A ticket given as an argument is refused.)\n"
 
@@ -41,42 +42,50 @@ static const struct command commands[] = {
      "  Listen, give the ticket, accept one authenticated peer, relay\n"
      "  stdin/stdout.  stdout carries only data.\n"
      "  --tls               TLS 1.3 inside (default: auth mode)\n"
-     "  --bind ADDR         address to bind (default 127.0.0.1:0, a free port)\n"
+     "  --bind ADDR         address to bind (default 127.0.0.1:0, a free "
+     "port)\n"
      "  --allow-127-8       accept all of 127.0.0.0/8 in --bind\n"
-     "  --ticket-file PATH  write the ticket to PATH (mode 0600; removed at exit)\n"
+     "  --ticket-file PATH  write the ticket to PATH (mode 0600; removed at "
+     "exit)\n"
      "  --ticket-fd N       write the ticket line to descriptor N (default 2,\n"
      "                      stderr; never 0 or 1)\n"
      "  --timeout DURATION  wait for the peer (default forever)\n"
      "  --eof-timeout DURATION  after stdin ends, wait this long for the peer\n"
-     "                      to end its side, else exit 1 (default forever)\n"
-     DURATION_NOTE},
+     "                      to end its side, else exit 1 (default "
+     "forever)\n" DURATION_NOTE},
     {"connect", cmd_connect, "connect, relay stdin/stdout",
      "usage: loopsec connect [--tls] [--allow-127-8]\n"
-     "                       (--ticket-file PATH | --ticket-fd N | --inherited)\n"
+     "                       (--ticket-file PATH | --ticket-fd N | "
+     "--inherited)\n"
      "                       [--timeout DURATION] [--eof-timeout DURATION]\n"
      "  Connect to a listener and relay stdin/stdout.\n" TICKET_SOURCES
      "  --inherited         the ticket of a helper started by loopsec spawn\n"
-     "  --tls               refuse an auth-mode ticket (default: the ticket's mode)\n"
+     "  --tls               refuse an auth-mode ticket (default: the ticket's "
+     "mode)\n"
      "  --allow-127-8       accept all of 127.0.0.0/8 in the ticket\n"
      "  --timeout DURATION  connect and authenticate within (default 10s)\n"
      "  --eof-timeout DURATION  after stdin ends, wait this long for the peer\n"
-     "                      to end its side, else exit 1 (default forever)\n"
-     DURATION_NOTE},
+     "                      to end its side, else exit 1 (default "
+     "forever)\n" DURATION_NOTE},
     {"spawn", cmd_spawn, "run a helper that connects back; relay stdin/stdout",
-     "usage: loopsec spawn [--tls] [--timeout DURATION] [--eof-timeout DURATION]\n"
+     "usage: loopsec spawn [--tls] [--timeout DURATION] [--eof-timeout "
+     "DURATION]\n"
      "                     [--] CMD [ARGS...]\n"
-     "  Start CMD with a ticket on an inherited pipe (LOOPSEC_TICKET_FD), wait\n"
+     "  Start CMD with a ticket on an inherited pipe (LOOPSEC_TICKET_FD), "
+     "wait\n"
      "  for it to connect back, relay stdin/stdout; exit with its status.\n"
      "  --tls               TLS 1.3 inside (default: auth mode)\n"
      "  --timeout DURATION  wait for the helper to connect (default 10s), and\n"
      "                      for it to exit after the relay (default 10s)\n"
-     "  --eof-timeout DURATION  after stdin ends (default forever)\n"
-     DURATION_NOTE},
+     "  --eof-timeout DURATION  after stdin ends (default "
+     "forever)\n" DURATION_NOTE},
     {"serve", cmd_serve, "guard a service: each peer gets its own backend",
      "usage: loopsec serve [--tls] [--bind ADDR] [--allow-127-8]\n"
-     "                     [--ticket-file PATH | --ticket-fd N] [--key-file K]\n"
+     "                     [--ticket-file PATH | --ticket-fd N] [--key-file "
+     "K]\n"
      "                     [--max-peers N]\n"
-     "                     (--to ADDR | --to unix:PATH | --exec CMD [ARGS...])\n"
+     "                     (--to ADDR | --to unix:PATH | --exec CMD "
+     "[ARGS...])\n"
      "  One long-lived listener; each authenticated peer gets a new backend\n"
      "  connection, opened only after its handshake, or a new process.\n"
      "  --to 127.0.0.1:PORT | [::1]:PORT   a loopback TCP backend\n"
@@ -84,31 +93,37 @@ static const struct command commands[] = {
      "  --exec CMD [ARGS...]  a process per peer, stdin/stdout = the channel,\n"
      "                      stderr = serve's (the rest of the line is CMD)\n"
      "  --tls               TLS 1.3 inside (default: auth mode)\n"
-     "  --bind ADDR         address to bind (default 127.0.0.1:0, a free port)\n"
+     "  --bind ADDR         address to bind (default 127.0.0.1:0, a free "
+     "port)\n"
      "  --allow-127-8       accept all of 127.0.0.0/8 in --bind and --to\n"
-     "  --ticket-file PATH  write the ticket to PATH (mode 0600; removed at exit)\n"
+     "  --ticket-file PATH  write the ticket to PATH (mode 0600; removed at "
+     "exit)\n"
      "  --ticket-fd N       write the ticket line to descriptor N (default 2)\n"
-     "  --key-file K        keep the secret in K (0600, created if missing), so\n"
+     "  --key-file K        keep the secret in K (0600, created if missing), "
+     "so\n"
      "                      the ticket stays the same across restarts (with a\n"
      "                      fixed port in --bind) (default: a fresh secret)\n"
      "  --max-peers N       concurrent peers (default 64); handshakes in\n"
      "                      progress are capped at 64 besides\n"
-     "  SIGINT/SIGTERM: stop accepting, let open connections finish (10s), exit 0.\n"},
+     "  SIGINT/SIGTERM: stop accepting, let open connections finish (10s), "
+     "exit 0.\n"},
     {"forward", cmd_forward, "the client side of serve for unmodified programs",
      "usage: loopsec forward [--tls] [--allow-127-8]\n"
      "                       (--ticket-file PATH | --ticket-fd N)\n"
-     "                       (--listen unix:PATH | --stdio) [--timeout DURATION]\n"
+     "                       (--listen unix:PATH | --stdio) [--timeout "
+     "DURATION]\n"
      "  Carry connections to a loopsec serve (or listen) over authenticated\n"
      "  channels.  No option opens a TCP port.\n" TICKET_SOURCES
      "  --listen unix:PATH  a Unix socket for this user only: its directory\n"
      "                      must be the user's own with mode 0700 (created if\n"
      "                      missing); each connection gets its own channel\n"
      "                      (at most 128 at once); removed at exit\n"
-     "  --stdio             one channel over stdin/stdout (ProxyCommand style)\n"
+     "  --stdio             one channel over stdin/stdout (ProxyCommand "
+     "style)\n"
      "  --tls               refuse an auth-mode ticket\n"
      "  --allow-127-8       accept all of 127.0.0.0/8 in the ticket\n"
-     "  --timeout DURATION  connect and authenticate within (default 10s)\n"
-     DURATION_NOTE},
+     "  --timeout DURATION  connect and authenticate within (default "
+     "10s)\n" DURATION_NOTE},
     {"psk", cmd_psk, "the TLS PSK and identity, for openssl s_client",
      "usage: loopsec psk (--ticket-file PATH | --ticket-fd N | -)\n"
      "  Print the TLS 1.3 PSK and identity of a tls-mode ticket:\n"

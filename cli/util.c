@@ -109,8 +109,9 @@ int cli_refuse_ticket_arg(const char *cmd, char *arg)
 {
     /* It may be a ticket: take it out of our command line at once. */
     explicit_bzero(arg, strlen(arg));
-    fprintf(stderr, "loopsec: %s: a ticket is not accepted as an argument; %s\n",
-            cmd, cli_ticket_hint);
+    fprintf(stderr,
+            "loopsec: %s: a ticket is not accepted as an argument; %s\n", cmd,
+            cli_ticket_hint);
     return 2;
 }
 
@@ -137,7 +138,8 @@ static int read_ticket_fd(int fd, char *buf, size_t cap)
     return n > 0 ? 0 : -1;
 }
 
-static int cli_ticket_from_fd(const char *cmd, const char *val, char *buf, size_t cap)
+static int cli_ticket_from_fd(const char *cmd, const char *val, char *buf,
+                              size_t cap)
 {
     long fd;
 
@@ -159,7 +161,8 @@ static int cli_ticket_from_fd(const char *cmd, const char *val, char *buf, size_
     return 0;
 }
 
-static int cli_ticket_from_env(const char *cmd, char *buf, size_t cap, bool *found)
+static int cli_ticket_from_env(const char *cmd, char *buf, size_t cap,
+                               bool *found)
 {
     char *v = getenv("LOOPSEC_TICKET");
     size_t n;
@@ -316,8 +319,9 @@ int cli_give_ticket(const lsec_listener *l, const char *cmd, const char *file,
             continue;
         if (w <= 0) {
             explicit_bzero(ticket, sizeof(ticket));
-            fprintf(stderr, "loopsec: %s: writing the ticket to descriptor "
-                            "%ld: %s\n",
+            fprintf(stderr,
+                    "loopsec: %s: writing the ticket to descriptor "
+                    "%ld: %s\n",
                     cmd, fd, strerror(errno));
             return 1;
         }

@@ -73,7 +73,7 @@ extern "C" {
 #define LSEC_VERSION_PATCH 0
 #define LSEC_VERSION_STRING "0.1.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define LSEC_VERSION_NUMBER                                                   \
+#define LSEC_VERSION_NUMBER                                                    \
     (LSEC_VERSION_MAJOR * 10000 + LSEC_VERSION_MINOR * 100 + LSEC_VERSION_PATCH)
 
 /** The version of the loaded library as "MAJOR.MINOR.PATCH". */
@@ -89,34 +89,34 @@ LSEC_API int lsec_version_number(void);
  * are added at the end.  LSEC_ERRNO_MAP is the one table from which
  * lsec_strerror and the bindings are generated.
  */
-#define LSEC_ERRNO_MAP(XX)                                                    \
-    XX(EINVAL, -1, "invalid argument")                                        \
-    XX(ENOTLOOPBACK, -2, "address is not an accepted loopback address")       \
-    XX(EADDRINUSE, -3, "address already in use")                              \
-    XX(EAUTH, -4, "authentication failed")                                    \
-    XX(ETIMEDOUT, -5, "timed out")                                            \
-    XX(EAGAIN, -6, "operation would block")                                   \
-    XX(ECLOSED, -7, "connection closed by peer")                              \
-    XX(EPROTO, -8, "protocol error")                                          \
-    XX(EMSGSIZE, -9, "message too large")                                     \
-    XX(ENOMEM, -10, "out of memory")                                          \
-    XX(EIO, -11, "system error")                                              \
-    XX(EMODE, -12, "mode mismatch")                                           \
-    XX(ETLS, -13, "TLS failure")                                              \
-    XX(EPEER, -14, "peer refused by policy")                                  \
-    XX(ENOTFOUND, -15, "not found")                                           \
-    XX(EPERM, -16, "refused: unsafe ownership or permissions")                \
-    XX(ECHILD, -17, "helper process exited")                                  \
-    XX(ERESET, -18, "connection lost")                                        \
-    XX(ELIMIT, -19, "limit reached")                                          \
-    XX(ENOSYS, -20, "not supported on this system")                           \
+#define LSEC_ERRNO_MAP(XX)                                                     \
+    XX(EINVAL, -1, "invalid argument")                                         \
+    XX(ENOTLOOPBACK, -2, "address is not an accepted loopback address")        \
+    XX(EADDRINUSE, -3, "address already in use")                               \
+    XX(EAUTH, -4, "authentication failed")                                     \
+    XX(ETIMEDOUT, -5, "timed out")                                             \
+    XX(EAGAIN, -6, "operation would block")                                    \
+    XX(ECLOSED, -7, "connection closed by peer")                               \
+    XX(EPROTO, -8, "protocol error")                                           \
+    XX(EMSGSIZE, -9, "message too large")                                      \
+    XX(ENOMEM, -10, "out of memory")                                           \
+    XX(EIO, -11, "system error")                                               \
+    XX(EMODE, -12, "mode mismatch")                                            \
+    XX(ETLS, -13, "TLS failure")                                               \
+    XX(EPEER, -14, "peer refused by policy")                                   \
+    XX(ENOTFOUND, -15, "not found")                                            \
+    XX(EPERM, -16, "refused: unsafe ownership or permissions")                 \
+    XX(ECHILD, -17, "helper process exited")                                   \
+    XX(ERESET, -18, "connection lost")                                         \
+    XX(ELIMIT, -19, "limit reached")                                           \
+    XX(ENOSYS, -20, "not supported on this system")                            \
     XX(EBADTICKET, -21, "malformed ticket")
 
 enum {
 #define LSEC_XX_(name, code, text) LSEC_##name = (code),
     LSEC_ERRNO_MAP(LSEC_XX_)
 #undef LSEC_XX_
-    LSEC_OK = 0
+        LSEC_OK = 0
 };
 
 /**
@@ -272,18 +272,19 @@ typedef struct lsec_opts {
     int handshake_timeout_ms; /* per connection, absolute, > 0; 5000 */
     size_t max_message;       /* <= 2^32-1; larger incoming: LSEC_EPROTO */
     int peer_policy;          /* LSEC_PEER_SAME_USER (default) */
-    int port_policy;          /* LSEC_PORT_KERNEL (default) or LSEC_PORT_RANGE */
-    uint16_t port_min;        /* range policy, 1 <= min <= max; 49152 */
-    uint16_t port_max;        /* range policy; default 65535 */
-    int backlog;              /* listen(2) backlog, >= 1; default 128 */
-    int max_pending;          /* concurrent unauthenticated connections,
-                                 1..65536; default 64 */
-    int max_accepts;          /* stop accepting after N peers, >= 0; 0: no
-                                 limit */
-    uint32_t flags;           /* LSEC_ADDR_*, LSEC_OPT_* */
+    int port_policy;   /* LSEC_PORT_KERNEL (default) or LSEC_PORT_RANGE */
+    uint16_t port_min; /* range policy, 1 <= min <= max; 49152 */
+    uint16_t port_max; /* range policy; default 65535 */
+    int backlog;       /* listen(2) backlog, >= 1; default 128 */
+    int max_pending;   /* concurrent unauthenticated connections,
+                          1..65536; default 64 */
+    int max_accepts;   /* stop accepting after N peers, >= 0; 0: no
+                          limit */
+    uint32_t flags;    /* LSEC_ADDR_*, LSEC_OPT_* */
 } lsec_opts;
 
-/** Fill `o` with defaults; `size` is sizeof(lsec_opts) as the caller sees it. */
+/** Fill `o` with defaults; `size` is sizeof(lsec_opts) as the caller sees it.
+ */
 LSEC_API void lsec_opts_init_sized(lsec_opts *o, size_t size);
 #define lsec_opts_init(o) lsec_opts_init_sized((o), sizeof(lsec_opts))
 /** sizeof(lsec_opts) as this library was built (for bindings). */
@@ -392,8 +393,9 @@ LSEC_API LSEC_CHECK int lsec_listener_write_file(lsec_listener *l,
  * progress concurrently; a silent or slow client never delays another and is
  * dropped at its own deadline.  Failed attempts are logged and do not end the
  * call; their WARN lines are rate limited (at most 10 a second per
- * listener, then one "N similar suppressed" line, also at close).  The new channel may already hold the peer's first messages (see
- * lsec_channel_pending) before its socket is readable.
+ * listener, then one "N similar suppressed" line, also at close).  The new
+ * channel may already hold the peer's first messages (see lsec_channel_pending)
+ * before its socket is readable.
  *
  * Returns 0, LSEC_ETIMEDOUT, LSEC_EAGAIN (timeout 0, nobody ready),
  * LSEC_ELIMIT (max_accepts peers were already accepted), LSEC_ECLOSED
@@ -638,9 +640,9 @@ LSEC_API void lsec_channel_close(lsec_channel *c);
 /** Who listens on a loopback TCP port.  Strings are NUL-terminated. */
 typedef struct lsec_port_owner {
     int64_t uid;
-    int32_t pid;           /* -1 when the process is not visible to us */
-    char user[64];         /* "" when unknown */
-    char command[256];     /* the process's short name; "" when unknown */
+    int32_t pid;       /* -1 when the process is not visible to us */
+    char user[64];     /* "" when unknown */
+    char command[256]; /* the process's short name; "" when unknown */
 } lsec_port_owner;
 
 /**
@@ -651,7 +653,7 @@ LSEC_API LSEC_CHECK int lsec_port_owner_get(int port, lsec_port_owner *out);
 
 /** One listening TCP socket (lsec_port_listeners).  NUL-terminated strings. */
 typedef struct lsec_port_listener {
-    char addr[64];     /* LSEC_ADDR_MAX: "127.0.0.1:8080", "[::]:22" */
+    char addr[64]; /* LSEC_ADDR_MAX: "127.0.0.1:8080", "[::]:22" */
     int32_t port;
     int32_t wildcard;  /* 1: bound to 0.0.0.0 or :: (every interface), so
                           reachable from other hosts; 0: loopback only */
@@ -702,17 +704,18 @@ typedef struct lsec_helper lsec_helper;
  * Unless LSEC_OPT_HELPER_SURVIVES is set, the helper gets SIGKILL when the
  * parent dies (strictly, when the thread that called lsec_spawn ends, as
  * the kernel's parent-death signal follows that thread: call it from a
- * thread that lives as long as the helper should).  The listener accepts exactly one peer and is closed
- * before return.  `timeout_ms` bounds the whole call.
+ * thread that lives as long as the helper should).  The listener accepts
+ * exactly one peer and is closed before return.  `timeout_ms` bounds the whole
+ * call.
  *
  * Returns 0, LSEC_ECHILD (the helper exited or could not be executed: the
  * detail has its status or the reason), LSEC_ENOTFOUND (no such program),
  * LSEC_ETIMEDOUT, LSEC_EINVAL, LSEC_EIO, LSEC_ENOMEM, or lsec_listen's
  * codes.  On failure the helper, if it was started, is killed and reaped.
  */
-LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[],
-                                   const lsec_opts *o, int timeout_ms,
-                                   lsec_helper **helper, lsec_channel **chan);
+LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[], const lsec_opts *o,
+                                   int timeout_ms, lsec_helper **helper,
+                                   lsec_channel **chan);
 
 /**
  * Helper listens, parent connects (kernel pattern).  Starts argv with a pipe
@@ -723,8 +726,7 @@ LSEC_API LSEC_CHECK int lsec_spawn(const char *const argv[],
  * announcing but lives on), LSEC_EBADTICKET, and lsec_connect's codes.
  */
 LSEC_API LSEC_CHECK int lsec_spawn_listening(const char *const argv[],
-                                             const lsec_opts *o,
-                                             int timeout_ms,
+                                             const lsec_opts *o, int timeout_ms,
                                              lsec_helper **helper,
                                              lsec_channel **chan);
 
@@ -738,9 +740,8 @@ LSEC_API LSEC_CHECK int lsec_spawn_listening(const char *const argv[],
  * variable is unset or its descriptor is not open), LSEC_EINVAL (malformed
  * variable, or not a pipe), LSEC_EBADTICKET (nothing or garbage to read).
  */
-LSEC_API LSEC_CHECK int lsec_connect_inherited(const lsec_opts *o,
-                                               int timeout_ms,
-                                               lsec_channel **out);
+LSEC_API LSEC_CHECK int
+lsec_connect_inherited(const lsec_opts *o, int timeout_ms, lsec_channel **out);
 
 /**
  * In a helper started by lsec_spawn_listening: write the listener's ticket

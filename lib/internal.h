@@ -252,7 +252,8 @@ int lsec__peer_lookup(const lsec__addr *local, const lsec__addr *remote,
 /* secret.c: secrets, key derivation, encodings, no I/O                      */
 
 #define LSEC__KEY_BYTES 32
-#define LSEC__ID_BYTES LSEC_ID_BYTES /* instance id: 8 random bytes, 16 hex digits */
+#define LSEC__ID_BYTES                                                         \
+    LSEC_ID_BYTES /* instance id: 8 random bytes, 16 hex digits */
 
 /* Fill with random bytes (libsodium). */
 void lsec__random(void *buf, size_t len);
@@ -413,7 +414,6 @@ void lsec__hs_wipe(lsec__hs *h);
 typedef struct lsec__tls_ctx lsec__tls_ctx;
 typedef struct lsec__tls lsec__tls;
 
-
 /* Role-specific context, reused for every connection of a listener (server)
  * or of the process (client). */
 int lsec__tls_ctx_new(int role, lsec__tls_ctx **out);
@@ -425,8 +425,8 @@ int lsec__tls_client_ctx(lsec__tls_ctx **out);
  * authenticated by the PSK derived from `secret` and the identity
  * `identity`.  Only the derived PSK is kept, and it is wiped on free. */
 int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
-                  const uint8_t secret[LSEC_SECRET_BYTES],
-                  const char *identity, lsec__tls **out);
+                  const uint8_t secret[LSEC_SECRET_BYTES], const char *identity,
+                  lsec__tls **out);
 /* Bytes already read from fd (at most 8, before the first handshake call):
  * the TLS connection reads them first.  0 or LSEC_EINVAL. */
 int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n);

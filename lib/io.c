@@ -62,8 +62,8 @@ static int real_open(const char *path, int flags)
 }
 
 struct lsec__io_ops lsec__io = {
-    real_recv,    real_send, real_sendmsg,     real_recvmsg, real_accept4,
-    real_connect, real_poll, real_socket,      real_getsockname, real_open,
+    real_recv,    real_send, real_sendmsg, real_recvmsg,     real_accept4,
+    real_connect, real_poll, real_socket,  real_getsockname, real_open,
 };
 
 void lsec__io_reset(void)

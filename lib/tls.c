@@ -548,6 +548,15 @@ static int sticky(lsec__tls *t, int code, const char *detail)
     return lsec__fail(code, "%s", detail);
 }
 
+/* As sticky, for a failed system call under OpenSSL: its errno goes into
+ * the detail. */
+static int sticky_sys(lsec__tls *t, int code, const char *detail)
+{
+    t->fatal = code;
+    t->fatal_detail = detail;
+    return lsec__fail_errno(code, t->sys_errno, "%s", detail);
+}
+
 static bool is_version_reason(int reason)
 {
     switch (reason) {
@@ -707,12 +716,8 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
         return sticky(t, LSEC_ECLOSED,
                       "the client closed before its TLS hello");
     }
-    if (t->sys_errno != 0) {
-        int e = t->sys_errno;
-        t->fatal = LSEC_EIO;
-        t->fatal_detail = "socket error in the TLS handshake";
-        return lsec__fail_errno(LSEC_EIO, e, "%s", t->fatal_detail);
-    }
+    if (t->sys_errno != 0)
+        return sticky_sys(t, LSEC_EIO, "socket error in the TLS handshake");
     /* The peer's first bytes are not a TLS handshake record (0x16), nor an
      * alert (0x15, handled above). */
     if (t->got_bytes && t->first[0] != 0x16)
@@ -794,12 +799,8 @@ static int io_failed(lsec__tls *t, int ssl_error, const char *what)
     if (peer_vanished(t))
         return sticky(t, LSEC_ERESET,
                       "the connection was lost without a TLS close_notify");
-    if (t->sys_errno != 0) {
-        int e = t->sys_errno;
-        t->fatal = LSEC_ERESET;
-        t->fatal_detail = "socket error under TLS";
-        return lsec__fail_errno(LSEC_ERESET, e, "%s", t->fatal_detail);
-    }
+    if (t->sys_errno != 0)
+        return sticky_sys(t, LSEC_ERESET, "socket error under TLS");
     if (q.alert >= 0)
         return sticky(t, LSEC_ETLS, "the peer aborted the TLS connection");
     return sticky(t, LSEC_ETLS, "invalid TLS record from the peer");

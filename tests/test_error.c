@@ -75,7 +75,8 @@ static void test_log_switch_race(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&lg[i], NULL, logger, NULL), 0);
     for (int i = 0; i < 2; i++)
-        assert_int_equal(pthread_create(&sw[i], NULL, switcher, (void *)&offs[i]), 0);
+        assert_int_equal(
+            pthread_create(&sw[i], NULL, switcher, (void *)&offs[i]), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_join(sw[i], NULL), 0);
     for (int i = 0; i < 2; i++)

@@ -816,8 +816,8 @@ static void test_cli_listen_keeps_its_secret(void **state)
         dup2(so[1], 1);
         dup2(efd, 2);
         dup2(out[1], 3);
-        execl(LSEC_TEST_CLI, LSEC_TEST_CLI, "--verbose", "listen",
-              "--timeout", "1500", "--ticket-fd", "3", (char *)NULL);
+        execl(LSEC_TEST_CLI, LSEC_TEST_CLI, "--verbose", "listen", "--timeout",
+              "1500", "--ticket-fd", "3", (char *)NULL);
         _exit(127);
     }
     close(out[1]);
@@ -866,8 +866,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_failures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_listen_keeps_its_secret,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_listen_keeps_its_secret, setup,
+                                        teardown),
     };
     signal(SIGPIPE, SIG_DFL);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -152,8 +152,7 @@ static void run_ends(struct end *a, struct end *b)
         for (int i = 0; i < 2; i++)
             if (is_want(e[i]->rc)) {
                 p[np].fd = e[i]->fd;
-                p[np].events =
-                    e[i]->rc == LSEC__WANT_WRITE ? POLLOUT : POLLIN;
+                p[np].events = e[i]->rc == LSEC__WANT_WRITE ? POLLOUT : POLLIN;
                 p[np].revents = 0;
                 np++;
             }

@@ -189,8 +189,7 @@ static bool drive(struct side *s)
     int rc;
 
     if (s->t == NULL || s->io != 0 ||
-        (s->hs != 0 && s->hs != LSEC__WANT_READ &&
-         s->hs != LSEC__WANT_WRITE))
+        (s->hs != 0 && s->hs != LSEC__WANT_READ && s->hs != LSEC__WANT_WRITE))
         return false;
     if (s->hs != 0) {
         rc = lsec__tls_handshake(s->t);
