@@ -19,10 +19,10 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -272,39 +272,17 @@ static void reap(struct serve *s)
                 s->conns[i].pid = 0;
 }
 
-/* The key file: "loopsec-key-v1 <16 hex id> <64 hex secret>\n", 0600. */
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
+/* The key file: "loopsec-key-v1 <16 hex id> <64 hex secret>\n", 0600.
+ * Secret and id come from libsodium, and so does the hex codec. */
 static bool unhex(const char *s, uint8_t *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    size_t got = 0;
+    return sodium_hex2bin(out, n, s, 2 * n, NULL, &got, NULL) == 0 && got == n;
 }
 
 #define KEY_TAG "loopsec-key-v1 "
 #define KEY_LINE                                                               \
     (sizeof(KEY_TAG) - 1 + 2 * LSEC_ID_BYTES + 1 + 2 * LSEC_SECRET_BYTES + 1)
-
-static void tohex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-}
 
 static int create_key_file(const char *path, uint8_t *secret, uint8_t *id)
 {
@@ -312,12 +290,12 @@ static int create_key_file(const char *path, uint8_t *secret, uint8_t *id)
     size_t off = sizeof(KEY_TAG) - 1;
     int fd, rc = 0;
 
-    if (getrandom(secret, LSEC_SECRET_BYTES, 0) != LSEC_SECRET_BYTES ||
-        getrandom(id, LSEC_ID_BYTES, 0) != LSEC_ID_BYTES) {
-        fprintf(stderr, "loopsec: serve: no random bytes: %s\n",
-                strerror(errno));
+    if (sodium_init() < 0) {
+        fprintf(stderr, "loopsec: serve: libsodium cannot start\n");
         return 1;
     }
+    randombytes_buf(secret, LSEC_SECRET_BYTES);
+    randombytes_buf(id, LSEC_ID_BYTES);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, "loopsec: serve: creating --key-file: %s\n",
@@ -325,10 +303,13 @@ static int create_key_file(const char *path, uint8_t *secret, uint8_t *id)
         return 1;
     }
     memcpy(line, KEY_TAG, off);
-    tohex(id, LSEC_ID_BYTES, line + off);
+    /* sodium_bin2hex writes a NUL after the digits: the next byte is set
+     * right after, and the line has room for the last one. */
+    sodium_bin2hex(line + off, 2 * LSEC_ID_BYTES + 1, id, LSEC_ID_BYTES);
     off += 2 * LSEC_ID_BYTES;
     line[off++] = ' ';
-    tohex(secret, LSEC_SECRET_BYTES, line + off);
+    sodium_bin2hex(line + off, 2 * LSEC_SECRET_BYTES + 1, secret,
+                   LSEC_SECRET_BYTES);
     off += 2 * LSEC_SECRET_BYTES;
     line[off++] = '\n';
     if (write(fd, line, off) != (ssize_t)off || fsync(fd) != 0) {

@@ -289,5 +289,10 @@ wait "$k2"
 chmod 644 "$tmp/k"
 timeout 5 "$cli" serve --to "127.0.0.1:$hport" --key-file "$tmp/k" 2>"$tmp/k.err"
 [ $? = 1 ] && grep -q "mode 0600" "$tmp/k.err" && ok || bad "a key file others can read was used: $(cat "$tmp/k.err")"
+# A key file whose secret is not 64 hex digits is refused, not half read.
+chmod 600 "$tmp/k"
+sed 's/.$/g/' "$tmp/k" >"$tmp/k.bad" && chmod 600 "$tmp/k.bad"
+timeout 5 "$cli" serve --to "127.0.0.1:$hport" --key-file "$tmp/k.bad" 2>"$tmp/k.err"
+[ $? = 1 ] && grep -q "not a loopsec key file" "$tmp/k.err" && ok || bad "a key file with a non-hex digit was used: $(cat "$tmp/k.err")"
 
 finish serve_forward
