@@ -254,8 +254,9 @@ static const metric_def metrics[NMETRIC] = {
                       true,
                       {0, 0},
                       {0, 0}},
+    /* issue 16: p99 below the raw anchor's under 1,000 clients. */
     [M_MULTI_P99] =
-        {"concurrent clients, p99", "us", TEST_MULTI, false, {0, 0}, {0, 0}},
+        {"concurrent clients, p99", "us", TEST_MULTI, false, {1.0, 0}, {0, 0}},
 };
 
 /* One run's figures: value per metric and transport (NAN: not measured). */
@@ -1310,7 +1311,7 @@ static void usage(void)
         "         [--transports raw,openssl,auth,tls] [--proxies]\n"
         "         [--placement same|split|free] [--bulk-sizes 64k,1m,64]\n"
         "         [--bulk-seconds S] [--bulk-free] [--rate-seconds S]\n"
-        "         [--connects N]\n"
+        "         [--connects N] [--channels N]\n"
         "  --quick       small counts, well under 20 s (smoke); targets are\n"
         "                reported, not gated, unless --gate\n"
         "  --repeat      run the whole suite N times (1..9; full default 3);\n"
@@ -1322,7 +1323,8 @@ static void usage(void)
         "  --bulk-free   leave the bulk tests to the scheduler (default: the\n"
         "                two processes on two CPUs)\n"
         "  --bulk-sizes, --bulk-seconds, --rate-seconds (0: skip the\n"
-        "                connect-rate test), --connects: focus a run\n");
+        "                connect-rate test), --connects: focus a run\n"
+        "  --channels    idle channels held at once (full default 25000)\n");
 }
 
 static void defaults(bool quick)
@@ -1352,7 +1354,8 @@ static void defaults(bool quick)
         C.conn_n = 2000;
         C.conn_threads = 4;
         C.connrate_s = 2.0;
-        C.mem_n = 10000;
+        /* issue 16: about the ephemeral-port limit of one listener. */
+        C.mem_n = 25000;
         C.multi_c = 1000;
         C.multi_m = 50;
         C.multi_s = 30;
@@ -1370,7 +1373,7 @@ int main(int argc, char **argv)
     int gate = -1, missed = 0;
     const char *only = NULL, *trs = NULL, *sizes = NULL;
     double bulk_s = 0, rate_s = -1;
-    int conns = 0;
+    int conns = 0, channels = 0;
     bool quick = false, proxies = false, bulk_free = false;
     const char *placement = "same";
     int repeat = 0;
@@ -1396,6 +1399,8 @@ int main(int argc, char **argv)
             bulk_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--rate-seconds") == 0 && i + 1 < argc)
             rate_s = atof(argv[++i]);
+        else if (strcmp(argv[i], "--channels") == 0 && i + 1 < argc)
+            channels = atoi(argv[++i]);
         else if (strcmp(argv[i], "--connects") == 0 && i + 1 < argc)
             conns = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
@@ -1447,6 +1452,8 @@ int main(int argc, char **argv)
         C.connrate_s = rate_s;
     if (conns > 0 && conns <= 100000)
         C.conn_n = conns;
+    if (channels > 0 && channels <= 100000)
+        C.mem_n = channels;
 
     /* The benchmark's own writes (raw anchor) may meet a closed peer. */
     signal(SIGPIPE, SIG_IGN);
@@ -1454,6 +1461,17 @@ int main(int argc, char **argv)
      * bounded by what the tests open. */
     long want = (C.mem_n > C.multi_c ? C.mem_n : C.multi_c) + 256;
     long have = b_raise_nofile(want);
+    if (have < want && have - 256 >= C.multi_c && (C.tests & TEST_MEMORY)) {
+        /* A hard limit that this process may not raise (no
+         * CAP_SYS_RESOURCE, e.g. in a container): hold as many idle
+         * channels as it allows, and say so, rather than measure nothing. */
+        fprintf(stderr,
+                "bench: RLIMIT_NOFILE hard limit is %ld: %ld idle channels "
+                "instead of %d (raise the hard limit to %ld for all)\n",
+                have, have - 256, C.mem_n, want);
+        C.mem_n = (int)(have - 256);
+        want = have;
+    }
     if (have < want) {
         fprintf(stderr, "bench: RLIMIT_NOFILE is %ld, need %ld\n", have, want);
         return 2;
