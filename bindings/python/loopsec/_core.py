@@ -30,7 +30,14 @@ from ._ffi import (
     PortOwnerStruct)
 from ._lib import LIB
 
+# The per-message calls, without argtypes (_ffi.UNCHECKED): every argument
+# is passed as its exact C type.
+_lsec_send = LIB.unchecked["lsec_send"]
+_lsec_recv = LIB.unchecked["lsec_recv"]
+_c_size_t = ctypes.c_size_t
+
 SLICE = 0.5
+_SLICE_MS = int(SLICE * 1000)
 _INT_MAX = 2 ** 31 - 1
 _RECV_INITIAL = 64 * 1024
 # Receive buffers up to this size are kept for the next message; larger
@@ -86,12 +93,12 @@ def _deadline(timeout):
 
 def _slice_ms(deadline):
     if deadline is None:
-        return int(SLICE * 1000)
+        return _SLICE_MS
     left = deadline - time.monotonic()
     if left <= 0:
         return 0
     # Round up: 0.0001 s must wait a little, never turn into "do not wait".
-    return min(int(math.ceil(left * 1000)), int(SLICE * 1000))
+    return min(int(math.ceil(left * 1000)), _SLICE_MS)
 
 
 def _ms(seconds, what):
@@ -212,27 +219,39 @@ class _Handle:
         self._closing = False
 
     def _acquire(self):
-        with self._lock:
-            if self._ptr is None or self._closing:
-                raise _invalid("%s is closed" % self._kind)
-            self._busy += 1
-            return self._ptr
+        # Explicit acquire/release, not "with": this runs twice per message
+        # and the context manager's lookups cost more than the lock.
+        lock = self._lock
+        lock.acquire()
+        if self._ptr is None or self._closing:
+            lock.release()
+            raise _invalid("%s is closed" % self._kind)
+        self._busy += 1
+        ptr = self._ptr
+        lock.release()
+        return ptr
 
     def _release(self):
-        with self._lock:
-            self._busy -= 1
-            ptr = None
-            if self._closing and self._busy == 0:
-                ptr, self._ptr = self._ptr, None
+        lock = self._lock
+        lock.acquire()
+        self._busy -= 1
+        ptr = None
+        if self._closing and self._busy == 0:
+            ptr, self._ptr = self._ptr, None
+        lock.release()
         if ptr is not None:
             type(self)._free(ptr)
 
-    def _run(self, call, deadline, timeout_zero=False):
+    def _run(self, call, deadline, timeout_zero=False, rc=None):
         """Call `call(ms)` in slices until it does not time out or the
-        deadline passes.  Returns the final return code."""
+        deadline passes.  Returns the final return code.  `rc`: the result
+        of a first call already made (a fast path's), with a full slice or
+        timeout 0 as `timeout_zero` says."""
+        ms = 0 if timeout_zero else _SLICE_MS
         while True:
-            ms = _slice_ms(deadline)
-            rc = call(ms)
+            if rc is None:
+                ms = _slice_ms(deadline)
+                rc = call(ms)
             if rc == ECLOSED and self._closing:
                 # close() from another thread aborted this call.
                 raise _invalid("%s was closed during the call" % self._kind)
@@ -241,6 +260,7 @@ class _Handle:
                     return rc
                 if self._closing:
                     raise _invalid("%s was closed during the call" % self._kind)
+                rc = None
                 continue
             if rc == EAGAIN and ms == 0 and not timeout_zero:
                 # Our own last slice hit the deadline exactly: to the caller
@@ -328,9 +348,21 @@ class Channel(_Handle):
 
     def __init__(self, ptr):
         _Handle.__init__(self, ptr)
-        self._buf = ctypes.create_string_buffer(_RECV_INITIAL)
-        self._len = ctypes.c_size_t()
+        # Made once per channel, for the unchecked calls: the handle as a
+        # c_void_p, the receive buffer and its size, the length out.
+        self._cp = ctypes.c_void_p(ptr)
+        self._buf = (ctypes.c_char * _RECV_INITIAL)()
+        self._cap = _c_size_t(_RECV_INITIAL)
+        self._len = _c_size_t()
+        self._lenp = ctypes.byref(self._len)
         self._mode = LIB.lsec_channel_mode(ptr)
+
+    # send and recv with timeout None or 0 take a fast path: one C call
+    # (for None: the first slice) with arguments made once per channel and
+    # bound without argtypes, the bytes sliced out of the buffer (one copy,
+    # no further C call), no deadline and no closure.  Whatever that call
+    # did not finish goes on in the general loop (_run), so that slices,
+    # timeouts and close() from another thread behave as on the slow path.
 
     def send(self, data, timeout=None):
         """Send one whole message (any bytes-like object).
@@ -339,18 +371,34 @@ class Channel(_Handle):
         then), WouldBlock for timeout 0, ClosedError / ConnectionLostError if
         the peer is gone, MessageTooLargeError above the peer's limit.
         """
-        if isinstance(data, bytes):
-            ptr, n = data, len(data)
+        if type(data) is bytes:
+            ptr, n = data, _c_size_t(len(data))
         else:
             view = memoryview(data)
             if not view.c_contiguous:
                 raise _invalid("send needs a contiguous buffer")
-            n = view.nbytes
+            n = _c_size_t(view.nbytes)
             if view.readonly:
                 ptr = view.tobytes()
             else:
-                ptr = (ctypes.c_char * n).from_buffer(view.cast("B"))
-        self._timed(lambda p, ms: LIB.lsec_send(p, ptr, n, ms), timeout)
+                ptr = (ctypes.c_char * n.value).from_buffer(view.cast("B"))
+        fast = timeout is None or timeout == 0
+        zero = fast and timeout is not None
+        deadline = None if fast else _deadline(timeout)
+        self._acquire()
+        try:
+            cp = self._cp
+            rc = None
+            if fast:
+                rc = _lsec_send(cp, ptr, n, 0 if zero else _SLICE_MS)
+                if rc == 0:
+                    return
+            rc = self._run(lambda ms: _lsec_send(cp, ptr, n, ms), deadline,
+                           zero, rc)
+            if rc < 0:
+                raise last_error(rc)
+        finally:
+            self._release()
 
     def flush(self, timeout=None):
         """Write out what an earlier send queued.  WouldBlock for timeout 0
@@ -373,25 +421,74 @@ class Channel(_Handle):
         ConnectionLostError when it vanished, ProtocolError for a length
         above max_message.
         """
-        deadline = _deadline(timeout)
-        p = self._acquire()
+        fast = timeout is None or timeout == 0
+        zero = fast and timeout is not None
+        deadline = None if fast else _deadline(timeout)
+        self._acquire()
         try:
-            buf = self._buf
-            n = self._len
-            while True:
-                cap = len(buf)
-                rc = self._run(
-                    lambda ms: LIB.lsec_recv(p, buf, cap, ctypes.byref(n), ms),
-                    deadline, timeout == 0)
+            cp, buf, cap, n, lenp = (self._cp, self._buf, self._cap,
+                                     self._len, self._lenp)
+            rc = None
+            if fast:
+                rc = _lsec_recv(cp, buf, cap, lenp, 0 if zero else _SLICE_MS)
                 if rc == 0:
-                    return ctypes.string_at(buf, n.value)
-                if rc == EMSGSIZE and n.value > cap:
+                    return buf[:n.value]
+            while True:
+                rc = self._run(lambda ms: _lsec_recv(cp, buf, cap, lenp, ms),
+                               deadline, zero, rc)
+                if rc == 0:
+                    return buf[:n.value]
+                if rc == EMSGSIZE and n.value > cap.value:
                     # The message is still queued; retry with room for it.
-                    buf = ctypes.create_string_buffer(n.value)
-                    if n.value <= _RECV_KEEP_MAX:
-                        self._buf = buf
+                    cap = _c_size_t(n.value)
+                    buf = (ctypes.c_char * cap.value)()
+                    if cap.value <= _RECV_KEEP_MAX:
+                        self._buf, self._cap = buf, cap
+                    rc = None
                     continue
                 raise last_error(rc)
+        finally:
+            self._release()
+
+    def recv_into(self, buffer, timeout=None):
+        """Receive one whole message into `buffer` (a writable bytes-like
+        object: a bytearray, or a memoryview of one); returns its length.
+        Saves recv's copy into a new bytes object.
+
+        A message longer than the buffer raises MessageTooLargeError and
+        stays queued (recv, or recv_into with a larger buffer, gets it);
+        the exception's ``size`` is its length.  Otherwise raises as recv.
+        """
+        view = memoryview(buffer)
+        if view.readonly or not view.c_contiguous:
+            raise _invalid("recv_into needs a writable contiguous buffer")
+        size = view.nbytes
+        # ctypes cannot point into an empty buffer: a 1-byte stand-in of
+        # capacity 0 lets an empty message through, and nothing else.
+        target = ((ctypes.c_char * size).from_buffer(view.cast("B")) if size
+                  else (ctypes.c_char * 1)())
+        cap = _c_size_t(size)
+        fast = timeout is None or timeout == 0
+        zero = fast and timeout is not None
+        deadline = None if fast else _deadline(timeout)
+        n = _c_size_t()
+        lenp = ctypes.byref(n)
+        self._acquire()
+        try:
+            cp = self._cp
+            rc = None
+            if fast:
+                rc = _lsec_recv(cp, target, cap, lenp, 0 if zero else _SLICE_MS)
+                if rc == 0:
+                    return n.value
+            rc = self._run(lambda ms: _lsec_recv(cp, target, cap, lenp, ms),
+                           deadline, zero, rc)
+            if rc == 0:
+                return n.value
+            e = last_error(rc)
+            if rc == EMSGSIZE and n.value > size:
+                e.size = n.value
+            raise e
         finally:
             self._release()
 

@@ -213,6 +213,15 @@ SIGNATURES = {
     "lsec_harden_process": (_I, []),
 }
 
+# Hot-path twins: the per-message calls, bound a second time without
+# argtypes (restype int), as LIB.unchecked[name].  ctypes then converts
+# nothing through Python-level from_param calls (about 0.4-0.8 us per call
+# saved, measured: docs/BENCHMARKS.md, "The Python binding"), so a caller
+# must pass exactly the C types of the signature above: ctypes instances
+# (c_void_p, c_size_t, arrays, byref) for pointers and size_t, and Python
+# ints only for int parameters.  Only Channel's send/recv paths call them.
+UNCHECKED = ("lsec_send", "lsec_recv")
+
 # Functions without which nothing works: a library lacking one is refused.
 REQUIRED = ("lsec_version_number", "lsec_strerror", "lsec_errname",
              "lsec_last_detail", "lsec_opts_init_sized", "lsec_opts_size")

@@ -13,7 +13,7 @@ import glob
 import os
 
 from . import _errors
-from ._ffi import REQUIRED, SIGNATURES, Opts
+from ._ffi import REQUIRED, SIGNATURES, UNCHECKED, Opts
 from ._ffi import EXPECTED_VERSION, VERSION  # noqa: F401 (re-exported)
 
 
@@ -43,6 +43,7 @@ class Lib:
     def __init__(self, cdll, path):
         self.path = path
         self.missing = set()
+        self.unchecked = {}
         for name, (restype, argtypes) in SIGNATURES.items():
             try:
                 fn = getattr(cdll, name)
@@ -53,6 +54,15 @@ class Lib:
             fn.restype = restype
             fn.argtypes = argtypes
             setattr(self, name, fn)
+        for name in UNCHECKED:
+            # cdll[name] is a function object of its own (getattr's is
+            # cached and keeps its argtypes); absent: the checked stub.
+            if name in self.missing:
+                self.unchecked[name] = getattr(self, name)
+            else:
+                fn = cdll[name]
+                fn.restype = SIGNATURES[name][0]
+                self.unchecked[name] = fn
         self._cdll = cdll
 
     def has(self, name):

@@ -104,6 +104,29 @@ class LibraryTest(unittest.TestCase):
     def test_every_pinned_function_is_exported(self):
         self.assertEqual(_lib.LIB.missing, set())
 
+    def test_unchecked_twins(self):
+        # The hot-path twins are the pinned functions, bound again without
+        # argtypes: a name outside the table, or a twin that shares the
+        # checked function object (so that binding one changed the other),
+        # would be a bug.
+        lib = _lib.LIB
+        self.assertEqual(set(lib.unchecked), set(_ffi.UNCHECKED))
+        for name in _ffi.UNCHECKED:
+            self.assertIn(name, _ffi.SIGNATURES)
+            fn = lib.unchecked[name]
+            self.assertIsNot(fn, getattr(lib, name))
+            self.assertIsNone(fn.argtypes)
+            self.assertIs(fn.restype, _ffi.SIGNATURES[name][0])
+            self.assertEqual(getattr(lib, name).argtypes,
+                             _ffi.SIGNATURES[name][1])
+        # A NULL channel through the twin: the library's own check.
+        n = ctypes.c_size_t()
+        rc = lib.unchecked["lsec_recv"](ctypes.c_void_p(None),
+                                        (ctypes.c_char * 4)(),
+                                        ctypes.c_size_t(4), ctypes.byref(n),
+                                        0)
+        self.assertEqual(rc, _errors.code_of("EINVAL"))
+
     def test_opts_size(self):
         o = _ffi.Opts()
         _lib.LIB.lsec_opts_init_sized(ctypes.byref(o), ctypes.sizeof(o))

@@ -2,6 +2,7 @@
 connection files."""
 
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -82,6 +83,85 @@ class _RoundTrip(_Pair):
             t.join(10)
             self.assertEqual(got, msg, size)
 
+    def test_nul_bytes_survive(self):
+        # recv slices its buffer: every byte counts, NULs included.
+        for msg in (b"\0" * 64, b"a\0b\0", b"\0", bytes(range(256)) * 3):
+            self.b.send(msg)
+            self.assertEqual(self.a.recv(timeout=5), msg)
+            self.b.send(msg)
+            self.assertEqual(self.a.recv(), msg)
+
+    def test_recv_forever_spans_slices(self):
+        # timeout None: the fast path's first slice (0.5 s) ends with
+        # LSEC_ETIMEDOUT, and the wait must go on, not raise.
+        threading.Timer(0.8, self.b.send, args=(b"late",)).start()
+        t0 = time.monotonic()
+        self.assertEqual(self.a.recv(), b"late")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.7)
+        buf = bytearray(8)
+        threading.Timer(0.8, self.b.send, args=(b"later",)).start()
+        self.assertEqual(self.a.recv_into(buf), 5)
+        self.assertEqual(bytes(buf[:5]), b"later")
+
+    def test_recv_into(self):
+        buf = bytearray(100)
+        for msg in (b"hello", b"", b"x" * 100, b"\0\1\0"):
+            self.b.send(msg)
+            n = self.a.recv_into(buf, timeout=5)
+            self.assertEqual(n, len(msg))
+            self.assertEqual(bytes(buf[:n]), msg)
+        # Into a slice of a larger buffer, with timeout None and 0.
+        big = bytearray(b"-" * 20)
+        self.b.send(b"abc")
+        self.assertEqual(self.a.recv_into(memoryview(big)[5:10]), 3)
+        self.assertEqual(bytes(big), b"-----abc" + b"-" * 12)
+        self.b.send(b"q")
+        select.select([self.a], [], [], 5)
+        self.assertEqual(self.a.recv_into(buf, timeout=0), 1)
+        self.assertEqual(buf[:1], b"q")
+        # An empty buffer takes the empty message.
+        self.b.send(b"")
+        self.assertEqual(self.a.recv_into(bytearray(), timeout=5), 0)
+
+    def test_recv_into_too_small_keeps_the_message(self):
+        self.b.send(b"0123456789")
+        small = bytearray(4)
+        with self.assertRaises(loopsec.MessageTooLargeError) as cm:
+            self.a.recv_into(small, timeout=5)
+        self.assertEqual(cm.exception.code, loopsec.EMSGSIZE)
+        self.assertEqual(cm.exception.size, 10)
+        self.assertEqual(small, bytearray(4))
+        with self.assertRaises(loopsec.MessageTooLargeError):
+            self.a.recv_into(bytearray(), timeout=0)
+        # Still queued: a larger buffer, or recv, gets it whole.
+        self.assertEqual(self.a.recv(timeout=5), b"0123456789")
+        self.b.send(b"0123456789")
+        buf = bytearray(10)
+        self.assertEqual(self.a.recv_into(buf, timeout=5), 10)
+        self.assertEqual(buf, b"0123456789")
+
+    def test_recv_into_refuses_what_it_cannot_write(self):
+        for bad in (b"bytes", memoryview(b"readonly"),
+                    memoryview(bytearray(8))[::2]):
+            with self.assertRaises(loopsec.InvalidArgumentError) as cm:
+                self.a.recv_into(bad, timeout=0)
+            self.assertEqual(cm.exception.code, loopsec.EINVAL)
+        self.assertRaises(TypeError, self.a.recv_into, 42)
+        self.assertRaises(loopsec.InvalidArgumentError, self.a.recv_into,
+                          bytearray(4), timeout=-1)
+
+    def test_recv_into_timeout_and_would_block(self):
+        buf = bytearray(8)
+        with self.assertRaises(loopsec.WouldBlock):
+            self.a.recv_into(buf, timeout=0)
+        t0 = time.monotonic()
+        with self.assertRaises(loopsec.Timeout):
+            self.a.recv_into(buf, timeout=0.2)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.15)
+        self.a.close()
+        with self.assertRaises(loopsec.InvalidArgumentError):
+            self.a.recv_into(buf, timeout=0)
+
     def test_many_in_order(self):
         msgs = [("m%d" % i).encode() * (i % 7) for i in range(200)]
         t = threading.Thread(target=lambda: [self.b.send(m) for m in msgs])
@@ -144,7 +224,6 @@ class _RoundTrip(_Pair):
         self.assertEqual(pb.port, self.srv.port)
 
     def test_fileno_selects(self):
-        import select
         self.b.send(b"x")
         r, _, _ = select.select([self.a], [], [], 5)
         self.assertEqual(r, [self.a])
@@ -299,6 +378,37 @@ class ListenerTest(unittest.TestCase):
                 "print('ready', flush=True)\n"
                 "try:\n"
                 "    srv.accept()\n"
+                "except KeyboardInterrupt:\n"
+                "    sys.exit(42)\n")
+        p = subprocess.Popen([sys.executable, "-c", code],
+                             stdout=subprocess.PIPE, env=support.child_env())
+        try:
+            self.assertEqual(p.stdout.readline(), b"ready\n")
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(timeout=5), 42)
+            self.assertLess(time.monotonic() - t0, 1.5)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+
+    def test_ctrl_c_interrupts_a_blocked_recv(self):
+        # recv() waits forever in 0.5 s slices (the fast path's first call
+        # is one of them): SIGINT raises KeyboardInterrupt within a slice.
+        code = ("import loopsec, sys, threading\n"
+                "srv = loopsec.listen()\n"
+                "box = []\n"
+                "t = threading.Thread(target=lambda: box.append("
+                "srv.accept(timeout=10)))\n"
+                "t.start()\n"
+                "ch = loopsec.connect(srv.ticket, timeout=10)\n"
+                "t.join()\n"
+                "print('ready', flush=True)\n"
+                "try:\n"
+                "    ch.recv()\n"
                 "except KeyboardInterrupt:\n"
                 "    sys.exit(42)\n")
         p = subprocess.Popen([sys.executable, "-c", code],
