@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import signal
+import sysconfig
 import threading
 import time
 
@@ -35,6 +36,21 @@ from ._lib import LIB
 _lsec_send = LIB.unchecked["lsec_send"]
 _lsec_recv = LIB.unchecked["lsec_recv"]
 _c_size_t = ctypes.c_size_t
+# Message lengths as size_t arguments, made once per length (most
+# programs send a few lengths over and over); bounded.
+_SIZE_ARGS = {}
+_SIZE_ARGS_MAX = 1024
+# The busy protocol of _Handle needs the GIL's ordering (see there).
+_GIL = not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+def _size_arg(n):
+    a = _SIZE_ARGS.get(n)
+    if a is None:
+        if len(_SIZE_ARGS) >= _SIZE_ARGS_MAX:
+            _SIZE_ARGS.clear()
+        a = _SIZE_ARGS[n] = _c_size_t.from_param(n)
+    return a
 
 SLICE = 0.5
 _SLICE_MS = int(SLICE * 1000)
@@ -215,30 +231,51 @@ class _Handle:
     def __init__(self, ptr):
         self._ptr = ptr
         self._lock = threading.Lock()
-        self._busy = 0
+        self._users = []  # one entry per call running on the object
         self._closing = False
 
+    # The busy protocol.  A call announces itself (appends to _users), then
+    # checks _closing; close() sets _closing, then looks at _users.  Under
+    # the GIL every step is atomic and the steps are sequentially
+    # consistent, so at least one side sees the other: either the call
+    # sees _closing and backs off, or close() sees the call and leaves the
+    # freeing to the last call to end (_free_if_idle).  That takes no lock
+    # on the per-message path; without a GIL (a free-threaded build) the
+    # announcing and ending steps take the lock, as close() does.
+
     def _acquire(self):
-        # Explicit acquire/release, not "with": this runs twice per message
-        # and the context manager's lookups cost more than the lock.
-        lock = self._lock
-        lock.acquire()
+        if not _GIL:
+            self._lock.acquire()
+        self._users.append(None)
         if self._ptr is None or self._closing:
-            lock.release()
+            self._users.pop()
+            if not _GIL:
+                self._lock.release()
+            self._free_if_idle()
             raise _invalid("%s is closed" % self._kind)
-        self._busy += 1
         ptr = self._ptr
-        lock.release()
+        if not _GIL:
+            self._lock.release()
         return ptr
 
     def _release(self):
-        lock = self._lock
-        lock.acquire()
-        self._busy -= 1
-        ptr = None
-        if self._closing and self._busy == 0:
-            ptr, self._ptr = self._ptr, None
-        lock.release()
+        if _GIL:
+            self._users.pop()
+            closing = self._closing
+        else:
+            with self._lock:
+                self._users.pop()
+                closing = self._closing
+        if closing:
+            self._free_if_idle()
+
+    def _free_if_idle(self):
+        """After a call ended on an object being closed: free it unless
+        another call is still running (the last one to end frees it)."""
+        with self._lock:
+            ptr = None
+            if not self._users and self._closing:
+                ptr, self._ptr = self._ptr, None
         if ptr is not None:
             type(self)._free(ptr)
 
@@ -316,7 +353,7 @@ class _Handle:
             if self._ptr is None or self._closing:
                 return
             self._closing = True
-            if self._busy:
+            if self._users:
                 if abort is not None:
                     abort(self._ptr)
                 return
@@ -348,21 +385,29 @@ class Channel(_Handle):
 
     def __init__(self, ptr):
         _Handle.__init__(self, ptr)
-        # Made once per channel, for the unchecked calls: the handle as a
-        # c_void_p, the receive buffer and its size, the length out.
-        self._cp = ctypes.c_void_p(ptr)
-        self._buf = (ctypes.c_char * _RECV_INITIAL)()
-        self._cap = _c_size_t(_RECV_INITIAL)
+        # Made once per channel, for the unchecked calls, each already
+        # converted by its type's from_param (or byref): ctypes then passes
+        # them as they are, with no conversion object made per call.  The
+        # handle, the receive buffer (and a pointer to it), its size, the
+        # length out.
+        self._cp = ctypes.c_void_p.from_param(ptr)
+        self._set_buf((ctypes.c_char * _RECV_INITIAL)())
         self._len = _c_size_t()
         self._lenp = ctypes.byref(self._len)
         self._mode = LIB.lsec_channel_mode(ptr)
 
-    # send and recv with timeout None or 0 take a fast path: one C call
-    # (for None: the first slice) with arguments made once per channel and
-    # bound without argtypes, the bytes sliced out of the buffer (one copy,
-    # no further C call), no deadline and no closure.  Whatever that call
-    # did not finish goes on in the general loop (_run), so that slices,
-    # timeouts and close() from another thread behave as on the slow path.
+    def _set_buf(self, buf):
+        self._buf = buf
+        self._bufp = ctypes.byref(buf)
+        self._capp = _c_size_t.from_param(len(buf))
+
+    # send and recv with timeout None take a hot path: one C call (the
+    # first slice) with arguments made once per channel (or per length)
+    # and bound without argtypes, the bytes sliced out of the buffer (one
+    # copy, no further C call), no deadline, no closure, no lock.  Whatever
+    # that call did not finish goes on in the general loop (_run), so that
+    # slices, timeouts and close() from another thread behave as on the
+    # general path.
 
     def send(self, data, timeout=None):
         """Send one whole message (any bytes-like object).
@@ -371,34 +416,42 @@ class Channel(_Handle):
         then), WouldBlock for timeout 0, ClosedError / ConnectionLostError if
         the peer is gone, MessageTooLargeError above the peer's limit.
         """
+        if timeout is None and type(data) is bytes and _GIL:
+            # The hot path: _acquire and _release inlined.
+            users = self._users
+            users.append(None)
+            try:
+                if self._closing or self._ptr is None:
+                    raise _invalid("channel is closed")
+                cp, n = self._cp, _SIZE_ARGS.get(len(data))
+                if n is None:
+                    n = _size_arg(len(data))
+                rc = _lsec_send(cp, data, n, _SLICE_MS)
+                if rc == 0:
+                    return
+                rc = self._run(lambda ms: _lsec_send(cp, data, n, ms), None,
+                               False, rc)
+                if rc < 0:
+                    raise last_error(rc)
+                return
+            finally:
+                users.pop()
+                if self._closing:
+                    self._free_if_idle()
         if type(data) is bytes:
-            ptr, n = data, _c_size_t(len(data))
+            ptr, n = data, _size_arg(len(data))
         else:
             view = memoryview(data)
             if not view.c_contiguous:
                 raise _invalid("send needs a contiguous buffer")
-            n = _c_size_t(view.nbytes)
+            size = view.nbytes
+            n = _c_size_t.from_param(size)
             if view.readonly:
                 ptr = view.tobytes()
             else:
-                ptr = (ctypes.c_char * n.value).from_buffer(view.cast("B"))
-        fast = timeout is None or timeout == 0
-        zero = fast and timeout is not None
-        deadline = None if fast else _deadline(timeout)
-        self._acquire()
-        try:
-            cp = self._cp
-            rc = None
-            if fast:
-                rc = _lsec_send(cp, ptr, n, 0 if zero else _SLICE_MS)
-                if rc == 0:
-                    return
-            rc = self._run(lambda ms: _lsec_send(cp, ptr, n, ms), deadline,
-                           zero, rc)
-            if rc < 0:
-                raise last_error(rc)
-        finally:
-            self._release()
+                ptr = (ctypes.c_char * size).from_buffer(view.cast("B"))
+        cp = self._cp
+        self._timed(lambda p, ms: _lsec_send(cp, ptr, n, ms), timeout)
 
     def flush(self, timeout=None):
         """Write out what an earlier send queued.  WouldBlock for timeout 0
@@ -421,34 +474,49 @@ class Channel(_Handle):
         ConnectionLostError when it vanished, ProtocolError for a length
         above max_message.
         """
-        fast = timeout is None or timeout == 0
-        zero = fast and timeout is not None
-        deadline = None if fast else _deadline(timeout)
+        if timeout is None and _GIL:
+            # The hot path: _acquire and _release inlined.
+            users = self._users
+            users.append(None)
+            try:
+                if self._closing or self._ptr is None:
+                    raise _invalid("channel is closed")
+                rc = _lsec_recv(self._cp, self._bufp, self._capp, self._lenp,
+                                _SLICE_MS)
+                if rc == 0:
+                    return self._buf[:self._len.value]
+                return self._recv_more(rc, None, False)
+            finally:
+                users.pop()
+                if self._closing:
+                    self._free_if_idle()
+        deadline = _deadline(timeout)
         self._acquire()
         try:
-            cp, buf, cap, n, lenp = (self._cp, self._buf, self._cap,
-                                     self._len, self._lenp)
-            rc = None
-            if fast:
-                rc = _lsec_recv(cp, buf, cap, lenp, 0 if zero else _SLICE_MS)
-                if rc == 0:
-                    return buf[:n.value]
-            while True:
-                rc = self._run(lambda ms: _lsec_recv(cp, buf, cap, lenp, ms),
-                               deadline, zero, rc)
-                if rc == 0:
-                    return buf[:n.value]
-                if rc == EMSGSIZE and n.value > cap.value:
-                    # The message is still queued; retry with room for it.
-                    cap = _c_size_t(n.value)
-                    buf = (ctypes.c_char * cap.value)()
-                    if cap.value <= _RECV_KEEP_MAX:
-                        self._buf, self._cap = buf, cap
-                    rc = None
-                    continue
-                raise last_error(rc)
+            return self._recv_more(None, deadline, timeout == 0)
         finally:
             self._release()
+
+    def _recv_more(self, rc, deadline, zero):
+        """recv's general loop, with the channel held; `rc`: the result of
+        a first call already made with a whole slice, or None."""
+        cp, buf, bufp, capp, n, lenp = (self._cp, self._buf, self._bufp,
+                                        self._capp, self._len, self._lenp)
+        while True:
+            rc = self._run(lambda ms: _lsec_recv(cp, bufp, capp, lenp, ms),
+                           deadline, zero, rc)
+            if rc == 0:
+                return buf[:n.value]
+            if rc == EMSGSIZE and n.value > len(buf):
+                # The message is still queued; retry with room for it.
+                buf = (ctypes.c_char * n.value)()
+                bufp = ctypes.byref(buf)
+                capp = _c_size_t.from_param(len(buf))
+                if len(buf) <= _RECV_KEEP_MAX:
+                    self._set_buf(buf)
+                rc = None
+                continue
+            raise last_error(rc)
 
     def recv_into(self, buffer, timeout=None):
         """Receive one whole message into `buffer` (a writable bytes-like
@@ -467,22 +535,16 @@ class Channel(_Handle):
         # capacity 0 lets an empty message through, and nothing else.
         target = ((ctypes.c_char * size).from_buffer(view.cast("B")) if size
                   else (ctypes.c_char * 1)())
-        cap = _c_size_t(size)
-        fast = timeout is None or timeout == 0
-        zero = fast and timeout is not None
-        deadline = None if fast else _deadline(timeout)
+        cap = _c_size_t.from_param(size)
+        deadline = _deadline(timeout)
         n = _c_size_t()
         lenp = ctypes.byref(n)
+        target = ctypes.byref(target)
         self._acquire()
         try:
             cp = self._cp
-            rc = None
-            if fast:
-                rc = _lsec_recv(cp, target, cap, lenp, 0 if zero else _SLICE_MS)
-                if rc == 0:
-                    return n.value
             rc = self._run(lambda ms: _lsec_recv(cp, target, cap, lenp, ms),
-                           deadline, zero, rc)
+                           deadline, timeout == 0)
             if rc == 0:
                 return n.value
             e = last_error(rc)
