@@ -11,6 +11,10 @@
 #   --cli        the command-line benchmark instead (scripts/bench_cli.py):
 #                listen/connect against socat and nc, serve/forward against
 #                stunnel4 and spiped; further options go to bench_cli.py
+#   --python     the Python binding's benchmark instead (scripts/bench_py.py):
+#                64-byte round trips against multiprocessing.connection and
+#                pyzmq (python3-zmq, installed if missing); further options
+#                (--quick, --rounds N, --before DIR, ...) go to bench_py.py
 # Other options (--repeat N, --only LIST, --transports LIST, --gate) are
 # passed to the benchmark program; --help lists them.
 set -eu
@@ -25,6 +29,21 @@ if [ "${1:-}" = "--cli" ]; then
     cmake --build "$dir" -j 2 --target loopsec_cli >"$dir/build.log" 2>&1 ||
         { cat "$dir/build.log"; exit 2; }
     exec python3 scripts/bench_cli.py "$dir/loopsec" "$@"
+fi
+if [ "${1:-}" = "--python" ]; then
+    shift
+    sh scripts/deps.sh python3-zmq
+    dir=build-bench
+    mkdir -p "$dir"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DLOOPSEC_EXAMPLES=OFF \
+        >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log"; exit 2; }
+    cmake --build "$dir" -j 2 --target loopsec >"$dir/build.log" 2>&1 ||
+        { cat "$dir/build.log"; exit 2; }
+    # Debian's python3, which python3-zmq is installed for (a python3
+    # earlier in PATH, e.g. a pyenv one, would not see it).
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    LOOPSEC_LIBRARY="$(pwd)/$dir/libloopsec.so" exec "$py" scripts/bench_py.py "$@"
 fi
 extra=""
 for a in "$@"; do
