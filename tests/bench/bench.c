@@ -1459,7 +1459,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* Idle channels and concurrent clients need descriptors; the raise is
      * bounded by what the tests open. */
-    long want = (C.mem_n > C.multi_c ? C.mem_n : C.multi_c) + 256;
+    long mem = (C.tests & TEST_MEMORY) ? C.mem_n : 0;
+    long want = (mem > C.multi_c ? mem : C.multi_c) + 256;
     long have = b_raise_nofile(want);
     if (have < want && have - 256 >= C.multi_c && (C.tests & TEST_MEMORY)) {
         /* A hard limit that this process may not raise (no

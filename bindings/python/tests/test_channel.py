@@ -103,6 +103,18 @@ class _RoundTrip(_Pair):
         self.assertEqual(self.a.recv_into(buf), 5)
         self.assertEqual(bytes(buf[:5]), b"later")
 
+    def test_length_arguments_are_exact_and_bounded(self):
+        # send passes each length as a size_t made once per length (a
+        # bounded cache): every length arrives exact, past the bound too.
+        from loopsec import _core
+        for size in list(range(0, 1300, 1)) + [65535, 65536, 70000]:
+            msg = bytes([size & 0xFF]) * size
+            t = threading.Thread(target=self.b.send, args=(msg,))
+            t.start()
+            self.assertEqual(self.a.recv(), msg)
+            t.join(10)
+            self.assertLessEqual(len(_core._SIZE_ARGS), _core._SIZE_ARGS_MAX)
+
     def test_recv_into(self):
         buf = bytearray(100)
         for msg in (b"hello", b"", b"x" * 100, b"\0\1\0"):
