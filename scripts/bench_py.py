@@ -400,10 +400,12 @@ def main():
         if a not in med or b not in med:
             return float("nan")
         return statistics.median(x / y for x, y in zip(med[a], med[b]))
+    def fmt(q):
+        return "%9.3fx" % q if q == q else "%10s" % "-"
     for k in kinds:
-        print("%-14s %12.2f %12.2f %9.3fx %9.3fx"
+        print("%-14s %12.2f %12.2f %s %s"
               % (k, statistics.median(med[k]), statistics.median(p99[k]),
-                 ratio(k, "mp"), ratio(k, "pyzmq")))
+                 fmt(ratio(k, "mp")), fmt(ratio(k, "pyzmq"))))
     if args.before:
         print("after / before (loopsec / before): %.3fx"
               % ratio("loopsec", "before"))
