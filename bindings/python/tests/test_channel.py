@@ -74,14 +74,25 @@ class _RoundTrip(_Pair):
         self.assertEqual(self.a.recv(timeout=5), b"")
 
     def test_large_messages_grow_the_buffer(self):
-        # Bigger than the 64 KiB starting buffer: the LSEC_EMSGSIZE retry.
-        for size in (65536, 65537, 300000, 2 * 1024 * 1024):
+        # Bigger than the 4 KiB starting buffer (small, so that idle
+        # channels cost little): the LSEC_EMSGSIZE retry; a grown buffer
+        # is kept up to 1 MiB, a larger one dropped after use.
+        from loopsec import _core
+        keep = _core._RECV_INITIAL
+        self.assertEqual(len(self.a._buf), keep)
+        self.assertLessEqual(keep, 4096)
+        for i, size in enumerate((4096, 4097, 65536, 65537, 300000,
+                                  2 * 1024 * 1024, 100)):
             msg = os.urandom(size)
             t = threading.Thread(target=self.b.send, args=(msg,))
             t.start()
-            got = self.a.recv(timeout=10)
+            # Both the hot path (no timeout) and the general one.
+            got = self.a.recv() if i % 2 else self.a.recv(timeout=10)
             t.join(10)
             self.assertEqual(got, msg, size)
+            if keep < size <= _core._RECV_KEEP_MAX:
+                keep = size
+            self.assertEqual(len(self.a._buf), keep, size)
 
     def test_nul_bytes_survive(self):
         # recv slices its buffer: every byte counts, NULs included.
