@@ -556,6 +556,10 @@ class Channel(_Handle):
             raise e
         finally:
             self._release()
+            # Drop the buffer's exports now: a traceback that keeps this
+            # frame must not keep the caller's bytearray from resizing.
+            target = None
+            view.release()
 
     def __iter__(self):
         """Yield messages until the peer closes cleanly."""

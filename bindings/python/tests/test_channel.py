@@ -154,6 +154,16 @@ class _RoundTrip(_Pair):
         self.assertEqual(cm.exception.code, loopsec.EMSGSIZE)
         self.assertEqual(cm.exception.size, 10)
         self.assertEqual(small, bytearray(4))
+        # A kept exception (its traceback keeps recv_into's frame) holds no
+        # export of the buffer: the caller may still resize it.
+        try:
+            self.a.recv_into(small, timeout=5)
+        except loopsec.MessageTooLargeError as e:
+            kept = e
+        self.assertIsNotNone(kept.__traceback__)
+        small.extend(b"++")
+        self.assertEqual(len(small), 6)
+        del small[4:], kept
         with self.assertRaises(loopsec.MessageTooLargeError):
             self.a.recv_into(bytearray(), timeout=0)
         # Still queued: a larger buffer, or recv, gets it whole.
