@@ -441,6 +441,7 @@ class Channel(_Handle):
                 users.pop()
                 if self._closing:
                     self._free_if_idle()
+        view = None
         if type(data) is bytes:
             ptr, n = data, _size_arg(len(data))
         else:
@@ -454,7 +455,14 @@ class Channel(_Handle):
             else:
                 ptr = (ctypes.c_char * size).from_buffer(view.cast("B"))
         cp = self._cp
-        self._timed(lambda p, ms: _lsec_send(cp, ptr, n, ms), timeout)
+        try:
+            self._timed(lambda p, ms: _lsec_send(cp, ptr, n, ms), timeout)
+        finally:
+            if view is not None:
+                # As in recv_into: no export of the caller's buffer outlives
+                # the call (a kept exception's traceback keeps this frame).
+                ptr = None
+                view.release()
 
     def flush(self, timeout=None):
         """Write out what an earlier send queued.  WouldBlock for timeout 0

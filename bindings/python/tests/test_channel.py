@@ -126,6 +126,19 @@ class _RoundTrip(_Pair):
             t.join(10)
             self.assertLessEqual(len(_core._SIZE_ARGS), _core._SIZE_ARGS_MAX)
 
+    def test_failed_send_keeps_no_export(self):
+        # A kept exception from send(bytearray) does not pin the buffer.
+        data = bytearray(b"late")
+        self.b.shutdown(timeout=5)
+        try:
+            self.b.send(data, timeout=1)
+        except loopsec.InvalidArgumentError as e:
+            kept = e
+        self.assertIsNotNone(kept.__traceback__)
+        data.extend(b"!")
+        self.assertEqual(data, b"late!")
+        del kept
+
     def test_recv_into(self):
         buf = bytearray(100)
         for msg in (b"hello", b"", b"x" * 100, b"\0\1\0"):
