@@ -419,12 +419,12 @@ class Channel(_Handle):
         then), WouldBlock for timeout 0, ClosedError / ConnectionLostError if
         the peer is gone, MessageTooLargeError above the peer's limit.
         """
-        if timeout is None and type(data) is bytes and _GIL:
+        if timeout is None and type(data) is bytes:
             # The hot path: _acquire and _release inlined.
             users = self._users
             users.append(None)
             try:
-                if self._closing or self._ptr is None:
+                if self._closing:  # (_ptr is None only once closing)
                     raise _invalid("channel is closed")
                 cp, n = self._cp, _SIZE_ARGS.get(len(data))
                 if n is None:
@@ -441,6 +441,10 @@ class Channel(_Handle):
                 users.pop()
                 if self._closing:
                     self._free_if_idle()
+        self._send_general(data, timeout)
+
+    def _send_general(self, data, timeout=None):
+        """send for every argument; the hot path aside."""
         view = None
         if type(data) is bytes:
             ptr, n = data, _size_arg(len(data))
@@ -485,12 +489,12 @@ class Channel(_Handle):
         ConnectionLostError when it vanished, ProtocolError for a length
         above max_message.
         """
-        if timeout is None and _GIL:
+        if timeout is None:
             # The hot path: _acquire and _release inlined.
             users = self._users
             users.append(None)
             try:
-                if self._closing or self._ptr is None:
+                if self._closing:  # (_ptr is None only once closing)
                     raise _invalid("channel is closed")
                 rc = _lsec_recv(self._cp, self._bufp, self._capp, self._lenp,
                                 _SLICE_MS)
@@ -501,6 +505,10 @@ class Channel(_Handle):
                 users.pop()
                 if self._closing:
                     self._free_if_idle()
+        return self._recv_general(timeout)
+
+    def _recv_general(self, timeout=None):
+        """recv for every timeout; the hot path aside."""
         deadline = _deadline(timeout)
         self._acquire()
         try:
@@ -571,13 +579,15 @@ class Channel(_Handle):
 
     def __iter__(self):
         """Yield messages until the peer closes cleanly."""
+        recv = self.recv
         while True:
             try:
-                yield self.recv()
+                m = recv()
             except _errors.ClosedError as e:
                 if e.code == ECLOSED:
                     return
                 raise
+            yield m
 
     def fileno(self):
         """The socket, for select/poll: readable means recv may progress.
@@ -609,6 +619,16 @@ class Channel(_Handle):
         if self.closed:
             return "<loopsec.Channel closed>"
         return "<loopsec.Channel mode=%s>" % (self.mode,)
+
+
+if not _GIL:
+    # A free-threaded build: the hot paths' lock-free busy steps need the
+    # GIL's ordering, so send and recv are the general paths, whose
+    # _acquire/_release take the lock.
+    Channel._send_general.__doc__ = Channel.send.__doc__
+    Channel._recv_general.__doc__ = Channel.recv.__doc__
+    Channel.send = Channel._send_general
+    Channel.recv = Channel._recv_general
 
 
 class Listener(_Handle):
