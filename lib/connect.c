@@ -31,6 +31,10 @@ enum state {
     ST_DONE,       /* the channel was handed out */
 };
 
+/* How many times a connector dials again after the listener hung up before
+ * our first byte (hung_up). */
+#define REDIALS 3
+
 struct lsec_connector {
     lsec_opts ro;
     lsec__ticket t;
@@ -41,6 +45,7 @@ struct lsec_connector {
     bool intr;      /* connect() was interrupted */
     int rounds;     /* connect() calls after an interruption */
     bool looked_up; /* the peer lookup of the listener passed */
+    int redials;    /* fresh connections after a hang-up before our hello */
     size_t got_any; /* handshake bytes received */
     int64_t deadline;
     lsec__addr local, remote;
@@ -293,6 +298,31 @@ static int tls_begin(lsec_connector *c)
     return lsec__tls_new(ctx, c->fd, c->t.secret, identity, &c->tls);
 }
 
+static int dial(lsec_connector *c);
+
+/*
+ * The listener hung up before we sent a byte: it dropped the connection
+ * unseen (a full pending set evicts the oldest connection that has not
+ * sent its hello, and ours had not yet, while we looked the listener up).
+ * Nothing of ours was sent, and no handshake can exist on its side without
+ * a byte from us, so a fresh connection repeats nothing: dial again, a
+ * bounded number of times and within the deadline; then it is a refusal.
+ */
+static int hung_up(lsec_connector *c, int rc)
+{
+    if (c->redials >= REDIALS || lsec__remaining(c->deadline) == 0)
+        return rc != 0 ? rc
+                       : lsec__fail(LSEC_ECLOSED,
+                                    "the listener closed the connection "
+                                    "before the handshake (refused?)");
+    c->redials++;
+    c->looked_up = false;
+    close(c->fd);
+    c->fd = -1;
+    lsec__clear_detail();
+    return dial(c);
+}
+
 /* After the TCP connect: our end, and the first handshake message. */
 static int connected(lsec_connector *c)
 {
@@ -306,8 +336,15 @@ static int connected(lsec_connector *c)
     /* Looked up before our first byte: a listener that refuses us closes
      * with a FIN then, which leaves its socket to be found (with our hello
      * unread, its close would be a reset that destroys it). */
-    if ((rc = look_up(c)) != 0)
+    rc = look_up(c);
+    if (rc == LSEC_ECLOSED)
+        return hung_up(c, rc);
+    if (rc != 0)
         return rc;
+    /* Still established: the listener has not hung up before our first
+     * byte (checked after the lookup, the window in which it may). */
+    if (!lsec__sys_tcp_established(c->fd))
+        return hung_up(c, 0);
     if (c->t.mode == LSEC_MODE_TLS) {
         c->st = ST_TLS;
         return tls_begin(c);
@@ -370,6 +407,34 @@ static int advance(lsec_connector *c)
     }
 }
 
+/* A fresh socket, its connect, and (when that is done at once) the start
+ * of the handshake. */
+static int dial(lsec_connector *c)
+{
+    int rc, one = 1;
+
+    c->fd = lsec__io.socket(c->t.addr.family,
+                            SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) {
+        int e = errno;
+        return lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
+                                e == EMFILE || e == ENFILE
+                                    ? "socket (out of descriptors)"
+                                    : "socket");
+    }
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->st = ST_AUTH_HELLO; /* tcp_start sets ST_CONNECTING if it waits */
+    c->intr = false;
+    c->rounds = 0;
+    if ((rc = tcp_start(c)) != 0)
+        return rc;
+    if (c->st != ST_CONNECTING && (rc = connected(c)) != 0)
+        return rc;
+    if (c->st != ST_CONNECTING)
+        c->events = POLLOUT;
+    return 0;
+}
+
 static int connector_start(const lsec__ticket *t, const lsec_opts *o,
                            int timeout_ms, lsec_connector **out)
 {
@@ -401,25 +466,8 @@ static int connector_start(const lsec__ticket *t, const lsec_opts *o,
     c->deadline = lsec__deadline(c->ro.handshake_timeout_ms);
     if (timeout_ms >= 0 && lsec__deadline(timeout_ms) < c->deadline)
         c->deadline = lsec__deadline(timeout_ms);
-    c->fd = lsec__io.socket(c->t.addr.family,
-                            SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) {
-        int e = errno;
-        rc = lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
-                              e == EMFILE || e == ENFILE
-                                  ? "socket (out of descriptors)"
-                                  : "socket");
+    if ((rc = dial(c)) != 0)
         goto fail;
-    }
-    int one = 1;
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->st = ST_AUTH_HELLO; /* tcp_start sets ST_CONNECTING if it waits */
-    if ((rc = tcp_start(c)) != 0)
-        goto fail;
-    if (c->st != ST_CONNECTING && (rc = connected(c)) != 0)
-        goto fail;
-    if (c->st != ST_CONNECTING)
-        c->events = POLLOUT;
     *out = c;
     return 0;
 fail:

@@ -1712,6 +1712,89 @@ static void test_refused_before_lookup(void **state)
     close(refusing_lfd);
 }
 
+/*
+ * A listener with a full pending set evicts the oldest connection that has
+ * not sent its hello; a good client that is still looking the listener up
+ * is such a connection.  It has sent nothing, so it dials again by itself
+ * (a bounded number of times, within its deadline) and is served, instead
+ * of returning LSEC_ECLOSED.  The connect seam lets the listener (driven
+ * in this thread) take the client's first connection and evict it for a
+ * newer silent one before the connector goes on.
+ */
+static lsec_listener *evicting_l;
+static int evicting_silent = -1;
+static int evicting_connects;
+
+static int connect_then_evicted(int fd, const struct sockaddr *sa, unsigned len)
+{
+    lsec_channel *none = NULL;
+    int rc = connect(fd, sa, (socklen_t)len), e = errno;
+
+    if (evicting_connects++ == 0) {
+        /* Ours is pending first, then a silent one makes the set full. */
+        for (int i = 0; i < 20 && lsec_listener_timeout_ms(evicting_l) < 0; i++)
+            assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+        evicting_silent = raw_connect(lsec_listener_port(evicting_l));
+        for (int i = 0; i < 20 && !log_has("too many pending handshakes"); i++)
+            assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+        usleep(10 * 1000); /* the FIN reaches the client */
+    }
+    errno = e;
+    return rc;
+}
+
+static void test_redial_after_eviction_before_hello(void **state)
+{
+    (void)state;
+    for (int mode = LSEC_MODE_AUTH; mode <= LSEC_MODE_TLS; mode++) {
+        char ticket[LSEC_TICKET_MAX];
+        lsec_opts o;
+        lsec_connector *cn = NULL;
+        lsec_channel *c = NULL, *s = NULL;
+        int rc = LSEC_EAGAIN;
+
+        pthread_mutex_lock(&log_lock);
+        log_text[0] = '\0';
+        pthread_mutex_unlock(&log_lock);
+        lsec_opts_init(&o);
+        o.mode = mode;
+        o.max_pending = 1;
+        evicting_l = listen_on("127.0.0.1:0", &o);
+        ticket_of(evicting_l, ticket);
+        evicting_connects = 0;
+        lsec__io.connect = connect_then_evicted;
+        assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
+        int64_t t0 = lsec__now_ms();
+        while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
+            if (s == NULL) {
+                int a = lsec_accept(evicting_l, 0, &s);
+                assert_true(a == 0 || a == LSEC_EAGAIN);
+            }
+            if (rc == LSEC_EAGAIN) {
+                struct pollfd p = {lsec_connector_fd(cn),
+                                   (short)lsec_connector_events(cn), 0};
+                (void)poll(&p, 1, 1);
+                rc = lsec_connector_step(cn, &c);
+            }
+        }
+        lsec__io_reset();
+        assert_true(log_has("too many pending handshakes"));
+        assert_int_equal(evicting_connects, 2);
+        assert_int_equal(rc, 0);
+        assert_non_null(s);
+        assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
+        uint8_t b[4];
+        size_t got = 0;
+        assert_int_equal(lsec_recv(s, b, sizeof(b), &got, 1000), 0);
+        assert_int_equal(got, 1);
+        lsec_channel_close(c);
+        lsec_channel_close(s);
+        lsec_connector_close(cn);
+        close(evicting_silent);
+        lsec_listener_close(evicting_l);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* The non-blocking connector                                                */
 
@@ -2256,6 +2339,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redial_after_eviction_before_hello,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),
