@@ -348,8 +348,13 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 /* ------------------------------------------------------------------------ */
 /* handshake.c: auth-mode mutual authentication, bytes in / bytes out        */
 
-#define LSEC__HS_CLIENT 1
-#define LSEC__HS_SERVER 2
+/* The two roles of a connection, of its handshake and of a TLS context. */
+#define LSEC__ROLE_CLIENT 1
+#define LSEC__ROLE_SERVER 2
+/* The same roles under their former names, until tls.c and its tests use
+ * the ones above. */
+#define LSEC__HS_CLIENT LSEC__ROLE_CLIENT
+#define LSEC__HS_SERVER LSEC__ROLE_SERVER
 #define LSEC__HS_NONCE_BYTES 32
 #define LSEC__HS_MSG_MAX 128 /* no handshake message is longer */
 /* Message sizes on the wire (PROTOCOL.md "Messages"). */
@@ -358,7 +363,7 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 #define LSEC__HS_FINISH_BYTES 32 /* ClientFinish: the client's proof */
 
 typedef struct lsec__hs {
-    int role;  /* LSEC__HS_CLIENT or LSEC__HS_SERVER */
+    int role;  /* LSEC__ROLE_CLIENT or LSEC__ROLE_SERVER */
     int state; /* handshake.c's private state; 0: not initialised */
     int mode;  /* LSEC_MODE_AUTH: the mode byte both hellos must carry */
     int err;   /* the sticky error once state is "failed" */

@@ -278,7 +278,7 @@ static void admit(lsec_listener *l, int fd, const struct sockaddr *peer,
         rc = 0;
     } else {
         rc =
-            lsec__hs_init_keys(&p->hs, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+            lsec__hs_init_keys(&p->hs, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
                                l->k_client, l->k_server, &local, &remote, NULL);
     }
     if (rc != 0) {
@@ -745,7 +745,7 @@ static int listen_common(const char *bind, const lsec_opts *o,
         goto fail;
     }
     if (l->o.mode == LSEC_MODE_TLS &&
-        (rc = lsec__tls_ctx_new(LSEC__HS_SERVER, &l->tls_ctx)) != 0)
+        (rc = lsec__tls_ctx_new(LSEC__ROLE_SERVER, &l->tls_ctx)) != 0)
         goto fail;
     if (a.family == AF_INET && (rc = check_route_localnet(&l->o)) != 0)
         goto fail;

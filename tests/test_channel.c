@@ -176,7 +176,7 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
     size_t used, outlen;
 
     assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
-    assert_int_equal(lsec__hs_init(hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(hs, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    t->secret, &local, &remote, NULL),
                      0);
     assert_int_equal(

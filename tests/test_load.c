@@ -481,7 +481,7 @@ static void bad_proof(const char *ticket)
     fd = raw_connect(t.addr.port);
     assert_true(fd >= 0);
     assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
-    assert_int_equal(lsec__hs_init(&hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(&hs, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    t.secret, &local, &remote, NULL),
                      0);
     assert_int_equal(
