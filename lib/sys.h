@@ -90,5 +90,10 @@ int lsec__sys_set_wait(int set, lsec__sys_event *ev, int cap, int timeout_ms);
 int lsec__sys_timer_new(void);
 int lsec__sys_timer_arm(int timer, int64_t deadline);
 int lsec__sys_timer_clear(int timer);
+/* A wake descriptor (CLOEXEC, non-blocking) that polls readable from the
+ * first lsec__sys_wake_signal on, for good; signalling is
+ * async-signal-safe and may come from any thread. */
+int lsec__sys_wake_new(void);
+void lsec__sys_wake_signal(int wake);
 
 #endif /* LOOPSEC_SYS_H */
