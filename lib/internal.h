@@ -127,10 +127,9 @@ struct lsec__io_ops {
     /* Files of the kernel's settings (/proc/sys), so a test can fake them. */
     int (*open)(const char *path, int flags);
 };
-/* The live table; tests may replace members and must restore them. */
+/* The live table; tests may replace members and must restore them
+ * (lsec__io_reset, testing.h). */
 extern struct lsec__io_ops lsec__io;
-/* Restore every member to the real system call. */
-void lsec__io_reset(void);
 /*
  * Wait until `fd` is ready for `events` (POLLIN/POLLOUT) or `deadline`
  * (lsec__deadline) passes.  EINTR is retried against the same deadline.
@@ -151,7 +150,7 @@ int lsec__write_some(int fd, const uint8_t *buf, size_t len, size_t *off);
  * The code for a failed system call that made a descriptor or memory:
  * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
  * retrying once descriptors are free), ENOMEM/ENOBUFS are LSEC_ENOMEM, and
- * everything else is `other` (issue 13 item 16).
+ * everything else is `other`.
  */
 int lsec__sys_code(int errno_value, int other);
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "testing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -322,7 +323,8 @@ static void test_bad_client_proof(void **state)
 }
 
 /* Garbage of each kind is closed at once, with zero bytes written back --
- * a TLS hello too: no banner, no mode notice (SECURITY.md, rule 3). */
+ * a TLS hello too: no banner, no mode notice (a failed peer learns
+ * nothing, it is only closed). */
 static void test_garbage_closed_silently(void **state)
 {
     (void)state;

@@ -1,5 +1,6 @@
 /*
- * Load and exhaustion (issue 8, SECURITY-RULES rule 4), over real loopback
+ * Load and exhaustion (everything a peer can make the library hold is
+ * bounded before it is allocated or waited for), over real loopback
  * sockets, bounded in count and time:
  *   - 1,000 good clients (200 in tls mode) while 100 others connect and
  *     stall: every good client is served, and none waits on the stalled;
@@ -154,7 +155,7 @@ static void test_stalled_do_not_delay_tls(void **state)
 }
 
 /*
- * Good clients are not lost in bursts (issue 13 item 5): 500 good clients
+ * Good clients are not lost in bursts: 500 good clients
  * while 2,000 half-open connections arrive (connect and send nothing, or
  * half a hello) at a listener with the default cap of 64 pending
  * handshakes.  Every good client is served: lsec_connect returns 0 and its
@@ -881,7 +882,7 @@ static void test_flood_bounded_memory(void **state)
 }
 
 /*
- * TLS pre-authentication memory (issue 13 item 7): a silent pending TLS
+ * TLS pre-authentication memory: a silent pending TLS
  * handshake and one whose ClientHello stops halfway cost the listener at
  * most 16 KiB each (before: 8.8 KiB and 71 KiB, an SSL object at admit
  * with read-ahead on).  The heap is measured after every connection was
