@@ -317,7 +317,12 @@ static int tls_step(lsec__conn *c, const lsec__conn_keys *k)
 
 int lsec__conn_step(lsec__conn *c, const lsec__conn_keys *k)
 {
-    int rc = c->mode == LSEC_MODE_TLS ? tls_step(c, k) : auth_step(c);
+    int rc;
+
+    if (c->ready)
+        return LSEC__DONE;
+    rc = c->mode == LSEC_MODE_TLS ? tls_step(c, k) : auth_step(c);
+    c->ready = rc == LSEC__DONE;
 
     /* The one mapping of a step's want to the events to poll for. */
     c->events = rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE

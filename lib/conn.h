@@ -19,6 +19,7 @@ typedef struct lsec__conn {
     short events;     /* POLLIN or POLLOUT: what the last step waits for */
     short set_events; /* the owner's: what its readiness set holds for fd */
     bool authed;      /* auth client: the ServerHello verified */
+    bool ready;       /* authenticated: every further step is LSEC__DONE */
     lsec__hs hs;      /* auth mode */
     /* tls mode; a server's stays NULL until a whole ClientHello record
      * waits in the kernel (a silent peer costs this struct only). */

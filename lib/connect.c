@@ -206,12 +206,14 @@ static int look_up(lsec_connector *c)
 static int dial(lsec_connector *c);
 
 /*
- * The listener hung up before we sent a byte: it dropped the connection
- * unseen (a full pending set evicts the oldest connection that has not
- * sent its hello, and ours had not yet, while we looked the listener up).
- * Nothing of ours was sent, and no handshake can exist on its side without
- * a byte from us, so a fresh connection repeats nothing: dial again, a
- * bounded number of times and within the deadline; then it is a refusal.
+ * The listener hung up before a byte of ours reached it: it dropped the
+ * connection unseen (a full pending set evicts the oldest connection that
+ * has not sent its hello, and ours had not yet, while we looked the
+ * listener up or made our first message).  Nothing of ours was received,
+ * and no handshake can exist on its side without a byte from us (nor
+ * without one from it, which we never got), so a fresh connection repeats
+ * nothing: dial again, a bounded number of times and within the deadline;
+ * then it is a refusal.
  */
 static int hung_up(lsec_connector *c, int rc)
 {
@@ -222,8 +224,7 @@ static int hung_up(lsec_connector *c, int rc)
                                     "before the handshake (refused?)");
     c->redials++;
     c->looked_up = false;
-    close(c->conn.fd);
-    c->conn.fd = -1;
+    lsec__conn_free(&c->conn); /* the socket, and any handshake state */
     lsec__clear_detail();
     return dial(c);
 }
@@ -264,22 +265,30 @@ static int advance(lsec_connector *c)
 {
     int rc;
 
-    if (c->st == ST_CONNECTING) {
-        if ((rc = step_connecting(c)) != 0) {
-            if (rc == LSEC_EAGAIN)
-                c->conn.events = POLLOUT;
-            return rc;
+    for (;;) {
+        if (c->st == ST_CONNECTING) {
+            if ((rc = step_connecting(c)) != 0) {
+                if (rc == LSEC_EAGAIN)
+                    c->conn.events = POLLOUT;
+                return rc;
+            }
+            if ((rc = connected(c)) != 0)
+                return rc;
+            if (c->st == ST_CONNECTING)
+                continue; /* a redial, connecting again */
         }
-        if ((rc = connected(c)) != 0)
+        rc = lsec__conn_step(&c->conn, &c->keys);
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
+            return LSEC_EAGAIN;
+        /* Refused without an answer: if the listener's kernel never
+         * acknowledged a byte of ours, it was gone before our first
+         * message arrived (hung_up). */
+        if (rc != LSEC_ECLOSED || c->conn.got != 0 ||
+            !lsec__sys_tcp_none_acked(c->conn.fd))
+            return rc == LSEC__DONE ? 0 : rc;
+        if ((rc = hung_up(c, rc)) != 0)
             return rc;
-        /* A redial may be connecting again. */
-        if (c->st == ST_CONNECTING)
-            return advance(c);
     }
-    rc = lsec__conn_step(&c->conn, &c->keys);
-    if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
-        return LSEC_EAGAIN;
-    return rc == LSEC__DONE ? 0 : rc;
 }
 
 static int dial(lsec_connector *c)

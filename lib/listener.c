@@ -428,6 +428,8 @@ static int accept_round(lsec_listener *l, int64_t deadline, bool nowait,
     int64_t now = lsec__now_ms(), wake = deadline;
     int n, rc;
 
+    if (lsec__pending_take_ready(&l->pend, out) == LSEC__DONE)
+        return LSEC__DONE;
     lsec__pending_expire(&l->pend, now, &wake);
     n = poll_set(l, now, &wake);
     rc = lsec__io.poll(l->pfds, (unsigned long)n,

@@ -25,8 +25,9 @@
 #define WARN_BURST 10
 #define WARN_WINDOW_MS 1000
 
-/* How many eviction candidates are probed for waiting bytes. */
-#define EVICT_PROBES 4
+/* How many eviction candidates are probed for waiting bytes (and stepped
+ * if they have some). */
+#define EVICT_PROBES 8
 
 void lsec__pending_warn_flush(lsec__pending *s)
 {
@@ -81,6 +82,8 @@ void lsec__pending_drop(lsec__pending *s, int i, int level, const char *why)
 {
     lsec__conn *c = &s->conn[i];
 
+    if (c->ready)
+        s->ready--;
     if (why != NULL && level == LSEC_LOG_WARN)
         lsec__pending_warn(s, "peer port %u uid %lld: %s", c->remote.port,
                            (long long)c->uid, why);
@@ -90,6 +93,18 @@ void lsec__pending_drop(lsec__pending *s, int i, int level, const char *why)
     /* A closed socket leaves the readiness set by itself. */
     lsec__conn dropped = take(s, i);
     lsec__conn_free(&dropped);
+}
+
+/* The oldest connection that has not sent a complete hello, or -1. */
+static int oldest_silent(const lsec__pending *s)
+{
+    int c = -1;
+
+    for (int i = 0; i < s->n; i++)
+        if (!lsec__conn_sent_hello(&s->conn[i]) &&
+            (c < 0 || s->conn[i].deadline < s->conn[c].deadline))
+            c = i;
+    return c;
 }
 
 /*
@@ -102,29 +117,35 @@ void lsec__pending_drop(lsec__pending *s, int i, int level, const char *why)
 static void evict_one(lsec__pending *s)
 {
     int victim = -1;
-    int64_t after = INT64_MIN;
 
-    /* A candidate whose next bytes are already waiting (its hello arrived
-     * since the last round) is not stalled: the next older one goes
-     * instead.  Bounded: a few polls per eviction at most. */
+    /* A candidate whose bytes are already waiting (its hello arrived
+     * since the last round, unread) is not known to be stalled: it is
+     * stepped first, which reads them.  A whole hello takes it out of the
+     * candidates, a failure drops it (room made), a partial hello leaves
+     * it a candidate with nothing waiting, evicted on the next probe.
+     * Bounded: a few polls and steps per eviction at most. */
     for (int tries = 0; tries < EVICT_PROBES; tries++) {
-        int c = -1;
-        for (int i = 0; i < s->n; i++)
-            if (!lsec__conn_sent_hello(&s->conn[i]) &&
-                s->conn[i].deadline >= after &&
-                (c < 0 || s->conn[i].deadline < s->conn[c].deadline))
-                c = i;
+        int c = oldest_silent(s);
         if (c < 0)
             break;
-        if (victim < 0)
-            victim = c;
+        victim = c;
         struct pollfd q = {s->conn[c].fd, POLLIN, 0};
-        if (lsec__io.poll(&q, 1, 0) == 0) {
-            victim = c;
+        if (lsec__io.poll(&q, 1, 0) == 0)
             break;
+        int rc = lsec__conn_step(&s->conn[c], &s->keys);
+        if (rc < 0) {
+            lsec__pending_drop(s, c, s->conn[c].why_level, s->conn[c].why);
+            return;
         }
-        after = s->conn[c].deadline + 1;
+        /* A TLS server may be done as soon as its flight is out (the PSK
+         * binder in the ClientHello proved the peer): it waits to be
+         * handed out (lsec__pending_take_ready), never evicted. */
+        if (rc == LSEC__DONE)
+            s->ready++;
+        victim = -1;
     }
+    if (victim < 0)
+        victim = oldest_silent(s);
     if (victim < 0) {
         victim = 0;
         for (int i = 1; i < s->n; i++)
@@ -185,7 +206,11 @@ void lsec__pending_admit(lsec__pending *s, int fd, const struct sockaddr *peer,
 int lsec__pending_step(lsec__pending *s, int i, lsec_channel **out)
 {
     lsec__conn *c = &s->conn[i];
+    bool was_ready = c->ready;
     int rc = lsec__conn_step(c, &s->keys);
+
+    if (was_ready)
+        s->ready--;
 
     if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
         return LSEC__AGAIN;
@@ -200,6 +225,14 @@ int lsec__pending_step(lsec__pending *s, int i, lsec_channel **out)
     lsec__conn done = take(s, i);
     rc = lsec__conn_channel(&done, s->o, out);
     return rc == 0 ? LSEC__DONE : rc;
+}
+
+int lsec__pending_take_ready(lsec__pending *s, lsec_channel **out)
+{
+    for (int i = 0; s->ready > 0 && i < s->n; i++)
+        if (s->conn[i].ready)
+            return lsec__pending_step(s, i, out);
+    return LSEC__AGAIN;
 }
 
 void lsec__pending_expire(lsec__pending *s, int64_t now, int64_t *wake)
@@ -219,6 +252,8 @@ int64_t lsec__pending_earliest(const lsec__pending *s)
 {
     int64_t earliest = INT64_MAX;
 
+    if (s->ready > 0)
+        return 0;
     for (int i = 0; i < s->n; i++)
         if (s->conn[i].deadline < earliest)
             earliest = s->conn[i].deadline;
@@ -231,8 +266,11 @@ static void timer_sync(lsec__pending *s)
 {
     int64_t earliest = lsec__pending_earliest(s);
 
+    /* 0 disarms; a connection ready to be handed out is due at once. */
     if (earliest == INT64_MAX)
         earliest = 0;
+    else if (earliest <= 0)
+        earliest = 1;
     if (s->timer < 0 || earliest == s->t_armed)
         return;
     if ((earliest != 0 ? lsec__sys_timer_arm(s->timer, earliest)

@@ -11,6 +11,7 @@
 typedef struct lsec__pending {
     lsec__conn *conn; /* dense: conn[0, n) */
     int n;
+    int ready; /* how many of them are authenticated, not yet handed out */
     const lsec_opts *o;   /* the listener's resolved options */
     lsec__addr local;     /* the listener's address: our end of each */
     lsec__conn_keys keys; /* the listener's ticket, auth keys, TLS context */
@@ -51,10 +52,13 @@ void lsec__pending_drop(lsec__pending *s, int i, int level, const char *why);
  * the last entry moved into its place), LSEC__AGAIN when it goes on,
  * negative when it failed (dropped likewise). */
 int lsec__pending_step(lsec__pending *s, int i, lsec_channel **out);
+/* Hand out a connection that an eviction's step authenticated: LSEC__DONE
+ * with the channel in *out, or LSEC__AGAIN when there is none. */
+int lsec__pending_take_ready(lsec__pending *s, lsec_channel **out);
 /* Drop every connection whose deadline has passed at `now`; lower *wake to
  * the earliest deadline left. */
 void lsec__pending_expire(lsec__pending *s, int64_t now, int64_t *wake);
-/* The earliest deadline, INT64_MAX for none. */
+/* The earliest deadline, INT64_MAX for none, 0 while one is ready. */
 int64_t lsec__pending_earliest(const lsec__pending *s);
 /* Bring the readiness set and its timer in step with what each pending
  * connection waits for (once the set is used). */

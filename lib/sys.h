@@ -60,6 +60,10 @@ int lsec__sys_peer_socket(const lsec__addr *local, const lsec__addr *remote,
 /* Is the connected TCP socket `fd` established (the handshake done, not
  * yet closing)?  false also when the platform cannot tell. */
 bool lsec__sys_tcp_established(int fd);
+/* Has the peer of the TCP socket `fd` never acknowledged a byte of the
+ * data we sent (it was gone before any arrived)?  false when it has, when
+ * we sent nothing, or when the platform cannot tell. */
+bool lsec__sys_tcp_none_acked(int fd);
 /* Drop any descriptor kept for lsec__sys_peer_socket (tests). */
 void lsec__sys_peer_forget(void);
 /* The short name of process `pid` (printable ASCII), or "" if unknown. */

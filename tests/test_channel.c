@@ -1715,6 +1715,85 @@ static void test_refused_before_lookup(void **state)
 }
 
 /*
+ * Eviction never drops a connection whose whole hello is waiting unread
+ * just because the connections probed after it have bytes waiting too:
+ * the candidate with waiting bytes is stepped (its hello read and
+ * answered), and a stalled one goes instead.  The poll seam hides the
+ * pending sockets from the listener's round (their bytes "arrived after
+ * the poll"), so that the eviction meets them unread: a good client with
+ * its hello, then three with half a hello each, at a cap of 4.  Before,
+ * after four probes that all found bytes the oldest candidate went: the
+ * good client.
+ */
+static int only_listening_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+    int rc = poll(fds, (nfds_t)n, timeout);
+
+    if (rc <= 0 || n == 1)
+        return rc;
+    rc = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        if (i > 0 && i < n - 1)
+            fds[i].revents = 0; /* a pending handshake */
+        rc += fds[i].revents != 0;
+    }
+    return rc;
+}
+
+static void test_evict_reads_waiting_hello(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec__ticket t;
+    lsec__hs hs;
+    lsec_opts o;
+    lsec_channel *none = NULL;
+    int part[3];
+
+    lsec_opts_init(&o);
+    o.max_pending = 4;
+    o.handshake_timeout_ms = 10000;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
+    int port = lsec_listener_port(l);
+    /* Admitted one per round, silent so far. */
+    int good = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        part[i] = raw_connect(port);
+        assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    }
+    assert_false(log_has("too many pending handshakes"));
+    raw_send_hello(good, &t, &hs);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(part[i], "LSEC\x01\x01", 6, 0), 6);
+    usleep(10 * 1000);
+    /* The fifth connection makes room. */
+    lsec__io.poll = only_listening_poll;
+    int fifth = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    lsec__io_reset();
+    assert_true(log_has("too many pending handshakes"));
+    /* The good client was answered, not dropped. */
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t outlen = 0;
+    raw_read_server(good, &hs, out, &outlen);
+    assert_int_equal(outlen, LSEC__HS_FINISH_BYTES);
+    /* One of the half hellos went (the oldest). */
+    int64_t ms = 0;
+    assert_int_equal(bytes_until_eof(part[0], &ms), 0);
+    assert_true(ms < 1000);
+    lsec__hs_wipe(&hs);
+    lsec__ticket_wipe(&t);
+    close(good);
+    close(fifth);
+    for (int i = 0; i < 3; i++)
+        close(part[i]);
+    lsec_listener_close(l);
+}
+
+/*
  * A listener with a full pending set evicts the oldest connection that has
  * not sent its hello; a good client that is still looking the listener up
  * is such a connection.  It has sent nothing, so it dials again by itself
@@ -1725,30 +1804,50 @@ static void test_refused_before_lookup(void **state)
  */
 static lsec_listener *evicting_l;
 static int evicting_silent = -1;
-static int evicting_connects;
+static int evicting_connects, evicting_sends;
+static bool evict_at_send; /* after the lookup, just before our hello */
+
+/* Drive the listener: ours is pending first, then a silent one makes the
+ * set full and ours (the oldest that has sent nothing) is evicted. */
+static void evict_ours(void)
+{
+    lsec_channel *none = NULL;
+
+    for (int i = 0; i < 20 && lsec_listener_timeout_ms(evicting_l) < 0; i++)
+        assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+    evicting_silent = raw_connect(lsec_listener_port(evicting_l));
+    for (int i = 0; i < 20 && !log_has("too many pending handshakes"); i++)
+        assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+    usleep(10 * 1000); /* the FIN reaches the client */
+}
 
 static int connect_then_evicted(int fd, const struct sockaddr *sa, unsigned len)
 {
-    lsec_channel *none = NULL;
     int rc = connect(fd, sa, (socklen_t)len), e = errno;
 
-    if (evicting_connects++ == 0) {
-        /* Ours is pending first, then a silent one makes the set full. */
-        for (int i = 0; i < 20 && lsec_listener_timeout_ms(evicting_l) < 0; i++)
-            assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
-        evicting_silent = raw_connect(lsec_listener_port(evicting_l));
-        for (int i = 0; i < 20 && !log_has("too many pending handshakes"); i++)
-            assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
-        usleep(10 * 1000); /* the FIN reaches the client */
-    }
+    if (evicting_connects++ == 0 && !evict_at_send)
+        evict_ours();
     errno = e;
     return rc;
 }
 
-static void test_redial_after_eviction_before_hello(void **state)
+static ssize_t evicted_then_send(int fd, const void *buf, size_t len, int flags)
 {
-    (void)state;
-    for (int mode = LSEC_MODE_AUTH; mode <= LSEC_MODE_TLS; mode++) {
+    int domain = 0;
+    socklen_t dl = sizeof(domain);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+        domain != AF_NETLINK && evicting_sends++ == 0)
+        evict_ours();
+    return send(fd, buf, len, flags);
+}
+
+/* Evicted while looking the listener up: found before the hello is made,
+ * or only once our hello is refused with a reset (it never arrived).  TLS
+ * writes its ClientHello through the seam's send too. */
+static void redial_case(int mode, bool at_send)
+{
+    {
         char ticket[LSEC_TICKET_MAX];
         lsec_opts o;
         lsec_connector *cn = NULL;
@@ -1763,8 +1862,11 @@ static void test_redial_after_eviction_before_hello(void **state)
         o.max_pending = 1;
         evicting_l = listen_on("127.0.0.1:0", &o);
         ticket_of(evicting_l, ticket);
-        evicting_connects = 0;
+        evicting_connects = evicting_sends = 0;
+        evict_at_send = at_send;
         lsec__io.connect = connect_then_evicted;
+        if (at_send)
+            lsec__io.send = evicted_then_send;
         assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
         int64_t t0 = lsec__now_ms();
         while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
@@ -1781,7 +1883,11 @@ static void test_redial_after_eviction_before_hello(void **state)
         }
         lsec__io_reset();
         assert_true(log_has("too many pending handshakes"));
-        assert_int_equal(evicting_connects, 2);
+        if (evicting_connects != 2)
+            fail_msg("%s, evicted at %s: %d connects, %s (%s)",
+                     mode == LSEC_MODE_TLS ? "tls" : "auth",
+                     at_send ? "send" : "connect", evicting_connects,
+                     lsec_errname(rc), lsec_last_detail());
         assert_int_equal(rc, 0);
         assert_non_null(s);
         assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
@@ -1795,6 +1901,15 @@ static void test_redial_after_eviction_before_hello(void **state)
         close(evicting_silent);
         lsec_listener_close(evicting_l);
     }
+}
+
+static void test_redial_after_eviction_before_hello(void **state)
+{
+    (void)state;
+    redial_case(LSEC_MODE_AUTH, false);
+    redial_case(LSEC_MODE_TLS, false);
+    redial_case(LSEC_MODE_AUTH, true);
+    redial_case(LSEC_MODE_TLS, true);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2341,6 +2456,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_reads_waiting_hello, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_redial_after_eviction_before_hello,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
