@@ -118,24 +118,32 @@ static void process_name_and_states(void **state)
     assert_false(lsec__tcp_state_live(-1));
 }
 
+/* A TCP listener on a free 127.0.0.1 port (its address into *sa). */
+static int loopback_listener(struct sockaddr_in *sa)
+{
+    socklen_t len = sizeof(*sa);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(l >= 0);
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l, (struct sockaddr *)sa, sizeof(*sa)), 0);
+    assert_int_equal(listen(l, 2), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)sa, &len), 0);
+    return l;
+}
+
 /* Nothing of ours acknowledged: only when we sent data and the peer's
  * socket was gone before it arrived (it answers with a reset).  A peer
  * that is there acknowledges what it takes in, read or not. */
 static void tcp_none_acked_only_when_gone(void **state)
 {
     struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
     int l, c, a;
 
     (void)state;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(l, 2), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    l = loopback_listener(&sa);
     assert_false(lsec__sys_tcp_none_acked(-1));
     assert_false(lsec__sys_tcp_none_acked(l));
     /* The peer is there: nothing sent, then data taken in unread. */
@@ -167,18 +175,10 @@ static void tcp_none_acked_only_when_gone(void **state)
 static void tcp_established_on_loopback(void **state)
 {
     struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
     int l, c, a;
 
     (void)state;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    l = loopback_listener(&sa);
     /* A listener is not an established connection; neither is a pipe or
      * a closed descriptor. */
     assert_false(lsec__sys_tcp_established(l));
