@@ -218,10 +218,7 @@ static int dial(lsec_connector *c);
 static int hung_up(lsec_connector *c, int rc)
 {
     if (c->redials >= REDIALS || lsec__remaining(c->deadline) == 0)
-        return rc != 0 ? rc
-                       : lsec__fail(LSEC_ECLOSED,
-                                    "the listener closed the connection "
-                                    "before the handshake (refused?)");
+        return rc;
     c->redials++;
     c->looked_up = false;
     lsec__conn_free(&c->conn); /* the socket, and any handshake state */
@@ -248,10 +245,6 @@ static int connected(lsec_connector *c)
         return hung_up(c, rc);
     if (rc != 0)
         return rc;
-    /* Still established: the listener has not hung up before our first
-     * byte (checked after the lookup, the window in which it may). */
-    if (!lsec__sys_tcp_established(c->conn.fd))
-        return hung_up(c, 0);
     if (c->t.mode == LSEC_MODE_TLS &&
         (rc = lsec__tls_client_ctx(&c->keys.tls_ctx)) != 0)
         return rc;
