@@ -167,46 +167,69 @@ static int feed(lsec__conn *c, const uint8_t *in, size_t n)
     return rc;
 }
 
-/* The auth handshake pump: write what we owe, read, feed, repeat. */
-static int auth_step(lsec__conn *c)
+/* Write what we owe the peer: 0 when all is out (or nothing was owed),
+ * LSEC__WANT_WRITE, or the failure. */
+static int flush_out(lsec__conn *c)
+{
+    int rc;
+
+    if (c->out_off >= c->out_len)
+        return 0;
+    rc = lsec__write_some(c->fd, c->out, c->out_len, &c->out_off);
+    if (rc == LSEC__WANT_WRITE)
+        return rc;
+    if (rc < 0)
+        return lost_writing(c);
+    c->out_off = c->out_len = 0;
+    return 0;
+}
+
+/* One read, fed to the handshake: LSEC__AGAIN (go on: read again, or
+ * write the answer), LSEC__WANT_READ, LSEC__DONE, or the failure. */
+static int read_feed(lsec__conn *c)
 {
     uint8_t in[LSEC__HS_MSG_MAX];
     ssize_t n;
     int rc;
 
+    do
+        n = lsec__io.recv(c->fd, in, sizeof(in), MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return LSEC__WANT_READ;
+    if (n <= 0)
+        return lost_reading(c, n);
+    c->got += (size_t)n;
+    rc = feed(c, in, (size_t)n);
+    if (rc < 0)
+        rc = auth_failed(c, rc, in, (size_t)n);
+    lsec__wipe(in, sizeof(in));
+    if (rc == LSEC__DONE && c->role == LSEC__ROLE_CLIENT) {
+        c->authed = true; /* the proof in c->out goes next */
+        return LSEC__AGAIN;
+    }
+    if (rc != LSEC__AGAIN)
+        return rc;
+    /* A partial message and nothing more waiting (the read did not fill
+     * the buffer): wait, rather than read again for EAGAIN. */
+    return c->out_len == 0 && (size_t)n < sizeof(in) ? LSEC__WANT_READ
+                                                     : LSEC__AGAIN;
+}
+
+/* The auth handshake pump: write what we owe, read, feed, repeat. */
+static int auth_step(lsec__conn *c)
+{
     for (;;) {
-        if (c->out_off < c->out_len) {
-            rc = lsec__write_some(c->fd, c->out, c->out_len, &c->out_off);
-            if (rc == LSEC__WANT_WRITE)
-                return rc;
-            if (rc < 0)
-                return lost_writing(c);
-            c->out_off = c->out_len = 0;
-            /* The client's proof is out: done.  Otherwise the peer must
-             * answer first. */
-            return c->authed ? LSEC__DONE : LSEC__WANT_READ;
-        }
-        do
-            n = lsec__io.recv(c->fd, in, sizeof(in), MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return LSEC__WANT_READ;
-        if (n <= 0)
-            return lost_reading(c, n);
-        c->got += (size_t)n;
-        rc = feed(c, in, (size_t)n);
-        if (rc < 0)
-            rc = auth_failed(c, rc, in, (size_t)n);
-        lsec__wipe(in, sizeof(in));
-        if (rc < 0)
+        bool owed = c->out_len > 0;
+        int rc = flush_out(c);
+        if (rc != 0)
             return rc;
-        if (rc == LSEC__DONE && c->role == LSEC__ROLE_SERVER)
-            return LSEC__DONE;
-        c->authed = rc == LSEC__DONE;
-        /* A partial message and nothing more waiting (the read did not
-         * fill the buffer): wait, rather than read again for EAGAIN. */
-        if (c->out_len == 0 && (size_t)n < sizeof(in))
-            return LSEC__WANT_READ;
+        /* The client's proof is out: done.  Otherwise the peer must
+         * answer first. */
+        if (owed)
+            return c->authed ? LSEC__DONE : LSEC__WANT_READ;
+        if ((rc = read_feed(c)) != LSEC__AGAIN)
+            return rc;
     }
 }
 

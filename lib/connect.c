@@ -253,31 +253,40 @@ static int connected(lsec_connector *c)
                             &c->remote, c->uid, c->deadline, &c->keys);
 }
 
+/* The TCP connect in progress and what follows it (redials included): 0
+ * once the handshake has started, LSEC_EAGAIN to wait, or the error. */
+static int advance_connect(lsec_connector *c)
+{
+    while (c->st == ST_CONNECTING) {
+        int rc = step_connecting(c);
+        if (rc == LSEC_EAGAIN)
+            c->conn.events = POLLOUT;
+        if (rc != 0 || (rc = connected(c)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A refusal without an answer whose bytes the listener's kernel never
+ * acknowledged: the listener was gone before our first message arrived
+ * (hung_up). */
+static bool dropped_unseen(const lsec_connector *c, int rc)
+{
+    return rc == LSEC_ECLOSED && c->conn.got == 0 &&
+           lsec__sys_tcp_none_acked(c->conn.fd);
+}
+
 /* Advance as far as possible without waiting. */
 static int advance(lsec_connector *c)
 {
-    int rc;
-
     for (;;) {
-        if (c->st == ST_CONNECTING) {
-            if ((rc = step_connecting(c)) != 0) {
-                if (rc == LSEC_EAGAIN)
-                    c->conn.events = POLLOUT;
-                return rc;
-            }
-            if ((rc = connected(c)) != 0)
-                return rc;
-            if (c->st == ST_CONNECTING)
-                continue; /* a redial, connecting again */
-        }
+        int rc = advance_connect(c);
+        if (rc != 0)
+            return rc;
         rc = lsec__conn_step(&c->conn, &c->keys);
         if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
             return LSEC_EAGAIN;
-        /* Refused without an answer: if the listener's kernel never
-         * acknowledged a byte of ours, it was gone before our first
-         * message arrived (hung_up). */
-        if (rc != LSEC_ECLOSED || c->conn.got != 0 ||
-            !lsec__sys_tcp_none_acked(c->conn.fd))
+        if (!dropped_unseen(c, rc))
             return rc == LSEC__DONE ? 0 : rc;
         if ((rc = hung_up(c, rc)) != 0)
             return rc;
