@@ -1793,6 +1793,103 @@ static void test_evict_reads_waiting_hello(void **state)
     lsec_listener_close(l);
 }
 
+/* The same in tls mode, with a real client: the eviction's step takes the
+ * good client's ClientHello and writes the server's flight, after which
+ * the server side may be done at once (a client on another CPU answers
+ * before the server's next read; the recv seam lets the client step
+ * there).  Such a connection waits to be handed out
+ * (lsec_listener_timeout_ms says 0) and the next lsec_accept returns it,
+ * although nothing more arrives on its socket. */
+static lsec_connector *eager_cn;
+static lsec_channel *eager_c;
+static int eager_rc = LSEC_EAGAIN;
+static bool eager_in;
+
+static ssize_t client_answers_first(int fd, void *buf, size_t len, int flags)
+{
+    if (!eager_in && eager_rc == LSEC_EAGAIN &&
+        fd != lsec_connector_fd(eager_cn)) {
+        eager_in = true;
+        eager_rc = lsec_connector_step(eager_cn, &eager_c);
+        eager_in = false;
+    }
+    return recv(fd, buf, len, flags);
+}
+
+static void test_evict_reads_waiting_tls_hello(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec_opts o;
+    lsec_channel *none = NULL, *c = NULL, *s = NULL;
+    lsec_connector *cn = NULL;
+    int part[3];
+
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    o.max_pending = 4;
+    o.handshake_timeout_ms = 10000;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    int port = lsec_listener_port(l);
+    assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        part[i] = raw_connect(port);
+        assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    }
+    /* The client's first step writes its ClientHello. */
+    assert_int_equal(lsec_connector_step(cn, &c), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(part[i], "\x16\x03\x01\x01\x00\x01", 6, 0), 6);
+    usleep(10 * 1000);
+    lsec__io.poll = only_listening_poll;
+    eager_cn = cn;
+    eager_c = NULL;
+    eager_rc = LSEC_EAGAIN;
+    lsec__io.recv = client_answers_first;
+    int fifth = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    lsec__io_reset();
+    assert_true(log_has("too many pending handshakes"));
+    /* The client finished inside the server's step: the server is done
+     * and waits to be handed out. */
+    assert_int_equal(eager_rc, 0);
+    assert_int_equal(lsec_listener_timeout_ms(l), 0);
+    c = eager_c;
+    int rc = 0;
+    int64_t t0 = lsec__now_ms();
+    while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
+        if (s == NULL) {
+            int a = lsec_accept(l, 0, &s);
+            assert_true(a == 0 || a == LSEC_EAGAIN);
+        }
+        if (rc == LSEC_EAGAIN) {
+            struct pollfd p = {lsec_connector_fd(cn),
+                               (short)lsec_connector_events(cn), 0};
+            (void)poll(&p, 1, 1);
+            rc = lsec_connector_step(cn, &c);
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
+    uint8_t b[4];
+    size_t got = 0;
+    assert_int_equal(lsec_recv(s, b, sizeof(b), &got, 1000), 0);
+    assert_int_equal(got, 1);
+    int64_t ms = 0;
+    assert_int_equal(bytes_until_eof(part[0], &ms), 0);
+    assert_true(ms < 1000);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    lsec_connector_close(cn);
+    close(fifth);
+    for (int i = 0; i < 3; i++)
+        close(part[i]);
+    lsec_listener_close(l);
+}
+
 /*
  * A listener with a full pending set evicts the oldest connection that has
  * not sent its hello; a good client that is still looking the listener up
@@ -2458,6 +2555,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_reads_waiting_hello, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_evict_reads_waiting_tls_hello,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_redial_after_eviction_before_hello,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
