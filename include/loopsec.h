@@ -463,7 +463,11 @@ LSEC_API void lsec_listener_close(lsec_listener *l);
  * meets a TLS listener's alert); a listener that closes without answering
  * has refused the connection (descriptor limit, too many pending
  * handshakes, peer policy, or an auth listener met by a tls client: a
- * stale ticket): LSEC_ECLOSED, which is worth retrying.
+ * stale ticket): LSEC_ECLOSED, which is worth retrying.  A listener that
+ * dropped the connection before any byte of ours reached it (it was
+ * evicting connections that had sent nothing yet) is dialled again by
+ * this call itself, at most 3 times within the timeout; nothing was
+ * received on either side, so nothing is repeated.
  *
  * Returns 0, LSEC_EBADTICKET, LSEC_ENOTLOOPBACK, LSEC_EMODE, LSEC_EAUTH,
  * LSEC_ETIMEDOUT, LSEC_ECLOSED (refused, or nothing listens), LSEC_EPEER

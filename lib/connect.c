@@ -9,7 +9,7 @@
  * without waiting and says which events it waits for; the deadline is absolute
  * (opts.handshake_timeout_ms, or lsec_connect's timeout if shorter).
  */
-#include "internal.h"
+#include "conn.h"
 #include "sys.h"
 
 #include <errno.h>
@@ -24,34 +24,30 @@
 
 enum state {
     ST_CONNECTING, /* TCP connect in progress */
-    ST_AUTH_HELLO, /* writing the ClientHello */
-    ST_AUTH_READ,  /* waiting for the ServerHello */
-    ST_AUTH_PROOF, /* writing the ClientFinish */
-    ST_TLS,        /* TLS handshake */
+    ST_HANDSHAKE,  /* the conn's handshake (conn.c) */
     ST_DONE,       /* the channel was handed out */
 };
+
+/* How many times a connector dials again after the listener hung up before
+ * our first byte (hung_up). */
+#define REDIALS 3
 
 struct lsec_connector {
     lsec_opts ro;
     lsec__ticket t;
-    int fd;
     enum state st;
     int err;        /* sticky: once failed, every step returns it */
-    short events;   /* what the last step waits for */
     bool intr;      /* connect() was interrupted */
     int rounds;     /* connect() calls after an interruption */
     bool looked_up; /* the peer lookup of the listener passed */
-    size_t got_any; /* handshake bytes received */
+    int redials;    /* fresh connections after a hang-up before our hello */
     int64_t deadline;
-    lsec__addr local, remote;
+    lsec__addr local, remote; /* as looked up, before the handshake */
     int64_t uid;
-    lsec__tls *tls;
-    lsec__hs hs;
-    uint8_t out[LSEC__HS_MSG_MAX];
-    size_t out_off, out_len;
-    uint8_t in[LSEC__HS_MSG_MAX];
-    uint8_t early[LSEC__HS_MSG_MAX];
-    size_t early_len;
+    lsec__conn_keys keys;
+    /* The connection: its fd from the socket call on, its events (POLLOUT
+     * while the TCP connect is in progress), the handshake once started. */
+    lsec__conn conn;
 };
 
 /* getsockname, re-checked as loopback in the kernel's view. */
@@ -84,7 +80,7 @@ int lsec__socket_endpoints(int fd, unsigned flags, lsec__addr *local,
 static int sticky(lsec_connector *c, int rc)
 {
     c->err = rc;
-    c->events = 0;
+    c->conn.events = 0;
     return rc;
 }
 
@@ -116,7 +112,7 @@ static int tcp_start(lsec_connector *c)
     struct sockaddr_storage ss;
     unsigned sl = lsec__addr_to_sockaddr(&c->t.addr, &ss);
 
-    if (lsec__io.connect(c->fd, (struct sockaddr *)&ss, sl) == 0)
+    if (lsec__io.connect(c->conn.fd, (struct sockaddr *)&ss, sl) == 0)
         return 0;
     /* EINTR: the connection attempt goes on in the kernel (POSIX), so it
      * is waited for like EINPROGRESS -- poll for writability, then
@@ -127,9 +123,9 @@ static int tcp_start(lsec_connector *c)
     /* On loopback the kernel has usually finished the three-way handshake
      * by the time connect() says EINPROGRESS: one getsockopt tells, where
      * poll would arm a timer to learn the same. */
-    if (!lsec__sys_tcp_established(c->fd)) {
+    if (!lsec__sys_tcp_established(c->conn.fd)) {
         c->st = ST_CONNECTING;
-        c->events = POLLOUT;
+        c->conn.events = POLLOUT;
     }
     return 0;
 }
@@ -140,20 +136,20 @@ static int step_connecting(lsec_connector *c)
     int err = 0, rc;
     socklen_t el = sizeof(err);
 
-    if (lsec__sys_tcp_established(c->fd))
+    if (lsec__sys_tcp_established(c->conn.fd))
         return 0;
-    rc = lsec__wait_fd(c->fd, POLLOUT, c->deadline, true);
+    rc = lsec__wait_fd(c->conn.fd, POLLOUT, c->deadline, true);
     if (rc != 0)
         return rc;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+    if (getsockopt(c->conn.fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
         err = errno;
     if (err != 0)
         return connect_failed(c, err);
     /* Only a call interrupted before it started anything leaves the socket
      * unconnected (writable, no error): then, and only then, connect again
      * -- a bounded number of times. */
-    if (c->intr && !lsec__sys_tcp_established(c->fd) && c->rounds++ < 16) {
-        c->st = ST_AUTH_HELLO; /* anything but ST_CONNECTING */
+    if (c->intr && !lsec__sys_tcp_established(c->conn.fd) && c->rounds++ < 16) {
+        c->st = ST_HANDSHAKE; /* anything but ST_CONNECTING */
         if ((rc = tcp_start(c)) != 0)
             return rc;
         return c->st == ST_CONNECTING ? LSEC_EAGAIN : 0;
@@ -201,99 +197,37 @@ static int look_up(lsec_connector *c)
     int rc = lsec__peer_lookup(&c->local, &c->remote, false, &c->uid, &pid);
 
     if (c->ro.peer_policy == LSEC_PEER_SAME_USER &&
-        (rc = refuse_unless_ours(c->fd, rc, c->uid, c->remote.port)) != 0)
+        (rc = refuse_unless_ours(c->conn.fd, rc, c->uid, c->remote.port)) != 0)
         return rc;
     c->looked_up = true;
     return 0;
 }
 
-static int refused(void)
+static int dial(lsec_connector *c);
+
+/*
+ * The listener hung up before a byte of ours reached it: it dropped the
+ * connection unseen (a full pending set evicts the oldest connection that
+ * has not sent its hello, and ours had not yet, while we looked the
+ * listener up or made our first message).  Nothing of ours was received,
+ * and no handshake can exist on its side without a byte from us (nor
+ * without one from it, which we never got), so a fresh connection repeats
+ * nothing: dial again, a bounded number of times and within the deadline;
+ * then it is a refusal.
+ */
+static int hung_up(lsec_connector *c, int rc)
 {
-    return lsec__fail(LSEC_ECLOSED, "the listener closed the connection "
-                                    "without answering (refused, wrong "
-                                    "mode, or not a loopsec listener)");
-}
-
-/* Write the rest of c->out: 0 when all is out, LSEC_EAGAIN to wait. */
-static int write_out(lsec_connector *c)
-{
-    int rc = lsec__write_some(c->fd, c->out, c->out_len, &c->out_off);
-
-    if (rc == LSEC__WANT_WRITE) {
-        c->events = POLLOUT;
-        return LSEC_EAGAIN;
-    }
-    if (rc == 0)
-        return 0;
-    /* Before any answer, a reset is the listener refusing us. */
-    if (c->got_any == 0)
-        return refused();
-    return lsec__fail_errno(LSEC_ERESET, errno,
-                            "connection lost during the handshake");
-}
-
-/* Read and feed the ServerHello.  0 when it verified (the proof is in
- * c->out), LSEC_EAGAIN to wait, or the error. */
-static int read_hello(lsec_connector *c)
-{
-    for (;;) {
-        ssize_t n = lsec__io.recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->events = POLLIN;
-            return LSEC_EAGAIN;
-        }
-        if (n <= 0) {
-            /* A listener that refuses us (peer policy, one-shot spent, a
-             * TLS listener that drops an auth hello) closes without a word;
-             * whether that arrives as FIN or as a reset (our hello was
-             * still unread) is timing, so both are the same LSEC_ECLOSED. */
-            if (c->got_any == 0)
-                return refused();
-            return lsec__fail(n == 0 ? LSEC_ECLOSED : LSEC_ERESET,
-                              "the listener closed the connection during the "
-                              "handshake");
-        }
-        c->got_any += (size_t)n;
-        size_t off = 0;
-        while (off < (size_t)n) {
-            size_t used = 0, outlen = 0;
-            int rc = lsec__hs_step(&c->hs, c->in + off, (size_t)n - off, &used,
-                                   c->out, sizeof(c->out), &outlen);
-            off += used;
-            if (rc < 0)
-                return rc;
-            if (rc == LSEC__DONE) {
-                c->out_off = 0;
-                c->out_len = outlen;
-                /* The server speaks only after our proof; anything more is
-                 * a protocol violation, but keep it bounded and honest. */
-                memcpy(c->early, c->in + off, (size_t)n - off);
-                c->early_len = (size_t)n - off;
-                return 0;
-            }
-            if (used == 0)
-                break;
-        }
-    }
-}
-
-static int tls_begin(lsec_connector *c)
-{
-    lsec__tls_ctx *ctx;
-    char identity[LSEC__PSK_IDENTITY_MAX];
-    int rc;
-
-    if ((rc = lsec__tls_client_ctx(&ctx)) != 0)
+    if (c->redials >= REDIALS || lsec__remaining(c->deadline) == 0)
         return rc;
-    if ((rc = lsec__ticket_psk_identity(&c->t, identity, sizeof(identity))) !=
-        0)
-        return rc;
-    return lsec__tls_new(ctx, c->fd, c->t.secret, identity, &c->tls);
+    c->redials++;
+    c->looked_up = false;
+    lsec__conn_free(&c->conn); /* the socket, and any handshake state */
+    lsec__clear_detail();
+    return dial(c);
 }
 
-/* After the TCP connect: our end, and the first handshake message. */
+/* After the TCP connect: our end, the lookup, and the first handshake
+ * message. */
 static int connected(lsec_connector *c)
 {
     int rc;
@@ -301,73 +235,86 @@ static int connected(lsec_connector *c)
     /* Our end as the kernel sees it; the other end is the ticket's literal
      * loopback address, which we just connected to. */
     c->remote = c->t.addr;
-    if ((rc = socket_local(c->fd, c->ro.flags, &c->local)) != 0)
+    if ((rc = socket_local(c->conn.fd, c->ro.flags, &c->local)) != 0)
         return rc;
     /* Looked up before our first byte: a listener that refuses us closes
      * with a FIN then, which leaves its socket to be found (with our hello
      * unread, its close would be a reset that destroys it). */
-    if ((rc = look_up(c)) != 0)
-        return rc;
-    if (c->t.mode == LSEC_MODE_TLS) {
-        c->st = ST_TLS;
-        return tls_begin(c);
-    }
-    rc = lsec__hs_init(&c->hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH, c->t.secret,
-                       &c->local, &c->remote, NULL);
+    rc = look_up(c);
+    if (rc == LSEC_ECLOSED)
+        return hung_up(c, rc);
     if (rc != 0)
         return rc;
-    size_t used = 0;
-    rc = lsec__hs_step(&c->hs, NULL, 0, &used, c->out, sizeof(c->out),
-                       &c->out_len);
-    if (rc != LSEC__AGAIN)
-        return rc < 0 ? rc : lsec__fail(LSEC_EPROTO, "handshake state");
-    c->out_off = 0;
-    c->st = ST_AUTH_HELLO;
+    if (c->t.mode == LSEC_MODE_TLS &&
+        (rc = lsec__tls_client_ctx(&c->keys.tls_ctx)) != 0)
+        return rc;
+    c->st = ST_HANDSHAKE;
+    return lsec__conn_start(&c->conn, LSEC__ROLE_CLIENT, c->t.mode, &c->local,
+                            &c->remote, c->uid, c->deadline, &c->keys);
+}
+
+/* The TCP connect in progress and what follows it (redials included): 0
+ * once the handshake has started, LSEC_EAGAIN to wait, or the error. */
+static int advance_connect(lsec_connector *c)
+{
+    while (c->st == ST_CONNECTING) {
+        int rc = step_connecting(c);
+        if (rc == LSEC_EAGAIN)
+            c->conn.events = POLLOUT;
+        if (rc != 0 || (rc = connected(c)) != 0)
+            return rc;
+    }
     return 0;
+}
+
+/* A refusal without an answer whose bytes the listener's kernel never
+ * acknowledged: the listener was gone before our first message arrived
+ * (hung_up). */
+static bool dropped_unseen(const lsec_connector *c, int rc)
+{
+    return rc == LSEC_ECLOSED && c->conn.got == 0 &&
+           lsec__sys_tcp_none_acked(c->conn.fd);
 }
 
 /* Advance as far as possible without waiting. */
 static int advance(lsec_connector *c)
 {
-    int rc;
-
     for (;;) {
-        switch (c->st) {
-        case ST_CONNECTING:
-            if ((rc = step_connecting(c)) != 0) {
-                if (rc == LSEC_EAGAIN)
-                    c->events = POLLOUT;
-                return rc;
-            }
-            if ((rc = connected(c)) != 0)
-                return rc;
-            break;
-        case ST_AUTH_HELLO:
-            if ((rc = write_out(c)) != 0)
-                return rc;
-            c->st = ST_AUTH_READ;
-            /* The ServerHello cannot be here before the listener has run:
-             * wait first rather than read and fail with EAGAIN. */
-            c->events = POLLIN;
-            return LSEC_EAGAIN;
-        case ST_AUTH_READ:
-            if ((rc = read_hello(c)) != 0)
-                return rc;
-            c->st = ST_AUTH_PROOF;
-            break;
-        case ST_AUTH_PROOF:
-            return write_out(c);
-        case ST_TLS:
-            rc = lsec__tls_handshake(c->tls);
-            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
-                c->events = lsec__want_events(rc);
-                return LSEC_EAGAIN;
-            }
+        int rc = advance_connect(c);
+        if (rc != 0)
             return rc;
-        case ST_DONE:
-            return lsec__fail(LSEC_EINVAL, "the connector is done");
-        }
+        rc = lsec__conn_step(&c->conn, &c->keys);
+        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
+            return LSEC_EAGAIN;
+        if (!dropped_unseen(c, rc))
+            return rc == LSEC__DONE ? 0 : rc;
+        if ((rc = hung_up(c, rc)) != 0)
+            return rc;
     }
+}
+
+static int dial(lsec_connector *c)
+{
+    int rc, one = 1;
+
+    c->conn.fd = lsec__io.socket(c->t.addr.family,
+                                 SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c->conn.fd < 0) {
+        int e = errno;
+        return lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
+                                e == EMFILE || e == ENFILE
+                                    ? "socket (out of descriptors)"
+                                    : "socket");
+    }
+    (void)setsockopt(c->conn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->st = ST_HANDSHAKE; /* tcp_start sets ST_CONNECTING if it waits */
+    c->intr = false;
+    c->rounds = 0;
+    if ((rc = tcp_start(c)) != 0)
+        return rc;
+    if (c->st != ST_CONNECTING)
+        return connected(c);
+    return 0;
 }
 
 static int connector_start(const lsec__ticket *t, const lsec_opts *o,
@@ -382,9 +329,10 @@ static int connector_start(const lsec__ticket *t, const lsec_opts *o,
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory");
-    c->fd = -1;
+    c->conn.fd = -1;
     c->uid = -1;
     c->t = *t;
+    c->keys.ticket = &c->t;
     if ((rc = lsec__opts_resolve(o, &c->ro)) != 0)
         goto fail;
     /* The mode is local policy: a tls-only client never accepts an auth
@@ -401,25 +349,8 @@ static int connector_start(const lsec__ticket *t, const lsec_opts *o,
     c->deadline = lsec__deadline(c->ro.handshake_timeout_ms);
     if (timeout_ms >= 0 && lsec__deadline(timeout_ms) < c->deadline)
         c->deadline = lsec__deadline(timeout_ms);
-    c->fd = lsec__io.socket(c->t.addr.family,
-                            SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) {
-        int e = errno;
-        rc = lsec__fail_errno(lsec__sys_code(e, LSEC_EIO), e,
-                              e == EMFILE || e == ENFILE
-                                  ? "socket (out of descriptors)"
-                                  : "socket");
+    if ((rc = dial(c)) != 0)
         goto fail;
-    }
-    int one = 1;
-    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->st = ST_AUTH_HELLO; /* tcp_start sets ST_CONNECTING if it waits */
-    if ((rc = tcp_start(c)) != 0)
-        goto fail;
-    if (c->st != ST_CONNECTING && (rc = connected(c)) != 0)
-        goto fail;
-    if (c->st != ST_CONNECTING)
-        c->events = POLLOUT;
     *out = c;
     return 0;
 fail:
@@ -458,14 +389,8 @@ int lsec_connector_step(lsec_connector *c, lsec_channel **out)
                       c->t.addr.port, lsec_strerror(rc), lsec_last_detail());
         return sticky(c, rc);
     }
-    lsec__hs_wipe(&c->hs);
     c->st = ST_DONE;
-    c->events = 0;
-    rc = lsec__channel_new(c->fd, c->tls, &c->ro, &c->local, &c->remote, c->uid,
-                           c->early, c->early_len, out);
-    c->fd = -1; /* lsec__channel_new owns them now, also on failure */
-    c->tls = NULL;
-    return rc;
+    return lsec__conn_channel(&c->conn, &c->ro, out);
 }
 
 /* What lsec_connect and lsec_connect_start check first, then the parse. */
@@ -503,14 +428,14 @@ int lsec_connector_fd(const lsec_connector *c)
 {
     if (c == NULL)
         return lsec__fail(LSEC_EINVAL, "NULL connector");
-    return c->fd >= 0 ? c->fd
-                      : lsec__fail(LSEC_EINVAL, "the connector is "
-                                                "done");
+    return c->conn.fd >= 0 ? c->conn.fd
+                           : lsec__fail(LSEC_EINVAL, "the connector is "
+                                                     "done");
 }
 
 int lsec_connector_events(const lsec_connector *c)
 {
-    return c != NULL ? c->events : 0;
+    return c != NULL ? c->conn.events : 0;
 }
 
 int lsec_connector_timeout_ms(const lsec_connector *c)
@@ -524,11 +449,7 @@ void lsec_connector_close(lsec_connector *c)
 {
     if (c == NULL)
         return;
-    if (c->tls != NULL)
-        lsec__tls_free(c->tls);
-    if (c->fd >= 0)
-        close(c->fd);
-    lsec__hs_wipe(&c->hs);
+    lsec__conn_free(&c->conn);
     lsec__ticket_wipe(&c->t);
     lsec__wipe(c, sizeof(*c));
     free(c);
@@ -547,7 +468,7 @@ int lsec__connect_ticket(const lsec__ticket *t, const lsec_opts *o,
     if ((rc = connector_start(t, o, timeout_ms, &c)) != 0)
         return rc;
     while ((rc = lsec_connector_step(c, out)) == LSEC_EAGAIN) {
-        rc = lsec__wait_fd(c->fd, c->events, c->deadline, false);
+        rc = lsec__wait_fd(c->conn.fd, c->conn.events, c->deadline, false);
         if (rc == LSEC_ETIMEDOUT)
             continue; /* the step names what timed out */
         if (rc != 0)

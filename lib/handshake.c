@@ -102,7 +102,7 @@ static int finish_ok(lsec__hs *h)
  */
 static int check_hello_byte(lsec__hs *h, size_t pos, uint8_t b)
 {
-    if (pos == 0 && h->role == LSEC__HS_CLIENT && (b == 0x15 || b == 0x16))
+    if (pos == 0 && h->role == LSEC__ROLE_CLIENT && (b == 0x15 || b == 0x16))
         /* A TLS record (alert or handshake) where a ServerHello belongs:
          * the ticket says auth, the listener speaks TLS. */
         return die(h, LSEC_EMODE, "the server answered with TLS");
@@ -193,7 +193,7 @@ int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
     if (h == NULL)
         return lsec__fail(LSEC_EINVAL, "handshake: no state");
     sodium_memzero(h, sizeof(*h));
-    if ((role != LSEC__HS_CLIENT && role != LSEC__HS_SERVER) ||
+    if ((role != LSEC__ROLE_CLIENT && role != LSEC__ROLE_SERVER) ||
         k_client == NULL || k_server == NULL || local == NULL || remote == NULL)
         return lsec__fail(LSEC_EINVAL, "handshake: bad arguments");
     /* This state machine is the auth mode; tls mode never runs it. */
@@ -206,15 +206,15 @@ int lsec__hs_init_keys(lsec__hs *h, int role, int mode,
     /* Each side binds its own view of the connection: (local, remote) on
      * the client is (remote, local) on the server.  A relay between two
      * connections makes the views differ, and both proofs fail. */
-    client = role == LSEC__HS_CLIENT ? local : remote;
-    server = role == LSEC__HS_CLIENT ? remote : local;
+    client = role == LSEC__ROLE_CLIENT ? local : remote;
+    server = role == LSEC__ROLE_CLIENT ? remote : local;
     lsec__addr_endpoint(client, h->ep_client);
     lsec__addr_endpoint(server, h->ep_server);
     if (nonce != NULL)
         memcpy(h->nonce_local, nonce, LSEC__HS_NONCE_BYTES);
     else
         lsec__random(h->nonce_local, LSEC__HS_NONCE_BYTES);
-    h->state = role == LSEC__HS_CLIENT ? ST_CLIENT_START : ST_SERVER_WAIT_CH;
+    h->state = role == LSEC__ROLE_CLIENT ? ST_CLIENT_START : ST_SERVER_WAIT_CH;
     return 0;
 }
 

@@ -127,10 +127,9 @@ struct lsec__io_ops {
     /* Files of the kernel's settings (/proc/sys), so a test can fake them. */
     int (*open)(const char *path, int flags);
 };
-/* The live table; tests may replace members and must restore them. */
+/* The live table; tests may replace members and must restore them
+ * (lsec__io_reset, testing.h). */
 extern struct lsec__io_ops lsec__io;
-/* Restore every member to the real system call. */
-void lsec__io_reset(void);
 /*
  * Wait until `fd` is ready for `events` (POLLIN/POLLOUT) or `deadline`
  * (lsec__deadline) passes.  EINTR is retried against the same deadline.
@@ -151,7 +150,7 @@ int lsec__write_some(int fd, const uint8_t *buf, size_t len, size_t *off);
  * The code for a failed system call that made a descriptor or memory:
  * EMFILE/ENFILE are the descriptor limit, LSEC_ELIMIT (a resource, worth
  * retrying once descriptors are free), ENOMEM/ENOBUFS are LSEC_ENOMEM, and
- * everything else is `other` (issue 13 item 16).
+ * everything else is `other`.
  */
 int lsec__sys_code(int errno_value, int other);
 
@@ -348,8 +347,13 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 /* ------------------------------------------------------------------------ */
 /* handshake.c: auth-mode mutual authentication, bytes in / bytes out        */
 
-#define LSEC__HS_CLIENT 1
-#define LSEC__HS_SERVER 2
+/* The two roles of a connection, of its handshake and of a TLS context. */
+#define LSEC__ROLE_CLIENT 1
+#define LSEC__ROLE_SERVER 2
+/* The same roles under their former names, until tls.c and its tests use
+ * the ones above. */
+#define LSEC__HS_CLIENT LSEC__ROLE_CLIENT
+#define LSEC__HS_SERVER LSEC__ROLE_SERVER
 #define LSEC__HS_NONCE_BYTES 32
 #define LSEC__HS_MSG_MAX 128 /* no handshake message is longer */
 /* Message sizes on the wire (PROTOCOL.md "Messages"). */
@@ -358,7 +362,7 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 #define LSEC__HS_FINISH_BYTES 32 /* ClientFinish: the client's proof */
 
 typedef struct lsec__hs {
-    int role;  /* LSEC__HS_CLIENT or LSEC__HS_SERVER */
+    int role;  /* LSEC__ROLE_CLIENT or LSEC__ROLE_SERVER */
     int state; /* handshake.c's private state; 0: not initialised */
     int mode;  /* LSEC_MODE_AUTH: the mode byte both hellos must carry */
     int err;   /* the sticky error once state is "failed" */

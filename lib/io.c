@@ -6,6 +6,8 @@
  */
 #include "internal.h"
 
+#include "testing.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

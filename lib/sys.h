@@ -60,6 +60,10 @@ int lsec__sys_peer_socket(const lsec__addr *local, const lsec__addr *remote,
 /* Is the connected TCP socket `fd` established (the handshake done, not
  * yet closing)?  false also when the platform cannot tell. */
 bool lsec__sys_tcp_established(int fd);
+/* Has the peer of the TCP socket `fd` never acknowledged a byte of the
+ * data we sent (it was gone before any arrived)?  false when it has, when
+ * we sent nothing, or when the platform cannot tell. */
+bool lsec__sys_tcp_none_acked(int fd);
 /* Drop any descriptor kept for lsec__sys_peer_socket (tests). */
 void lsec__sys_peer_forget(void);
 /* The short name of process `pid` (printable ASCII), or "" if unknown. */
@@ -90,5 +94,10 @@ int lsec__sys_set_wait(int set, lsec__sys_event *ev, int cap, int timeout_ms);
 int lsec__sys_timer_new(void);
 int lsec__sys_timer_arm(int timer, int64_t deadline);
 int lsec__sys_timer_clear(int timer);
+/* A wake descriptor (CLOEXEC, non-blocking) that polls readable from the
+ * first lsec__sys_wake_signal on, for good; signalling is
+ * async-signal-safe and may come from any thread. */
+int lsec__sys_wake_new(void);
+void lsec__sys_wake_signal(int wake);
 
 #endif /* LOOPSEC_SYS_H */

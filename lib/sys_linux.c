@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -429,4 +430,18 @@ int lsec__sys_timer_clear(int timer)
 
     (void)!read(timer, &n, sizeof(n));
     return timerfd_settime(timer, 0, &its, NULL);
+}
+
+int lsec__sys_wake_new(void)
+{
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+void lsec__sys_wake_signal(int wake)
+{
+    static const uint64_t one = 1;
+
+    /* write(2) to an eventfd: async-signal-safe, never blocks (the counter
+     * cannot overflow from ones in any real lifetime). */
+    (void)!write(wake, &one, sizeof(one));
 }

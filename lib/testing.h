@@ -8,6 +8,9 @@
 
 #include "internal.h"
 
+/* io.c: restore every member of lsec__io to the real system call. */
+void lsec__io_reset(void);
+
 /* peer.c: close the process's kept peer-lookup descriptor; the next lookup
  * opens a new one through lsec__io.socket (for tests that replace the
  * seam). */

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "testing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -176,7 +177,7 @@ static void raw_send_hello(int fd, const lsec__ticket *t, lsec__hs *hs)
     size_t used, outlen;
 
     assert_int_equal(lsec__socket_endpoints(fd, 0, &local, &remote), 0);
-    assert_int_equal(lsec__hs_init(hs, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(hs, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    t->secret, &local, &remote, NULL),
                      0);
     assert_int_equal(
@@ -322,7 +323,8 @@ static void test_bad_client_proof(void **state)
 }
 
 /* Garbage of each kind is closed at once, with zero bytes written back --
- * a TLS hello too: no banner, no mode notice (SECURITY.md, rule 3). */
+ * a TLS hello too: no banner, no mode notice (a failed peer learns
+ * nothing, it is only closed). */
 static void test_garbage_closed_silently(void **state)
 {
     (void)state;
@@ -1712,6 +1714,301 @@ static void test_refused_before_lookup(void **state)
     close(refusing_lfd);
 }
 
+/*
+ * Eviction never drops a connection whose whole hello is waiting unread
+ * just because the connections probed after it have bytes waiting too:
+ * the candidate with waiting bytes is stepped (its hello read and
+ * answered), and a stalled one goes instead.  The poll seam hides the
+ * pending sockets from the listener's round (their bytes "arrived after
+ * the poll"), so that the eviction meets them unread: a good client with
+ * its hello, then three with half a hello each, at a cap of 4.  Before,
+ * after four probes that all found bytes the oldest candidate went: the
+ * good client.
+ */
+static int only_listening_poll(struct pollfd *fds, unsigned long n, int timeout)
+{
+    int rc = poll(fds, (nfds_t)n, timeout);
+
+    if (rc <= 0 || n == 1)
+        return rc;
+    rc = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        if (i > 0 && i < n - 1)
+            fds[i].revents = 0; /* a pending handshake */
+        rc += fds[i].revents != 0;
+    }
+    return rc;
+}
+
+static void test_evict_reads_waiting_hello(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec__ticket t;
+    lsec__hs hs;
+    lsec_opts o;
+    lsec_channel *none = NULL;
+    int part[3];
+
+    lsec_opts_init(&o);
+    o.max_pending = 4;
+    o.handshake_timeout_ms = 10000;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
+    int port = lsec_listener_port(l);
+    /* Admitted one per round, silent so far. */
+    int good = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        part[i] = raw_connect(port);
+        assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    }
+    assert_false(log_has("too many pending handshakes"));
+    raw_send_hello(good, &t, &hs);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(part[i], "LSEC\x01\x01", 6, 0), 6);
+    usleep(10 * 1000);
+    /* The fifth connection makes room. */
+    lsec__io.poll = only_listening_poll;
+    int fifth = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    lsec__io_reset();
+    assert_true(log_has("too many pending handshakes"));
+    /* The good client was answered, not dropped. */
+    uint8_t out[LSEC__HS_MSG_MAX];
+    size_t outlen = 0;
+    raw_read_server(good, &hs, out, &outlen);
+    assert_int_equal(outlen, LSEC__HS_FINISH_BYTES);
+    /* One of the half hellos went (the oldest). */
+    int64_t ms = 0;
+    assert_int_equal(bytes_until_eof(part[0], &ms), 0);
+    assert_true(ms < 1000);
+    lsec__hs_wipe(&hs);
+    lsec__ticket_wipe(&t);
+    close(good);
+    close(fifth);
+    for (int i = 0; i < 3; i++)
+        close(part[i]);
+    lsec_listener_close(l);
+}
+
+/* The same in tls mode, with a real client: the eviction's step takes the
+ * good client's ClientHello and writes the server's flight, after which
+ * the server side may be done at once (a client on another CPU answers
+ * before the server's next read; the recv seam lets the client step
+ * there).  Such a connection waits to be handed out
+ * (lsec_listener_timeout_ms says 0) and the next lsec_accept returns it,
+ * although nothing more arrives on its socket. */
+static lsec_connector *eager_cn;
+static lsec_channel *eager_c;
+static int eager_rc = LSEC_EAGAIN;
+static bool eager_in;
+
+static ssize_t client_answers_first(int fd, void *buf, size_t len, int flags)
+{
+    if (!eager_in && eager_rc == LSEC_EAGAIN &&
+        fd != lsec_connector_fd(eager_cn)) {
+        eager_in = true;
+        eager_rc = lsec_connector_step(eager_cn, &eager_c);
+        eager_in = false;
+    }
+    return recv(fd, buf, len, flags);
+}
+
+static void test_evict_reads_waiting_tls_hello(void **state)
+{
+    (void)state;
+    char ticket[LSEC_TICKET_MAX];
+    lsec_opts o;
+    lsec_channel *none = NULL, *c = NULL, *s = NULL;
+    lsec_connector *cn = NULL;
+    int part[3];
+
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    o.max_pending = 4;
+    o.handshake_timeout_ms = 10000;
+    lsec_listener *l = listen_on("127.0.0.1:0", &o);
+    ticket_of(l, ticket);
+    int port = lsec_listener_port(l);
+    assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++) {
+        part[i] = raw_connect(port);
+        assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    }
+    /* The client's first step writes its ClientHello. */
+    assert_int_equal(lsec_connector_step(cn, &c), LSEC_EAGAIN);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(part[i], "\x16\x03\x01\x01\x00\x01", 6, 0), 6);
+    usleep(10 * 1000);
+    lsec__io.poll = only_listening_poll;
+    eager_cn = cn;
+    eager_c = NULL;
+    eager_rc = LSEC_EAGAIN;
+    lsec__io.recv = client_answers_first;
+    int fifth = raw_connect(port);
+    assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
+    lsec__io_reset();
+    assert_true(log_has("too many pending handshakes"));
+    /* The client finished inside the server's step: the server is done
+     * and waits to be handed out. */
+    assert_int_equal(eager_rc, 0);
+    assert_int_equal(lsec_listener_timeout_ms(l), 0);
+    c = eager_c;
+    int rc = 0;
+    int64_t t0 = lsec__now_ms();
+    while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
+        if (s == NULL) {
+            int a = lsec_accept(l, 0, &s);
+            assert_true(a == 0 || a == LSEC_EAGAIN);
+        }
+        if (rc == LSEC_EAGAIN) {
+            struct pollfd p = {lsec_connector_fd(cn),
+                               (short)lsec_connector_events(cn), 0};
+            (void)poll(&p, 1, 1);
+            rc = lsec_connector_step(cn, &c);
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_non_null(s);
+    assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
+    uint8_t b[4];
+    size_t got = 0;
+    assert_int_equal(lsec_recv(s, b, sizeof(b), &got, 1000), 0);
+    assert_int_equal(got, 1);
+    int64_t ms = 0;
+    assert_int_equal(bytes_until_eof(part[0], &ms), 0);
+    assert_true(ms < 1000);
+    lsec_channel_close(c);
+    lsec_channel_close(s);
+    lsec_connector_close(cn);
+    close(fifth);
+    for (int i = 0; i < 3; i++)
+        close(part[i]);
+    lsec_listener_close(l);
+}
+
+/*
+ * A listener with a full pending set evicts the oldest connection that has
+ * not sent its hello; a good client that is still looking the listener up
+ * is such a connection.  It has sent nothing, so it dials again by itself
+ * (a bounded number of times, within its deadline) and is served, instead
+ * of returning LSEC_ECLOSED.  The connect seam lets the listener (driven
+ * in this thread) take the client's first connection and evict it for a
+ * newer silent one before the connector goes on.
+ */
+static lsec_listener *evicting_l;
+static int evicting_silent = -1;
+static int evicting_connects, evicting_sends;
+static bool evict_at_send; /* after the lookup, just before our hello */
+
+/* Drive the listener: ours is pending first, then a silent one makes the
+ * set full and ours (the oldest that has sent nothing) is evicted. */
+static void evict_ours(void)
+{
+    lsec_channel *none = NULL;
+
+    for (int i = 0; i < 20 && lsec_listener_timeout_ms(evicting_l) < 0; i++)
+        assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+    evicting_silent = raw_connect(lsec_listener_port(evicting_l));
+    for (int i = 0; i < 20 && !log_has("too many pending handshakes"); i++)
+        assert_int_equal(lsec_accept(evicting_l, 5, &none), LSEC_ETIMEDOUT);
+    usleep(10 * 1000); /* the FIN reaches the client */
+}
+
+static int connect_then_evicted(int fd, const struct sockaddr *sa, unsigned len)
+{
+    int rc = connect(fd, sa, (socklen_t)len), e = errno;
+
+    if (evicting_connects++ == 0 && !evict_at_send)
+        evict_ours();
+    errno = e;
+    return rc;
+}
+
+static ssize_t evicted_then_send(int fd, const void *buf, size_t len, int flags)
+{
+    int domain = 0;
+    socklen_t dl = sizeof(domain);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+        domain != AF_NETLINK && evicting_sends++ == 0)
+        evict_ours();
+    return send(fd, buf, len, flags);
+}
+
+/* Evicted while looking the listener up: found before the hello is made,
+ * or only once our hello is refused with a reset (it never arrived).  TLS
+ * writes its ClientHello through the seam's send too. */
+static void redial_case(int mode, bool at_send)
+{
+    {
+        char ticket[LSEC_TICKET_MAX];
+        lsec_opts o;
+        lsec_connector *cn = NULL;
+        lsec_channel *c = NULL, *s = NULL;
+        int rc = LSEC_EAGAIN;
+
+        pthread_mutex_lock(&log_lock);
+        log_text[0] = '\0';
+        pthread_mutex_unlock(&log_lock);
+        lsec_opts_init(&o);
+        o.mode = mode;
+        o.max_pending = 1;
+        evicting_l = listen_on("127.0.0.1:0", &o);
+        ticket_of(evicting_l, ticket);
+        evicting_connects = evicting_sends = 0;
+        evict_at_send = at_send;
+        lsec__io.connect = connect_then_evicted;
+        if (at_send)
+            lsec__io.send = evicted_then_send;
+        assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
+        int64_t t0 = lsec__now_ms();
+        while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
+            if (s == NULL) {
+                int a = lsec_accept(evicting_l, 0, &s);
+                assert_true(a == 0 || a == LSEC_EAGAIN);
+            }
+            if (rc == LSEC_EAGAIN) {
+                struct pollfd p = {lsec_connector_fd(cn),
+                                   (short)lsec_connector_events(cn), 0};
+                (void)poll(&p, 1, 1);
+                rc = lsec_connector_step(cn, &c);
+            }
+        }
+        lsec__io_reset();
+        assert_true(log_has("too many pending handshakes"));
+        if (evicting_connects != 2)
+            fail_msg("%s, evicted at %s: %d connects, %s (%s)",
+                     mode == LSEC_MODE_TLS ? "tls" : "auth",
+                     at_send ? "send" : "connect", evicting_connects,
+                     lsec_errname(rc), lsec_last_detail());
+        assert_int_equal(rc, 0);
+        assert_non_null(s);
+        assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
+        uint8_t b[4];
+        size_t got = 0;
+        assert_int_equal(lsec_recv(s, b, sizeof(b), &got, 1000), 0);
+        assert_int_equal(got, 1);
+        lsec_channel_close(c);
+        lsec_channel_close(s);
+        lsec_connector_close(cn);
+        close(evicting_silent);
+        lsec_listener_close(evicting_l);
+    }
+}
+
+static void test_redial_after_eviction_before_hello(void **state)
+{
+    (void)state;
+    redial_case(LSEC_MODE_AUTH, false);
+    redial_case(LSEC_MODE_TLS, false);
+    redial_case(LSEC_MODE_AUTH, true);
+    redial_case(LSEC_MODE_TLS, true);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The non-blocking connector                                                */
 
@@ -2256,6 +2553,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_reads_waiting_hello, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_evict_reads_waiting_tls_hello,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redial_after_eviction_before_hello,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_timeout_under_flood, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversized_length, setup, teardown),

@@ -23,6 +23,7 @@
 /* clang-format on */
 
 #include "harden_util.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <signal.h>

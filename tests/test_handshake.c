@@ -54,10 +54,10 @@ static void pair_init_views(struct pair *p, const char *cview_c,
     p->caddr = cc;
     p->saddr = cs;
     /* Each side passes (local, remote) as its own socket shows them. */
-    assert_int_equal(lsec__hs_init(&p->c, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(&p->c, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    p->secret, &cc, &cs, NULL),
                      0);
-    assert_int_equal(lsec__hs_init(&p->s, LSEC__HS_SERVER, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(&p->s, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
                                    p->secret, &ss, &sc, NULL),
                      0);
 }
@@ -323,11 +323,11 @@ static void vectors_messages(void **state)
     vec_bytes("server_nonce", sn, 32);
     ca = addr(vec("client_addr"));
     sa = addr(vec("server_addr"));
-    assert_int_equal(lsec__hs_init(&c, LSEC__HS_CLIENT, LSEC_MODE_AUTH, secret,
-                                   &ca, &sa, cn),
+    assert_int_equal(lsec__hs_init(&c, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
+                                   secret, &ca, &sa, cn),
                      0);
-    assert_int_equal(lsec__hs_init(&s, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
-                                   &sa, &ca, sn),
+    assert_int_equal(lsec__hs_init(&s, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
+                                   secret, &sa, &ca, sn),
                      0);
 
     assert_int_equal(step(&c, NULL, 0, &used, out, &n), AGAIN);
@@ -483,8 +483,8 @@ static void wrong_secret(void **state)
     /* A server without the secret cannot prove it to the client. */
     pair_init(&p);
     lsec__random(other, sizeof(other));
-    assert_int_equal(lsec__hs_init(&p.s, LSEC__HS_SERVER, LSEC_MODE_AUTH, other,
-                                   &s, &c, NULL),
+    assert_int_equal(lsec__hs_init(&p.s, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
+                                   other, &s, &c, NULL),
                      0);
     run_to_server_hello(&p, &r);
     assert_int_equal(step(&p.c, r.sh, SH, &used, out, &n), LSEC_EAUTH);
@@ -595,7 +595,7 @@ static void downgrade(void **state)
     assert_dead(&p.c, LSEC_EMODE);
 
     /* The state machine is the auth mode's; it refuses any other. */
-    assert_int_equal(lsec__hs_init(&p.c, LSEC__HS_CLIENT, LSEC_MODE_TLS,
+    assert_int_equal(lsec__hs_init(&p.c, LSEC__ROLE_CLIENT, LSEC_MODE_TLS,
                                    p.secret, &p.caddr, &p.saddr, NULL),
                      LSEC_EINVAL);
 }
@@ -681,15 +681,15 @@ static void peer_nonce_zero_or_reflected(void **state)
     memset(r.ch + 8, 0, 32);
     nonce_refused(&p.s, r.ch, CH);
     /* Server: a ClientHello carrying the server's own nonce. */
-    assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
-                                   &s, &c, fixed),
+    assert_int_equal(lsec__hs_init(&h, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
+                                   secret, &s, &c, fixed),
                      0);
     memcpy(hello, r.ch, 8);
     memcpy(hello + 8, fixed, 32);
     nonce_refused(&h, hello, CH);
     /* The same hello with one nonce byte changed is fine. */
-    assert_int_equal(lsec__hs_init(&h, LSEC__HS_SERVER, LSEC_MODE_AUTH, secret,
-                                   &s, &c, fixed),
+    assert_int_equal(lsec__hs_init(&h, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
+                                   secret, &s, &c, fixed),
                      0);
     hello[39] ^= 1;
     assert_int_equal(step(&h, hello, CH, &used, out, &n), AGAIN);
@@ -953,13 +953,13 @@ static void misuse(void **state)
         lsec__hs_init(&h, 3, LSEC_MODE_AUTH, p.secret, &a, &a, NULL),
         LSEC_EINVAL);
     assert_int_equal(step(&h, NULL, 0, &used, out, &n), LSEC_EINVAL);
-    assert_int_equal(
-        lsec__hs_init(&h, LSEC__HS_CLIENT, LSEC_MODE_AUTH, NULL, &a, &a, NULL),
-        LSEC_EINVAL);
-    assert_int_equal(lsec__hs_init(&h, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(&h, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH, NULL,
+                                   &a, &a, NULL),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec__hs_init(&h, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    p.secret, NULL, &a, NULL),
                      LSEC_EINVAL);
-    assert_int_equal(lsec__hs_init(NULL, LSEC__HS_CLIENT, LSEC_MODE_AUTH,
+    assert_int_equal(lsec__hs_init(NULL, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
                                    p.secret, &a, &a, NULL),
                      LSEC_EINVAL);
 

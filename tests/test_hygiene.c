@@ -1,5 +1,6 @@
 /*
- * Secret hygiene (SECURITY-RULES rule 5, STYLE.md "Errors"): a known secret
+ * Secret hygiene (secrets never reach an error detail, a log line or the
+ * CLI's output; STYLE.md "Errors"): a known secret
  * is planted -- in tickets and connection files built with it, and as the
  * listeners' own secrets -- and every error path is driven with a log
  * callback installed at DEBUG: bad tickets, bad files, bad peers, TLS

@@ -12,6 +12,7 @@
 /* clang-format on */
 
 #include "internal.h"
+#include "testing.h"
 
 #include "harden_util.h"
 

@@ -118,21 +118,67 @@ static void process_name_and_states(void **state)
     assert_false(lsec__tcp_state_live(-1));
 }
 
-static void tcp_established_on_loopback(void **state)
+/* A TCP listener on a free 127.0.0.1 port (its address into *sa). */
+static int loopback_listener(struct sockaddr_in *sa)
+{
+    socklen_t len = sizeof(*sa);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(l >= 0);
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l, (struct sockaddr *)sa, sizeof(*sa)), 0);
+    assert_int_equal(listen(l, 2), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)sa, &len), 0);
+    return l;
+}
+
+/* Nothing of ours acknowledged: only when we sent data and the peer's
+ * socket was gone before it arrived (it answers with a reset).  A peer
+ * that is there acknowledges what it takes in, read or not. */
+static void tcp_none_acked_only_when_gone(void **state)
 {
     struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
     int l, c, a;
 
     (void)state;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    l = loopback_listener(&sa);
+    assert_false(lsec__sys_tcp_none_acked(-1));
+    assert_false(lsec__sys_tcp_none_acked(l));
+    /* The peer is there: nothing sent, then data taken in unread. */
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    a = accept(l, NULL, NULL);
+    assert_true(a >= 0);
+    assert_false(lsec__sys_tcp_none_acked(c));
+    assert_int_equal(send(c, "hello", 5, MSG_NOSIGNAL), 5);
+    usleep(20 * 1000);
+    assert_false(lsec__sys_tcp_none_acked(c));
+    close(a);
+    close(c);
+    /* The peer closed before our data arrived. */
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    a = accept(l, NULL, NULL);
+    assert_true(a >= 0);
+    close(a);
+    usleep(20 * 1000);
+    assert_false(lsec__sys_tcp_none_acked(c));
+    assert_int_equal(send(c, "hello", 5, MSG_NOSIGNAL), 5);
+    usleep(20 * 1000);
+    assert_true(lsec__sys_tcp_none_acked(c));
+    close(c);
+    close(l);
+}
+
+static void tcp_established_on_loopback(void **state)
+{
+    struct sockaddr_in sa;
+    int l, c, a;
+
+    (void)state;
+    l = loopback_listener(&sa);
     /* A listener is not an established connection; neither is a pipe or
      * a closed descriptor. */
     assert_false(lsec__sys_tcp_established(l));
@@ -155,6 +201,7 @@ int main(void)
         cmocka_unit_test(timer_arms_and_clears),
         cmocka_unit_test(process_name_and_states),
         cmocka_unit_test(tcp_established_on_loopback),
+        cmocka_unit_test(tcp_none_acked_only_when_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
  * it, the test program would die.
  */
 #include "internal.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <fcntl.h>

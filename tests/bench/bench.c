@@ -210,7 +210,7 @@ static const metric_def metrics[NMETRIC] = {
                     "us",
                     TEST_CONNECT,
                     false,
-                    {1.8, 1.0},
+                    {1.6, 1.0},
                     {0, 0}},
     [M_CONN_P99] = {"connect+auth+1st byte, p99",
                     "us",

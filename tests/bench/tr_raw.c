@@ -5,11 +5,19 @@
  * header followed by a read of the payload straight into the caller's
  * buffer.  In event-loop use (the concurrent-clients test) it reads in bulk
  * into a per-connection buffer and parses whole messages out of it.
+ *
+ * With LOOPSEC_BENCH_RAW_FLIGHTS=auth in the environment, a connect also
+ * carries the flights of loopsec's auth handshake, with the same sizes and
+ * nothing computed or checked: 40 bytes out, 72 back, 32 out (the
+ * connector does not wait after its last one), and accept returns once the
+ * 32 are in.  The connect test then measures the floor that the
+ * protocol's extra round trip sets (docs/BENCHMARKS.md).
  */
 #include "bench.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +62,31 @@ static int wrap(int fd, bconn **out)
     return B_OK;
 }
 
+static int read_exact(int fd, uint8_t *p, size_t len);
+
+/* LOOPSEC_BENCH_RAW_FLIGHTS=auth: model the auth handshake's flights. */
+static bool auth_flights(void)
+{
+    const char *v = getenv("LOOPSEC_BENCH_RAW_FLIGHTS");
+    return v != NULL && strcmp(v, "auth") == 0;
+}
+
+/* The flights of one side: `role` 0 client, 1 server. */
+static int flights(int fd, int role)
+{
+    static const size_t size[3] = {40, 72, 32};
+    uint8_t buf[72];
+
+    memset(buf, 0x5a, sizeof(buf));
+    for (int k = 0; k < 3; k++) {
+        int rc = (k % 2 == role) ? b_write_all(fd, buf, size[k])
+                                 : read_exact(fd, buf, size[k]);
+        if (rc != B_OK)
+            return b_fail("raw flights: %d", rc);
+    }
+    return B_OK;
+}
+
 static int raw_srv_accept(bsrv *s, int timeout_ms, bconn **out)
 {
     if (b_wait(s->fd, POLLIN, timeout_ms) != B_OK)
@@ -62,6 +95,10 @@ static int raw_srv_accept(bsrv *s, int timeout_ms, bconn **out)
     if (fd < 0)
         return b_fail("accept: %s", strerror(errno));
     b_nodelay(fd);
+    if (auth_flights() && flights(fd, 1) != B_OK) {
+        close(fd);
+        return B_ERR;
+    }
     return wrap(fd, out);
 }
 
@@ -78,6 +115,10 @@ static int raw_connect(const char *info, bconn **out)
     int fd = b_tcp_connect(atoi(info));
     if (fd < 0)
         return B_ERR;
+    if (auth_flights() && flights(fd, 0) != B_OK) {
+        close(fd);
+        return B_ERR;
+    }
     return wrap(fd, out);
 }
 

@@ -22,6 +22,7 @@
  */
 #include "fuzz_common.h"
 #include "internal.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -21,6 +21,7 @@
  */
 #include "fuzz_common.h"
 #include "internal.h"
+#include "testing.h"
 
 #include <errno.h>
 #include <sys/socket.h>
