@@ -7,14 +7,11 @@
  * stretches them.  Every write uses MSG_NOSIGNAL (or the TLS BIO that does),
  * so the library never raises SIGPIPE.
  *
- * Receive path: a small read-ahead buffer holds headers and small messages;
- * a large message is read straight into the caller's buffer, with the
- * read-ahead buffer as a second iovec to catch the next header in the same
- * system call.  Only when a timeout cuts a message in half are its bytes
- * kept ("stashed") in memory of our own, bounded by max_message; the rest of
- * that message is then read into the stash, which grows geometrically, and
- * copied out once, so a message that arrives in many pieces costs time
- * linear in its size.
+ * Receive path: the decoder in frame.c says where to read (its read-ahead
+ * buffer, or a large payload straight into the caller's buffer with the
+ * read-ahead buffer behind it to catch what follows in the same system
+ * call); this file reads there and waits.  The read-ahead buffer exists
+ * only while it holds bytes.
  */
 #include "internal.h"
 
@@ -29,7 +26,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RBUF_SIZE 4096
 /* Plaintext per TLS write: one full record. */
 #define TLS_CHUNK 16384
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
@@ -51,17 +47,11 @@ struct lsec_channel {
     bool tx_closed;
     lsec__addr local, remote;
     int64_t peer_uid;
-    /* receive state */
-    size_t roff, rlen; /* unread bytes are rbuf[roff, rlen) */
-    bool have_len;
-    uint32_t msg_len;
-    uint8_t *stash; /* the part of a message read before a timeout */
-    size_t stash_have, stash_cap;
+    lsec__frame_rx rx; /* the receive side's decoder and its buffers */
     /* bytes of the framed stream accepted by lsec_send, not yet written */
     uint8_t *wq;
     size_t wq_off, wq_len;
     bool sent_last; /* the last call was lsec_send: no answer is here yet */
-    uint8_t rbuf[RBUF_SIZE];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -297,7 +287,7 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     lsec_channel *c;
 
     *out = NULL;
-    if (early_len > RBUF_SIZE) {
+    if (early_len > LSEC__FRAME_RA) {
         if (tls != NULL)
             lsec__tls_free(tls);
         close(fd);
@@ -317,9 +307,14 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     c->local = *local;
     c->remote = *remote;
     c->peer_uid = peer_uid;
-    if (early_len > 0)
-        memcpy(c->rbuf, early, early_len);
-    c->rlen = early_len;
+    lsec__frame_rx_init(&c->rx, o->max_message);
+    if (lsec__frame_rx_feed(&c->rx, early, early_len) != 0) {
+        close(fd);
+        if (tls != NULL)
+            lsec__tls_free(tls);
+        free(c);
+        return LSEC_ENOMEM;
+    }
     *out = c;
     return 0;
 }
@@ -341,20 +336,19 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         return lsec__fail(c->err, "the channel is closed or broken");
     if (c->tx_closed)
         return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
-    if (len > UINT32_MAX)
-        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
-                          len);
+    struct iovec iov2[2];
+    int iovcnt = lsec__frame_plan_send(hdr, msg, len, iov2);
+    if (iovcnt < 0)
+        return iovcnt;
     deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0 && (rc = flush_queue(c, deadline, nowait)) != 0)
         return rc;
-    lsec__frame_header(hdr, (uint32_t)len);
     c->sent_last = true;
 
     if (c->tls == NULL) {
         /* One sendmsg carries header and payload: one segment for small
          * messages under TCP_NODELAY, no copy for large ones. */
-        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)msg, len}};
-        return tx_all(c, iov, len > 0 ? 2 : 1, deadline, nowait);
+        return tx_all(c, iov2, iovcnt, deadline, nowait);
     }
 
     /* TLS: the first record carries the header and just enough of the
@@ -467,103 +461,6 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
     return 0;
 }
 
-/*
- * Make room for `need` (<= msg_len) bytes in the stash.  Growth doubles, so
- * that a message arriving in many pieces is copied O(1) times per byte, and
- * never exceeds the message: memory stays within twice what has arrived.
- * The old block is wiped, not left behind by realloc.
- */
-static int stash_reserve(lsec_channel *c, size_t need)
-{
-    size_t cap;
-    uint8_t *p;
-
-    if (need <= c->stash_cap)
-        return 0;
-    cap = c->stash_cap > c->msg_len / 2 ? c->msg_len : 2 * c->stash_cap;
-    if (cap < need)
-        cap = need;
-    if (cap < RBUF_SIZE && c->msg_len >= RBUF_SIZE)
-        cap = RBUF_SIZE;
-    p = malloc(cap > 0 ? cap : 1);
-    if (p == NULL)
-        return broken(c, LSEC_ENOMEM, "out of memory keeping a message");
-    if (c->stash != NULL) {
-        memcpy(p, c->stash, c->stash_have);
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-    }
-    c->stash = p;
-    c->stash_cap = cap;
-    return 0;
-}
-
-static void stash_free(lsec_channel *c)
-{
-    if (c->stash != NULL) {
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-    }
-    c->stash = NULL;
-    c->stash_have = c->stash_cap = 0;
-}
-
-/* A timeout inside a message: keep what arrived so the next call resumes. */
-static int stash_partial(lsec_channel *c, const uint8_t *buf, size_t have,
-                         int rc)
-{
-    if (have > 0) {
-        int e = stash_reserve(c, have);
-        if (e != 0)
-            return e;
-        memcpy(c->stash, buf, have);
-        c->stash_have = have;
-    }
-    return rc;
-}
-
-static int rx_failed(lsec_channel *c, int rc, bool mid_message);
-
-/*
- * Go on with a stashed message: what the read-ahead buffer holds, then the
- * socket, straight into the stash.  0 once the whole payload is in; a
- * timeout leaves it stashed.
- */
-static int stash_fill(lsec_channel *c, int64_t deadline, bool nowait)
-{
-    size_t avail = c->rlen - c->roff, n;
-    size_t take =
-        avail < c->msg_len - c->stash_have ? avail : c->msg_len - c->stash_have;
-    int rc;
-
-    if ((rc = stash_reserve(c, c->stash_have + take)) != 0)
-        return rc;
-    memcpy(c->stash + c->stash_have, c->rbuf + c->roff, take);
-    c->roff += take;
-    c->stash_have += take;
-    while (c->stash_have < c->msg_len) {
-        if ((rc = stash_reserve(c, c->stash_have + 1)) != 0)
-            return rc;
-        /* As in lsec_recv: the read-ahead buffer is empty here, and catches
-         * what follows the message once the stash reaches its end. */
-        struct iovec iov[2] = {
-            {c->stash + c->stash_have, c->stash_cap - c->stash_have},
-            {c->rbuf, RBUF_SIZE}};
-        int iovcnt = c->stash_cap == c->msg_len ? 2 : 1;
-        c->roff = c->rlen = 0;
-        rc = rx(c, iov, iovcnt, deadline, nowait, &n);
-        if (rc != 0)
-            return rx_failed(c, rc, true);
-        if (n <= iov[0].iov_len) {
-            c->stash_have += n;
-        } else {
-            c->rlen = n - iov[0].iov_len;
-            c->stash_have += iov[0].iov_len;
-        }
-    }
-    return 0;
-}
-
 static int rx_failed(lsec_channel *c, int rc, bool mid_message)
 {
     if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
@@ -581,13 +478,45 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     return sticky(c, rc);
 }
 
+/* The I/O shell around the decoder (frame.c): decode what is buffered,
+ * else read where the decoder says, until a message is whole. */
+static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
+                        int64_t deadline, bool nowait)
+{
+    for (;;) {
+        struct iovec iov[2];
+        size_t n = 0;
+        int rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
+        if (rc == 0 || rc == LSEC_EMSGSIZE)
+            return rc;
+        if (rc == LSEC_EPROTO) {
+            lsec__log(LSEC_LOG_WARN,
+                      "channel to port %u: peer sent an oversized length",
+                      c->remote.port);
+            return sticky(c, rc);
+        }
+        if (rc != LSEC__AGAIN)
+            return sticky(c, rc);
+        if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
+            return sticky(c, rc);
+        rc = rx(c, iov, rc, deadline, nowait, &n);
+        if (rc != 0) {
+            rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+            /* A timeout inside a message: keep what arrived so the next
+             * call resumes. */
+            if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) &&
+                lsec__frame_rx_cut(&c->rx, dst) != 0)
+                return sticky(c, LSEC_ENOMEM);
+            return rc;
+        }
+        lsec__frame_rx_got(&c->rx, n);
+    }
+}
+
 static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
                         int timeout_ms)
 {
-    uint8_t *dst = buf;
     int64_t deadline;
-    bool nowait = timeout_ms == 0;
-    size_t have, take, avail, n;
     int rc;
 
     lsec__clear_detail();
@@ -608,83 +537,10 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
         if (rc != 0 && rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
             return rc;
     }
-
-    while (!c->have_len) {
-        avail = c->rlen - c->roff;
-        if (avail >= LSEC__FRAME_HDR) {
-            rc = lsec__frame_parse(c->rbuf + c->roff, c->max_message,
-                                   &c->msg_len);
-            if (rc != 0) {
-                (void)sticky(c, rc);
-                lsec__log(LSEC_LOG_WARN,
-                          "channel to port %u: peer sent an oversized length",
-                          c->remote.port);
-                return rc;
-            }
-            c->roff += LSEC__FRAME_HDR;
-            c->have_len = true;
-            break;
-        }
-        if (c->roff > 0) {
-            memmove(c->rbuf, c->rbuf + c->roff, avail);
-            c->roff = 0;
-            c->rlen = avail;
-        }
-        struct iovec iov = {c->rbuf + c->rlen, RBUF_SIZE - c->rlen};
-        rc = rx(c, &iov, 1, deadline, nowait, &n);
-        if (rc != 0)
-            return rx_failed(c, rc, avail > 0);
-        c->rlen += n;
-    }
-
-    if (c->msg_len > cap) {
-        *len = c->msg_len;
-        return lsec__fail(LSEC_EMSGSIZE,
-                          "next message is %u bytes; the buffer holds %zu",
-                          c->msg_len, cap);
-    }
-    if (c->stash != NULL) {
-        /* A message cut by an earlier timeout continues in the stash and
-         * is copied out once, whole. */
-        if ((rc = stash_fill(c, deadline, nowait)) != 0)
-            return rc;
-        if (c->msg_len > 0)
-            memcpy(dst, c->stash, c->msg_len);
-        stash_free(c);
-        c->have_len = false;
-        *len = c->msg_len;
-        return 0;
-    }
-    have = 0;
-    avail = c->rlen - c->roff;
-    take = avail < c->msg_len - have ? avail : c->msg_len - have;
-    if (take > 0)
-        memcpy(dst + have, c->rbuf + c->roff, take);
-    c->roff += take;
-    have += take;
-    while (have < c->msg_len) {
-        /* The read-ahead buffer is empty here: read the payload straight
-         * into the caller's buffer and catch what follows behind it. */
-        struct iovec iov[2] = {{dst + have, c->msg_len - have},
-                               {c->rbuf, RBUF_SIZE}};
-        c->roff = c->rlen = 0;
-        rc = rx(c, iov, 2, deadline, nowait, &n);
-        if (rc != 0) {
-            rc = rx_failed(c, rc, true);
-            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
-                return stash_partial(c, dst, have, rc);
-            return rc;
-        }
-        if (n <= c->msg_len - have) {
-            have += n;
-        } else {
-            c->rlen = n - (c->msg_len - have);
-            have = c->msg_len;
-        }
-    }
-    c->have_len = false;
-    *len = c->msg_len;
-    return 0;
+    rc = recv_message(c, buf, cap, len, deadline, timeout_ms == 0);
+    /* An idle channel keeps no read buffer. */
+    lsec__frame_rx_release(&c->rx);
+    return rc;
 }
 
 int lsec_channel_fd(const lsec_channel *c)
@@ -696,22 +552,13 @@ int lsec_channel_fd(const lsec_channel *c)
 
 size_t lsec_channel_pending(const lsec_channel *c)
 {
-    size_t held;
-
     if (c == NULL)
         return 0;
     /* Callers poll with "pending > 0 ? do not wait : wait for the socket"
-     * (lsec_channel_fd).  Bytes that cannot make a message by themselves,
-     * part of a header or the start of a payload whose rest is still on
-     * its way, need the socket: counting them would make such a loop spin
-     * until the peer sends more. */
-    held = c->rlen - c->roff;
-    if (!c->have_len ? held < LSEC__FRAME_HDR
-                     : c->stash_have + held < c->msg_len)
-        held = 0;
-    else
-        held += c->stash_have;
-    return held + (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
+     * (lsec_channel_fd): the decoder counts only bytes that make a message
+     * (or an error) without the socket. */
+    return lsec__frame_rx_pending(&c->rx) +
+           (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
 }
 
 int lsec_channel_mode(const lsec_channel *c)
@@ -826,8 +673,7 @@ void lsec_channel_close(lsec_channel *c)
             ;
     }
     close(c->fd);
-    lsec__wipe(c->rbuf, sizeof(c->rbuf));
-    stash_free(c);
+    lsec__frame_rx_free(&c->rx);
     wq_free(c);
     free(c);
 }
