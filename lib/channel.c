@@ -13,268 +13,19 @@
  * call); this file reads there and waits.  The read-ahead buffer exists
  * only while it holds bytes.
  */
-#include "internal.h"
+#include "channel.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 /* Plaintext per TLS write: one full record. */
 #define TLS_CHUNK 16384
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
 #define CLOSE_FLUSH_MS 2000
-
-struct lsec_channel {
-    int fd;
-    int mode;
-    lsec__tls *tls;
-    size_t max_message;
-    int err; /* sticky: once broken, every call fails with it */
-    /* Set by lsec_channel_abort (any thread, a signal handler): read with
-     * __atomic loads; once set, every call ends with LSEC_ECLOSED. */
-    int aborted;
-    /* The peer ended its direction cleanly (FIN or close_notify between
-     * messages).  Receiving is over; sending goes on (half-close). */
-    bool rx_closed;
-    /* lsec_channel_shutdown ended our direction: lsec_send is refused. */
-    bool tx_closed;
-    lsec__addr local, remote;
-    int64_t peer_uid;
-    lsec__frame_rx rx; /* the receive side's decoder and its buffers */
-    /* bytes of the framed stream accepted by lsec_send, not yet written */
-    uint8_t *wq;
-    size_t wq_off, wq_len;
-    bool sent_last; /* the last call was lsec_send: no answer is here yet */
-};
-
-/* ------------------------------------------------------------------------ */
-/* Transport: one read or write on the socket or through TLS                */
-
-/* Record a sticky failure: every later call fails with `code`. */
-static int sticky(lsec_channel *c, int code)
-{
-    c->err = code;
-    return code;
-}
-
-/* sticky, with a log line and the detail `why`. */
-static int broken(lsec_channel *c, int code, const char *why)
-{
-    (void)sticky(c, code);
-    lsec__log(LSEC_LOG_INFO, "channel to port %u: %s", c->remote.port, why);
-    return lsec__fail(code, "%s", why);
-}
-
-/*
- * Read at least one byte into iov (TLS uses only iov[0]) before `deadline`.
- * Returns 0 with *n > 0, LSEC_ECLOSED on a clean end of stream, or an error.
- */
-static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
-              bool nowait, size_t *n)
-{
-    /* Right after a send the answer is almost never here yet: wait first
-     * rather than read, fail with EAGAIN and then wait (one system call
-     * less per round trip).  Only for calls that may wait, and in TLS only
-     * with nothing buffered inside OpenSSL. */
-    if (c->sent_last && !nowait &&
-        (c->tls == NULL || lsec__tls_pending(c->tls) == 0)) {
-        int rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-        if (rc != 0)
-            return rc;
-    }
-    c->sent_last = false;
-    for (;;) {
-        int rc;
-        if (c->tls != NULL) {
-            rc = lsec__tls_read(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            if (rc == 0)
-                return 0;
-            /* With a timeout of 0, a read that would block is the answer:
-             * no poll(0) to learn it again. */
-            if (rc == LSEC__WANT_READ && nowait)
-                return LSEC_EAGAIN;
-            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
-                rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline,
-                                   nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)iovcnt;
-        ssize_t got = lsec__io.recvmsg(c->fd, &mh, MSG_DONTWAIT);
-        if (got > 0) {
-            *n = (size_t)got;
-            return 0;
-        }
-        if (got == 0)
-            return LSEC_ECLOSED;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (nowait)
-                return LSEC_EAGAIN;
-            rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
-            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
-        return lsec__fail_errno(LSEC_EIO, errno, "recv");
-    }
-}
-
-/*
- * Write some of iov (TLS: iov[0] only) without waiting.  0 with *n > 0,
- * LSEC__WANT_READ/WRITE when the transport must wait, or an error.
- */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
-{
-    for (;;) {
-        if (c->tls != NULL) {
-            int rc =
-                lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            return rc;
-        }
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)iovcnt;
-        ssize_t put = lsec__io.sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (put > 0) {
-            *n = (size_t)put;
-            return 0;
-        }
-        if (put < 0 && errno == EINTR)
-            continue;
-        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
-            return LSEC__WANT_WRITE;
-        if (errno == EPIPE || errno == ECONNRESET)
-            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
-        return lsec__fail_errno(LSEC_EIO, errno, "send");
-    }
-}
-
-static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
-{
-    int i = 0;
-    while (i < *iovcnt && n >= iov[i].iov_len) {
-        n -= iov[i].iov_len;
-        i++;
-    }
-    if (i > 0) {
-        memmove(iov, iov + i, sizeof(*iov) * (size_t)(*iovcnt - i));
-        *iovcnt -= i;
-    }
-    if (*iovcnt > 0) {
-        iov[0].iov_base = (uint8_t *)iov[0].iov_base + n;
-        iov[0].iov_len -= n;
-    }
-}
-
-/* The send queue holds plaintext: wiped before it is freed. */
-static void wq_free(lsec_channel *c)
-{
-    if (c->wq != NULL) {
-        lsec__wipe(c->wq, c->wq_len);
-        free(c->wq);
-    }
-    c->wq = NULL;
-    c->wq_off = c->wq_len = 0;
-}
-
-/* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
-static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
-{
-    while (c->wq_off < c->wq_len) {
-        struct iovec iov = {c->wq + c->wq_off, c->wq_len - c->wq_off};
-        size_t n = 0;
-        int rc = tx_once(c, &iov, 1, &n);
-        if (rc == 0) {
-            c->wq_off += n;
-            continue;
-        }
-        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
-            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        return broken(c, rc,
-                      rc == LSEC_ERESET ? "connection lost while sending"
-                                        : "send failed");
-    }
-    wq_free(c);
-    return 0;
-}
-
-/* Keep the unwritten rest of a message for a later flush. */
-static int queue_rest(lsec_channel *c, struct iovec *iov, int iovcnt)
-{
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    uint8_t *q = malloc(total > 0 ? total : 1);
-    if (q == NULL)
-        return broken(c, LSEC_ENOMEM, "out of memory queueing a message");
-    size_t off = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        memcpy(q + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
-    }
-    c->wq = q;
-    c->wq_off = 0;
-    c->wq_len = total;
-    return 0;
-}
-
-/*
- * Write all of iov before the deadline.  Nothing written when the deadline
- * passes: ETIMEDOUT/EAGAIN.  Part written: the rest is queued, 0.
- */
-static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
-                  int64_t deadline, bool nowait)
-{
-    bool started = false;
-    while (iovcnt > 0) {
-        size_t n = 0;
-        int rc = tx_once(c, iov, iovcnt, &n);
-        if (rc == 0) {
-            started = true;
-            iov_advance(iov, &iovcnt, n);
-            continue;
-        }
-        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
-            /* TLS may have taken bytes into a record even when it asks us to
-             * wait; from the first call on, the message counts as started. */
-            if (c->tls != NULL)
-                started = true;
-            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
-            if (rc == 0)
-                continue;
-            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
-                if (!started)
-                    return rc;
-                return queue_rest(c, iov, iovcnt);
-            }
-            return rc;
-        }
-        return broken(c, rc,
-                      rc == LSEC_ERESET ? "connection lost while sending"
-                                        : "send failed");
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Public channel calls                                                      */
@@ -319,6 +70,17 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     return 0;
 }
 
+/* What every data call checks once its own arguments are valid. */
+static int call_check(const lsec_channel *c, int timeout_ms)
+{
+    int rc = lsec__timeout_check(timeout_ms);
+    if (rc != 0)
+        return rc;
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    return 0;
+}
+
 static int channel_send(lsec_channel *c, const void *msg, size_t len,
                         int timeout_ms)
 {
@@ -330,10 +92,8 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     lsec__clear_detail();
     if (c == NULL || (msg == NULL && len > 0))
         return lsec__fail(LSEC_EINVAL, "NULL channel or message");
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+    if ((rc = call_check(c, timeout_ms)) != 0)
         return rc;
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
     if (c->tx_closed)
         return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
     struct iovec iov2[2];
@@ -341,14 +101,15 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (iovcnt < 0)
         return iovcnt;
     deadline = lsec__deadline(timeout_ms);
-    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, nowait)) != 0)
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
         return rc;
     c->sent_last = true;
 
     if (c->tls == NULL) {
         /* One sendmsg carries header and payload: one segment for small
          * messages under TCP_NODELAY, no copy for large ones. */
-        return tx_all(c, iov2, iovcnt, deadline, nowait);
+        return lsec__chan_tx_all(c, iov2, iovcnt, deadline, nowait);
     }
 
     /* TLS: the first record carries the header and just enough of the
@@ -369,8 +130,9 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (head > 0)
         memcpy(first + sizeof(hdr), msg, head);
     /* Nothing is handed to TLS before the socket can take it, so that a
-     * timeout before the first byte leaves the channel untouched. */
-    if (timeout_ms >= 0) { /* -1 never times out: nothing to protect */
+     * timeout before the first byte leaves the channel untouched (-1 never
+     * times out: nothing to protect, no poll). */
+    if (timeout_ms >= 0) {
         rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
         if (rc != 0)
             goto done; /* `first` holds plaintext: wiped there */
@@ -378,30 +140,18 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     /* From here on the message has started: tx_all queues what the
      * deadline leaves unwritten and returns 0. */
     struct iovec iov = {first, sizeof(hdr) + head};
-    rc = tx_all(c, &iov, 1, deadline, false);
+    rc = lsec__chan_tx_all(c, &iov, 1, deadline, false);
     if (rc != 0 || head == len)
         goto done;
     if (c->wq_len > 0) {
         /* The first record is queued: queue the rest behind it. */
-        size_t rest = len - head;
-        /* Not realloc: the old block is wiped before it is freed. */
-        uint8_t *q = malloc(c->wq_len + rest);
-        if (q == NULL) {
-            rc = broken(c, LSEC_ENOMEM, "out of memory queueing a message");
-            goto done;
-        }
-        memcpy(q, c->wq, c->wq_len);
-        memcpy(q + c->wq_len, (const uint8_t *)msg + head, rest);
-        size_t off = c->wq_off, qlen = c->wq_len + rest;
-        wq_free(c);
-        c->wq = q;
-        c->wq_off = off;
-        c->wq_len = qlen;
+        rc =
+            lsec__chan_queue_append(c, (const uint8_t *)msg + head, len - head);
         goto done;
     }
     iov.iov_base = (uint8_t *)msg + head;
     iov.iov_len = len - head;
-    rc = tx_all(c, &iov, 1, deadline, false);
+    rc = lsec__chan_tx_all(c, &iov, 1, deadline, false);
 done:
     lsec__wipe(first, sizeof(hdr) + head);
     return rc;
@@ -418,7 +168,8 @@ static int channel_flush(lsec_channel *c, int timeout_ms)
         return 0;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
-    return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
+    return lsec__chan_flush_queue(c, lsec__deadline(timeout_ms),
+                                  timeout_ms == 0);
 }
 
 int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
@@ -435,7 +186,8 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         return 0;
     deadline = lsec__deadline(timeout_ms);
     /* Every message accepted by lsec_send goes out before the end. */
-    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, timeout_ms == 0)) != 0)
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, timeout_ms == 0)) != 0)
         return rc;
     if (c->tls != NULL) {
         /* close_notify, then the end of our TCP direction: the peer may
@@ -446,13 +198,14 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
         if (rc != 0) {
             if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
-                return sticky(c, rc);
+                return lsec__chan_fail(c, rc, NULL);
             return rc;
         }
     }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         if (errno == ENOTCONN)
-            return broken(c, LSEC_ERESET, "connection lost before shutdown");
+            return lsec__chan_fail(c, LSEC_ERESET,
+                                   "connection lost before shutdown");
         return lsec__fail_errno(LSEC_EIO, errno, "shutdown");
     }
     c->tx_closed = true;
@@ -466,8 +219,8 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
         return rc;
     if (rc == LSEC_ECLOSED && mid_message)
-        return broken(c, LSEC_ERESET,
-                      "the peer vanished in the middle of a message");
+        return lsec__chan_fail(c, LSEC_ERESET,
+                               "the peer vanished in the middle of a message");
     if (rc == LSEC_ECLOSED) {
         c->rx_closed = true;
         lsec__log(LSEC_LOG_DEBUG,
@@ -475,7 +228,7 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
                   c->remote.port);
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     }
-    return sticky(c, rc);
+    return lsec__chan_fail(c, rc, NULL);
 }
 
 /* The I/O shell around the decoder (frame.c): decode what is buffered,
@@ -493,20 +246,20 @@ static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
             lsec__log(LSEC_LOG_WARN,
                       "channel to port %u: peer sent an oversized length",
                       c->remote.port);
-            return sticky(c, rc);
+            return lsec__chan_fail(c, rc, NULL);
         }
         if (rc != LSEC__AGAIN)
-            return sticky(c, rc);
+            return lsec__chan_fail(c, rc, NULL);
         if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
-            return sticky(c, rc);
-        rc = rx(c, iov, rc, deadline, nowait, &n);
+            return lsec__chan_fail(c, rc, NULL);
+        rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
         if (rc != 0) {
             rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
             /* A timeout inside a message: keep what arrived so the next
              * call resumes. */
             if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) &&
                 lsec__frame_rx_cut(&c->rx, dst) != 0)
-                return sticky(c, LSEC_ENOMEM);
+                return lsec__chan_fail(c, LSEC_ENOMEM, NULL);
             return rc;
         }
         lsec__frame_rx_got(&c->rx, n);
@@ -524,16 +277,14 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
         *len = 0;
     if (c == NULL || len == NULL || (buf == NULL && cap > 0))
         return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+    if ((rc = call_check(c, timeout_ms)) != 0)
         return rc;
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
     if (c->rx_closed)
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */
-        rc = flush_queue(c, deadline, true);
+        rc = lsec__chan_flush_queue(c, deadline, true);
         if (rc != 0 && rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
             return rc;
     }
@@ -603,7 +354,7 @@ static int end_aborted(lsec_channel *c, int rc)
 {
     if (c == NULL || !is_aborted(c) || rc == 0)
         return rc;
-    (void)sticky(c, LSEC_ECLOSED);
+    (void)lsec__chan_fail(c, LSEC_ECLOSED, NULL);
     return lsec__fail(LSEC_ECLOSED, "the channel was aborted");
 }
 
@@ -655,9 +406,9 @@ void lsec_channel_close(lsec_channel *c)
         return;
     /* Aborted: nothing more goes out, nothing is drained. */
     if (is_aborted(c) && c->err == 0)
-        (void)sticky(c, LSEC_ECLOSED);
+        (void)lsec__chan_fail(c, LSEC_ECLOSED, NULL);
     if (c->wq_len > 0 && c->err == 0)
-        (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
+        (void)lsec__chan_flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {
         if (c->err == 0 && !c->tx_closed)
             lsec__tls_shutdown(c->tls);
@@ -674,6 +425,6 @@ void lsec_channel_close(lsec_channel *c)
     }
     close(c->fd);
     lsec__frame_rx_free(&c->rx);
-    wq_free(c);
+    lsec__chan_queue_free(c);
     free(c);
 }
