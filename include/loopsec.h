@@ -582,8 +582,14 @@ LSEC_API int lsec_channel_fd(const lsec_channel *c);
 
 /**
  * Bytes lsec_recv can deliver without waiting for the socket: whole
- * messages read ahead, or TLS plaintext already decrypted.  A partial
- * message does not count, so "pending > 0 ? recv : poll" never spins.
+ * messages read ahead, or TLS plaintext already decrypted.  One system call
+ * may bring many messages, and the socket does not report the ones it
+ * left inside the channel, so an event loop follows
+ * "pending > 0 ? lsec_recv(timeout 0) : poll lsec_channel_fd": in auth mode
+ * the figure is exact, non-zero exactly when the next lsec_recv completes
+ * a message (or reports the stream's error) without reading the socket.  A
+ * partial message does not count, so the loop never spins on it.  An idle
+ * channel holds no read buffer: it exists only while it holds bytes.
  */
 LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "channel.h" /* the channel's private struct: its read buffer */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -855,6 +856,183 @@ static void test_pending_means_progress(void **state)
     assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
     assert_int_equal(len, 3);
     assert_int_equal(lsec_channel_pending(s), 0);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read-ahead: many messages per system call, pending() exact                */
+
+static unsigned recvmsg_calls;
+
+static ssize_t counting_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+    recvmsg_calls++;
+    return recvmsg(fd, mh, flags);
+}
+
+/* n frames of `size` bytes each (payload byte k of frame i: i + k). */
+static size_t frames(uint8_t *out, unsigned n, size_t size)
+{
+    size_t off = 0;
+    for (unsigned i = 0; i < n; i++) {
+        lsec__frame_header(out + off, (uint32_t)size);
+        for (size_t k = 0; k < size; k++)
+            out[off + 4 + k] = (uint8_t)(i + k);
+        off += 4 + size;
+    }
+    return off;
+}
+
+static void send_all_raw(int fd, const uint8_t *p, size_t len)
+{
+    assert_int_equal(send(fd, p, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* One segment of 50 messages: one recvmsg for all of them, and pending
+ * says exactly what is left; the read buffer is gone once it is empty. */
+static void test_read_ahead_many_in_one_segment(void **state)
+{
+    enum { N = 50, M = 64 };
+    static uint8_t seg[N * (4 + M)];
+    uint8_t buf[M];
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
+    wait_readable(lsec_channel_fd(s));
+    assert_null(s->rx.ra); /* an idle channel holds no read buffer */
+    lsec__io.recvmsg = counting_recvmsg;
+    recvmsg_calls = 0;
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+        assert_int_equal(lsec_channel_pending(s), (N - 1 - i) * (4 + M));
+    }
+    assert_int_equal(recvmsg_calls, 1);
+    assert_null(s->rx.ra);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* A message that straddles the end of the read-ahead buffer: pending is 0
+ * while only its start is here (the socket has the rest), the buffer is
+ * kept for it, and its rest comes straight into the caller's buffer. */
+static void test_read_ahead_straddling_message(void **state)
+{
+    enum { N = 60, M = 64, LAST = 100 };
+    static uint8_t seg[N * (4 + M) + 4 + LAST];
+    uint8_t buf[LAST];
+    size_t len, off;
+    lsec_channel *s, *c;
+
+    (void)state;
+    assert_true(N * (4 + M) < LSEC__FRAME_RA &&
+                N * (4 + M) + 4 + LAST > LSEC__FRAME_RA);
+    pair(NULL, &s, &c);
+    off = frames(seg, N, M);
+    lsec__frame_header(seg + off, LAST);
+    for (size_t k = 0; k < LAST; k++)
+        seg[off + 4 + k] = (uint8_t)(k * 3);
+    send_all_raw(lsec_channel_fd(c), seg, sizeof(seg));
+    wait_readable(lsec_channel_fd(s));
+    lsec__io.recvmsg = counting_recvmsg;
+    recvmsg_calls = 0;
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+        size_t held = LSEC__FRAME_RA - (i + 1) * (4 + M);
+        assert_int_equal(lsec_channel_pending(s), i + 1 < N ? held : 0);
+    }
+    assert_non_null(s->rx.ra); /* it holds the start of the last one */
+    assert_int_equal(recvmsg_calls, 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, LAST);
+    assert_memory_equal(buf, seg + off + 4, LAST);
+    assert_int_equal(recvmsg_calls, 2);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    assert_null(s->rx.ra);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* A buffer smaller than a read-ahead message: LSEC_EMSGSIZE with its
+ * length, as for any message; it and the ones behind it stay. */
+static void test_read_ahead_cap_too_small(void **state)
+{
+    static uint8_t seg[2 * (4 + 10) + 4 + 9000];
+    uint8_t buf[9000];
+    size_t len, off;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    off = frames(seg, 2, 10);
+    lsec__frame_header(seg + off, 9000);
+    memset(seg + off + 4, 'z', 9000);
+    send_all_raw(lsec_channel_fd(c), seg, sizeof(seg));
+    wait_readable(lsec_channel_fd(s));
+    assert_int_equal(lsec_recv(s, buf, 5, &len, 1000), LSEC_EMSGSIZE);
+    assert_int_equal(len, 10);
+    assert_true(lsec_channel_pending(s) >= 2 * (4 + 10));
+    assert_int_equal(lsec_recv(s, buf, 10, &len, 1000), 0);
+    assert_int_equal(len, 10);
+    assert_memory_equal(buf, seg + 4, 10);
+    assert_int_equal(lsec_recv(s, buf, 10, &len, 1000), 0);
+    assert_memory_equal(buf, seg + 18, 10);
+    /* Larger than the read-ahead buffer, and than the caller's. */
+    assert_int_equal(lsec_recv(s, buf, 8999, &len, 1000), LSEC_EMSGSIZE);
+    assert_int_equal(len, 9000);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 9000);
+    assert_memory_equal(buf, seg + off + 4, 9000);
+    assert_null(s->rx.ra);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* The event-loop contract: "pending > 0 ? recv(0) : poll" neither sleeps
+ * on a message that is already here nor spins on a partial one. */
+static void test_read_ahead_poll_loop(void **state)
+{
+    enum { N = 20, M = 64 };
+    static uint8_t seg[N * (4 + M)];
+    uint8_t buf[M];
+    size_t len;
+    unsigned got = 0, polls = 0;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
+    /* Half a header of a next message: no spin on it. */
+    send_all_raw(lsec_channel_fd(c), (const uint8_t *)"\0\0", 2);
+    wait_readable(lsec_channel_fd(s));
+    for (int guard = 0; guard < 1000 && got < N; guard++) {
+        if (lsec_channel_pending(s) == 0) {
+            struct pollfd p = {lsec_channel_fd(s), POLLIN, 0};
+            polls++;
+            /* The socket has bytes exactly when nothing is pending. */
+            assert_int_equal(poll(&p, 1, 0), 1);
+        }
+        int rc = lsec_recv(s, buf, sizeof(buf), &len, 0);
+        assert_int_equal(rc, 0);
+        got++;
+    }
+    assert_int_equal(got, N);
+    assert_int_equal(polls, 1);
+    /* Only the two header bytes are left: pending 0, and recv(0) says
+     * EAGAIN at once. */
+    assert_int_equal(lsec_channel_pending(s), 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_non_null(s->rx.ra);
     lsec_channel_close(s);
     lsec_channel_close(c);
 }
@@ -2273,6 +2451,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_message_survives_timeout,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_means_progress, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_many_in_one_segment,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_straddling_message,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_cap_too_small, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_poll_loop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup,
                                         teardown),
