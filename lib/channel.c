@@ -145,8 +145,8 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         goto done;
     if (c->wq_len > 0) {
         /* The first record is queued: queue the rest behind it. */
-        rc =
-            lsec__chan_queue_append(c, (const uint8_t *)msg + head, len - head);
+        struct iovec tail = {(uint8_t *)msg + head, len - head};
+        rc = lsec__chan_queue_iov(c, &tail, 1);
         goto done;
     }
     iov.iov_base = (uint8_t *)msg + head;

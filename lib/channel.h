@@ -53,8 +53,10 @@ int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
                       int64_t deadline, bool nowait);
 /* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
 int lsec__chan_flush_queue(lsec_channel *c, int64_t deadline, bool nowait);
-/* Append `n` bytes behind what is queued (wiping the old block). */
-int lsec__chan_queue_append(lsec_channel *c, const uint8_t *p, size_t n);
+/* Queue the bytes of iov behind what is queued and not yet written (the
+ * old block wiped, not realloc'd): 0 or LSEC_ENOMEM, which breaks the
+ * channel. */
+int lsec__chan_queue_iov(lsec_channel *c, const struct iovec *iov, int iovcnt);
 /* The send queue holds plaintext: wiped before it is freed. */
 void lsec__chan_queue_free(lsec_channel *c);
 

@@ -163,27 +163,6 @@ int lsec__chan_flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
     return 0;
 }
 
-/* Keep the unwritten rest of a message for a later flush. */
-static int queue_rest(lsec_channel *c, struct iovec *iov, int iovcnt)
-{
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    uint8_t *q = malloc(total > 0 ? total : 1);
-    if (q == NULL)
-        return lsec__chan_fail(c, LSEC_ENOMEM,
-                               "out of memory queueing a message");
-    size_t off = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        memcpy(q + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
-    }
-    c->wq = q;
-    c->wq_off = 0;
-    c->wq_len = total;
-    return 0;
-}
-
 int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
                       int64_t deadline, bool nowait)
 {
@@ -207,7 +186,7 @@ int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
             if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
                 if (!started)
                     return rc;
-                return queue_rest(c, iov, iovcnt);
+                return lsec__chan_queue_iov(c, iov, iovcnt);
             }
             return rc;
         }
@@ -219,21 +198,31 @@ int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
     return 0;
 }
 
-int lsec__chan_queue_append(lsec_channel *c, const uint8_t *p, size_t n)
+int lsec__chan_queue_iov(lsec_channel *c, const struct iovec *iov, int iovcnt)
 {
+    size_t keep = c->wq_len - c->wq_off, total = keep, off;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return lsec__chan_fail(c, LSEC_ENOMEM,
+                                   "out of memory queueing a message");
+        total += iov[i].iov_len;
+    }
     /* Not realloc: the old block is wiped before it is freed. */
-    uint8_t *q = malloc(c->wq_len + n > 0 ? c->wq_len + n : 1);
+    uint8_t *q = malloc(total > 0 ? total : 1);
     if (q == NULL)
         return lsec__chan_fail(c, LSEC_ENOMEM,
                                "out of memory queueing a message");
-    if (c->wq_len > 0)
-        memcpy(q, c->wq, c->wq_len);
-    if (n > 0)
-        memcpy(q + c->wq_len, p, n);
-    size_t off = c->wq_off, qlen = c->wq_len + n;
+    if (keep > 0)
+        memcpy(q, c->wq + c->wq_off, keep);
+    off = keep;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > 0)
+            memcpy(q + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
     lsec__chan_queue_free(c);
     c->wq = q;
-    c->wq_off = off;
-    c->wq_len = qlen;
+    c->wq_off = 0;
+    c->wq_len = total;
     return 0;
 }
