@@ -70,14 +70,23 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     return 0;
 }
 
-/* What every data call checks once its own arguments are valid. */
-static int call_check(const lsec_channel *c, int timeout_ms)
+/* How every data call begins: a fresh detail, its arguments (`args_ok`,
+ * else `bad` says which), the timeout, the channel's state; a send also
+ * needs our direction open. */
+static int call_begin(const lsec_channel *c, bool args_ok, const char *bad,
+                      int timeout_ms, bool sending)
 {
-    int rc = lsec__timeout_check(timeout_ms);
-    if (rc != 0)
+    int rc;
+
+    lsec__clear_detail();
+    if (c == NULL || !args_ok)
+        return lsec__fail(LSEC_EINVAL, "NULL %s", bad);
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
         return rc;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
+    if (sending && c->tx_closed)
+        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
     return 0;
 }
 
@@ -89,13 +98,10 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     bool nowait = timeout_ms == 0;
     int rc;
 
-    lsec__clear_detail();
-    if (c == NULL || (msg == NULL && len > 0))
-        return lsec__fail(LSEC_EINVAL, "NULL channel or message");
-    if ((rc = call_check(c, timeout_ms)) != 0)
+    rc = call_begin(c, msg != NULL || len == 0, "channel or message",
+                    timeout_ms, true);
+    if (rc != 0)
         return rc;
-    if (c->tx_closed)
-        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
     struct iovec iov2[2];
     int iovcnt = lsec__frame_plan_send(hdr, msg, len, iov2);
     if (iovcnt < 0)
@@ -155,6 +161,91 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
 done:
     lsec__wipe(first, sizeof(hdr) + head);
     return rc;
+}
+
+/* Messages per sendmsg in lsec_sendv: two iovecs each, within IOV_MAX. */
+#define SENDV_BATCH 256
+
+/* Frame one message into the send queue (after it, nothing may time out). */
+static int queue_message(lsec_channel *c, const lsec_iov *m)
+{
+    uint8_t hdr[LSEC__FRAME_HDR];
+    struct iovec iov[2];
+    int iovcnt = lsec__frame_plan_send(hdr, m->base, m->len, iov);
+    return iovcnt < 0 ? iovcnt : lsec__chan_queue_iov(c, iov, iovcnt);
+}
+
+/* TLS: one message after the other (records are per message anyway); once
+ * the first has started, what the deadline leaves is queued. */
+static int sendv_tls(lsec_channel *c, const lsec_iov *msgs, size_t n,
+                     int timeout_ms)
+{
+    int64_t deadline = lsec__deadline(timeout_ms);
+    int rc = channel_send(c, msgs[0].base, msgs[0].len, timeout_ms);
+
+    for (size_t i = 1; rc == 0 && i < n; i++) {
+        if (c->wq_len == 0) {
+            rc = channel_send(c, msgs[i].base, msgs[i].len,
+                              lsec__remaining(deadline));
+            if (rc != LSEC_ETIMEDOUT && rc != LSEC_EAGAIN)
+                continue;
+        }
+        rc = queue_message(c, &msgs[i]);
+    }
+    return rc;
+}
+
+static int channel_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n,
+                         int timeout_ms)
+{
+    uint8_t hdr[SENDV_BATCH][LSEC__FRAME_HDR];
+    struct iovec iov[2 * SENDV_BATCH];
+    bool nowait = timeout_ms == 0;
+    int64_t deadline;
+    int rc;
+
+    rc = call_begin(c, msgs != NULL || n == 0, "channel or messages",
+                    timeout_ms, true);
+    if (rc != 0)
+        return rc;
+    /* Every message is checked before the first byte goes out. */
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].base == NULL && msgs[i].len > 0)
+            return lsec__fail(LSEC_EINVAL, "message %zu is NULL", i);
+        if (msgs[i].len > UINT32_MAX)
+            return lsec__fail(LSEC_EMSGSIZE,
+                              "message %zu of %zu bytes exceeds 4 GiB", i,
+                              msgs[i].len);
+    }
+    if (n == 0)
+        return 0;
+    if (c->tls != NULL)
+        return sendv_tls(c, msgs, n, timeout_ms);
+    deadline = lsec__deadline(timeout_ms);
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
+        return rc;
+    c->sent_last = true;
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        int iovcnt = 0;
+        for (k = 0; k < SENDV_BATCH && i + k < n; k++)
+            iovcnt += lsec__frame_plan_send(hdr[k], msgs[i + k].base,
+                                            msgs[i + k].len, iov + iovcnt);
+        if (c->wq_len > 0) {
+            rc = lsec__chan_queue_iov(c, iov, iovcnt);
+        } else {
+            rc = lsec__chan_tx_all(c, iov, iovcnt, deadline, nowait);
+            /* Nothing of this batch went out, but an earlier one did: the
+             * call has started, so the rest waits in the queue. */
+            if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) && i > 0)
+                rc = lsec__chan_queue_iov(c, iov, iovcnt);
+        }
+        if (rc != 0)
+            return rc;
+        i += k;
+    }
+    return 0;
 }
 
 static int channel_flush(lsec_channel *c, int timeout_ms)
@@ -272,12 +363,11 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
     int64_t deadline;
     int rc;
 
-    lsec__clear_detail();
     if (len != NULL)
         *len = 0;
-    if (c == NULL || len == NULL || (buf == NULL && cap > 0))
-        return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
-    if ((rc = call_check(c, timeout_ms)) != 0)
+    rc = call_begin(c, len != NULL && (buf != NULL || cap == 0),
+                    "channel, buffer or length", timeout_ms, false);
+    if (rc != 0)
         return rc;
     if (c->rx_closed)
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
@@ -375,6 +465,13 @@ int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
     if (c != NULL && is_aborted(c))
         return end_aborted(c, LSEC_ECLOSED);
     return end_aborted(c, channel_send(c, msg, len, timeout_ms));
+}
+
+int lsec_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n, int timeout_ms)
+{
+    if (c != NULL && is_aborted(c))
+        return end_aborted(c, LSEC_ECLOSED);
+    return end_aborted(c, channel_sendv(c, msgs, n, timeout_ms));
 }
 
 int lsec_flush(lsec_channel *c, int timeout_ms)
