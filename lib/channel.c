@@ -195,6 +195,20 @@ static int sendv_tls(lsec_channel *c, const lsec_iov *msgs, size_t n,
     return rc;
 }
 
+/* Every message is checked before the first byte goes out. */
+static int check_msgs(const lsec_iov *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].base == NULL && msgs[i].len > 0)
+            return lsec__fail(LSEC_EINVAL, "message %zu is NULL", i);
+        if (msgs[i].len > UINT32_MAX)
+            return lsec__fail(LSEC_EMSGSIZE,
+                              "message %zu of %zu bytes exceeds 4 GiB", i,
+                              msgs[i].len);
+    }
+    return 0;
+}
+
 static int channel_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n,
                          int timeout_ms)
 {
@@ -208,15 +222,8 @@ static int channel_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n,
                     timeout_ms, true);
     if (rc != 0)
         return rc;
-    /* Every message is checked before the first byte goes out. */
-    for (size_t i = 0; i < n; i++) {
-        if (msgs[i].base == NULL && msgs[i].len > 0)
-            return lsec__fail(LSEC_EINVAL, "message %zu is NULL", i);
-        if (msgs[i].len > UINT32_MAX)
-            return lsec__fail(LSEC_EMSGSIZE,
-                              "message %zu of %zu bytes exceeds 4 GiB", i,
-                              msgs[i].len);
-    }
+    if ((rc = check_msgs(msgs, n)) != 0)
+        return rc;
     if (n == 0)
         return 0;
     if (c->tls != NULL)

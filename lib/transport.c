@@ -22,6 +22,58 @@ int lsec__chan_fail(lsec_channel *c, int code, const char *why)
     return lsec__fail(code, "%s", why);
 }
 
+/* One TLS read into iov[0], waiting as TLS asks until the deadline. */
+static int rx_tls(lsec_channel *c, struct iovec *iov, int64_t deadline,
+                  bool nowait, size_t *n)
+{
+    for (;;) {
+        int rc = lsec__tls_read(c->tls, iov[0].iov_base, iov[0].iov_len, n);
+        if (rc == 0)
+            return 0;
+        /* With a timeout of 0, a read that would block is the answer: no
+         * poll(0) to learn it again. */
+        if (rc == LSEC__WANT_READ && nowait)
+            return LSEC_EAGAIN;
+        if (rc != LSEC__WANT_READ && rc != LSEC__WANT_WRITE)
+            return rc;
+        rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* One recvmsg into iov, waiting for readability until the deadline. */
+static int rx_plain(lsec_channel *c, struct iovec *iov, int iovcnt,
+                    int64_t deadline, bool nowait, size_t *n)
+{
+    struct msghdr mh;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = iov;
+    mh.msg_iovlen = (size_t)iovcnt;
+    for (;;) {
+        ssize_t got = lsec__io.recvmsg(c->fd, &mh, MSG_DONTWAIT);
+        if (got > 0) {
+            *n = (size_t)got;
+            return 0;
+        }
+        if (got == 0)
+            return LSEC_ECLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            break;
+        if (nowait)
+            return LSEC_EAGAIN;
+        int rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
+        if (rc != 0)
+            return rc;
+    }
+    if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
+        return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
+    return lsec__fail_errno(LSEC_EIO, errno, "recv");
+}
+
 int lsec__chan_rx(lsec_channel *c, struct iovec *iov, int iovcnt,
                   int64_t deadline, bool nowait, size_t *n)
 {
@@ -36,48 +88,9 @@ int lsec__chan_rx(lsec_channel *c, struct iovec *iov, int iovcnt,
             return rc;
     }
     c->sent_last = false;
-    for (;;) {
-        int rc;
-        if (c->tls != NULL) {
-            rc = lsec__tls_read(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            if (rc == 0)
-                return 0;
-            /* With a timeout of 0, a read that would block is the answer:
-             * no poll(0) to learn it again. */
-            if (rc == LSEC__WANT_READ && nowait)
-                return LSEC_EAGAIN;
-            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
-                rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline,
-                                   nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)iovcnt;
-        ssize_t got = lsec__io.recvmsg(c->fd, &mh, MSG_DONTWAIT);
-        if (got > 0) {
-            *n = (size_t)got;
-            return 0;
-        }
-        if (got == 0)
-            return LSEC_ECLOSED;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (nowait)
-                return LSEC_EAGAIN;
-            rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
-            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
-        return lsec__fail_errno(LSEC_EIO, errno, "recv");
-    }
+    if (c->tls != NULL)
+        return rx_tls(c, iov, deadline, nowait, n);
+    return rx_plain(c, iov, iovcnt, deadline, nowait, n);
 }
 
 /*
