@@ -551,6 +551,30 @@ LSEC_API LSEC_CHECK int lsec_connect_file(const char *path, const lsec_opts *o,
 LSEC_API LSEC_CHECK int lsec_send(lsec_channel *c, const void *msg, size_t len,
                                   int timeout_ms);
 
+/** One message for lsec_sendv: `len` bytes at `base`. */
+typedef struct lsec_iov {
+    const void *base;
+    size_t len;
+} lsec_iov;
+
+/**
+ * Send `n` whole messages, in order, each as lsec_send sends one (the peer
+ * receives `n` messages), in as few system calls as the socket takes: in
+ * auth mode up to 256 messages per write, so a burst of small messages
+ * leaves in one segment.  Use it when several messages are ready at once;
+ * a single lsec_send is never delayed to wait for company.  All or
+ * nothing like lsec_send: every message is checked before the first byte
+ * is written (LSEC_EINVAL for a NULL base with a length, LSEC_EMSGSIZE
+ * above 4 GiB); if the timeout passes before any byte was written,
+ * LSEC_ETIMEDOUT (LSEC_EAGAIN for timeout 0) and none was sent; once a
+ * byte is written, what the timeout leaves is queued and 0 is returned.
+ * `n` 0 sends nothing and returns 0.
+ *
+ * Returns lsec_send's codes.
+ */
+LSEC_API LSEC_CHECK int lsec_sendv(lsec_channel *c, const lsec_iov *msgs,
+                                   size_t n, int timeout_ms);
+
 /** Write out what lsec_send queued.  0 when nothing is left queued. */
 LSEC_API LSEC_CHECK int lsec_flush(lsec_channel *c, int timeout_ms);
 
@@ -586,8 +610,14 @@ LSEC_API int lsec_channel_fd(const lsec_channel *c);
 
 /**
  * Bytes lsec_recv can deliver without waiting for the socket: whole
- * messages read ahead, or TLS plaintext already decrypted.  A partial
- * message does not count, so "pending > 0 ? recv : poll" never spins.
+ * messages read ahead, or TLS plaintext already decrypted.  One system call
+ * may bring many messages, and the socket does not report the ones it
+ * left inside the channel, so an event loop follows
+ * "pending > 0 ? lsec_recv(timeout 0) : poll lsec_channel_fd": in auth mode
+ * the figure is exact, non-zero exactly when the next lsec_recv completes
+ * a message (or reports the stream's error) without reading the socket.  A
+ * partial message does not count, so the loop never spins on it.  An idle
+ * channel holds no read buffer: it exists only while it holds bytes.
  */
 LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 

@@ -7,284 +7,25 @@
  * stretches them.  Every write uses MSG_NOSIGNAL (or the TLS BIO that does),
  * so the library never raises SIGPIPE.
  *
- * Receive path: a small read-ahead buffer holds headers and small messages;
- * a large message is read straight into the caller's buffer, with the
- * read-ahead buffer as a second iovec to catch the next header in the same
- * system call.  Only when a timeout cuts a message in half are its bytes
- * kept ("stashed") in memory of our own, bounded by max_message; the rest of
- * that message is then read into the stash, which grows geometrically, and
- * copied out once, so a message that arrives in many pieces costs time
- * linear in its size.
+ * Receive path: the decoder in frame.c says where to read (its read-ahead
+ * buffer, or a large payload straight into the caller's buffer with the
+ * read-ahead buffer behind it to catch what follows in the same system
+ * call); this file reads there and waits.  The read-ahead buffer exists
+ * only while it holds bytes.
  */
-#include "internal.h"
+#include "channel.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#define RBUF_SIZE 4096
 /* Plaintext per TLS write: one full record. */
 #define TLS_CHUNK 16384
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
 #define CLOSE_FLUSH_MS 2000
-
-struct lsec_channel {
-    int fd;
-    int mode;
-    lsec__tls *tls;
-    size_t max_message;
-    int err; /* sticky: once broken, every call fails with it */
-    /* Set by lsec_channel_abort (any thread, a signal handler): read with
-     * __atomic loads; once set, every call ends with LSEC_ECLOSED. */
-    int aborted;
-    /* The peer ended its direction cleanly (FIN or close_notify between
-     * messages).  Receiving is over; sending goes on (half-close). */
-    bool rx_closed;
-    /* lsec_channel_shutdown ended our direction: lsec_send is refused. */
-    bool tx_closed;
-    lsec__addr local, remote;
-    int64_t peer_uid;
-    /* receive state */
-    size_t roff, rlen; /* unread bytes are rbuf[roff, rlen) */
-    bool have_len;
-    uint32_t msg_len;
-    uint8_t *stash; /* the part of a message read before a timeout */
-    size_t stash_have, stash_cap;
-    /* bytes of the framed stream accepted by lsec_send, not yet written */
-    uint8_t *wq;
-    size_t wq_off, wq_len;
-    bool sent_last; /* the last call was lsec_send: no answer is here yet */
-    uint8_t rbuf[RBUF_SIZE];
-};
-
-/* ------------------------------------------------------------------------ */
-/* Transport: one read or write on the socket or through TLS                */
-
-/* Record a sticky failure: every later call fails with `code`. */
-static int sticky(lsec_channel *c, int code)
-{
-    c->err = code;
-    return code;
-}
-
-/* sticky, with a log line and the detail `why`. */
-static int broken(lsec_channel *c, int code, const char *why)
-{
-    (void)sticky(c, code);
-    lsec__log(LSEC_LOG_INFO, "channel to port %u: %s", c->remote.port, why);
-    return lsec__fail(code, "%s", why);
-}
-
-/*
- * Read at least one byte into iov (TLS uses only iov[0]) before `deadline`.
- * Returns 0 with *n > 0, LSEC_ECLOSED on a clean end of stream, or an error.
- */
-static int rx(lsec_channel *c, struct iovec *iov, int iovcnt, int64_t deadline,
-              bool nowait, size_t *n)
-{
-    /* Right after a send the answer is almost never here yet: wait first
-     * rather than read, fail with EAGAIN and then wait (one system call
-     * less per round trip).  Only for calls that may wait, and in TLS only
-     * with nothing buffered inside OpenSSL. */
-    if (c->sent_last && !nowait &&
-        (c->tls == NULL || lsec__tls_pending(c->tls) == 0)) {
-        int rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-        if (rc != 0)
-            return rc;
-    }
-    c->sent_last = false;
-    for (;;) {
-        int rc;
-        if (c->tls != NULL) {
-            rc = lsec__tls_read(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            if (rc == 0)
-                return 0;
-            /* With a timeout of 0, a read that would block is the answer:
-             * no poll(0) to learn it again. */
-            if (rc == LSEC__WANT_READ && nowait)
-                return LSEC_EAGAIN;
-            if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE)
-                rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline,
-                                   nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)iovcnt;
-        ssize_t got = lsec__io.recvmsg(c->fd, &mh, MSG_DONTWAIT);
-        if (got > 0) {
-            *n = (size_t)got;
-            return 0;
-        }
-        if (got == 0)
-            return LSEC_ECLOSED;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (nowait)
-                return LSEC_EAGAIN;
-            rc = lsec__wait_fd(c->fd, POLLIN, deadline, nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        if (errno == ECONNRESET || errno == EPIPE || errno == ETIMEDOUT)
-            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
-        return lsec__fail_errno(LSEC_EIO, errno, "recv");
-    }
-}
-
-/*
- * Write some of iov (TLS: iov[0] only) without waiting.  0 with *n > 0,
- * LSEC__WANT_READ/WRITE when the transport must wait, or an error.
- */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
-{
-    for (;;) {
-        if (c->tls != NULL) {
-            int rc =
-                lsec__tls_write(c->tls, iov[0].iov_base, iov[0].iov_len, n);
-            return rc;
-        }
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)iovcnt;
-        ssize_t put = lsec__io.sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (put > 0) {
-            *n = (size_t)put;
-            return 0;
-        }
-        if (put < 0 && errno == EINTR)
-            continue;
-        if (put == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
-            return LSEC__WANT_WRITE;
-        if (errno == EPIPE || errno == ECONNRESET)
-            return lsec__fail_errno(LSEC_ERESET, errno, "connection lost");
-        return lsec__fail_errno(LSEC_EIO, errno, "send");
-    }
-}
-
-static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
-{
-    int i = 0;
-    while (i < *iovcnt && n >= iov[i].iov_len) {
-        n -= iov[i].iov_len;
-        i++;
-    }
-    if (i > 0) {
-        memmove(iov, iov + i, sizeof(*iov) * (size_t)(*iovcnt - i));
-        *iovcnt -= i;
-    }
-    if (*iovcnt > 0) {
-        iov[0].iov_base = (uint8_t *)iov[0].iov_base + n;
-        iov[0].iov_len -= n;
-    }
-}
-
-/* The send queue holds plaintext: wiped before it is freed. */
-static void wq_free(lsec_channel *c)
-{
-    if (c->wq != NULL) {
-        lsec__wipe(c->wq, c->wq_len);
-        free(c->wq);
-    }
-    c->wq = NULL;
-    c->wq_off = c->wq_len = 0;
-}
-
-/* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
-static int flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
-{
-    while (c->wq_off < c->wq_len) {
-        struct iovec iov = {c->wq + c->wq_off, c->wq_len - c->wq_off};
-        size_t n = 0;
-        int rc = tx_once(c, &iov, 1, &n);
-        if (rc == 0) {
-            c->wq_off += n;
-            continue;
-        }
-        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
-            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        return broken(c, rc,
-                      rc == LSEC_ERESET ? "connection lost while sending"
-                                        : "send failed");
-    }
-    wq_free(c);
-    return 0;
-}
-
-/* Keep the unwritten rest of a message for a later flush. */
-static int queue_rest(lsec_channel *c, struct iovec *iov, int iovcnt)
-{
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    uint8_t *q = malloc(total > 0 ? total : 1);
-    if (q == NULL)
-        return broken(c, LSEC_ENOMEM, "out of memory queueing a message");
-    size_t off = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        memcpy(q + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
-    }
-    c->wq = q;
-    c->wq_off = 0;
-    c->wq_len = total;
-    return 0;
-}
-
-/*
- * Write all of iov before the deadline.  Nothing written when the deadline
- * passes: ETIMEDOUT/EAGAIN.  Part written: the rest is queued, 0.
- */
-static int tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
-                  int64_t deadline, bool nowait)
-{
-    bool started = false;
-    while (iovcnt > 0) {
-        size_t n = 0;
-        int rc = tx_once(c, iov, iovcnt, &n);
-        if (rc == 0) {
-            started = true;
-            iov_advance(iov, &iovcnt, n);
-            continue;
-        }
-        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
-            /* TLS may have taken bytes into a record even when it asks us to
-             * wait; from the first call on, the message counts as started. */
-            if (c->tls != NULL)
-                started = true;
-            rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
-            if (rc == 0)
-                continue;
-            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
-                if (!started)
-                    return rc;
-                return queue_rest(c, iov, iovcnt);
-            }
-            return rc;
-        }
-        return broken(c, rc,
-                      rc == LSEC_ERESET ? "connection lost while sending"
-                                        : "send failed");
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Public channel calls                                                      */
@@ -297,7 +38,7 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     lsec_channel *c;
 
     *out = NULL;
-    if (early_len > RBUF_SIZE) {
+    if (early_len > LSEC__FRAME_RA) {
         if (tls != NULL)
             lsec__tls_free(tls);
         close(fd);
@@ -317,10 +58,35 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
     c->local = *local;
     c->remote = *remote;
     c->peer_uid = peer_uid;
-    if (early_len > 0)
-        memcpy(c->rbuf, early, early_len);
-    c->rlen = early_len;
+    lsec__frame_rx_init(&c->rx, o->max_message);
+    if (lsec__frame_rx_feed(&c->rx, early, early_len) != 0) {
+        close(fd);
+        if (tls != NULL)
+            lsec__tls_free(tls);
+        free(c);
+        return LSEC_ENOMEM;
+    }
     *out = c;
+    return 0;
+}
+
+/* How every data call begins: a fresh detail, its arguments (`args_ok`,
+ * else `bad` says which), the timeout, the channel's state; a send also
+ * needs our direction open. */
+static int call_begin(const lsec_channel *c, bool args_ok, const char *bad,
+                      int timeout_ms, bool sending)
+{
+    int rc;
+
+    lsec__clear_detail();
+    if (c == NULL || !args_ok)
+        return lsec__fail(LSEC_EINVAL, "NULL %s", bad);
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (sending && c->tx_closed)
+        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
     return 0;
 }
 
@@ -332,29 +98,24 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     bool nowait = timeout_ms == 0;
     int rc;
 
-    lsec__clear_detail();
-    if (c == NULL || (msg == NULL && len > 0))
-        return lsec__fail(LSEC_EINVAL, "NULL channel or message");
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+    rc = call_begin(c, msg != NULL || len == 0, "channel or message",
+                    timeout_ms, true);
+    if (rc != 0)
         return rc;
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
-    if (c->tx_closed)
-        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
-    if (len > UINT32_MAX)
-        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
-                          len);
+    struct iovec iov2[2];
+    int iovcnt = lsec__frame_plan_send(hdr, msg, len, iov2);
+    if (iovcnt < 0)
+        return iovcnt;
     deadline = lsec__deadline(timeout_ms);
-    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, nowait)) != 0)
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
         return rc;
-    lsec__frame_header(hdr, (uint32_t)len);
     c->sent_last = true;
 
     if (c->tls == NULL) {
         /* One sendmsg carries header and payload: one segment for small
          * messages under TCP_NODELAY, no copy for large ones. */
-        struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)msg, len}};
-        return tx_all(c, iov, len > 0 ? 2 : 1, deadline, nowait);
+        return lsec__chan_tx_all(c, iov2, iovcnt, deadline, nowait);
     }
 
     /* TLS: the first record carries the header and just enough of the
@@ -375,8 +136,9 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     if (head > 0)
         memcpy(first + sizeof(hdr), msg, head);
     /* Nothing is handed to TLS before the socket can take it, so that a
-     * timeout before the first byte leaves the channel untouched. */
-    if (timeout_ms >= 0) { /* -1 never times out: nothing to protect */
+     * timeout before the first byte leaves the channel untouched (-1 never
+     * times out: nothing to protect, no poll). */
+    if (timeout_ms >= 0) {
         rc = lsec__wait_fd(c->fd, POLLOUT, deadline, nowait);
         if (rc != 0)
             goto done; /* `first` holds plaintext: wiped there */
@@ -384,33 +146,113 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     /* From here on the message has started: tx_all queues what the
      * deadline leaves unwritten and returns 0. */
     struct iovec iov = {first, sizeof(hdr) + head};
-    rc = tx_all(c, &iov, 1, deadline, false);
+    rc = lsec__chan_tx_all(c, &iov, 1, deadline, false);
     if (rc != 0 || head == len)
         goto done;
     if (c->wq_len > 0) {
         /* The first record is queued: queue the rest behind it. */
-        size_t rest = len - head;
-        /* Not realloc: the old block is wiped before it is freed. */
-        uint8_t *q = malloc(c->wq_len + rest);
-        if (q == NULL) {
-            rc = broken(c, LSEC_ENOMEM, "out of memory queueing a message");
-            goto done;
-        }
-        memcpy(q, c->wq, c->wq_len);
-        memcpy(q + c->wq_len, (const uint8_t *)msg + head, rest);
-        size_t off = c->wq_off, qlen = c->wq_len + rest;
-        wq_free(c);
-        c->wq = q;
-        c->wq_off = off;
-        c->wq_len = qlen;
+        struct iovec tail = {(uint8_t *)msg + head, len - head};
+        rc = lsec__chan_queue_iov(c, &tail, 1);
         goto done;
     }
     iov.iov_base = (uint8_t *)msg + head;
     iov.iov_len = len - head;
-    rc = tx_all(c, &iov, 1, deadline, false);
+    rc = lsec__chan_tx_all(c, &iov, 1, deadline, false);
 done:
     lsec__wipe(first, sizeof(hdr) + head);
     return rc;
+}
+
+/* Messages per sendmsg in lsec_sendv: two iovecs each, within IOV_MAX. */
+#define SENDV_BATCH 256
+
+/* Frame one message into the send queue (after it, nothing may time out). */
+static int queue_message(lsec_channel *c, const lsec_iov *m)
+{
+    uint8_t hdr[LSEC__FRAME_HDR];
+    struct iovec iov[2];
+    int iovcnt = lsec__frame_plan_send(hdr, m->base, m->len, iov);
+    return iovcnt < 0 ? iovcnt : lsec__chan_queue_iov(c, iov, iovcnt);
+}
+
+/* TLS: one message after the other (records are per message anyway); once
+ * the first has started, what the deadline leaves is queued. */
+static int sendv_tls(lsec_channel *c, const lsec_iov *msgs, size_t n,
+                     int timeout_ms)
+{
+    int64_t deadline = lsec__deadline(timeout_ms);
+    int rc = channel_send(c, msgs[0].base, msgs[0].len, timeout_ms);
+
+    for (size_t i = 1; rc == 0 && i < n; i++) {
+        if (c->wq_len == 0) {
+            rc = channel_send(c, msgs[i].base, msgs[i].len,
+                              lsec__remaining(deadline));
+            if (rc != LSEC_ETIMEDOUT && rc != LSEC_EAGAIN)
+                continue;
+        }
+        rc = queue_message(c, &msgs[i]);
+    }
+    return rc;
+}
+
+/* Every message is checked before the first byte goes out. */
+static int check_msgs(const lsec_iov *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].base == NULL && msgs[i].len > 0)
+            return lsec__fail(LSEC_EINVAL, "message %zu is NULL", i);
+        if (msgs[i].len > UINT32_MAX)
+            return lsec__fail(LSEC_EMSGSIZE,
+                              "message %zu of %zu bytes exceeds 4 GiB", i,
+                              msgs[i].len);
+    }
+    return 0;
+}
+
+static int channel_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n,
+                         int timeout_ms)
+{
+    uint8_t hdr[SENDV_BATCH][LSEC__FRAME_HDR];
+    struct iovec iov[2 * SENDV_BATCH];
+    bool nowait = timeout_ms == 0;
+    int64_t deadline;
+    int rc;
+
+    rc = call_begin(c, msgs != NULL || n == 0, "channel or messages",
+                    timeout_ms, true);
+    if (rc != 0)
+        return rc;
+    if ((rc = check_msgs(msgs, n)) != 0)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (c->tls != NULL)
+        return sendv_tls(c, msgs, n, timeout_ms);
+    deadline = lsec__deadline(timeout_ms);
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
+        return rc;
+    c->sent_last = true;
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        int iovcnt = 0;
+        for (k = 0; k < SENDV_BATCH && i + k < n; k++)
+            iovcnt += lsec__frame_plan_send(hdr[k], msgs[i + k].base,
+                                            msgs[i + k].len, iov + iovcnt);
+        if (c->wq_len > 0) {
+            rc = lsec__chan_queue_iov(c, iov, iovcnt);
+        } else {
+            rc = lsec__chan_tx_all(c, iov, iovcnt, deadline, nowait);
+            /* Nothing of this batch went out, but an earlier one did: the
+             * call has started, so the rest waits in the queue. */
+            if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) && i > 0)
+                rc = lsec__chan_queue_iov(c, iov, iovcnt);
+        }
+        if (rc != 0)
+            return rc;
+        i += k;
+    }
+    return 0;
 }
 
 static int channel_flush(lsec_channel *c, int timeout_ms)
@@ -424,7 +266,8 @@ static int channel_flush(lsec_channel *c, int timeout_ms)
         return 0;
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
-    return flush_queue(c, lsec__deadline(timeout_ms), timeout_ms == 0);
+    return lsec__chan_flush_queue(c, lsec__deadline(timeout_ms),
+                                  timeout_ms == 0);
 }
 
 int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
@@ -441,7 +284,8 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         return 0;
     deadline = lsec__deadline(timeout_ms);
     /* Every message accepted by lsec_send goes out before the end. */
-    if (c->wq_len > 0 && (rc = flush_queue(c, deadline, timeout_ms == 0)) != 0)
+    if (c->wq_len > 0 &&
+        (rc = lsec__chan_flush_queue(c, deadline, timeout_ms == 0)) != 0)
         return rc;
     if (c->tls != NULL) {
         /* close_notify, then the end of our TCP direction: the peer may
@@ -452,13 +296,14 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
         rc = lsec__tls_close_notify(c->tls, deadline, timeout_ms == 0);
         if (rc != 0) {
             if (rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
-                return sticky(c, rc);
+                return lsec__chan_fail(c, rc, NULL);
             return rc;
         }
     }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         if (errno == ENOTCONN)
-            return broken(c, LSEC_ERESET, "connection lost before shutdown");
+            return lsec__chan_fail(c, LSEC_ERESET,
+                                   "connection lost before shutdown");
         return lsec__fail_errno(LSEC_EIO, errno, "shutdown");
     }
     c->tx_closed = true;
@@ -467,110 +312,13 @@ int lsec_channel_shutdown(lsec_channel *c, int timeout_ms)
     return 0;
 }
 
-/*
- * Make room for `need` (<= msg_len) bytes in the stash.  Growth doubles, so
- * that a message arriving in many pieces is copied O(1) times per byte, and
- * never exceeds the message: memory stays within twice what has arrived.
- * The old block is wiped, not left behind by realloc.
- */
-static int stash_reserve(lsec_channel *c, size_t need)
-{
-    size_t cap;
-    uint8_t *p;
-
-    if (need <= c->stash_cap)
-        return 0;
-    cap = c->stash_cap > c->msg_len / 2 ? c->msg_len : 2 * c->stash_cap;
-    if (cap < need)
-        cap = need;
-    if (cap < RBUF_SIZE && c->msg_len >= RBUF_SIZE)
-        cap = RBUF_SIZE;
-    p = malloc(cap > 0 ? cap : 1);
-    if (p == NULL)
-        return broken(c, LSEC_ENOMEM, "out of memory keeping a message");
-    if (c->stash != NULL) {
-        memcpy(p, c->stash, c->stash_have);
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-    }
-    c->stash = p;
-    c->stash_cap = cap;
-    return 0;
-}
-
-static void stash_free(lsec_channel *c)
-{
-    if (c->stash != NULL) {
-        lsec__wipe(c->stash, c->stash_have);
-        free(c->stash);
-    }
-    c->stash = NULL;
-    c->stash_have = c->stash_cap = 0;
-}
-
-/* A timeout inside a message: keep what arrived so the next call resumes. */
-static int stash_partial(lsec_channel *c, const uint8_t *buf, size_t have,
-                         int rc)
-{
-    if (have > 0) {
-        int e = stash_reserve(c, have);
-        if (e != 0)
-            return e;
-        memcpy(c->stash, buf, have);
-        c->stash_have = have;
-    }
-    return rc;
-}
-
-static int rx_failed(lsec_channel *c, int rc, bool mid_message);
-
-/*
- * Go on with a stashed message: what the read-ahead buffer holds, then the
- * socket, straight into the stash.  0 once the whole payload is in; a
- * timeout leaves it stashed.
- */
-static int stash_fill(lsec_channel *c, int64_t deadline, bool nowait)
-{
-    size_t avail = c->rlen - c->roff, n;
-    size_t take =
-        avail < c->msg_len - c->stash_have ? avail : c->msg_len - c->stash_have;
-    int rc;
-
-    if ((rc = stash_reserve(c, c->stash_have + take)) != 0)
-        return rc;
-    memcpy(c->stash + c->stash_have, c->rbuf + c->roff, take);
-    c->roff += take;
-    c->stash_have += take;
-    while (c->stash_have < c->msg_len) {
-        if ((rc = stash_reserve(c, c->stash_have + 1)) != 0)
-            return rc;
-        /* As in lsec_recv: the read-ahead buffer is empty here, and catches
-         * what follows the message once the stash reaches its end. */
-        struct iovec iov[2] = {
-            {c->stash + c->stash_have, c->stash_cap - c->stash_have},
-            {c->rbuf, RBUF_SIZE}};
-        int iovcnt = c->stash_cap == c->msg_len ? 2 : 1;
-        c->roff = c->rlen = 0;
-        rc = rx(c, iov, iovcnt, deadline, nowait, &n);
-        if (rc != 0)
-            return rx_failed(c, rc, true);
-        if (n <= iov[0].iov_len) {
-            c->stash_have += n;
-        } else {
-            c->rlen = n - iov[0].iov_len;
-            c->stash_have += iov[0].iov_len;
-        }
-    }
-    return 0;
-}
-
 static int rx_failed(lsec_channel *c, int rc, bool mid_message)
 {
     if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
         return rc;
     if (rc == LSEC_ECLOSED && mid_message)
-        return broken(c, LSEC_ERESET,
-                      "the peer vanished in the middle of a message");
+        return lsec__chan_fail(c, LSEC_ERESET,
+                               "the peer vanished in the middle of a message");
     if (rc == LSEC_ECLOSED) {
         c->rx_closed = true;
         lsec__log(LSEC_LOG_DEBUG,
@@ -578,113 +326,69 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
                   c->remote.port);
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     }
-    return sticky(c, rc);
+    return lsec__chan_fail(c, rc, NULL);
+}
+
+/* The I/O shell around the decoder (frame.c): decode what is buffered,
+ * else read where the decoder says, until a message is whole. */
+static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
+                        int64_t deadline, bool nowait)
+{
+    for (;;) {
+        struct iovec iov[2];
+        size_t n = 0;
+        int rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
+        if (rc == 0 || rc == LSEC_EMSGSIZE)
+            return rc;
+        if (rc == LSEC_EPROTO) {
+            lsec__log(LSEC_LOG_WARN,
+                      "channel to port %u: peer sent an oversized length",
+                      c->remote.port);
+            return lsec__chan_fail(c, rc, NULL);
+        }
+        if (rc != LSEC__AGAIN)
+            return lsec__chan_fail(c, rc, NULL);
+        if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
+            return lsec__chan_fail(c, rc, NULL);
+        rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
+        if (rc != 0) {
+            rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+            /* A timeout inside a message: keep what arrived so the next
+             * call resumes. */
+            if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) &&
+                lsec__frame_rx_cut(&c->rx, dst) != 0)
+                return lsec__chan_fail(c, LSEC_ENOMEM, NULL);
+            return rc;
+        }
+        lsec__frame_rx_got(&c->rx, n);
+    }
 }
 
 static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
                         int timeout_ms)
 {
-    uint8_t *dst = buf;
     int64_t deadline;
-    bool nowait = timeout_ms == 0;
-    size_t have, take, avail, n;
     int rc;
 
-    lsec__clear_detail();
     if (len != NULL)
         *len = 0;
-    if (c == NULL || len == NULL || (buf == NULL && cap > 0))
-        return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+    rc = call_begin(c, len != NULL && (buf != NULL || cap == 0),
+                    "channel, buffer or length", timeout_ms, false);
+    if (rc != 0)
         return rc;
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
     if (c->rx_closed)
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
     deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */
-        rc = flush_queue(c, deadline, true);
+        rc = lsec__chan_flush_queue(c, deadline, true);
         if (rc != 0 && rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
             return rc;
     }
-
-    while (!c->have_len) {
-        avail = c->rlen - c->roff;
-        if (avail >= LSEC__FRAME_HDR) {
-            rc = lsec__frame_parse(c->rbuf + c->roff, c->max_message,
-                                   &c->msg_len);
-            if (rc != 0) {
-                (void)sticky(c, rc);
-                lsec__log(LSEC_LOG_WARN,
-                          "channel to port %u: peer sent an oversized length",
-                          c->remote.port);
-                return rc;
-            }
-            c->roff += LSEC__FRAME_HDR;
-            c->have_len = true;
-            break;
-        }
-        if (c->roff > 0) {
-            memmove(c->rbuf, c->rbuf + c->roff, avail);
-            c->roff = 0;
-            c->rlen = avail;
-        }
-        struct iovec iov = {c->rbuf + c->rlen, RBUF_SIZE - c->rlen};
-        rc = rx(c, &iov, 1, deadline, nowait, &n);
-        if (rc != 0)
-            return rx_failed(c, rc, avail > 0);
-        c->rlen += n;
-    }
-
-    if (c->msg_len > cap) {
-        *len = c->msg_len;
-        return lsec__fail(LSEC_EMSGSIZE,
-                          "next message is %u bytes; the buffer holds %zu",
-                          c->msg_len, cap);
-    }
-    if (c->stash != NULL) {
-        /* A message cut by an earlier timeout continues in the stash and
-         * is copied out once, whole. */
-        if ((rc = stash_fill(c, deadline, nowait)) != 0)
-            return rc;
-        if (c->msg_len > 0)
-            memcpy(dst, c->stash, c->msg_len);
-        stash_free(c);
-        c->have_len = false;
-        *len = c->msg_len;
-        return 0;
-    }
-    have = 0;
-    avail = c->rlen - c->roff;
-    take = avail < c->msg_len - have ? avail : c->msg_len - have;
-    if (take > 0)
-        memcpy(dst + have, c->rbuf + c->roff, take);
-    c->roff += take;
-    have += take;
-    while (have < c->msg_len) {
-        /* The read-ahead buffer is empty here: read the payload straight
-         * into the caller's buffer and catch what follows behind it. */
-        struct iovec iov[2] = {{dst + have, c->msg_len - have},
-                               {c->rbuf, RBUF_SIZE}};
-        c->roff = c->rlen = 0;
-        rc = rx(c, iov, 2, deadline, nowait, &n);
-        if (rc != 0) {
-            rc = rx_failed(c, rc, true);
-            if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN)
-                return stash_partial(c, dst, have, rc);
-            return rc;
-        }
-        if (n <= c->msg_len - have) {
-            have += n;
-        } else {
-            c->rlen = n - (c->msg_len - have);
-            have = c->msg_len;
-        }
-    }
-    c->have_len = false;
-    *len = c->msg_len;
-    return 0;
+    rc = recv_message(c, buf, cap, len, deadline, timeout_ms == 0);
+    /* An idle channel keeps no read buffer. */
+    lsec__frame_rx_release(&c->rx);
+    return rc;
 }
 
 int lsec_channel_fd(const lsec_channel *c)
@@ -696,22 +400,13 @@ int lsec_channel_fd(const lsec_channel *c)
 
 size_t lsec_channel_pending(const lsec_channel *c)
 {
-    size_t held;
-
     if (c == NULL)
         return 0;
     /* Callers poll with "pending > 0 ? do not wait : wait for the socket"
-     * (lsec_channel_fd).  Bytes that cannot make a message by themselves,
-     * part of a header or the start of a payload whose rest is still on
-     * its way, need the socket: counting them would make such a loop spin
-     * until the peer sends more. */
-    held = c->rlen - c->roff;
-    if (!c->have_len ? held < LSEC__FRAME_HDR
-                     : c->stash_have + held < c->msg_len)
-        held = 0;
-    else
-        held += c->stash_have;
-    return held + (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
+     * (lsec_channel_fd): the decoder counts only bytes that make a message
+     * (or an error) without the socket. */
+    return lsec__frame_rx_pending(&c->rx) +
+           (c->tls != NULL ? lsec__tls_pending(c->tls) : 0);
 }
 
 int lsec_channel_mode(const lsec_channel *c)
@@ -756,7 +451,7 @@ static int end_aborted(lsec_channel *c, int rc)
 {
     if (c == NULL || !is_aborted(c) || rc == 0)
         return rc;
-    (void)sticky(c, LSEC_ECLOSED);
+    (void)lsec__chan_fail(c, LSEC_ECLOSED, NULL);
     return lsec__fail(LSEC_ECLOSED, "the channel was aborted");
 }
 
@@ -777,6 +472,13 @@ int lsec_send(lsec_channel *c, const void *msg, size_t len, int timeout_ms)
     if (c != NULL && is_aborted(c))
         return end_aborted(c, LSEC_ECLOSED);
     return end_aborted(c, channel_send(c, msg, len, timeout_ms));
+}
+
+int lsec_sendv(lsec_channel *c, const lsec_iov *msgs, size_t n, int timeout_ms)
+{
+    if (c != NULL && is_aborted(c))
+        return end_aborted(c, LSEC_ECLOSED);
+    return end_aborted(c, channel_sendv(c, msgs, n, timeout_ms));
 }
 
 int lsec_flush(lsec_channel *c, int timeout_ms)
@@ -808,9 +510,9 @@ void lsec_channel_close(lsec_channel *c)
         return;
     /* Aborted: nothing more goes out, nothing is drained. */
     if (is_aborted(c) && c->err == 0)
-        (void)sticky(c, LSEC_ECLOSED);
+        (void)lsec__chan_fail(c, LSEC_ECLOSED, NULL);
     if (c->wq_len > 0 && c->err == 0)
-        (void)flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
+        (void)lsec__chan_flush_queue(c, lsec__deadline(CLOSE_FLUSH_MS), false);
     if (c->tls != NULL) {
         if (c->err == 0 && !c->tx_closed)
             lsec__tls_shutdown(c->tls);
@@ -826,8 +528,7 @@ void lsec_channel_close(lsec_channel *c)
             ;
     }
     close(c->fd);
-    lsec__wipe(c->rbuf, sizeof(c->rbuf));
-    stash_free(c);
-    wq_free(c);
+    lsec__frame_rx_free(&c->rx);
+    lsec__chan_queue_free(c);
     free(c);
 }

@@ -1,8 +1,14 @@
 /*
  * Message framing (PROTOCOL.md "Framing"): a 4-byte big-endian length, then
- * that many payload bytes.  No I/O here; channel.c moves the bytes.
+ * that many payload bytes.  The whole codec, sans-I/O: the header, the
+ * sending side's plan, and the streaming decoder (internal.h says how the
+ * I/O shell drives it); channel.c moves the bytes.
  */
 #include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len)
 {
@@ -32,6 +38,324 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
                           (unsigned long)n, (unsigned long long)max);
     *len = n;
     return 0;
+}
+
+int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
+                          size_t len, struct iovec iov[2])
+{
+    if (len > UINT32_MAX)
+        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
+                          len);
+    lsec__frame_header(hdr, (uint32_t)len);
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = LSEC__FRAME_HDR;
+    iov[1].iov_base = (void *)msg;
+    iov[1].iov_len = len;
+    return len > 0 ? 2 : 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The streaming decoder                                                     */
+
+void lsec__frame_rx_init(lsec__frame_rx *d, size_t max_message)
+{
+    memset(d, 0, sizeof(*d));
+    d->max = max_message;
+}
+
+static void stash_free(lsec__frame_rx *d)
+{
+    if (d->stash != NULL) {
+        lsec__wipe(d->stash, d->stash_have);
+        free(d->stash);
+    }
+    d->stash = NULL;
+    d->stash_have = d->stash_cap = 0;
+}
+
+/*
+ * Room for `need` (<= msg_len) bytes in the stash.  Growth doubles, so that
+ * a message arriving in many pieces is copied O(1) times per byte, and
+ * never exceeds the message: memory stays within twice what has arrived.
+ * The old block is wiped, not left behind by realloc.
+ */
+static int stash_reserve(lsec__frame_rx *d, size_t need)
+{
+    size_t cap;
+    uint8_t *p;
+
+    if (need <= d->stash_cap)
+        return 0;
+    cap = d->stash_cap > d->msg_len / 2 ? d->msg_len : 2 * d->stash_cap;
+    if (cap < need)
+        cap = need;
+    if (cap < LSEC__FRAME_RA && d->msg_len >= LSEC__FRAME_RA)
+        cap = LSEC__FRAME_RA;
+    p = malloc(cap > 0 ? cap : 1);
+    if (p == NULL)
+        return lsec__fail(LSEC_ENOMEM, "out of memory keeping a message");
+    if (d->stash != NULL) {
+        memcpy(p, d->stash, d->stash_have);
+        lsec__wipe(d->stash, d->stash_have);
+        free(d->stash);
+    }
+    d->stash = p;
+    d->stash_cap = cap;
+    return 0;
+}
+
+/*
+ * Read-ahead buffers come and go with every message that a channel reads
+ * whole (a round trip empties it each time), so each thread keeps one
+ * released buffer, wiped, for the next channel that needs one: idle
+ * channels hold none, and a busy one pays no malloc/free per message.  The
+ * spare is freed when its thread exits.
+ */
+static _Thread_local uint8_t *ra_spare;
+static _Thread_local bool ra_spare_key_set;
+static pthread_key_t ra_spare_key;
+static pthread_once_t ra_spare_once = PTHREAD_ONCE_INIT;
+static bool ra_spare_key_ok;
+
+static void ra_spare_exit(void *unused)
+{
+    (void)unused;
+    free(ra_spare);
+    ra_spare = NULL;
+}
+
+static void ra_spare_init(void)
+{
+    ra_spare_key_ok = pthread_key_create(&ra_spare_key, ra_spare_exit) == 0;
+}
+
+/* Everything the read-ahead buffer held since it was allocated is in
+ * ra[0, used): wiped before it is kept or freed. */
+static void ra_drop(lsec__frame_rx *d)
+{
+    if (d->ra != NULL) {
+        lsec__wipe(d->ra, d->used);
+        if (ra_spare == NULL && !ra_spare_key_set) {
+            /* The first spare of this thread: its exit must free it. */
+            pthread_once(&ra_spare_once, ra_spare_init);
+            ra_spare_key_set =
+                ra_spare_key_ok &&
+                pthread_setspecific(ra_spare_key, &ra_spare) == 0;
+        }
+        if (ra_spare == NULL && ra_spare_key_set)
+            ra_spare = d->ra;
+        else
+            free(d->ra);
+    }
+    d->ra = NULL;
+    d->off = d->len = d->used = 0;
+}
+
+static int ra_need(lsec__frame_rx *d)
+{
+    if (d->ra != NULL)
+        return 0;
+    if (ra_spare != NULL) {
+        d->ra = ra_spare;
+        ra_spare = NULL;
+    } else {
+        d->ra = malloc(LSEC__FRAME_RA);
+        if (d->ra == NULL)
+            return lsec__fail(LSEC_ENOMEM, "out of memory for a read buffer");
+    }
+    d->off = d->len = d->used = 0;
+    return 0;
+}
+
+void lsec__frame_rx_free(lsec__frame_rx *d)
+{
+    ra_drop(d);
+    stash_free(d);
+    d->have_len = false;
+    d->have = 0;
+}
+
+void lsec__frame_rx_release(lsec__frame_rx *d)
+{
+    if (d->ra != NULL && d->off == d->len)
+        ra_drop(d);
+}
+
+/* Move unread bytes to the front of the read-ahead buffer. */
+static void ra_compact(lsec__frame_rx *d)
+{
+    if (d->off == 0)
+        return;
+    memmove(d->ra, d->ra + d->off, d->len - d->off);
+    d->len -= d->off;
+    d->off = 0;
+}
+
+int lsec__frame_rx_feed(lsec__frame_rx *d, const uint8_t *p, size_t n)
+{
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((rc = ra_need(d)) != 0)
+        return rc;
+    ra_compact(d);
+    if (n > LSEC__FRAME_RA - d->len)
+        return lsec__fail(LSEC_EPROTO, "more bytes than the read buffer holds");
+    memcpy(d->ra + d->len, p, n);
+    d->len += n;
+    if (d->len > d->used)
+        d->used = d->len;
+    return 0;
+}
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+int lsec__frame_rx_next(lsec__frame_rx *d, uint8_t *dst, size_t cap,
+                        size_t *len)
+{
+    size_t avail = d->len - d->off, take;
+    int rc;
+
+    *len = 0;
+    if (!d->have_len) {
+        if (avail < LSEC__FRAME_HDR)
+            return LSEC__AGAIN;
+        if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
+            return rc;
+        d->off += LSEC__FRAME_HDR;
+        avail -= LSEC__FRAME_HDR;
+        d->have_len = true;
+        d->have = 0;
+    }
+    if (d->msg_len > cap) {
+        *len = d->msg_len;
+        return lsec__fail(LSEC_EMSGSIZE,
+                          "next message is %lu bytes; the buffer holds %zu",
+                          (unsigned long)d->msg_len, cap);
+    }
+    if (d->stash != NULL) {
+        /* A message cut by an earlier call continues in the stash and is
+         * copied out once, whole. */
+        take = min_size(avail, d->msg_len - d->stash_have);
+        if ((rc = stash_reserve(d, d->stash_have + take)) != 0)
+            return rc;
+        if (take > 0)
+            memcpy(d->stash + d->stash_have, d->ra + d->off, take);
+        d->off += take;
+        d->stash_have += take;
+        if (d->stash_have < d->msg_len)
+            return LSEC__AGAIN;
+        memcpy(dst, d->stash, d->msg_len);
+        stash_free(d);
+    } else {
+        take = min_size(avail, d->msg_len - d->have);
+        if (take > 0)
+            memcpy(dst + d->have, d->ra + d->off, take);
+        d->off += take;
+        d->have += take;
+        if (d->have < d->msg_len)
+            return LSEC__AGAIN;
+    }
+    d->have_len = false;
+    d->have = 0;
+    *len = d->msg_len;
+    return 0;
+}
+
+int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2])
+{
+    int rc;
+
+    if ((rc = ra_need(d)) != 0)
+        return rc;
+    if (!d->have_len) {
+        /* Less than a header is held: read behind it. */
+        ra_compact(d);
+        iov[0].iov_base = d->ra + d->len;
+        iov[0].iov_len = LSEC__FRAME_RA - d->len;
+        d->iov0 = iov[0].iov_len;
+        return 1;
+    }
+    /* Inside a payload: lsec__frame_rx_next took all the read-ahead buffer
+     * held, so the rest goes straight where it belongs (the caller's
+     * buffer, or the stash), and the read-ahead buffer catches what
+     * follows the message in the same read. */
+    d->off = d->len = 0;
+    if (d->stash != NULL) {
+        if ((rc = stash_reserve(d, d->stash_have + 1)) != 0)
+            return rc;
+        iov[0].iov_base = d->stash + d->stash_have;
+        iov[0].iov_len = d->stash_cap - d->stash_have;
+    } else {
+        iov[0].iov_base = dst + d->have;
+        iov[0].iov_len = d->msg_len - d->have;
+    }
+    d->iov0 = iov[0].iov_len;
+    if (d->stash != NULL && d->stash_cap < d->msg_len)
+        return 1; /* the stash ends before the message does */
+    iov[1].iov_base = d->ra;
+    iov[1].iov_len = LSEC__FRAME_RA;
+    return 2;
+}
+
+void lsec__frame_rx_got(lsec__frame_rx *d, size_t n)
+{
+    size_t first = min_size(n, d->iov0);
+
+    if (!d->have_len)
+        d->len += first;
+    else if (d->stash != NULL)
+        d->stash_have += first;
+    else
+        d->have += first;
+    if (n > first)
+        d->len = n - first; /* behind the payload, from ra[0] */
+    if (d->len > d->used)
+        d->used = d->len;
+    d->iov0 = 0;
+}
+
+int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst)
+{
+    int rc;
+
+    if (!d->have_len || d->stash != NULL || d->have == 0)
+        return 0;
+    if ((rc = stash_reserve(d, d->have)) != 0)
+        return rc;
+    memcpy(d->stash, dst, d->have);
+    d->stash_have = d->have;
+    d->have = 0;
+    return 0;
+}
+
+bool lsec__frame_rx_mid(const lsec__frame_rx *d)
+{
+    return d->have_len || d->len > d->off;
+}
+
+size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
+{
+    size_t held = d->len - d->off;
+    const uint8_t *h;
+
+    /* Exact: a poll loop ("pending > 0 ? receive : wait for the socket")
+     * neither sleeps on a message that is here nor spins on bytes that
+     * need more from the socket (part of a header, or of a payload). */
+    if (d->have_len)
+        return d->stash_have + held >= d->msg_len ? d->stash_have + held : 0;
+    if (held < LSEC__FRAME_HDR)
+        return 0;
+    h = d->ra + d->off;
+    uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
+                 (uint64_t)h[2] << 8 | h[3];
+    if (n > (uint64_t)d->max)
+        return held; /* the next call reports the error at once */
+    return held - LSEC__FRAME_HDR >= n ? held : 0;
 }
 
 int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total)

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "channel.h" /* the channel's private struct: its read buffer */
 #include "internal.h"
 #include "testing.h"
 
@@ -857,6 +858,183 @@ static void test_pending_means_progress(void **state)
     assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
     assert_int_equal(len, 3);
     assert_int_equal(lsec_channel_pending(s), 0);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Read-ahead: many messages per system call, pending() exact                */
+
+static unsigned recvmsg_calls;
+
+static ssize_t counting_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+    recvmsg_calls++;
+    return recvmsg(fd, mh, flags);
+}
+
+/* n frames of `size` bytes each (payload byte k of frame i: i + k). */
+static size_t frames(uint8_t *out, unsigned n, size_t size)
+{
+    size_t off = 0;
+    for (unsigned i = 0; i < n; i++) {
+        lsec__frame_header(out + off, (uint32_t)size);
+        for (size_t k = 0; k < size; k++)
+            out[off + 4 + k] = (uint8_t)(i + k);
+        off += 4 + size;
+    }
+    return off;
+}
+
+static void send_all_raw(int fd, const uint8_t *p, size_t len)
+{
+    assert_int_equal(send(fd, p, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* One segment of 50 messages: one recvmsg for all of them, and pending
+ * says exactly what is left; the read buffer is gone once it is empty. */
+static void test_read_ahead_many_in_one_segment(void **state)
+{
+    enum { N = 50, M = 64 };
+    static uint8_t seg[N * (4 + M)];
+    uint8_t buf[M];
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
+    wait_readable(lsec_channel_fd(s));
+    assert_null(s->rx.ra); /* an idle channel holds no read buffer */
+    lsec__io.recvmsg = counting_recvmsg;
+    recvmsg_calls = 0;
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+        assert_int_equal(lsec_channel_pending(s), (N - 1 - i) * (4 + M));
+    }
+    assert_int_equal(recvmsg_calls, 1);
+    assert_null(s->rx.ra);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* A message that straddles the end of the read-ahead buffer: pending is 0
+ * while only its start is here (the socket has the rest), the buffer is
+ * kept for it, and its rest comes straight into the caller's buffer. */
+static void test_read_ahead_straddling_message(void **state)
+{
+    enum { N = 60, M = 64, LAST = 100 };
+    static uint8_t seg[N * (4 + M) + 4 + LAST];
+    uint8_t buf[LAST];
+    size_t len, off;
+    lsec_channel *s, *c;
+
+    (void)state;
+    assert_true(N * (4 + M) < LSEC__FRAME_RA &&
+                N * (4 + M) + 4 + LAST > LSEC__FRAME_RA);
+    pair(NULL, &s, &c);
+    off = frames(seg, N, M);
+    lsec__frame_header(seg + off, LAST);
+    for (size_t k = 0; k < LAST; k++)
+        seg[off + 4 + k] = (uint8_t)(k * 3);
+    send_all_raw(lsec_channel_fd(c), seg, sizeof(seg));
+    wait_readable(lsec_channel_fd(s));
+    lsec__io.recvmsg = counting_recvmsg;
+    recvmsg_calls = 0;
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+        size_t held = LSEC__FRAME_RA - (i + 1) * (4 + M);
+        assert_int_equal(lsec_channel_pending(s), i + 1 < N ? held : 0);
+    }
+    assert_non_null(s->rx.ra); /* it holds the start of the last one */
+    assert_int_equal(recvmsg_calls, 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, LAST);
+    assert_memory_equal(buf, seg + off + 4, LAST);
+    assert_int_equal(recvmsg_calls, 2);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    assert_null(s->rx.ra);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* A buffer smaller than a read-ahead message: LSEC_EMSGSIZE with its
+ * length, as for any message; it and the ones behind it stay. */
+static void test_read_ahead_cap_too_small(void **state)
+{
+    static uint8_t seg[2 * (4 + 10) + 4 + 9000];
+    uint8_t buf[9000];
+    size_t len, off;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    off = frames(seg, 2, 10);
+    lsec__frame_header(seg + off, 9000);
+    memset(seg + off + 4, 'z', 9000);
+    send_all_raw(lsec_channel_fd(c), seg, sizeof(seg));
+    wait_readable(lsec_channel_fd(s));
+    assert_int_equal(lsec_recv(s, buf, 5, &len, 1000), LSEC_EMSGSIZE);
+    assert_int_equal(len, 10);
+    assert_true(lsec_channel_pending(s) >= 2 * (4 + 10));
+    assert_int_equal(lsec_recv(s, buf, 10, &len, 1000), 0);
+    assert_int_equal(len, 10);
+    assert_memory_equal(buf, seg + 4, 10);
+    assert_int_equal(lsec_recv(s, buf, 10, &len, 1000), 0);
+    assert_memory_equal(buf, seg + 18, 10);
+    /* Larger than the read-ahead buffer, and than the caller's. */
+    assert_int_equal(lsec_recv(s, buf, 8999, &len, 1000), LSEC_EMSGSIZE);
+    assert_int_equal(len, 9000);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 9000);
+    assert_memory_equal(buf, seg + off + 4, 9000);
+    assert_null(s->rx.ra);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* The event-loop contract: "pending > 0 ? recv(0) : poll" neither sleeps
+ * on a message that is already here nor spins on a partial one. */
+static void test_read_ahead_poll_loop(void **state)
+{
+    enum { N = 20, M = 64 };
+    static uint8_t seg[N * (4 + M)];
+    uint8_t buf[M];
+    size_t len;
+    unsigned got = 0, polls = 0;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
+    /* Half a header of a next message: no spin on it. */
+    send_all_raw(lsec_channel_fd(c), (const uint8_t *)"\0\0", 2);
+    wait_readable(lsec_channel_fd(s));
+    for (int guard = 0; guard < 1000 && got < N; guard++) {
+        if (lsec_channel_pending(s) == 0) {
+            struct pollfd p = {lsec_channel_fd(s), POLLIN, 0};
+            polls++;
+            /* The socket has bytes exactly when nothing is pending. */
+            assert_int_equal(poll(&p, 1, 0), 1);
+        }
+        int rc = lsec_recv(s, buf, sizeof(buf), &len, 0);
+        assert_int_equal(rc, 0);
+        got++;
+    }
+    assert_int_equal(got, N);
+    assert_int_equal(polls, 1);
+    /* Only the two header bytes are left: pending 0, and recv(0) says
+     * EAGAIN at once. */
+    assert_int_equal(lsec_channel_pending(s), 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_non_null(s->rx.ra);
     lsec_channel_close(s);
     lsec_channel_close(c);
 }
@@ -2250,6 +2428,169 @@ static void test_channel_queued(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* lsec_sendv: many messages per system call                                 */
+
+static unsigned sendmsg_calls;
+
+static ssize_t counting_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+    sendmsg_calls++;
+    return sendmsg(fd, mh, flags);
+}
+
+/* Receive n messages sent by run_sendv and check them. */
+static void expect_messages(lsec_channel *s, const lsec_iov *m, size_t n)
+{
+    uint8_t buf[512];
+    size_t len;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 2000), 0);
+        assert_int_equal(len, m[i].len);
+        assert_memory_equal(buf, m[i].base, len);
+    }
+}
+
+static void fill_messages(lsec_iov *m, uint8_t (*data)[64], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < 64; k++)
+            data[i][k] = (uint8_t)(i * 13 + k);
+        m[i].base = data[i];
+        m[i].len = i % 5 == 4 ? 0 : 1 + i % 64; /* empty ones too */
+    }
+}
+
+/* 100 messages in one sendmsg; 600 in three (256 per write); each
+ * arrives as its own message, in order. */
+static void test_sendv_batches(void **state)
+{
+    enum { N = 600 };
+    static uint8_t data[N][64];
+    static lsec_iov m[N];
+    lsec_channel *s, *c;
+
+    (void)state;
+    fill_messages(m, data, N);
+    pair(NULL, &s, &c);
+    lsec__io.sendmsg = counting_sendmsg;
+    sendmsg_calls = 0;
+    assert_int_equal(lsec_sendv(c, m, 100, 1000), 0);
+    assert_int_equal(sendmsg_calls, 1);
+    expect_messages(s, m, 100);
+    sendmsg_calls = 0;
+    assert_int_equal(lsec_sendv(c, m, N, 1000), 0);
+    assert_int_equal(sendmsg_calls, 3);
+    lsec__io_reset();
+    expect_messages(s, m, N);
+    /* Nothing to send is not an error, and sends nothing. */
+    assert_int_equal(lsec_sendv(c, m, 0, 0), 0);
+    assert_int_equal(lsec_sendv(c, NULL, 0, 0), 0);
+    size_t len;
+    uint8_t buf[8];
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* Every message is checked before a byte goes out: a bad one anywhere
+ * sends none, with the exact code, and the channel stays usable. */
+static void test_sendv_checks_all_first(void **state)
+{
+    static uint8_t data[3][64];
+    lsec_iov m[3];
+    lsec_channel *s, *c;
+    size_t len;
+    uint8_t buf[64];
+
+    (void)state;
+    fill_messages(m, data, 3);
+    pair(NULL, &s, &c);
+    assert_int_equal(lsec_sendv(NULL, m, 3, 0), LSEC_EINVAL);
+    assert_int_equal(lsec_sendv(c, NULL, 3, 0), LSEC_EINVAL);
+    m[2].base = NULL;
+    m[2].len = 1;
+    assert_int_equal(lsec_sendv(c, m, 3, 0), LSEC_EINVAL);
+    m[2].base = data[2];
+#if SIZE_MAX > UINT32_MAX
+    m[2].len = (size_t)UINT32_MAX + 1;
+    assert_int_equal(lsec_sendv(c, m, 3, 0), LSEC_EMSGSIZE);
+#endif
+    m[2].len = 3;
+    assert_int_equal(lsec_sendv(c, m, 3, -2), LSEC_EINVAL);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 100), LSEC_ETIMEDOUT);
+    assert_int_equal(lsec_sendv(c, m, 3, 1000), 0);
+    expect_messages(s, m, 3);
+    assert_int_equal(lsec_channel_shutdown(c, 1000), 0);
+    assert_int_equal(lsec_sendv(c, m, 3, 0), LSEC_EINVAL);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* All or nothing: with the socket full, sendv(0) sends none and queues
+ * none; once room comes back, everything arrives. */
+static void test_sendv_all_or_nothing(void **state)
+{
+    static uint8_t data[4][64];
+    lsec_iov m[4];
+    static uint8_t fill[65536], buf[65536];
+    lsec_channel *s, *c;
+    unsigned filled = 0;
+    size_t len;
+
+    (void)state;
+    fill_messages(m, data, 4);
+    pair(NULL, &s, &c);
+    while (lsec_send(c, fill, sizeof(fill), 0) == 0 &&
+           lsec_channel_queued(c) == 0 && filled < 10000)
+        filled++;
+    /* Either the socket refused a whole message, or one is part queued:
+     * both leave no room for a sendv that must not start. */
+    int rc = lsec_sendv(c, m, 4, 0);
+    if (lsec_channel_queued(c) == 0) {
+        assert_int_equal(rc, LSEC_EAGAIN);
+    } else {
+        size_t q = lsec_channel_queued(c);
+        assert_int_equal(rc, LSEC_EAGAIN);
+        assert_int_equal(lsec_channel_queued(c), q); /* nothing added */
+    }
+    /* Drain, then the sendv goes through whole. */
+    for (unsigned i = 0; i <= filled; i++) {
+        int r = lsec_recv(s, buf, sizeof(buf), &len, 2000);
+        if (r == LSEC_ETIMEDOUT)
+            break;
+        assert_int_equal(r, 0);
+        assert_int_equal(len, sizeof(fill));
+        int f = lsec_flush(c, 0);
+        assert_true(f == 0 || f == LSEC_EAGAIN);
+    }
+    assert_int_equal(lsec_flush(c, 2000), 0);
+    assert_int_equal(lsec_sendv(c, m, 4, 2000), 0);
+    expect_messages(s, m, 4);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* TLS mode: the same messages, the same order. */
+static void test_sendv_tls(void **state)
+{
+    enum { N = 300 };
+    static uint8_t data[N][64];
+    static lsec_iov m[N];
+    lsec_opts o;
+    lsec_channel *s, *c;
+
+    (void)state;
+    fill_messages(m, data, N);
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_sendv(c, m, N, 2000), 0);
+    expect_messages(s, m, N);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* ------------------------------------------------------------------------ */
 /* PROTOCOL.md statements about ends during the handshake and modes         */
 
 /* A raw "listener" that takes one client, reads its ClientHello, writes
@@ -2577,6 +2918,20 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_means_progress, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_many_in_one_segment,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_straddling_message,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_cap_too_small, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_poll_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sendv_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sendv_checks_all_first, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sendv_all_or_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sendv_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trickled_message_linear, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),

@@ -69,7 +69,7 @@ typedef struct cfg {
     int rounds;
     int rtt_n;           /* measured round trips per transport, all rounds */
     double bulk_s;       /* seconds per bulk slice */
-    unsigned bulk_sizes; /* bit 0: 64 KiB, 1: 1 MiB, 2: 64 B */
+    unsigned bulk_sizes; /* bit 0: 64 KiB, 1: 1 MiB, 2: 64 B, 3: 64 B x 16 */
     int conn_n;          /* serial connects per transport, all rounds */
     int conn_threads;    /* client threads of the connect-rate test */
     double connrate_s;   /* seconds per connect-rate slice */
@@ -170,6 +170,7 @@ enum {
     M_BULK64K,
     M_BULK1M,
     M_MSGS64,
+    M_MSGS64V,
     M_CONN_MED,
     M_CONN_P99,
     M_CONN_RATE,
@@ -204,8 +205,13 @@ static const metric_def metrics[NMETRIC] = {
         {"bulk, 64 KiB messages", "MB/s", TEST_BULK, true, {0.95, 1.0}, {0, 0}},
     [M_BULK1M] =
         {"bulk, 1 MiB messages", "MB/s", TEST_BULK, true, {0, 0}, {0, 0}},
+    /* Issue 16: one lsec_send per 64-byte message, auth >= 1.2x raw. */
     [M_MSGS64] =
-        {"bulk, 64 B messages", "kmsg/s", TEST_BULK, true, {0, 0}, {0, 0}},
+        {"bulk, 64 B messages", "kmsg/s", TEST_BULK, true, {1.2, 0}, {0, 0}},
+    /* The same messages, 16 per call: lsec_sendv against one writev (context:
+     * what batching buys when an application has several ready). */
+    [M_MSGS64V] =
+        {"bulk, 64 B, 16 per call", "kmsg/s", TEST_BULK, true, {0, 0}, {0, 0}},
     [M_CONN_MED] = {"connect+auth+1st byte, median",
                     "us",
                     TEST_CONNECT,
@@ -625,8 +631,9 @@ out:
 /* Bulk: send `size`-byte messages for `secs` seconds (bounded in count
  * too), then an empty message, and wait for the acknowledgement.  Adds to
  * *bytes and *ns. */
-static int run_bulk(const transport *t, size_t size, double secs,
-                    const uint8_t *buf, double *bytes, double *ns, double *msgs)
+static int run_bulk(const transport *t, size_t size, unsigned batch,
+                    double secs, const uint8_t *buf, double *bytes, double *ns,
+                    double *msgs)
 {
     peer p;
     bconn *c = NULL;
@@ -641,10 +648,11 @@ static int run_bulk(const transport *t, size_t size, double secs,
     t0 = b_now_ns();
     stop = t0 + (uint64_t)(secs * 1e9);
     while (count < max) {
-        if (t->send(c, buf, size) != B_OK)
+        if (batch > 1 ? t->sendv(c, buf, size, batch) != B_OK
+                      : t->send(c, buf, size) != B_OK)
             goto out;
-        count++;
-        if ((count & 15) == 0 && b_now_ns() >= stop)
+        count += batch;
+        if ((count & 15) < batch && b_now_ns() >= stop)
             break;
     }
     if (t->send(c, buf, 0) != B_OK ||
@@ -990,8 +998,11 @@ static int suite_bulk(run_result *res)
     static const struct {
         size_t size;
         int metric;
-    } sizes[] = {
-        {64 * 1024, M_BULK64K}, {1024 * 1024, M_BULK1M}, {64, M_MSGS64}};
+        unsigned batch;
+    } sizes[] = {{64 * 1024, M_BULK64K, 1},
+                 {1024 * 1024, M_BULK1M, 1},
+                 {64, M_MSGS64, 1},
+                 {64, M_MSGS64V, 16}};
     uint8_t *buf = malloc(B_MAX_MSG);
     int order[NTRANSPORT], rc = B_OK;
 
@@ -1014,10 +1025,11 @@ static int suite_bulk(run_result *res)
             round_order(r, order);
             for (int k = 0; k < NTRANSPORT && rc == B_OK; k++) {
                 int ti = order[k];
-                if (!want_t(ti))
+                if (!want_t(ti) ||
+                    (sizes[z].batch > 1 && transports[ti]->sendv == NULL))
                     continue;
                 pin_as(C.bulk_placement);
-                rc = run_bulk(transports[ti], sizes[z].size,
+                rc = run_bulk(transports[ti], sizes[z].size, sizes[z].batch,
                               C.bulk_s * C.rounds / rounds, buf, &rb[ti],
                               &rn[ti], &rm[ti]);
                 unpin();
@@ -1038,8 +1050,8 @@ static int suite_bulk(run_result *res)
             if (!want_t(ti) || ns[ti] <= 0)
                 continue;
             res->v[sizes[z].metric][ti] =
-                sizes[z].metric == M_MSGS64 ? msgs[ti] / (ns[ti] / 1e9) / 1e3
-                                            : bytes[ti] / (ns[ti] / 1e9) / 1e6;
+                sizes[z].size == 64 ? msgs[ti] / (ns[ti] / 1e9) / 1e3
+                                    : bytes[ti] / (ns[ti] / 1e9) / 1e6;
         }
     }
     free(buf);
@@ -1343,7 +1355,7 @@ static void usage(void)
         "usage: loopsec_bench [--quick] [--repeat N] [--gate|--no-gate]\n"
         "         [--only rtt,bulk,connect,memory,multi]\n"
         "         [--transports raw,openssl,auth,tls] [--proxies]\n"
-        "         [--placement same|split|free] [--bulk-sizes 64k,1m,64]\n"
+        "         [--placement same|split|free] [--bulk-sizes 64k,1m,64,64v]\n"
         "         [--bulk-seconds S] [--bulk-free] [--rate-seconds S]\n"
         "         [--connects N] [--channels N]\n"
         "  --quick       small counts, well under 20 s (smoke); targets are\n"
@@ -1367,7 +1379,7 @@ static void defaults(bool quick)
     C.repeat = 1;
     C.gate = !quick;
     C.tests = TEST_ALL;
-    C.bulk_sizes = 7;
+    C.bulk_sizes = 15;
     C.tmask = ((1u << NTRANSPORT) - 1) & ~PROXY_MASK;
     if (quick) {
         C.rounds = 2;
@@ -1401,7 +1413,7 @@ int main(int argc, char **argv)
 {
     static const char *const test_names[] = {"rtt", "bulk", "connect", "memory",
                                              "multi"};
-    static const char *const size_names[] = {"64k", "1m", "64"};
+    static const char *const size_names[] = {"64k", "1m", "64", "64v"};
     static const char *const tr_names[] = {"raw", "openssl", "auth",
                                            "tls", "stunnel", "spiped"};
     int gate = -1, missed = 0;
@@ -1476,7 +1488,7 @@ int main(int argc, char **argv)
     C.bulk_placement = bulk_free ? PLACE_FREE : PLACE_SPLIT;
     choose_cpus();
     if (sizes != NULL &&
-        (C.bulk_sizes = parse_list(sizes, size_names, 3)) == 0) {
+        (C.bulk_sizes = parse_list(sizes, size_names, 4)) == 0) {
         usage();
         return 2;
     }

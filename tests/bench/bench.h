@@ -33,6 +33,8 @@
 typedef struct bsrv bsrv;
 typedef struct bconn bconn;
 
+#define B_BATCH_MAX 64
+
 typedef struct transport {
     const char *name;   /* "raw", "openssl", "auth", "tls" */
     const char *anchor; /* for loopsec transports, the anchor's name */
@@ -46,6 +48,9 @@ typedef struct transport {
     /* Whole messages, blocking (bounded by the peer's behaviour and by the
      * process's alarm). */
     int (*send)(bconn *c, const void *buf, size_t len);
+    /* `n` (<= B_BATCH_MAX) messages of `len` bytes at `buf`, in one call
+     * (one system call where the transport can); NULL: not offered. */
+    int (*sendv)(bconn *c, const void *buf, size_t len, unsigned n);
     int (*recv)(bconn *c, void *buf, size_t cap, size_t *len);
     /* Never waits: B_OK with a message, B_AGAIN, B_EOF or B_ERR.  Messages
      * up to B_TRY_MAX bytes only. */

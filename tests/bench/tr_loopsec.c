@@ -130,6 +130,17 @@ static int lsec_send_msg(bconn *c, const void *buf, size_t len)
     return rc == 0 ? B_OK : lfail("send", rc);
 }
 
+static int lsec_sendv_msgs(bconn *c, const void *buf, size_t len, unsigned n)
+{
+    lsec_iov m[B_BATCH_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        m[i].base = buf;
+        m[i].len = len;
+    }
+    int rc = lsec_sendv(CH(c), m, n, -1);
+    return rc == 0 ? B_OK : lfail("sendv", rc);
+}
+
 static int lsec_recv_msg(bconn *c, void *buf, size_t cap, size_t *len)
 {
     int rc = lsec_recv(CH(c), buf, cap, len, -1);
@@ -177,6 +188,7 @@ static void lsec_close(bconn *c)
         .srv_close = lsec_srv_close,                                           \
         .connect = conn,                                                       \
         .send = lsec_send_msg,                                                 \
+        .sendv = lsec_sendv_msgs,                                              \
         .recv = lsec_recv_msg,                                                 \
         .try_recv = lsec_try_recv,                                             \
         .set_nonblock = lsec_set_nonblock,                                     \

@@ -122,20 +122,15 @@ static int raw_connect(const char *info, bconn **out)
     return wrap(fd, out);
 }
 
-static int raw_send(bconn *c, const void *buf, size_t len)
+/* Write all of iov (cnt entries) on the blocking socket. */
+static int raw_writev_all(int fd, struct iovec *v, int cnt)
 {
-    uint8_t hdr[4];
-    struct iovec iov[2] = {{hdr, 4}, {(void *)buf, len}};
-    struct iovec *v = iov;
-    int cnt = len > 0 ? 2 : 1;
-
-    b_put_len(hdr, (uint32_t)len);
     while (cnt > 0) {
-        ssize_t n = writev(c->fd, v, cnt);
+        ssize_t n = writev(fd, v, cnt);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (b_wait(c->fd, POLLOUT, 30000) != B_OK)
+            if (b_wait(fd, POLLOUT, 30000) != B_OK)
                 return b_fail("raw send: timed out");
             continue;
         }
@@ -152,6 +147,30 @@ static int raw_send(bconn *c, const void *buf, size_t len)
         }
     }
     return B_OK;
+}
+
+static int raw_send(bconn *c, const void *buf, size_t len)
+{
+    uint8_t hdr[4];
+    struct iovec iov[2] = {{hdr, 4}, {(void *)buf, len}};
+
+    b_put_len(hdr, (uint32_t)len);
+    return raw_writev_all(c->fd, iov, len > 0 ? 2 : 1);
+}
+
+/* A batch as a careful program sends it: one writev of every header and
+ * payload. */
+static int raw_sendv(bconn *c, const void *buf, size_t len, unsigned n)
+{
+    uint8_t hdr[4];
+    struct iovec iov[2 * B_BATCH_MAX];
+
+    b_put_len(hdr, (uint32_t)len);
+    for (unsigned i = 0; i < n; i++) {
+        iov[2 * i] = (struct iovec){hdr, 4};
+        iov[2 * i + 1] = (struct iovec){(void *)buf, len};
+    }
+    return raw_writev_all(c->fd, iov, (int)(2 * n));
 }
 
 /* Read exactly len bytes.  B_EOF if the stream ends before the first. */
@@ -265,6 +284,7 @@ const transport tr_raw = {
     .srv_close = raw_srv_close,
     .connect = raw_connect,
     .send = raw_send,
+    .sendv = raw_sendv,
     .recv = raw_recv,
     .try_recv = raw_try_recv,
     .set_nonblock = raw_set_nonblock,

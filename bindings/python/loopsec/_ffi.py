@@ -103,6 +103,15 @@ class PeerStruct(ctypes.Structure):
     ]
 
 
+class IovStruct(ctypes.Structure):
+    """struct lsec_iov: one message for lsec_sendv."""
+
+    _fields_ = [
+        ("base", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+    ]
+
+
 class PortOwnerStruct(ctypes.Structure):
     """struct lsec_port_owner."""
 
@@ -187,6 +196,7 @@ SIGNATURES = {
     "lsec_connector_close": (None, [_P]),
     # channels
     "lsec_send": (_I, [_P, _P, _Z, _I]),
+    "lsec_sendv": (_I, [_P, ctypes.POINTER(IovStruct), _Z, _I]),
     "lsec_flush": (_I, [_P, _I]),
     "lsec_channel_queued": (_Z, [_P]),
     "lsec_recv": (_I, [_P, _P, _Z, _ZP, _I]),
