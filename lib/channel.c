@@ -61,6 +61,10 @@ struct lsec_channel {
     uint8_t *wq;
     size_t wq_off, wq_len;
     bool sent_last; /* the last call was lsec_send: no answer is here yet */
+    /* lsec_send_from_fd / lsec_recv_to_fd (fdmove.c): their pipes, and how
+     * much of the current message they have taken */
+    lsec__fdmove *fdm;
+    uint32_t msg_done;
     uint8_t rbuf[RBUF_SIZE];
 };
 
@@ -581,34 +585,19 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     return sticky(c, rc);
 }
 
-static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
-                        int timeout_ms)
+/* Make the next message's length known (c->msg_len), reading the socket as
+ * needed.  0, or what rx_failed makes of a failed read. */
+static int rx_header(lsec_channel *c, int64_t deadline, bool nowait)
 {
-    uint8_t *dst = buf;
-    int64_t deadline;
-    bool nowait = timeout_ms == 0;
-    size_t have, take, avail, n;
+    size_t avail, n;
     int rc;
 
-    lsec__clear_detail();
-    if (len != NULL)
-        *len = 0;
-    if (c == NULL || len == NULL || (buf == NULL && cap > 0))
-        return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
-    if (c->err != 0)
-        return lsec__fail(c->err, "the channel is closed or broken");
-    if (c->rx_closed)
-        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
-    deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */
         rc = flush_queue(c, deadline, true);
         if (rc != 0 && rc != LSEC_EAGAIN && rc != LSEC_ETIMEDOUT)
             return rc;
     }
-
     while (!c->have_len) {
         avail = c->rlen - c->roff;
         if (avail >= LSEC__FRAME_HDR) {
@@ -636,6 +625,35 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
             return rx_failed(c, rc, avail > 0);
         c->rlen += n;
     }
+    return 0;
+}
+
+static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
+                        int timeout_ms)
+{
+    uint8_t *dst = buf;
+    int64_t deadline;
+    bool nowait = timeout_ms == 0;
+    size_t have, take, avail, n;
+    int rc;
+
+    lsec__clear_detail();
+    if (len != NULL)
+        *len = 0;
+    if (c == NULL || len == NULL || (buf == NULL && cap > 0))
+        return lsec__fail(LSEC_EINVAL, "NULL channel, buffer or length");
+    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
+        return rc;
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->rx_closed)
+        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
+    if (c->fdm != NULL && c->fdm->rx_active)
+        return lsec__fail(LSEC_EINVAL, "lsec_recv_to_fd has a message under "
+                                       "way: finish it with lsec_recv_to_fd");
+    deadline = lsec__deadline(timeout_ms);
+    if ((rc = rx_header(c, deadline, nowait)) != 0)
+        return rc;
 
     if (c->msg_len > cap) {
         *len = c->msg_len;
@@ -700,6 +718,12 @@ size_t lsec_channel_pending(const lsec_channel *c)
 
     if (c == NULL)
         return 0;
+    if (c->fdm != NULL && c->fdm->rx_active) {
+        /* A message under way to a descriptor: what is held for it waits
+         * for that descriptor, not for the socket. */
+        const uint8_t *p;
+        return c->fdm->rx_piped + lsec__channel_rx_held(c, &p);
+    }
     /* Callers poll with "pending > 0 ? do not wait : wait for the socket"
      * (lsec_channel_fd).  Bytes that cannot make a message by themselves,
      * part of a header or the start of a payload whose rest is still on
@@ -826,8 +850,102 @@ void lsec_channel_close(lsec_channel *c)
             ;
     }
     close(c->fd);
+    lsec__fdmove_free(c->fdm);
     lsec__wipe(c->rbuf, sizeof(c->rbuf));
     stash_free(c);
     wq_free(c);
     free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* What lsec_send_from_fd / lsec_recv_to_fd (fdmove.c) build on              */
+
+bool lsec__channel_aborted(const lsec_channel *c)
+{
+    return is_aborted(c);
+}
+
+int lsec__channel_fd_end(lsec_channel *c, int rc)
+{
+    return end_aborted(c, rc);
+}
+
+int lsec__channel_fd_begin(lsec_channel *c, bool sending, lsec__fdmove **m,
+                           int *sock)
+{
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->tls != NULL)
+        return lsec__fail(LSEC_EMODE, "a tls channel cannot splice: use "
+                                      "lsec_send and lsec_recv");
+    if (sending && c->tx_closed)
+        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
+    if (!sending && c->rx_closed)
+        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
+    if (c->fdm == NULL) {
+        c->fdm = calloc(1, sizeof(*c->fdm));
+        if (c->fdm == NULL)
+            return lsec__fail(LSEC_ENOMEM, "out of memory");
+        c->fdm->tx[0] = c->fdm->tx[1] = c->fdm->rx[0] = c->fdm->rx[1] = -1;
+    }
+    *m = c->fdm;
+    *sock = c->fd;
+    return 0;
+}
+
+int lsec__channel_break(lsec_channel *c, int code, const char *why)
+{
+    return broken(c, code, why);
+}
+
+int lsec__channel_queue(lsec_channel *c, uint8_t *q, size_t len)
+{
+    if (c->wq_len > 0)
+        return LSEC_EINVAL;
+    c->wq = q;
+    c->wq_off = 0;
+    c->wq_len = len;
+    return 0;
+}
+
+int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
+                          uint32_t *len)
+{
+    int rc = rx_header(c, deadline, nowait);
+    *len = rc == 0 ? c->msg_len - c->msg_done : 0;
+    return rc;
+}
+
+size_t lsec__channel_rx_held(const lsec_channel *c, const uint8_t **p)
+{
+    size_t avail, left;
+
+    *p = NULL;
+    if (!c->have_len)
+        return 0;
+    /* A stash holds the message's first stash_have bytes; the read-ahead
+     * buffer what follows them. */
+    if (c->msg_done < c->stash_have) {
+        *p = c->stash + c->msg_done;
+        return c->stash_have - c->msg_done;
+    }
+    avail = c->rlen - c->roff;
+    left = c->msg_len - c->msg_done;
+    *p = c->rbuf + c->roff;
+    return avail < left ? avail : left;
+}
+
+uint32_t lsec__channel_rx_take(lsec_channel *c, size_t n)
+{
+    if (c->msg_done >= c->stash_have) {
+        size_t avail = c->rlen - c->roff;
+        c->roff += n < avail ? n : avail;
+    }
+    c->msg_done += (uint32_t)n;
+    if (c->msg_done < c->msg_len)
+        return c->msg_len - c->msg_done;
+    stash_free(c);
+    c->have_len = false;
+    c->msg_done = 0;
+    return 0;
 }

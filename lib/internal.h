@@ -8,6 +8,7 @@
 #include "loopsec.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -110,6 +111,15 @@ int lsec__write_all(int fd, const char *buf, size_t len);
 /* lsec__write_all to a pipe whose reader may be gone, without SIGPIPE (the
  * library never raises it); EPIPE instead. */
 int lsec__write_nosigpipe(int fd, const char *buf, size_t len);
+/* Around writes that may raise SIGPIPE (a pipe or socket whose reader is
+ * gone): block it in this thread; restore, consuming the one the writes
+ * raised (`raised`: one of them failed with EPIPE), never the caller's. */
+typedef struct lsec__sigpipe_guard {
+    sigset_t pipe_set, old;
+    bool blocked, was_pending;
+} lsec__sigpipe_guard;
+void lsec__sigpipe_block(lsec__sigpipe_guard *g);
+void lsec__sigpipe_restore(lsec__sigpipe_guard *g, bool raised);
 
 /* ------------------------------------------------------------------------ */
 /* io.c: the seam through which every socket call goes (fault injection)     */
@@ -471,6 +481,50 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
                       int64_t peer_uid, const uint8_t *early, size_t early_len,
                       lsec_channel **out);
+
+/*
+ * What lsec_send_from_fd / lsec_recv_to_fd (fdmove.c) keep inside a channel:
+ * one pipe per direction, made on first use.  Its own file owns the logic;
+ * channel.c only frees it (lsec__fdmove_free, fd.c), counts rx_piped in
+ * lsec_channel_pending and refuses lsec_recv while rx_active.
+ */
+typedef struct lsec__fdmove {
+    int tx[2];        /* fd -> tx -> socket; empty between calls */
+    int rx[2];        /* socket -> rx -> fd */
+    size_t rx_piped;  /* payload bytes in rx, not yet written to the fd */
+    uint32_t rx_left; /* payload bytes not yet taken from the channel */
+    bool rx_active;   /* a message is being moved to a descriptor */
+} lsec__fdmove;
+/* Close the pipes and free (NULL: no-op).  Pipes hold payload only in
+ * the kernel: there is nothing of ours to wipe. */
+void lsec__fdmove_free(lsec__fdmove *m);
+
+/* The channel calls fdmove.c builds on (channel.c).  Each checks or
+ * changes the state exactly as lsec_send / lsec_recv do. */
+/* The checks lsec_send (`sending`) or lsec_recv make, then the channel's
+ * fdmove state (made on first use) and socket.  LSEC_EMODE for a TLS
+ * channel. */
+int lsec__channel_fd_begin(lsec_channel *c, bool sending, lsec__fdmove **m,
+                           int *sock);
+/* A call's result, made LSEC_ECLOSED for good if the channel was aborted. */
+int lsec__channel_fd_end(lsec_channel *c, int rc);
+bool lsec__channel_aborted(const lsec_channel *c);
+/* Break the channel for good with `code` (a log line, the detail `why`). */
+int lsec__channel_break(lsec_channel *c, int code, const char *why);
+/* Hand `q` (malloc'd, `len` bytes of the framed stream) to the empty send
+ * queue; the channel wipes and frees it once written.  0 or LSEC_EINVAL. */
+int lsec__channel_queue(lsec_channel *c, uint8_t *q, size_t len);
+/* Make the next message's header known, as lsec_recv does (its errors,
+ * its sticky failures); *len its payload length. */
+int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
+                          uint32_t *len);
+/* Payload bytes of that message the channel holds in memory (a stash, the
+ * read-ahead buffer): a pointer to the next run of them and its length. */
+size_t lsec__channel_rx_held(const lsec_channel *c, const uint8_t **p);
+/* `n` payload bytes are taken: from what rx_held showed, or, once it shows
+ * nothing, read from the socket by the caller.  Returns what is left of the
+ * message; at 0 the channel moves on to the next message. */
+uint32_t lsec__channel_rx_take(lsec_channel *c, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* connect.c (engine)                                                        */
