@@ -31,7 +31,12 @@ int lsec__fd_lift(int *fd)
 
 int lsec__pipe_cloexec(int p[2])
 {
-    if (lsec__sys_pipe_cloexec(p) != 0)
+    return lsec__pipe_made(lsec__sys_pipe_cloexec(p), p);
+}
+
+int lsec__pipe_made(int rc, int p[2])
+{
+    if (rc != 0)
         return lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
                                 "cannot create a pipe");
     if (lsec__fd_lift(&p[0]) != 0 || lsec__fd_lift(&p[1]) != 0) {

@@ -115,19 +115,10 @@ static int make_pipe(int p[2])
 {
     if (p[0] >= 0)
         return 0;
-    if (lsec__sys_pipe_nonblock(p) != 0) {
+    int rc = lsec__pipe_made(lsec__sys_pipe_nonblock(p), p);
+    if (rc != 0)
         p[0] = p[1] = -1;
-        return lsec__fail_errno(lsec__sys_code(errno, LSEC_EIO), errno,
-                                "cannot create a pipe");
-    }
-    if (lsec__fd_lift(&p[0]) != 0 || lsec__fd_lift(&p[1]) != 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        p[0] = p[1] = -1;
-        return lsec__fail_errno(LSEC_EIO, e, "cannot move a pipe above fd 2");
-    }
-    return 0;
+    return rc;
 }
 
 /* Read exactly `len` bytes out of a non-blocking pipe that holds them. */

@@ -106,6 +106,9 @@ int lsec__fd_lift(int *fd);
 /* A CLOEXEC pipe with both ends above fd 2.  0, or LSEC_EIO / LSEC_ELIMIT /
  * LSEC_ENOMEM with a detail. */
 int lsec__pipe_cloexec(int p[2]);
+/* The rest of lsec__pipe_cloexec for a pipe the platform just made (`rc`
+ * its result, 0 or -1 with errno): lifted above fd 2, or closed. */
+int lsec__pipe_made(int rc, int p[2]);
 /* Write all of `buf`, retrying EINTR.  0, or -1 with errno. */
 int lsec__write_all(int fd, const char *buf, size_t len);
 /* lsec__write_all to a pipe whose reader may be gone, without SIGPIPE (the
