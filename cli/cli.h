@@ -88,6 +88,9 @@ int cli_check_ticket_path(const char *cmd, const char *path);
 /* ---- the relay (pump.c) ------------------------------------------------ */
 
 #define CLI_CHUNK 65536
+/* The most one message moved by splice carries (the library may take less:
+ * what its pipe holds). */
+#define CLI_SPLICE_CHUNK (256 * 1024)
 
 typedef struct cli_pump {
     lsec_channel *ch;

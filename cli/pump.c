@@ -267,7 +267,7 @@ static int splice_up(cli_pump *p, const struct pollfd *pf)
                      : (pf[0].fd >= 0 && pf[0].revents != 0);
     if (!ready || p->in_eof)
         return 0;
-    rc = lsec_send_from_fd(p->ch, p->in_fd, CLI_CHUNK, &moved, 0);
+    rc = lsec_send_from_fd(p->ch, p->in_fd, CLI_SPLICE_CHUNK, &moved, 0);
     if (rc == LSEC_EAGAIN) {
         /* The input was readable: it is the socket that is full (or the
          * input was emptied by someone else: then the next poll of the

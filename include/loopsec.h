@@ -635,7 +635,10 @@ LSEC_API LSEC_CHECK int lsec_channel_shutdown(lsec_channel *c, int timeout_ms);
  * inside the kernel (splice(2): page references, not copies, where the
  * kernel can).  auth mode only.  Waits (within `timeout_ms`) until `fd` is
  * readable and the socket writable, then takes what `fd` has now, at most
- * `max` and at most 65,536 bytes, and sends it as one message; its length
+ * `max` and at most what the channel's pipe holds (256 KiB where the
+ * system allows, else its default, 64 KiB on Linux; no more than the
+ * peer's max_message should be asked for), and sends it as one message;
+ * its length
  * goes to `*moved`.  0 with `*moved` 0: `fd` is at its end (nothing sent;
  * an empty message cannot be sent this way).  As with lsec_send, if the
  * timeout passes first, LSEC_ETIMEDOUT (LSEC_EAGAIN for timeout 0) and

@@ -31,8 +31,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* The most one call moves: the default capacity of a Linux pipe. */
-#define FDMOVE_MAX 65536
+/* The pipe size asked for: the most one message of lsec_send_from_fd
+ * holds, and what lsec_recv_to_fd moves per splice.  Larger than Linux's
+ * default (64 KiB) so that the fixed cost per message (the header, a poll,
+ * two splices) spreads over more bytes; the kernel keeps it within the
+ * user's pipe-memory limit (fs.pipe-user-pages-soft), past which a pipe
+ * keeps the default size, or less. */
+#define FDMOVE_PIPE (256u * 1024u)
 
 /*
  * Wait until `fd` is ready for `fdev` and the socket for `sockev` (0: not
@@ -111,14 +116,17 @@ static int fd_failed(int fd, int e, const char *what)
                             "splice on descriptor %d", fd);
 }
 
-static int make_pipe(int p[2])
+static int make_pipe(int p[2], size_t *cap)
 {
     if (p[0] >= 0)
         return 0;
     int rc = lsec__pipe_made(lsec__sys_pipe_nonblock(p), p);
-    if (rc != 0)
+    if (rc != 0) {
         p[0] = p[1] = -1;
-    return rc;
+        return rc;
+    }
+    *cap = lsec__sys_pipe_grow(p[1], FDMOVE_PIPE);
+    return 0;
 }
 
 /* Read exactly `len` bytes out of a non-blocking pipe that holds them. */
@@ -189,10 +197,10 @@ static int send_from_fd(lsec_channel *c, int fd, size_t max, size_t *moved,
     if (lsec_channel_queued(c) > 0 &&
         (rc = lsec_flush(c, nowait ? 0 : lsec__remaining(deadline))) != 0)
         return rc;
-    if ((rc = make_pipe(m->tx)) != 0)
+    if ((rc = make_pipe(m->tx, &m->tx_cap)) != 0)
         return rc;
-    if (max > FDMOVE_MAX)
-        max = FDMOVE_MAX;
+    if (max > m->tx_cap)
+        max = m->tx_cap;
     /* Nothing is taken from fd before the socket can take the header, so
      * that a timeout before the first byte leaves both untouched. */
     for (;;) {
@@ -318,7 +326,7 @@ static int recv_to_fd(lsec_channel *c, int fd, size_t *moved, int timeout_ms,
         return rc;
     if (fd == sock)
         return lsec__fail(LSEC_EINVAL, "the channel's own socket");
-    if ((rc = make_pipe(m->rx)) != 0)
+    if ((rc = make_pipe(m->rx, &m->rx_cap)) != 0)
         return rc;
     if (!m->rx_active) {
         uint32_t len;
@@ -376,7 +384,7 @@ static int recv_to_fd(lsec_channel *c, int fd, size_t *moved, int timeout_ms,
         }
         /* The rest of the message is in the socket (or on its way). */
         n = lsec__sys_splice(sock, m->rx[1],
-                             m->rx_left < FDMOVE_MAX ? m->rx_left : FDMOVE_MAX,
+                             m->rx_left < m->rx_cap ? m->rx_left : m->rx_cap,
                              false);
         if (n > 0) {
             m->rx_left = lsec__channel_rx_take(c, (size_t)n);

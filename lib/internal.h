@@ -496,6 +496,7 @@ typedef struct lsec__fdmove {
     int rx[2];        /* socket -> rx -> fd */
     size_t rx_piped;  /* payload bytes in rx, not yet written to the fd */
     uint32_t rx_left; /* payload bytes not yet taken from the channel */
+    size_t tx_cap, rx_cap; /* what each pipe holds */
     bool rx_active;   /* a message is being moved to a descriptor */
 } lsec__fdmove;
 /* Close the pipes and free (NULL: no-op).  Pipes hold payload only in

@@ -38,6 +38,9 @@ int lsec__sys_pdeathsig_kill(void);
 
 /* A pipe, both ends non-blocking and close-on-exec.  0, or -1 with errno. */
 int lsec__sys_pipe_nonblock(int p[2]);
+/* Ask for a pipe of `want` bytes; what it holds now (the platform's
+ * default where it cannot grow, e.g. past the user's pipe-memory limit). */
+size_t lsec__sys_pipe_grow(int fd, size_t want);
 /*
  * Move up to `len` bytes from `in` to `out`, one of which is a pipe, inside
  * the kernel (page references, not copies, where the kernel can), without

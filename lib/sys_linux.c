@@ -345,6 +345,13 @@ int lsec__sys_pipe_nonblock(int p[2])
     return pipe2(p, O_CLOEXEC | O_NONBLOCK);
 }
 
+size_t lsec__sys_pipe_grow(int fd, size_t want)
+{
+    (void)fcntl(fd, F_SETPIPE_SZ, (int)want);
+    int cap = fcntl(fd, F_GETPIPE_SZ);
+    return cap > 0 ? (size_t)cap : 65536;
+}
+
 ssize_t lsec__sys_splice(int in, int out, size_t len, bool more)
 {
     unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;

@@ -399,7 +399,8 @@ class Channel(_Handle):
         """auth mode: send one message whose payload is read from `fd` (a
         descriptor or an object with fileno(): a pipe, a socket, a file),
         moved inside the kernel (splice) without a copy through Python.
-        Returns its length, at most `max` and 65,536; 0 at the end of `fd`
+        Returns its length, at most `max` and what the channel's pipe holds
+        (256 KiB where the system allows, else 64 KiB); 0 at the end of `fd`
         (nothing sent).  Timeout / WouldBlock: nothing was read or sent.
         ModeError on a tls channel (use send)."""
         fd = fd if isinstance(fd, int) else fd.fileno()
