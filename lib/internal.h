@@ -492,12 +492,12 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
  * lsec_channel_pending and refuses lsec_recv while rx_active.
  */
 typedef struct lsec__fdmove {
-    int tx[2];        /* fd -> tx -> socket; empty between calls */
-    int rx[2];        /* socket -> rx -> fd */
-    size_t rx_piped;  /* payload bytes in rx, not yet written to the fd */
-    uint32_t rx_left; /* payload bytes not yet taken from the channel */
+    int tx[2];             /* fd -> tx -> socket; empty between calls */
+    int rx[2];             /* socket -> rx -> fd */
+    size_t rx_piped;       /* payload bytes in rx, not yet written to the fd */
+    uint32_t rx_left;      /* payload bytes not yet taken from the channel */
     size_t tx_cap, rx_cap; /* what each pipe holds */
-    bool rx_active;   /* a message is being moved to a descriptor */
+    bool rx_active;        /* a message is being moved to a descriptor */
 } lsec__fdmove;
 /* Close the pipes and free (NULL: no-op).  Pipes hold payload only in
  * the kernel: there is nothing of ours to wipe. */
