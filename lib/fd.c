@@ -71,8 +71,15 @@ int lsec__write_all(int fd, const char *buf, size_t len)
  */
 void lsec__sigpipe_block(lsec__sigpipe_guard *g)
 {
+    struct sigaction sa;
     sigset_t pending;
 
+    /* Ignored (as by most servers and the CLI): the kernel raises nothing,
+     * and one query costs less than blocking and restoring. */
+    g->blocked = false;
+    g->was_pending = false;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+        return;
     sigemptyset(&g->pipe_set);
     sigaddset(&g->pipe_set, SIGPIPE);
     g->blocked = pthread_sigmask(SIG_BLOCK, &g->pipe_set, &g->old) == 0;
