@@ -3,8 +3,8 @@
  * channels: round trips mixed with lsec_send/lsec_recv, the end of the
  * input, exact codes for wrong descriptors, tls, oversized and cut
  * messages, abort from another thread, timeout 0, a full output, a full
- * socket (queueing), bytes the channel already holds delivered first, and
- * no SIGPIPE.
+ * socket (queueing; nothing taken before it has room), bytes the channel
+ * already holds delivered first, and no SIGPIPE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -466,6 +467,49 @@ static void test_full_socket_queues(void **state)
     lsec_channel_close(c);
 }
 
+/* A full socket and an empty queue: timeout 0 takes nothing from the input
+ * (the socket is polled before fd is read), so no byte is lost or queued.
+ * (A longer timeout is not tested: the kernel frees room in the socket
+ * while the test waits.) */
+static void test_full_socket_takes_nothing(void **state)
+{
+    (void)state;
+    lsec_channel *s, *c;
+    int in[2], avail = 0;
+    static uint8_t junk[65536];
+    size_t moved = 9;
+
+    pair(&s, &c);
+    make_pipe(in);
+    int fd = lsec_channel_fd(c), small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(lsec_channel_fd(s), SOL_SOCKET, SO_RCVBUF, &small,
+               sizeof(small));
+    /* Fill the socket under the channel (the receiver never reads) until
+     * poll no longer calls it writable: the peer's window is shut. */
+    bool full = false;
+    for (int round = 0; round < 200 && !full; round++) {
+        struct pollfd pf = {fd, POLLOUT, 0};
+        size_t chunk = round < 20 ? sizeof(junk) : 512;
+        while (send(fd, junk, chunk, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+            ;
+        usleep(10 * 1000);
+        full = poll(&pf, 1, 0) == 0;
+    }
+    assert_true(full);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    assert_int_equal(write(in[1], "0123456789", 10), 10);
+    assert_int_equal(lsec_send_from_fd(c, in[0], 100, &moved, 0), LSEC_EAGAIN);
+    assert_int_equal(moved, 0);
+    assert_int_equal(ioctl(in[0], FIONREAD, &avail), 0);
+    assert_int_equal(avail, 10);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    close(in[0]);
+    close(in[1]);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 /* Bytes the channel holds before lsec_recv_to_fd starts (read ahead behind
  * an earlier message, or stashed by a lsec_recv that a timeout cut) are
  * written first, in order. */
@@ -563,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_abort_wakes),
         cmocka_unit_test(test_eagain),
         cmocka_unit_test(test_full_socket_queues),
+        cmocka_unit_test(test_full_socket_takes_nothing),
         cmocka_unit_test(test_buffered_first),
         cmocka_unit_test(test_no_sigpipe),
     };
