@@ -584,6 +584,8 @@ LSEC_API int lsec_channel_fd(const lsec_channel *c);
  * Bytes lsec_recv can deliver without waiting for the socket: whole
  * messages read ahead, or TLS plaintext already decrypted.  A partial
  * message does not count, so "pending > 0 ? recv : poll" never spins.
+ * While lsec_recv_to_fd has a message under way: the bytes of it held for
+ * its descriptor (non-zero: wait for the descriptor, not the socket).
  */
 LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 
