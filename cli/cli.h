@@ -88,6 +88,9 @@ int cli_check_ticket_path(const char *cmd, const char *path);
 /* ---- the relay (pump.c) ------------------------------------------------ */
 
 #define CLI_CHUNK 65536
+/* The most one message moved by splice carries (the library may take less:
+ * what its pipe holds). */
+#define CLI_SPLICE_CHUNK (256 * 1024)
 
 typedef struct cli_pump {
     lsec_channel *ch;
@@ -104,6 +107,11 @@ typedef struct cli_pump {
     uint8_t *dbuf;
     size_t dcap, dlen, doff;
     bool rx_eof, down_done;
+    /* auth mode: a direction moved by splice (lsec_send_from_fd,
+     * lsec_recv_to_fd) instead of through ubuf/dbuf, and what it waits
+     * for after a call that could not go on: the channel's socket to take
+     * more (up), the output to take what the channel holds for it (down). */
+    bool up_splice, down_splice, up_need_out, down_need_out;
     uint64_t in_bytes, out_bytes;
     bool failed;
     char err[512];

@@ -342,7 +342,7 @@ static int serve_unix(const char *path, const cli_ticket *t, const lsec_opts *o,
             break;
         if (pf[2].fd < 0 || pf[2].revents == 0)
             continue;
-        int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (cfd < 0)
             continue;
         if (start_worker(&f, cfd) == 0) {

@@ -10,6 +10,12 @@
  * regular file or terminal, which do not wait for a peer): the owner polls
  * the descriptors that cli_pump_events names and calls cli_pump_step.
  *
+ * In auth mode, a direction whose descriptor allows it moves by splice
+ * (lsec_send_from_fd, lsec_recv_to_fd): the bytes go between the
+ * descriptor and the channel's socket as page references, never through
+ * ubuf/dbuf, and the bounds are the same (one chunk read, at most one
+ * message queued; one message under way to the output).
+ *
  * End of data: at the end of the input, what was read is sent and the
  * channel's sending direction is ended (lsec_channel_shutdown); when the
  * peer ends its direction, the output is ended (shutdown(SHUT_WR) of a
@@ -99,6 +105,27 @@ static bool make_nonblocking_out(int fd, bool *sock)
     return true;
 }
 
+/* Can splice read `fd` without blocking past what poll promised?  Pipes
+ * and sockets (read only once poll says readable) and regular files. */
+static bool splice_in_ok(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) ||
+                                   S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode));
+}
+
+/* Can splice write `fd` without blocking?  A pipe or socket whose own
+ * description is non-blocking (make_nonblocking_out reopened a pipe so; a
+ * socket someone else shares is left alone and written by copy, with
+ * MSG_DONTWAIT). */
+static bool splice_out_ok(int fd, bool out_nb)
+{
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    return out_nb && fl >= 0 && (fl & O_NONBLOCK) && fstat(fd, &st) == 0 &&
+           (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
 int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
                   int eof_wait_ms)
 {
@@ -109,6 +136,11 @@ int cli_pump_init(cli_pump *p, lsec_channel *ch, int in_fd, int out_fd,
     p->eof_wait_ms = eof_wait_ms;
     p->in_sock = cli_fd_is_socket(in_fd);
     p->out_nb = make_nonblocking_out(out_fd, &p->out_sock);
+    if (lsec_channel_mode(ch) == LSEC_MODE_AUTH &&
+        getenv("LOOPSEC_NO_SPLICE") == NULL) {
+        p->up_splice = splice_in_ok(in_fd);
+        p->down_splice = splice_out_ok(out_fd, p->out_nb);
+    }
     p->ubuf = malloc(CLI_CHUNK);
     p->dcap = CLI_CHUNK;
     p->dbuf = malloc(p->dcap);
@@ -133,20 +165,24 @@ void cli_pump_events(const cli_pump *p, struct pollfd *pf, int *timeout_ms)
     pf[0].fd = pf[1].fd = pf[2].fd = -1;
     pf[0].events = pf[1].events = pf[2].events = 0;
     pf[0].revents = pf[1].revents = pf[2].revents = 0;
-    if (!p->up_done && !p->in_eof && p->ulen == 0 && !p->up_queued) {
+    if (!p->up_done && !p->in_eof && p->ulen == 0 && !p->up_queued &&
+        !p->up_need_out) {
         pf[0].fd = p->in_fd;
         pf[0].events = POLLIN;
     }
-    if (!p->down_done && p->doff < p->dlen && p->out_nb) {
+    if (!p->down_done &&
+        ((p->doff < p->dlen && p->out_nb) || p->down_need_out)) {
         pf[1].fd = p->out_fd;
         pf[1].events = POLLOUT;
     }
-    if (!p->down_done && !p->rx_eof && p->doff == p->dlen) {
+    if (!p->down_done && !p->rx_eof && p->doff == p->dlen &&
+        !p->down_need_out) {
         chev |= POLLIN;
         if (lsec_channel_pending(p->ch) > 0)
             *timeout_ms = 0;
     }
-    if (!p->up_done && (p->up_queued || p->ulen > 0 || p->in_eof))
+    if (!p->up_done &&
+        (p->up_queued || p->ulen > 0 || p->in_eof || p->up_need_out))
         chev |= POLLOUT;
     if (chev != 0) {
         pf[2].fd = lsec_channel_fd(p->ch);
@@ -209,6 +245,49 @@ static int send_up(cli_pump *p)
     return 0;
 }
 
+/* Input -> channel by splice: one message straight from the input, when
+ * the input is readable (or was, and the socket has room again).  0 to go
+ * on, -1 failed. */
+static int splice_up(cli_pump *p, const struct pollfd *pf)
+{
+    size_t moved = 0;
+    int rc;
+
+    if (p->up_queued) {
+        rc = lsec_flush(p->ch, 0);
+        if (rc == LSEC_EAGAIN)
+            return 0;
+        if (rc != 0)
+            return fail_lsec(p, "send", rc);
+        p->up_queued = false;
+    }
+    bool ready = p->up_need_out
+                     ? (pf[2].fd >= 0 &&
+                        (pf[2].revents & (POLLOUT | POLLERR | POLLHUP)) != 0)
+                     : (pf[0].fd >= 0 && pf[0].revents != 0);
+    if (!ready || p->in_eof)
+        return 0;
+    rc = lsec_send_from_fd(p->ch, p->in_fd, CLI_SPLICE_CHUNK, &moved, 0);
+    if (rc == LSEC_EAGAIN) {
+        /* The input was readable: it is the socket that is full (or the
+         * input was emptied by someone else: then the next poll of the
+         * socket finds room, and we look at the input again). */
+        p->up_need_out = !p->up_need_out;
+        return 0;
+    }
+    p->up_need_out = false;
+    if (rc != 0)
+        return fail_lsec(p, "send", rc);
+    if (moved == 0) {
+        p->in_eof = true;
+        p->eof_deadline = cli_now_ms() + p->eof_wait_ms;
+        return 0;
+    }
+    p->in_bytes += moved;
+    p->up_queued = lsec_channel_queued(p->ch) > 0;
+    return 0;
+}
+
 /* Input -> channel.  0 to go on, -1 failed. */
 static int step_up(cli_pump *p, const struct pollfd *pf)
 {
@@ -216,10 +295,15 @@ static int step_up(cli_pump *p, const struct pollfd *pf)
 
     if (p->up_done)
         return 0;
-    if (pf[0].fd >= 0 && pf[0].revents != 0 && read_in(p) != 0)
-        return -1;
-    if (send_up(p) != 0)
-        return -1;
+    if (p->up_splice) {
+        if (splice_up(p, pf) != 0)
+            return -1;
+    } else {
+        if (pf[0].fd >= 0 && pf[0].revents != 0 && read_in(p) != 0)
+            return -1;
+        if (send_up(p) != 0)
+            return -1;
+    }
     if (p->in_eof && p->ulen == 0 && !p->up_queued) {
         rc = lsec_channel_shutdown(p->ch, 0);
         if (rc == LSEC_EAGAIN)
@@ -277,11 +361,47 @@ static int flush_out(cli_pump *p)
     return 0;
 }
 
+/* Channel -> output by splice.  0 to go on, -1 failed. */
+static int splice_down(cli_pump *p, const struct pollfd *pf)
+{
+    if (p->down_need_out) {
+        if (pf[1].fd < 0 || pf[1].revents == 0)
+            return 0;
+        p->down_need_out = false;
+    } else if (!p->rx_eof && pf[2].fd >= 0 && (pf[2].events & POLLIN) != 0 &&
+               (pf[2].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) == 0 &&
+               lsec_channel_pending(p->ch) == 0) {
+        return 0; /* as in step_down: nothing came */
+    }
+    for (int i = 0; i < 16 && !p->rx_eof; i++) {
+        size_t moved = 0;
+        int rc = lsec_recv_to_fd(p->ch, p->out_fd, &moved, 0);
+        p->out_bytes += moved;
+        if (rc == 0)
+            continue;
+        if (rc == LSEC_EAGAIN) {
+            /* Held bytes wait for the output; none: for the socket. */
+            p->down_need_out = lsec_channel_pending(p->ch) > 0;
+            break;
+        }
+        if (rc == LSEC_ECLOSED) {
+            p->rx_eof = true;
+            break;
+        }
+        return fail_lsec(p, "receive", rc);
+    }
+    if (p->rx_eof)
+        end_output(p);
+    return 0;
+}
+
 /* Channel -> output.  0 to go on, -1 failed. */
 static int step_down(cli_pump *p, const struct pollfd *pf)
 {
     if (p->down_done)
         return 0;
+    if (p->down_splice)
+        return splice_down(p, pf);
     if (p->doff < p->dlen && flush_out(p) != 0)
         return -1;
     /* Skip the channel when its socket was polled for input and had none

@@ -618,6 +618,8 @@ LSEC_API int lsec_channel_fd(const lsec_channel *c);
  * a message (or reports the stream's error) without reading the socket.  A
  * partial message does not count, so the loop never spins on it.  An idle
  * channel holds no read buffer: it exists only while it holds bytes.
+ * While lsec_recv_to_fd has a message under way: the bytes of it held for
+ * its descriptor (non-zero: wait for the descriptor, not the socket).
  */
 LSEC_API size_t lsec_channel_pending(const lsec_channel *c);
 
@@ -663,6 +665,63 @@ LSEC_API void lsec_channel_abort(lsec_channel *c);
  * LSEC_EIO, LSEC_EINVAL, or the error that broke the channel earlier.
  */
 LSEC_API LSEC_CHECK int lsec_channel_shutdown(lsec_channel *c, int timeout_ms);
+
+/**
+ * Send one message whose payload is read from descriptor `fd`, moved
+ * inside the kernel (splice(2): page references, not copies, where the
+ * kernel can).  auth mode only.  Waits (within `timeout_ms`) until `fd` is
+ * readable and the socket writable, then takes what `fd` has now, at most
+ * `max` and at most what the channel's pipe holds (256 KiB where the
+ * system allows, else its default, 64 KiB on Linux; no more than the
+ * peer's max_message should be asked for), and sends it as one message;
+ * its length
+ * goes to `*moved`.  0 with `*moved` 0: `fd` is at its end (nothing sent;
+ * an empty message cannot be sent this way).  As with lsec_send, if the
+ * timeout passes first, LSEC_ETIMEDOUT (LSEC_EAGAIN for timeout 0) and
+ * nothing was read or sent; once read, the message is the channel's: what
+ * the socket does not take in time is queued (lsec_channel_queued) and 0
+ * is returned.  What an earlier lsec_send queued is flushed first.  `fd`
+ * may be a pipe, a socket or a regular file (not the channel's own
+ * socket); it need not be non-blocking.
+ *
+ * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_EMODE (a tls channel:
+ * TLS encrypts in user space, so there is no copy to avoid; use lsec_send),
+ * LSEC_EINVAL (NULL, `max` 0, `fd` < 0, not open or of a kind splice
+ * cannot read, the sending direction shut down), LSEC_ENOSYS (no splice on
+ * this system), LSEC_ELIMIT (no descriptor for the channel's pipe),
+ * LSEC_ERESET, LSEC_ECLOSED (lsec_channel_abort), LSEC_ENOMEM, LSEC_EIO
+ * (reading `fd` failed: nothing was sent), or the error that broke the
+ * channel earlier.  On failure `*moved` is 0.
+ */
+LSEC_API LSEC_CHECK int lsec_send_from_fd(lsec_channel *c, int fd, size_t max,
+                                          size_t *moved, int timeout_ms);
+
+/**
+ * Receive one message and write its payload to descriptor `fd` (a pipe, a
+ * socket or a regular file; not the channel's own socket), moved inside the
+ * kernel as in lsec_send_from_fd.  auth mode only.  Bytes the channel
+ * already holds (read ahead, or kept from a receive a timeout cut) are
+ * written first, in order.  `*moved` counts the bytes this call wrote to
+ * `fd`.  0: the whole message is written (an empty one too).  On
+ * LSEC_ETIMEDOUT / LSEC_EAGAIN (timeout 0) the message is under way:
+ * `*moved` bytes of it were written, and the next lsec_recv_to_fd goes on
+ * with it (lsec_recv fails with LSEC_EINVAL until it is done).  Then
+ * lsec_channel_pending says what to wait for: non-zero, bytes held for
+ * `fd` (wait until `fd` is writable); 0, the socket.  The message's length
+ * is checked against max_message as in lsec_recv; no buffer of that size is
+ * needed.  If writing to `fd` fails, the message is cut and the channel
+ * broken.  SIGPIPE from a descriptor whose reader left is never raised.
+ *
+ * Returns 0, LSEC_EAGAIN, LSEC_ETIMEDOUT, LSEC_ECLOSED (the peer ended its
+ * side between messages, or lsec_channel_abort), LSEC_ERESET (peer vanished,
+ * mid-message too), LSEC_EPROTO (a length above max_message: broken for
+ * good), LSEC_EMODE (a tls channel), LSEC_EINVAL (NULL, `fd` < 0 or not
+ * open; or writing to `fd` failed with EBADF/EINVAL), LSEC_EIO (writing to
+ * `fd` failed otherwise, e.g. EPIPE), LSEC_ENOSYS, LSEC_ELIMIT,
+ * LSEC_ENOMEM.
+ */
+LSEC_API LSEC_CHECK int lsec_recv_to_fd(lsec_channel *c, int fd, size_t *moved,
+                                        int timeout_ms);
 
 /** Flush what is queued (briefly), close cleanly, wipe, free.  After
  *  lsec_channel_abort nothing more is sent. */

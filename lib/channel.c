@@ -378,6 +378,9 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
         return rc;
     if (c->rx_closed)
         return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
+    if (c->fdm != NULL && c->fdm->rx_active)
+        return lsec__fail(LSEC_EINVAL, "lsec_recv_to_fd has a message under "
+                                       "way: finish it with lsec_recv_to_fd");
     deadline = lsec__deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */
@@ -402,6 +405,12 @@ size_t lsec_channel_pending(const lsec_channel *c)
 {
     if (c == NULL)
         return 0;
+    if (c->fdm != NULL && c->fdm->rx_active) {
+        /* A message under way to a descriptor: what is held for it waits
+         * for that descriptor, not for the socket. */
+        const uint8_t *p;
+        return c->fdm->rx_piped + lsec__frame_rx_held(&c->rx, &p);
+    }
     /* Callers poll with "pending > 0 ? do not wait : wait for the socket"
      * (lsec_channel_fd): the decoder counts only bytes that make a message
      * (or an error) without the socket. */
@@ -528,7 +537,106 @@ void lsec_channel_close(lsec_channel *c)
             ;
     }
     close(c->fd);
+    lsec__fdmove_free(c->fdm);
     lsec__frame_rx_free(&c->rx);
     lsec__chan_queue_free(c);
     free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* What lsec_send_from_fd / lsec_recv_to_fd (fdmove.c) build on              */
+
+bool lsec__channel_aborted(const lsec_channel *c)
+{
+    return is_aborted(c);
+}
+
+int lsec__channel_fd_end(lsec_channel *c, int rc)
+{
+    return end_aborted(c, rc);
+}
+
+int lsec__channel_fd_begin(lsec_channel *c, bool sending, lsec__fdmove **m,
+                           int *sock)
+{
+    if (c->err != 0)
+        return lsec__fail(c->err, "the channel is closed or broken");
+    if (c->tls != NULL)
+        return lsec__fail(LSEC_EMODE, "a tls channel cannot splice: use "
+                                      "lsec_send and lsec_recv");
+    if (sending && c->tx_closed)
+        return lsec__fail(LSEC_EINVAL, "the sending direction was shut down");
+    if (!sending && c->rx_closed)
+        return lsec__fail(LSEC_ECLOSED, "the peer closed the channel");
+    if (c->fdm == NULL) {
+        c->fdm = calloc(1, sizeof(*c->fdm));
+        if (c->fdm == NULL)
+            return lsec__fail(LSEC_ENOMEM, "out of memory");
+        c->fdm->tx[0] = c->fdm->tx[1] = c->fdm->rx[0] = c->fdm->rx[1] = -1;
+    }
+    *m = c->fdm;
+    *sock = c->fd;
+    return 0;
+}
+
+int lsec__channel_break(lsec_channel *c, int code, const char *why)
+{
+    return lsec__chan_fail(c, code, why);
+}
+
+int lsec__channel_queue(lsec_channel *c, uint8_t *q, size_t len)
+{
+    if (c->wq_len > 0)
+        return LSEC_EINVAL;
+    c->wq = q;
+    c->wq_off = 0;
+    c->wq_len = len;
+    return 0;
+}
+
+int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
+                          uint32_t *len)
+{
+    size_t left = 0;
+
+    *len = 0;
+    for (;;) {
+        struct iovec iov[2];
+        size_t n = 0;
+        int rc = lsec__frame_rx_head(&c->rx, &left);
+        if (rc == 0) {
+            *len = (uint32_t)left;
+            return 0;
+        }
+        if (rc == LSEC_EPROTO) {
+            lsec__log(LSEC_LOG_WARN,
+                      "channel to port %u: peer sent an oversized length",
+                      c->remote.port);
+            return lsec__chan_fail(c, rc, NULL);
+        }
+        if (rc != LSEC__AGAIN)
+            return lsec__chan_fail(c, rc, NULL);
+        if ((rc = lsec__frame_rx_plan(&c->rx, NULL, iov)) < 0)
+            return lsec__chan_fail(c, rc, NULL);
+        rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
+        if (rc != 0) {
+            rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+            lsec__frame_rx_release(&c->rx);
+            return rc;
+        }
+        lsec__frame_rx_got(&c->rx, n);
+    }
+}
+
+uint32_t lsec__channel_rx_take(lsec_channel *c, size_t n)
+{
+    uint32_t left = (uint32_t)lsec__frame_rx_take(&c->rx, n);
+
+    lsec__frame_rx_release(&c->rx);
+    return left;
+}
+
+size_t lsec__channel_rx_held(const lsec_channel *c, const uint8_t **p)
+{
+    return lsec__frame_rx_held(&c->rx, p);
 }

@@ -29,6 +29,8 @@ struct lsec_channel {
     uint8_t *wq;
     size_t wq_off, wq_len;
     bool sent_last; /* the last call was lsec_send: no answer is here yet */
+    /* lsec_send_from_fd / lsec_recv_to_fd (fdmove.c): their pipes */
+    lsec__fdmove *fdm;
 };
 
 /* transport.c */

@@ -358,6 +358,58 @@ size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
     return held - LSEC__FRAME_HDR >= n ? held : 0;
 }
 
+int lsec__frame_rx_head(lsec__frame_rx *d, size_t *left)
+{
+    int rc;
+
+    *left = 0;
+    if (!d->have_len) {
+        if (d->ra == NULL || d->len - d->off < LSEC__FRAME_HDR)
+            return LSEC__AGAIN;
+        if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
+            return rc;
+        d->off += LSEC__FRAME_HDR;
+        d->have_len = true;
+        d->have = 0;
+    }
+    /* Moving a payload elsewhere, `have` counts what was taken of it. */
+    *left = d->msg_len - d->have;
+    return 0;
+}
+
+size_t lsec__frame_rx_held(const lsec__frame_rx *d, const uint8_t **p)
+{
+    size_t avail;
+
+    *p = NULL;
+    if (!d->have_len)
+        return 0;
+    /* A stash holds the payload's first stash_have bytes; the read-ahead
+     * buffer what follows them. */
+    if (d->have < d->stash_have) {
+        *p = d->stash + d->have;
+        return d->stash_have - d->have;
+    }
+    avail = d->ra != NULL ? d->len - d->off : 0;
+    if (avail == 0)
+        return 0;
+    *p = d->ra + d->off;
+    return min_size(avail, d->msg_len - d->have);
+}
+
+size_t lsec__frame_rx_take(lsec__frame_rx *d, size_t n)
+{
+    if (d->have >= d->stash_have && d->ra != NULL)
+        d->off += min_size(n, d->len - d->off);
+    d->have += n;
+    if (d->have < d->msg_len)
+        return d->msg_len - d->have;
+    stash_free(d);
+    d->have_len = false;
+    d->have = 0;
+    return 0;
+}
+
 int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total)
 {
     static const uint8_t magic[4] = {'L', 'S', 'E', 'C'};

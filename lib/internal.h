@@ -8,6 +8,7 @@
 #include "loopsec.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -106,11 +107,23 @@ int lsec__fd_lift(int *fd);
 /* A CLOEXEC pipe with both ends above fd 2.  0, or LSEC_EIO / LSEC_ELIMIT /
  * LSEC_ENOMEM with a detail. */
 int lsec__pipe_cloexec(int p[2]);
+/* The rest of lsec__pipe_cloexec for a pipe the platform just made (`rc`
+ * its result, 0 or -1 with errno): lifted above fd 2, or closed. */
+int lsec__pipe_made(int rc, int p[2]);
 /* Write all of `buf`, retrying EINTR.  0, or -1 with errno. */
 int lsec__write_all(int fd, const char *buf, size_t len);
 /* lsec__write_all to a pipe whose reader may be gone, without SIGPIPE (the
  * library never raises it); EPIPE instead. */
 int lsec__write_nosigpipe(int fd, const char *buf, size_t len);
+/* Around writes that may raise SIGPIPE (a pipe or socket whose reader is
+ * gone): block it in this thread; restore, consuming the one the writes
+ * raised (`raised`: one of them failed with EPIPE), never the caller's. */
+typedef struct lsec__sigpipe_guard {
+    sigset_t pipe_set, old;
+    bool blocked, was_pending;
+} lsec__sigpipe_guard;
+void lsec__sigpipe_block(lsec__sigpipe_guard *g);
+void lsec__sigpipe_restore(lsec__sigpipe_guard *g, bool raised);
 
 /* ------------------------------------------------------------------------ */
 /* io.c: the seam through which every socket call goes (fault injection)     */
@@ -326,86 +339,8 @@ static inline short lsec__want_events(int want)
     return want == LSEC__WANT_WRITE ? POLLOUT : POLLIN;
 }
 
-void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
-/*
- * Decode a header from `hdr` (exactly LSEC__FRAME_HDR bytes).  0 with *len
- * set, or LSEC_EPROTO if it exceeds `max` (checked before any allocation).
- */
-int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
-                      uint32_t *len);
-
-/*
- * The sending side's plan for one message: the header, written into `hdr`,
- * and the payload from the caller's buffer, as iovecs for one write.
- * Returns the iovec count (1 for an empty message, else 2), or
- * LSEC_EMSGSIZE when `len` does not fit the 32-bit length.
- */
-int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
-                          size_t len, struct iovec iov[2]);
-
-/* Read-ahead capacity: headers, small messages, bytes behind a handshake. */
-#define LSEC__FRAME_RA 4096
-
-/*
- * The streaming decoder: whole messages out of a byte stream, sans-I/O.
- * The I/O shell asks it where to read next (lsec__frame_rx_plan: the free
- * part of the read-ahead buffer, or, once a header is known, the rest of
- * the payload straight in the caller's buffer with the read-ahead buffer
- * behind it), reads, and reports the count (lsec__frame_rx_got); then
- * lsec__frame_rx_next hands out what the buffered bytes complete.  Bytes
- * can also be fed in (lsec__frame_rx_feed).
- *
- * The read-ahead buffer is allocated when a read needs it and released
- * (wiped) by lsec__frame_rx_release when it holds nothing, so an idle
- * channel keeps none.  When a call ends inside a payload that went to the
- * caller's buffer, lsec__frame_rx_cut keeps that part ("stash", memory of
- * our own, growing geometrically up to the message's length, so that a
- * message arriving in many pieces is copied O(1) times per byte).
- */
-typedef struct lsec__frame_rx {
-    size_t max;  /* larger lengths are LSEC_EPROTO */
-    uint8_t *ra; /* read-ahead, NULL until needed; ra[off, len) unread */
-    size_t off, len;
-    size_t used;      /* ra[0, used) may hold bytes: wiped before free */
-    bool have_len;    /* the current frame's header is decoded */
-    uint32_t msg_len; /* ... and its length */
-    size_t have;      /* payload bytes in the caller's buffer (this call) */
-    size_t iov0;      /* length of the first iovec of the last plan */
-    uint8_t *stash;   /* payload kept across calls */
-    size_t stash_have, stash_cap;
-} lsec__frame_rx;
-
-void lsec__frame_rx_init(lsec__frame_rx *d, size_t max_message);
-/* Wipe and free everything held. */
-void lsec__frame_rx_free(lsec__frame_rx *d);
-/* Append bytes to the read-ahead buffer: 0, LSEC_EPROTO when more than it
- * can hold arrive this way, LSEC_ENOMEM. */
-int lsec__frame_rx_feed(lsec__frame_rx *d, const uint8_t *p, size_t n);
-/*
- * Decode from what is buffered, into dst (cap bytes): 0 with a whole
- * message (*len), LSEC__AGAIN when more bytes must be read (plan, read,
- * got, next again, with the same dst), LSEC_EMSGSIZE when the next message
- * is larger than cap (*len = its length; it stays), LSEC_EPROTO for a
- * length above the limit (the stream is over: no resynchronising).
- */
-int lsec__frame_rx_next(lsec__frame_rx *d, uint8_t *dst, size_t cap,
-                        size_t *len);
-/* Where the next read goes (after LSEC__AGAIN, same dst): 1 or 2 iovecs
- * (the count), or LSEC_ENOMEM. */
-int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2]);
-/* `n` bytes were read into the last plan's iovecs. */
-void lsec__frame_rx_got(lsec__frame_rx *d, size_t n);
-/* The call ends before the message is whole: keep its payload bytes that
- * are in dst (0 or LSEC_ENOMEM; the stream is broken then). */
-int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst);
-/* Bytes of an unfinished frame are held (the stream may not end here). */
-bool lsec__frame_rx_mid(const lsec__frame_rx *d);
-/* Bytes with which the next lsec__frame_rx_next makes progress without a
- * read (a whole message, or a length above the limit); 0 when it needs
- * more. */
-size_t lsec__frame_rx_pending(const lsec__frame_rx *d);
-/* Release the read-ahead buffer if it holds nothing. */
-void lsec__frame_rx_release(lsec__frame_rx *d);
+/* frame.c: the frame codec (encoder, streaming decoder) */
+#include "frame.h"
 
 /*
  * The first `n` bytes a TLS listener received, checked before any TLS state
@@ -549,6 +484,51 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
                       int64_t peer_uid, const uint8_t *early, size_t early_len,
                       lsec_channel **out);
+
+/*
+ * What lsec_send_from_fd / lsec_recv_to_fd (fdmove.c) keep inside a channel:
+ * one pipe per direction, made on first use.  Its own file owns the logic;
+ * channel.c only frees it (lsec__fdmove_free, fd.c), counts rx_piped in
+ * lsec_channel_pending and refuses lsec_recv while rx_active.
+ */
+typedef struct lsec__fdmove {
+    int tx[2];             /* fd -> tx -> socket; empty between calls */
+    int rx[2];             /* socket -> rx -> fd */
+    size_t rx_piped;       /* payload bytes in rx, not yet written to the fd */
+    uint32_t rx_left;      /* payload bytes not yet taken from the channel */
+    size_t tx_cap, rx_cap; /* what each pipe holds */
+    bool rx_active;        /* a message is being moved to a descriptor */
+} lsec__fdmove;
+/* Close the pipes and free (NULL: no-op).  Pipes hold payload only in
+ * the kernel: there is nothing of ours to wipe. */
+void lsec__fdmove_free(lsec__fdmove *m);
+
+/* The channel calls fdmove.c builds on (channel.c).  Each checks or
+ * changes the state exactly as lsec_send / lsec_recv do. */
+/* The checks lsec_send (`sending`) or lsec_recv make, then the channel's
+ * fdmove state (made on first use) and socket.  LSEC_EMODE for a TLS
+ * channel. */
+int lsec__channel_fd_begin(lsec_channel *c, bool sending, lsec__fdmove **m,
+                           int *sock);
+/* A call's result, made LSEC_ECLOSED for good if the channel was aborted. */
+int lsec__channel_fd_end(lsec_channel *c, int rc);
+bool lsec__channel_aborted(const lsec_channel *c);
+/* Break the channel for good with `code` (a log line, the detail `why`). */
+int lsec__channel_break(lsec_channel *c, int code, const char *why);
+/* Hand `q` (malloc'd, `len` bytes of the framed stream) to the empty send
+ * queue; the channel wipes and frees it once written.  0 or LSEC_EINVAL. */
+int lsec__channel_queue(lsec_channel *c, uint8_t *q, size_t len);
+/* Make the next message's header known, as lsec_recv does (its errors,
+ * its sticky failures); *len its payload length. */
+int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
+                          uint32_t *len);
+/* Payload bytes of that message the channel holds in memory (a stash, the
+ * read-ahead buffer): a pointer to the next run of them and its length. */
+size_t lsec__channel_rx_held(const lsec_channel *c, const uint8_t **p);
+/* `n` payload bytes are taken: from what rx_held showed, or, once it shows
+ * nothing, read from the socket by the caller.  Returns what is left of the
+ * message; at 0 the channel moves on to the next message. */
+uint32_t lsec__channel_rx_take(lsec_channel *c, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* connect.c (engine)                                                        */

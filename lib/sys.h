@@ -34,6 +34,24 @@ int lsec__sys_pipe_cloexec(int p[2]);
 int lsec__sys_pdeathsig_kill(void);
 
 /* ------------------------------------------------------------------------ */
+/* Moving bytes between descriptors inside the kernel                        */
+
+/* A pipe, both ends non-blocking and close-on-exec.  0, or -1 with errno. */
+int lsec__sys_pipe_nonblock(int p[2]);
+/* Ask for a pipe of `want` bytes; what it holds now (the platform's
+ * default where it cannot grow, e.g. past the user's pipe-memory limit). */
+size_t lsec__sys_pipe_grow(int fd, size_t want);
+/*
+ * Move up to `len` bytes from `in` to `out`, one of which is a pipe, inside
+ * the kernel (page references, not copies, where the kernel can), without
+ * waiting on the pipe; `more`: more data follows (a hint to a socket).
+ * Bytes moved, 0 at the end of `in`, or -1 with errno (EAGAIN: not ready;
+ * EINVAL: a descriptor that cannot be used so; ENOSYS on a platform
+ * without the facility).
+ */
+ssize_t lsec__sys_splice(int in, int out, size_t len, bool more);
+
+/* ------------------------------------------------------------------------ */
 /* Sockets of this machine                                                   */
 
 /*

@@ -1,8 +1,8 @@
 /*
  * The Linux platform (sys.h): procfs (the TCP tables, which process holds
  * a socket, a process's name, route_localnet), TCP_INFO, pidfd, close_range,
- * PR_SET_PDEATHSIG, epoll, timerfd.  With sys_linux_diag.c (sock_diag) it
- * holds every Linux-only call of the library's own files.
+ * PR_SET_PDEATHSIG, epoll, timerfd, splice.  With sys_linux_diag.c (sock_diag)
+ * it holds every Linux-only call of the library's own files.
  */
 #include "sys.h"
 
@@ -339,6 +339,27 @@ int lsec__sys_no_dump(void)
 int lsec__sys_pipe_cloexec(int p[2])
 {
     return pipe2(p, O_CLOEXEC);
+}
+
+int lsec__sys_pipe_nonblock(int p[2])
+{
+    return pipe2(p, O_CLOEXEC | O_NONBLOCK);
+}
+
+size_t lsec__sys_pipe_grow(int fd, size_t want)
+{
+    (void)fcntl(fd, F_SETPIPE_SZ, (int)want);
+    int cap = fcntl(fd, F_GETPIPE_SZ);
+    return cap > 0 ? (size_t)cap : 65536;
+}
+
+ssize_t lsec__sys_splice(int in, int out, size_t len, bool more)
+{
+    unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+    if (more)
+        flags |= SPLICE_F_MORE;
+    return splice(in, NULL, out, NULL, len, flags);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -577,6 +577,38 @@ class Channel(_Handle):
             target = None
             view.release()
 
+    def send_from_fd(self, fd, max=65536, timeout=None):
+        """auth mode: send one message whose payload is read from `fd` (a
+        descriptor or an object with fileno(): a pipe, a socket, a file),
+        moved inside the kernel (splice) without a copy through Python.
+        Returns its length, at most `max` and what the channel's pipe holds
+        (256 KiB where the system allows, else 64 KiB); 0 at the end of `fd`
+        (nothing sent).  Timeout / WouldBlock: nothing was read or sent.
+        ModeError on a tls channel (use send)."""
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        moved = ctypes.c_size_t()
+        self._timed(lambda p, ms: LIB.lsec_send_from_fd(
+            p, fd, max, ctypes.byref(moved), ms), timeout)
+        return moved.value
+
+    def recv_to_fd(self, fd, timeout=None):
+        """auth mode: receive one message and write its payload to `fd` (a
+        descriptor or an object with fileno()), moved inside the kernel.
+        Returns the bytes written by this call (the whole message, or its
+        rest after a Timeout / WouldBlock, which leaves the message under way
+        for the next recv_to_fd; recv raises InvalidArgumentError until it is
+        done).  ModeError on a tls channel (use recv)."""
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        moved = ctypes.c_size_t()
+        total = [0]
+
+        def call(p, ms):
+            rc = LIB.lsec_recv_to_fd(p, fd, ctypes.byref(moved), ms)
+            total[0] += moved.value
+            return rc
+        self._timed(call, timeout)
+        return total[0]
+
     def __iter__(self):
         """Yield messages until the peer closes cleanly."""
         recv = self.recv

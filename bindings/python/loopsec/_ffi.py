@@ -200,6 +200,8 @@ SIGNATURES = {
     "lsec_flush": (_I, [_P, _I]),
     "lsec_channel_queued": (_Z, [_P]),
     "lsec_recv": (_I, [_P, _P, _Z, _ZP, _I]),
+    "lsec_send_from_fd": (_I, [_P, _I, _Z, _ZP, _I]),
+    "lsec_recv_to_fd": (_I, [_P, _I, _ZP, _I]),
     "lsec_channel_fd": (_I, [_P]),
     "lsec_channel_pending": (_Z, [_P]),
     "lsec_channel_mode": (_I, [_P]),

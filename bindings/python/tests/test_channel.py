@@ -389,6 +389,45 @@ class TlsChannelTest(_RoundTrip, unittest.TestCase):
         self.assertIsInstance(self.a.pending, int)
 
 
+class FdMoveTest(unittest.TestCase):
+    """Channel.send_from_fd / recv_to_fd (splice; auth mode only)."""
+
+    def test_round_trip_and_end(self):
+        with support.paired() as (_, a, b):
+            r, w = os.pipe()
+            r2, w2 = os.pipe()
+            try:
+                os.write(w, b"spliced bytes")
+                self.assertEqual(b.send_from_fd(r, timeout=5), 13)
+                self.assertEqual(a.recv_to_fd(w2, timeout=5), 13)
+                self.assertEqual(os.read(r2, 100), b"spliced bytes")
+                a.send(b"copied")
+                self.assertEqual(b.recv_to_fd(w2, timeout=5), 6)
+                self.assertEqual(os.read(r2, 100), b"copied")
+                with self.assertRaises(loopsec.WouldBlock):
+                    a.recv_to_fd(w2, timeout=0)
+                os.close(w)
+                w = -1
+                self.assertEqual(b.send_from_fd(r, timeout=5), 0)
+            finally:
+                for fd in (r, w, r2, w2):
+                    if fd >= 0:
+                        os.close(fd)
+
+    def test_tls_refused(self):
+        with support.paired(tls=True) as (_, a, b):
+            r, w = os.pipe()
+            try:
+                os.write(w, b"x")
+                with self.assertRaises(loopsec.ModeError):
+                    b.send_from_fd(r, timeout=1)
+                with self.assertRaises(loopsec.ModeError):
+                    a.recv_to_fd(w, timeout=1)
+            finally:
+                os.close(r)
+                os.close(w)
+
+
 class ListenerTest(unittest.TestCase):
     def test_properties_and_repr(self):
         with loopsec.listen() as srv:
