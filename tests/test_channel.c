@@ -572,7 +572,7 @@ struct drain_job {
 static void *drain_then_answer(void *arg)
 {
     struct drain_job *j = arg;
-    static uint8_t buf[1 << 21];
+    static uint8_t buf[1 << 23];
     size_t len;
     int rc;
     while ((rc = lsec_recv(j->ch, buf, sizeof(buf), &len, 5000)) == 0) {
@@ -589,7 +589,7 @@ static void run_half_close(lsec_opts *o)
 {
     lsec_channel *s, *c;
     struct drain_job j;
-    static uint8_t big[1 << 21];
+    static uint8_t big[1 << 23];
     char buf[64];
     size_t len;
 
@@ -597,7 +597,9 @@ static void run_half_close(lsec_opts *o)
     memset(&j, 0, sizeof(j));
     j.ch = s;
     /* Queue more than the socket buffers hold before anybody reads, so that
-     * the shutdown has a queue to flush first. */
+     * the shutdown has a queue to flush first.  8 MiB messages: loopback
+     * buffers grow to several MiB, and a TLS sender fills them to the last
+     * byte before it queues (one send per 64 KiB of records). */
     int queued = 0, sent = 0;
     for (int i = 0; i < 8 && queued == 0; i++) {
         int rc = lsec_send(c, big, sizeof(big), 0);
