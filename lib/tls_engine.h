@@ -36,6 +36,7 @@ struct lsec__tls {
     int fd;           /* the shell's: the engine never uses it */
     lsec__tlsbuf in;  /* ciphertext received, not yet taken by OpenSSL */
     lsec__tlsbuf out; /* ciphertext written by OpenSSL, not yet sent */
+    size_t in_hint;   /* the shell's next allocation of `in` */
     size_t wr_held;   /* plaintext whose records wait in `out`: a write
                          reports it once they are sent */
     bool shut_queued; /* our close_notify is in `out` (or sent) */

@@ -18,8 +18,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-/* One recv after the handshake: a 64 KiB message's records at once. */
+/* One recv after the handshake reads at most IN_CAP: a 64 KiB message's
+ * records at once.  The buffer starts at IN_START and doubles each time a
+ * recv fills it, so a connection of small messages never holds more. */
 #define IN_CAP (72 * 1024)
+#define IN_START 4096
 /* One recv during the handshake: every handshake message of ours fits, and
  * a pending handshake that waits for its peer holds no buffer at all. */
 #define IN_CAP_HS 4096
@@ -52,7 +55,6 @@ static int push(lsec__tls *t)
         t->sys_errno = errno;
         return lsec__tlse_send_failed(t);
     }
-    lsec__tlsbuf_trim(&t->out);
     return 0;
 }
 
@@ -63,7 +65,8 @@ static int pull(lsec__tls *t)
 {
     size_t room;
     ssize_t n;
-    uint8_t *p = lsec__tlsbuf_room(&t->in, t->done ? IN_CAP : IN_CAP_HS, &room);
+    size_t cap = t->done ? t->in_hint : IN_CAP_HS;
+    uint8_t *p = lsec__tlsbuf_room(&t->in, cap, &room);
 
     if (p == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory for TLS records");
@@ -72,6 +75,8 @@ static int pull(lsec__tls *t)
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         t->in.len += (size_t)n;
+        if ((size_t)n == room && t->done && t->in_hint < IN_CAP)
+            t->in_hint = t->in_hint * 2 < IN_CAP ? t->in_hint * 2 : IN_CAP;
         return 1;
     }
     if (n == 0) {
@@ -86,6 +91,7 @@ static int pull(lsec__tls *t)
 
 int lsec__tls_handshake(lsec__tls *t)
 {
+    bool sent;
     int rc;
 
     if (t == NULL)
@@ -97,8 +103,12 @@ int lsec__tls_handshake(lsec__tls *t)
         /* Our flight goes out before anything else: the peer answers it. */
         if ((rc = push(t)) != 0)
             return rc;
-        if (t->done)
+        lsec__tlsbuf_trim(&t->out);
+        if (t->done) {
+            t->in_hint = IN_START;
+            lsec__tlsbuf_trim(&t->in);
             return 0;
+        }
         rc = lsec__tlse_handshake(t);
         if (rc == 0)
             continue; /* done: our last flight (if any) goes out first */
@@ -106,15 +116,20 @@ int lsec__tls_handshake(lsec__tls *t)
             (void)push(t); /* the alert, best effort */
             return rc;
         }
+        /* A flight just sent is answered later, never already: wait for
+         * the answer rather than read, fail with EAGAIN and then wait (one
+         * system call less per flight). */
+        sent = t->out.off < t->out.len;
         if ((rc = push(t)) != 0)
             return rc;
-        if ((rc = pull(t)) < 0)
-            return rc;
-        if (rc == 0) {
+        if (sent || (rc = pull(t)) == 0) {
             /* Waiting for the peer: no buffer held meanwhile. */
+            lsec__tlsbuf_trim(&t->out);
             lsec__tlsbuf_trim(&t->in);
             return LSEC__WANT_READ;
         }
+        if (rc < 0)
+            return rc;
     }
     return LSEC__WANT_READ;
 }
@@ -126,6 +141,10 @@ int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
     if (rc != 0)
         return rc;
     t->sys_errno = 0;
+    /* Buffers are kept while a connection goes one way (no allocation per
+     * call in a stream) and freed when it turns: an idle connection holds
+     * at most the one it used last. */
+    lsec__tlsbuf_trim(&t->out);
     for (int i = 0; i < STEPS_MAX; i++) {
         rc = lsec__tlse_read(t, buf, len, n);
         if (rc != LSEC__WANT_READ)
@@ -140,8 +159,6 @@ int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * a write in progress finds the rest. */
     if (t->out.off < t->out.len)
         (void)push(t);
-    if (rc == LSEC__WANT_READ)
-        lsec__tlsbuf_trim(&t->in);
     return rc;
 }
 
@@ -153,6 +170,7 @@ int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
     if (rc != 0)
         return rc;
     t->sys_errno = 0;
+    lsec__tlsbuf_trim(&t->in); /* see lsec__tls_read */
     if (t->wr_held > 0) {
         /* The retry of a write that waited: its records are in `out`,
          * nothing is encrypted twice. */
