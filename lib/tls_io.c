@@ -201,6 +201,10 @@ int lsec__tls_close_notify_step(lsec__tls *t)
 
     if (t == NULL || !t->done || t->fatal != 0)
         return lsec__fail(LSEC_EINVAL, "no established TLS connection");
+    /* The end goes after every byte a write reported, never after bytes a
+     * write still owes its caller (it said WANT_WRITE: they are not sent). */
+    if (t->wr_held > 0)
+        return lsec__fail(LSEC_EINVAL, "a TLS write is still in progress");
     t->sys_errno = 0;
     if (!t->shut_queued && (rc = lsec__tlse_close(t)) != 0)
         return rc;
