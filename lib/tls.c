@@ -62,13 +62,6 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
         lsec__tls_free(t);
         return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
     }
-    /* A listener's pending handshake holds no record buffer while it waits
-     * for the client: OpenSSL frees each one when it is empty.  Only until
-     * the peer is authenticated (lsec__tlse_handshake): an established
-     * channel keeps its buffers rather than reallocate them per record.
-     * docs/SECURITY.md "Pre-authentication memory". */
-    if (t->role == LSEC__HS_SERVER)
-        SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
     *out = t;
     return 0;
 }
@@ -321,7 +314,6 @@ int lsec__tlse_handshake(lsec__tls *t)
         /* OpenSSL has what it needs: a channel's own copy of the PSK is
          * gone for the rest of its life. */
         OPENSSL_cleanse(t->psk, sizeof(t->psk));
-        SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;
@@ -406,8 +398,10 @@ static void process_buffered(lsec__tls *t)
 
     if (SSL_pending(t->ssl) > 0 || !record_waiting(t))
         return;
-    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1)
+    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1) {
+        t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
         clear_errors();
+    }
 }
 
 int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
@@ -448,6 +442,26 @@ int lsec__tlse_send_failed(lsec__tls *t)
     if (!t->done)
         return handshake_failed(t, SSL_ERROR_SYSCALL);
     return io_failed(t, SSL_ERROR_SYSCALL, "write");
+}
+
+void lsec__tlse_waiting(lsec__tls *t)
+{
+    /* A listener's pending handshake holds no record buffer while it waits
+     * for the client: OpenSSL allocates them again when the answer comes.
+     * Only then, not per record (SSL_MODE_RELEASE_BUFFERS while
+     * handshaking made every idle channel 18 KiB larger, from the churn
+     * around the end of the handshake).  Fails harmlessly if one is not
+     * empty.  docs/SECURITY.md "Pre-authentication memory". */
+    if (t->role == LSEC__HS_SERVER && !t->done)
+        (void)SSL_free_buffers(t->ssl);
+}
+
+bool lsec__tlse_buffered(const lsec__tls *t)
+{
+    /* The end of the stream or a failure that OpenSSL has seen counts: the
+     * next SSL_read reports it without any input. */
+    return t->in.off < t->in.len || SSL_has_pending(t->ssl) || t->peek_failed ||
+           (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
 size_t lsec__tls_pending(const lsec__tls *t)

@@ -50,6 +50,7 @@ struct lsec__tls {
     bool eof;         /* the shell's recv returned 0 */
     int sys_errno;    /* errno of the shell's last failed recv/send, or 0 */
     bool nomem;       /* a buffer could not grow */
+    bool peek_failed; /* a record decrypted ahead failed: the next read says */
     bool identity_ok; /* server: the client offered our identity */
     bool done;        /* handshake complete and checked */
     int fatal;        /* sticky failure code, 0 while usable */
@@ -74,6 +75,12 @@ int lsec__tlse_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
 int lsec__tlse_close(lsec__tls *t);
 /* The shell's send failed (t->sys_errno set): the sticky error for it. */
 int lsec__tlse_send_failed(lsec__tls *t);
+/* The shell waits for the peer with `in` and `out` empty: let go of what
+ * an unauthenticated peer need not cost us meanwhile. */
+void lsec__tlse_waiting(lsec__tls *t);
+/* Does the engine hold any input, decrypted or not (`in`, or inside
+ * OpenSSL)?  If not, a read can only make progress after a recv. */
+bool lsec__tlse_buffered(const lsec__tls *t);
 /* Argument and state checks of a read or write: 0 or the error. */
 int lsec__tlse_io_check(lsec__tls *t, const void *buf, size_t len, size_t *n);
 

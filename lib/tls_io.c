@@ -89,6 +89,16 @@ static int pull(lsec__tls *t)
     return 1;
 }
 
+/* A small buffer is not worth keeping for the next call (reallocating it
+ * costs no system call); a large one is, while the stream goes one way. */
+static void small_trim(lsec__tls *t)
+{
+    if (t->in.cap <= IN_START)
+        lsec__tlsbuf_trim(&t->in);
+    if (t->out.cap <= IN_START)
+        lsec__tlsbuf_trim(&t->out);
+}
+
 int lsec__tls_handshake(lsec__tls *t)
 {
     bool sent;
@@ -126,6 +136,8 @@ int lsec__tls_handshake(lsec__tls *t)
             /* Waiting for the peer: no buffer held meanwhile. */
             lsec__tlsbuf_trim(&t->out);
             lsec__tlsbuf_trim(&t->in);
+            if (t->out.cap == 0 && t->in.cap == 0)
+                lsec__tlse_waiting(t);
             return LSEC__WANT_READ;
         }
         if (rc < 0)
@@ -146,7 +158,12 @@ int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * at most the one it used last. */
     lsec__tlsbuf_trim(&t->out);
     for (int i = 0; i < STEPS_MAX; i++) {
-        rc = lsec__tlse_read(t, buf, len, n);
+        /* Nothing buffered: OpenSSL could only fail with WANT_READ (a
+         * failed SSL_read costs more than the recv it waits for). */
+        if (i > 0 || lsec__tlse_buffered(t))
+            rc = lsec__tlse_read(t, buf, len, n);
+        else
+            rc = LSEC__WANT_READ;
         if (rc != LSEC__WANT_READ)
             break;
         if ((rc = pull(t)) <= 0) {
@@ -159,6 +176,7 @@ int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * a write in progress finds the rest. */
     if (t->out.off < t->out.len)
         (void)push(t);
+    small_trim(t);
     return rc;
 }
 
@@ -192,6 +210,7 @@ int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
         *n = m;
     else if (rc == LSEC__WANT_WRITE)
         t->wr_held = m;
+    small_trim(t);
     return rc;
 }
 

@@ -1201,6 +1201,33 @@ static void test_several_records_one_recv(void **state)
     pair_close(&p);
 }
 
+/* A bad record behind a good one in the same recv: the good one is
+ * delivered, and the next read reports the bad one at once (it was
+ * decrypted ahead, so nothing is left for a poll to wait for). */
+static void test_bad_record_read_ahead(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    struct pair p;
+    uint8_t buf[16];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(send(p.sfd, bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    wait_unread(p.cfd, 22 + 3 + (int)sizeof(bad));
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
 /* Every record of one write leaves in one send (before: one per record),
  * and a connection that has turned around holds no buffer of the shell's
  * but the small one it read with. */
@@ -1528,6 +1555,7 @@ int main(void)
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test_teardown(test_record_split_across_reads, io_reset),
         cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
+        cmocka_unit_test(test_bad_record_read_ahead),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
         cmocka_unit_test(test_pending_handshake_holds_no_buffer),
         cmocka_unit_test_teardown(test_close_notify_full_window, io_reset),

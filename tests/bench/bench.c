@@ -205,7 +205,7 @@ static const metric_def metrics[NMETRIC] = {
     [M_BULK1M] =
         {"bulk, 1 MiB messages", "MB/s", TEST_BULK, true, {0, 0}, {0, 0}},
     [M_MSGS64] =
-        {"bulk, 64 B messages", "kmsg/s", TEST_BULK, true, {0, 0}, {0, 0}},
+        {"bulk, 64 B messages", "kmsg/s", TEST_BULK, true, {0, 1.0}, {0, 0}},
     [M_CONN_MED] = {"connect+auth+1st byte, median",
                     "us",
                     TEST_CONNECT,
