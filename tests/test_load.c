@@ -938,8 +938,8 @@ static void test_tls_pending_memory_bounded(void **state)
  * sends its ClientHello and stalls after the server's flight.  Only a
  * holder of the secret gets here (a wrong identity or binder fails on the
  * ClientHello: test_tls_bad_binder_holds_nothing).  77 KiB before; the
- * engine's buffers are freed while it waits and OpenSSL's record buffers
- * are released (SSL_MODE_RELEASE_BUFFERS until authenticated): 43.9 KiB
+ * engine's buffers are freed while it waits and so are OpenSSL's record
+ * buffers (SSL_free_buffers): 43.9 KiB
  * measured, of which OpenSSL's handshake message buffer alone is 21.3 KiB,
  * a floor above the 16 KiB target (docs/SECURITY.md "Pre-authentication
  * memory" has the figure per allocation site).  The bound catches growth.
