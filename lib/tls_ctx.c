@@ -127,8 +127,8 @@ uint8_t *lsec__tlsbuf_room(lsec__tlsbuf *b, size_t cap, size_t *room)
         b->off = 0;
     }
     if (b->cap < cap) {
-        /* Not realloc: a record buffer may hold plaintext-derived bytes of
-         * a connection, wiped before the old block is freed. */
+        /* Ciphertext and public handshake bytes only: no secret to wipe
+         * from the old block. */
         uint8_t *nb = malloc(cap);
         if (nb == NULL) {
             *room = 0;
@@ -136,7 +136,6 @@ uint8_t *lsec__tlsbuf_room(lsec__tlsbuf *b, size_t cap, size_t *room)
         }
         if (used > 0)
             memcpy(nb, b->b + b->off, used);
-        lsec__tlsbuf_trim(b);
         free(b->b);
         b->b = nb;
         b->cap = cap;
@@ -151,10 +150,7 @@ void lsec__tlsbuf_trim(lsec__tlsbuf *b)
 {
     if (b->off < b->len)
         return;
-    if (b->b != NULL) {
-        lsec__wipe(b->b, b->cap);
-        free(b->b);
-    }
+    free(b->b); /* records: nothing secret in them */
     b->b = NULL;
     b->cap = b->off = b->len = 0;
 }

@@ -28,6 +28,8 @@
 #define IN_CAP_HS 4096
 /* Plaintext encrypted per write: four full records, sent in one call. */
 #define WRITE_MAX (4 * 16384)
+/* What TLS 1.3 adds to each record here: header, content type, AEAD tag. */
+#define RECORD_OVERHEAD (5 + 1 + 16)
 /* Engine runs per call, each after new input: a bound, not a limit (a
  * caller whose socket still has bytes is woken again at once). */
 #define STEPS_MAX 64
@@ -202,7 +204,15 @@ int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
     }
     if ((rc = push(t)) != 0)
         return rc;
-    rc = lsec__tlse_write(t, buf, len < WRITE_MAX ? len : WRITE_MAX, &m);
+    if (len > WRITE_MAX)
+        len = WRITE_MAX;
+    /* Room for all the records at once: one allocation, not one per
+     * record. */
+    size_t room;
+    if (lsec__tlsbuf_room(&t->out, len + RECORD_OVERHEAD * (len / 16384 + 1),
+                          &room) == NULL)
+        return lsec__fail(LSEC_ENOMEM, "out of memory for TLS records");
+    rc = lsec__tlse_write(t, buf, len, &m);
     if (rc != 0)
         return rc;
     rc = push(t);
