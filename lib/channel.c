@@ -329,30 +329,45 @@ static int rx_failed(lsec_channel *c, int rc, bool mid_message)
     return lsec__chan_fail(c, rc, NULL);
 }
 
+/* The decoder said no message: an oversized length, or another failure. */
+static int rx_decode_failed(lsec_channel *c, int rc)
+{
+    if (rc == LSEC_EPROTO)
+        lsec__log(LSEC_LOG_WARN,
+                  "channel to port %u: peer sent an oversized length",
+                  c->remote.port);
+    return lsec__chan_fail(c, rc, NULL);
+}
+
+/* One read where the decoder says (into `dst` inside a payload), booked
+ * with the decoder: 0, or what rx_failed makes of a failed read. */
+static int rx_more(lsec_channel *c, uint8_t *dst, int64_t deadline, bool nowait)
+{
+    struct iovec iov[2];
+    size_t n = 0;
+    int rc;
+
+    if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
+        return lsec__chan_fail(c, rc, NULL);
+    rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
+    if (rc != 0)
+        return rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+    lsec__frame_rx_got(&c->rx, n);
+    return 0;
+}
+
 /* The I/O shell around the decoder (frame.c): decode what is buffered,
  * else read where the decoder says, until a message is whole. */
 static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                         int64_t deadline, bool nowait)
 {
     for (;;) {
-        struct iovec iov[2];
-        size_t n = 0;
         int rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
         if (rc == 0 || rc == LSEC_EMSGSIZE)
             return rc;
-        if (rc == LSEC_EPROTO) {
-            lsec__log(LSEC_LOG_WARN,
-                      "channel to port %u: peer sent an oversized length",
-                      c->remote.port);
-            return lsec__chan_fail(c, rc, NULL);
-        }
         if (rc != LSEC__AGAIN)
-            return lsec__chan_fail(c, rc, NULL);
-        if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
-            return lsec__chan_fail(c, rc, NULL);
-        rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
-        if (rc != 0) {
-            rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+            return rx_decode_failed(c, rc);
+        if ((rc = rx_more(c, dst, deadline, nowait)) != 0) {
             /* A timeout inside a message: keep what arrived so the next
              * call resumes. */
             if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) &&
@@ -360,7 +375,6 @@ static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                 return lsec__chan_fail(c, LSEC_ENOMEM, NULL);
             return rc;
         }
-        lsec__frame_rx_got(&c->rx, n);
     }
 }
 
@@ -601,30 +615,17 @@ int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
 
     *len = 0;
     for (;;) {
-        struct iovec iov[2];
-        size_t n = 0;
         int rc = lsec__frame_rx_head(&c->rx, &left);
         if (rc == 0) {
             *len = (uint32_t)left;
             return 0;
         }
-        if (rc == LSEC_EPROTO) {
-            lsec__log(LSEC_LOG_WARN,
-                      "channel to port %u: peer sent an oversized length",
-                      c->remote.port);
-            return lsec__chan_fail(c, rc, NULL);
-        }
         if (rc != LSEC__AGAIN)
-            return lsec__chan_fail(c, rc, NULL);
-        if ((rc = lsec__frame_rx_plan(&c->rx, NULL, iov)) < 0)
-            return lsec__chan_fail(c, rc, NULL);
-        rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
-        if (rc != 0) {
-            rc = rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+            return rx_decode_failed(c, rc);
+        if ((rc = rx_more(c, NULL, deadline, nowait)) != 0) {
             lsec__frame_rx_release(&c->rx);
             return rc;
         }
-        lsec__frame_rx_got(&c->rx, n);
     }
 }
 

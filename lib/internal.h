@@ -468,6 +468,10 @@ void lsec__tls_shutdown(lsec__tls *t);
  * LSEC_EAGAIN (nowait) / LSEC_ETIMEDOUT (no room yet: call again),
  * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL (handshake not done or failed). */
 int lsec__tls_close_notify(lsec__tls *t, int64_t deadline, bool nowait);
+/* The same without waiting, for a caller that polls: 0 sent, LSEC__WANT_WRITE
+ * (no room yet: poll for POLLOUT and call again; nothing is queued twice),
+ * LSEC_ERESET, LSEC_ETLS, LSEC_EINVAL. */
+int lsec__tls_close_notify_step(lsec__tls *t);
 void lsec__tls_free(lsec__tls *t);
 /* The derived PSK (for the CLI's `psk` command and tests); defined in
  * secret.c, since it is only lsec__kdf under LSEC__LABEL_TLS_PSK. */

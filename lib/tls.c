@@ -1,71 +1,22 @@
 /*
- * TLS mode: OpenSSL glue.  This is the only file in the project that
- * includes OpenSSL headers.
- *
- * What it enforces (docs/PROTOCOL.md "TLS mode", docs/SECURITY.md "TLS"):
- *   - TLS 1.3 only, SHA-256 cipher suites only, external PSK only: no
- *     certificate is ever sent or accepted, so a peer that does not hold the
- *     PSK can never complete a handshake.
- *   - (EC)DHE with the PSK (psk_dhe_ke), for forward secrecy; plain psk_ke
- *     is never allowed.
- *   - No 0-RTT, no session tickets, no resumption, no compression.
- *   - The PSK is derived from the secret under a label naming the server
- *     role, only a listener ever acts as the TLS server, and the server
- *     accepts only its own instance's identity: the PSK cannot be reflected
- *     back to the side that sent it ("Selfie").
- *
- * I/O goes through a custom BIO over the socket that calls lsec__io.send
- * (with MSG_NOSIGNAL) and lsec__io.recv, so the library never raises
- * SIGPIPE and the fault-injection seam covers TLS too.  Callers drive every
- * operation with poll: WANT_READ / WANT_WRITE come back for every
- * SSL_ERROR_WANT_*, on blocking and non-blocking descriptors alike.
+ * TLS mode, part two: the connection engine over OpenSSL (tls_ctx.c sets
+ * OpenSSL up).  It does no I/O: OpenSSL reads the ciphertext that the
+ * shell (tls_io.c) put in `in` and writes to `out`, which the shell sends
+ * (tls_engine.h).  Every call here runs OpenSSL over what those buffers
+ * hold and says what it needs next; the shell waits for the socket.
  *
  * OpenSSL's error queue is cleared before every SSL call and after every
  * failure, so nothing leaks into another call or into another library in the
  * same process.  OpenSSL's own text never reaches lsec_last_detail: every
  * failure is reported with a fixed reason.
  */
-#include "internal.h"
+#include "tls_engine.h"
+#include "tls_ossl.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-
-#include <openssl/bio.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
-/*
- * Empty this thread's OpenSSL error queue, as SSL_get_error() requires
- * before every SSL call.  ERR_clear_error() walks and frees all the slots
- * of the queue on every call (OpenSSL 3.0), twice per SSL_read/SSL_write
- * here; a peek first makes the common case, an empty queue, cheap
- * (docs/BENCHMARKS.md).
- */
-static void clear_errors(void)
-{
-    if (ERR_peek_error() != 0)
-        ERR_clear_error();
-}
-
-/* The cipher suites: both SHA-256 based, so that one 32-byte external PSK
- * fits either, and the first is what `openssl s_client -psk` assumes. */
-#define TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
-/* TLS_AES_128_GCM_SHA256 (RFC 8446 B.4): the PSK's session carries it; only
- * its hash (SHA-256) matters for the handshake. */
-static const unsigned char psk_suite_id[2] = {0x13, 0x01};
-
-/* How much rejected early data a server skips before it gives up: one
- * record's worth, as OpenSSL's default. */
-#define EARLY_DATA_SKIP 16384
-
-/* How long lsec__tls_shutdown waits for room for its close_notify. */
-#define SHUTDOWN_WAIT_MS 500
 
 /* The detail the client reports when the listener hangs up on its hello
  * without a word. */
@@ -73,385 +24,11 @@ static const unsigned char psk_suite_id[2] = {0x13, 0x01};
     "the listener closed the connection without a TLS answer (refused: "       \
     "descriptor limit, too many pending handshakes or peer policy; retry)"
 
-struct lsec__tls_ctx {
-    SSL_CTX *ssl_ctx;
-    int role;
-    bool shared; /* the process-wide client context: never freed */
-};
+/* How many bytes lsec__tls_prefix takes (what the listener read to check
+ * the record header). */
+#define PREFIX_MAX 8
 
-struct lsec__tls {
-    SSL *ssl;
-    int role;
-    int fd;
-    uint8_t psk[LSEC__KEY_BYTES];
-    char identity[LSEC__PSK_IDENTITY_MAX];
-    size_t identity_len;
-    /* What the BIO saw, to classify failures without OpenSSL's text. */
-    uint8_t pre[8]; /* bytes read before the SSL object existed */
-    size_t pre_len, pre_off;
-    bool got_bytes;   /* at least one byte arrived from the peer */
-    uint8_t first[4]; /* the first bytes that arrived */
-    size_t first_len;
-    bool eof;         /* recv returned 0 */
-    int sys_errno;    /* errno of the last failed recv/send, 0 if none */
-    bool dontwait;    /* add MSG_DONTWAIT to sends (shutdown) */
-    bool identity_ok; /* server: the client offered our identity */
-    bool done;        /* handshake complete and checked */
-    int fatal;        /* sticky failure code, 0 while usable */
-    const char *fatal_detail;
-};
-
-/* ------------------------------------------------------------------------ */
-/* One-time initialisation                                                   */
-
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static int tls_init_result;
-static BIO_METHOD *sock_method;
-static int ex_index = -1;
-
-static pthread_once_t client_once = PTHREAD_ONCE_INIT;
-static lsec__tls_ctx *client_ctx;
-static int client_result;
-
-static int bio_create(BIO *b);
-static int bio_destroy(BIO *b);
-static int bio_write(BIO *b, const char *buf, int len);
-static int bio_read(BIO *b, char *buf, int len);
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
-
-static void tls_init_run(void)
-{
-    int type;
-
-    clear_errors();
-    /* Loads libssl once for the process; OpenSSL makes this idempotent and
-     * thread-safe, the once guard only keeps it off the hot path. */
-    if (OPENSSL_init_ssl(0, NULL) != 1)
-        goto fail;
-    type = BIO_get_new_index();
-    if (type == -1)
-        goto fail;
-    sock_method = BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "loopsec socket");
-    if (sock_method == NULL || !BIO_meth_set_write(sock_method, bio_write) ||
-        !BIO_meth_set_read(sock_method, bio_read) ||
-        !BIO_meth_set_ctrl(sock_method, bio_ctrl) ||
-        !BIO_meth_set_create(sock_method, bio_create) ||
-        !BIO_meth_set_destroy(sock_method, bio_destroy))
-        goto fail;
-    ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    if (ex_index < 0)
-        goto fail;
-    tls_init_result = 0;
-    return;
-fail:
-    BIO_meth_free(sock_method);
-    sock_method = NULL;
-    clear_errors();
-    tls_init_result = LSEC_ETLS;
-}
-
-static int tls_init(void)
-{
-    int rc = lsec__init();
-    if (rc != 0)
-        return rc;
-    pthread_once(&tls_once, tls_init_run);
-    if (tls_init_result != 0)
-        return lsec__fail(LSEC_ETLS, "OpenSSL failed to initialise");
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The socket BIO                                                            */
-
-static int bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-static int bio_destroy(BIO *b)
-{
-    /* The descriptor belongs to the channel or listener, never to us. */
-    BIO_set_data(b, NULL);
-    return 1;
-}
-
-static bool is_retry_errno(int e)
-{
-    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
-}
-
-static int bio_write(BIO *b, const char *buf, int len)
-{
-    lsec__tls *t = BIO_get_data(b);
-    ssize_t n;
-    /* MSG_NOSIGNAL: a peer that vanished gives EPIPE, never SIGPIPE. */
-    int flags = MSG_NOSIGNAL | (t->dontwait ? MSG_DONTWAIT : 0);
-
-    BIO_clear_retry_flags(b);
-    if (len <= 0)
-        return 0;
-    /* EINTR is retried here, not reported as "retry later": the best-effort
-     * close_notify of lsec__tls_shutdown gets no second call, and a signal
-     * must not turn a clean close into a lost connection for the peer. */
-    do
-        n = lsec__io.send(t->fd, buf, (size_t)len, flags);
-    while (n < 0 && errno == EINTR);
-    if (n >= 0)
-        return (int)n;
-    if (is_retry_errno(errno)) {
-        BIO_set_retry_write(b);
-        return -1;
-    }
-    t->sys_errno = errno;
-    return -1;
-}
-
-static int bio_read(BIO *b, char *buf, int len)
-{
-    lsec__tls *t = BIO_get_data(b);
-    ssize_t n;
-
-    BIO_clear_retry_flags(b);
-    if (len <= 0)
-        return 0;
-    if (t->pre_off < t->pre_len) {
-        /* What the listener read to check the record header comes first. */
-        n = (ssize_t)(t->pre_len - t->pre_off);
-        if (n > len)
-            n = len;
-        memcpy(buf, t->pre + t->pre_off, (size_t)n);
-        t->pre_off += (size_t)n;
-    } else {
-        do
-            n = lsec__io.recv(t->fd, buf, (size_t)len, 0);
-        while (n < 0 && errno == EINTR);
-    }
-    if (n > 0) {
-        t->got_bytes = true;
-        while (t->first_len < sizeof(t->first) && t->first_len < (size_t)n) {
-            t->first[t->first_len] = (uint8_t)buf[t->first_len];
-            t->first_len++;
-        }
-        return (int)n;
-    }
-    if (n == 0) {
-        /* Kept to ourselves: BIO_CTRL_EOF stays 0, so OpenSSL reports
-         * SSL_ERROR_SYSCALL and sends no alert after a peer that left (a
-         * bare connect-and-close learns nothing, not even "TLS here"). */
-        t->eof = true;
-        return 0;
-    }
-    if (is_retry_errno(errno)) {
-        BIO_set_retry_read(b);
-        return -1;
-    }
-    t->sys_errno = errno;
-    return -1;
-}
-
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)b;
-    (void)num;
-    (void)ptr;
-    /* Nothing is buffered here (every write went to the socket), so a
-     * flush succeeds; nothing else is supported. */
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* PSK callbacks                                                             */
-
-/* A session that carries the external PSK, as RFC 9258 calls it. */
-static SSL_SESSION *psk_session(SSL *ssl, const lsec__tls *t)
-{
-    const SSL_CIPHER *cipher = SSL_CIPHER_find(ssl, psk_suite_id);
-    SSL_SESSION *s;
-
-    if (cipher == NULL)
-        return NULL;
-    s = SSL_SESSION_new();
-    if (s == NULL)
-        return NULL;
-    /* No early data: the session's max_early_data stays 0, so neither side
-     * ever sends or accepts 0-RTT data under this PSK. */
-    if (!SSL_SESSION_set1_master_key(s, t->psk, sizeof(t->psk)) ||
-        !SSL_SESSION_set_cipher(s, cipher) ||
-        !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) ||
-        !SSL_SESSION_set_max_early_data(s, 0)) {
-        SSL_SESSION_free(s); /* cleanses the master key */
-        return NULL;
-    }
-    return s;
-}
-
-/* Client: offer our identity and PSK.  `md` is set on the second call after
- * a HelloRetryRequest; our PSK is SHA-256 and so are all our suites. */
-static int psk_use_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id,
-                      size_t *idlen, SSL_SESSION **sess)
-{
-    lsec__tls *t = SSL_get_ex_data(ssl, ex_index);
-
-    *id = NULL;
-    *idlen = 0;
-    *sess = NULL;
-    if (t == NULL)
-        return 0;
-    if (md != NULL && !EVP_MD_is_a(md, "SHA256"))
-        return 1; /* offer no PSK: the handshake then fails */
-    *sess = psk_session(ssl, t);
-    if (*sess == NULL)
-        return 0;
-    *id = (const unsigned char *)t->identity;
-    *idlen = t->identity_len;
-    return 1;
-}
-
-/* Server: accept only our own instance's identity.  Anything else gets no
- * PSK (not a callback failure, which would send internal_error): with no
- * PSK and no certificate the handshake fails with a handshake_failure alert
- * (40).  A wrong PSK under our identity fails the binder check instead,
- * and OpenSSL answers that with illegal_parameter (47): the two do NOT
- * look alike from outside.  That tells a client only whether it guessed
- * the instance id, which is public (it is in the ticket and the file name);
- * docs/SECURITY.md "TLS mode" says why this is left so. */
-static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen,
-                       SSL_SESSION **sess)
-{
-    lsec__tls *t = SSL_get_ex_data(ssl, ex_index);
-
-    *sess = NULL;
-    if (t == NULL)
-        return 0;
-    if (idlen != t->identity_len || memcmp(id, t->identity, idlen) != 0)
-        return 1;
-    *sess = psk_session(ssl, t);
-    if (*sess == NULL)
-        return 0;
-    t->identity_ok = true;
-    return 1;
-}
-
-/* Client: a server certificate is never acceptable.  Only a server that
- * proves the PSK may complete the handshake. */
-static int refuse_certificate(int preverify_ok, X509_STORE_CTX *store)
-{
-    (void)preverify_ok;
-    (void)store;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Contexts                                                                  */
-
-int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
-{
-    lsec__tls_ctx *c;
-    SSL_CTX *sc;
-    int rc;
-
-    if (out == NULL)
-        return lsec__fail(LSEC_EINVAL, "no output for the TLS context");
-    *out = NULL;
-    if (role != LSEC__HS_CLIENT && role != LSEC__HS_SERVER)
-        return lsec__fail(LSEC_EINVAL, "unknown TLS role %d", role);
-    rc = tls_init();
-    if (rc != 0)
-        return rc;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS context");
-    clear_errors();
-    sc = SSL_CTX_new(role == LSEC__HS_SERVER ? TLS_server_method()
-                                             : TLS_client_method());
-    if (sc == NULL)
-        goto fail;
-    /* TLS 1.3 only: nothing older can be negotiated. */
-    if (!SSL_CTX_set_min_proto_version(sc, TLS1_3_VERSION) ||
-        !SSL_CTX_set_max_proto_version(sc, TLS1_3_VERSION) ||
-        !SSL_CTX_set_ciphersuites(sc, TLS_SUITES))
-        goto fail;
-    /* No session tickets, no resumption (every connection uses the
-     * external PSK afresh), no compression, no renegotiation.
-     * SSL_OP_ALLOW_NO_DHE_KEX is deliberately NOT set: the PSK is only ever
-     * used with an (EC)DHE exchange (psk_dhe_ke), for forward secrecy. */
-    SSL_CTX_set_options(sc, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
-                                SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_clear_options(sc, SSL_OP_ALLOW_NO_DHE_KEX);
-    SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
-    /* No 0-RTT in either direction: early data is never accepted
-     * (max_early_data 0).  A server still lets a client that offers it
-     * fall back to a full handshake: it rejects the early data and skips
-     * up to recv_max_early_data bytes of it unread (RFC 8446 4.2.10).  With
-     * 0 there, every such client failed. */
-    if (!SSL_CTX_set_max_early_data(sc, 0) ||
-        !SSL_CTX_set_recv_max_early_data(
-            sc, role == LSEC__HS_SERVER ? EARLY_DATA_SKIP : 0))
-        goto fail;
-    /* Callers poll, including on blocking descriptors: SSL_read must return
-     * WANT_READ after a non-application record instead of blocking for the
-     * next one.  Writes may be partial and resumed from a moved buffer, as
-     * the channel's send queue needs. */
-    SSL_CTX_clear_mode(sc, SSL_MODE_AUTO_RETRY);
-    /* Once authenticated, read what the socket holds, not a 5-byte header
-     * and then the body of each record: half the recv calls
-     * (docs/BENCHMARKS.md).  Records read ahead wait inside OpenSSL; see
-     * process_buffered().  Off during the handshake: lsec__tls_new. */
-    SSL_CTX_set_read_ahead(sc, 1);
-    SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (role == LSEC__HS_SERVER) {
-        if (!SSL_CTX_set_num_tickets(sc, 0))
-            goto fail;
-        SSL_CTX_set_psk_find_session_callback(sc, psk_find_cb);
-        /* Never ask the client for a certificate. */
-        SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
-    } else {
-        SSL_CTX_set_psk_use_session_callback(sc, psk_use_cb);
-        SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, refuse_certificate);
-    }
-    c->ssl_ctx = sc;
-    c->role = role;
-    *out = c;
-    return 0;
-fail:
-    SSL_CTX_free(sc);
-    free(c);
-    clear_errors();
-    return lsec__fail(LSEC_ETLS, "cannot set up the TLS 1.3 PSK context");
-}
-
-void lsec__tls_ctx_free(lsec__tls_ctx *ctx)
-{
-    /* The process-wide client context lives as long as the process. */
-    if (ctx == NULL || ctx->shared)
-        return;
-    SSL_CTX_free(ctx->ssl_ctx);
-    free(ctx);
-}
-
-static void client_ctx_run(void)
-{
-    client_result = lsec__tls_ctx_new(LSEC__HS_CLIENT, &client_ctx);
-    if (client_result == 0)
-        client_ctx->shared = true;
-}
-
-int lsec__tls_client_ctx(lsec__tls_ctx **out)
-{
-    if (out == NULL)
-        return lsec__fail(LSEC_EINVAL, "no output for the TLS context");
-    *out = NULL;
-    pthread_once(&client_once, client_ctx_run);
-    if (client_result != 0)
-        return lsec__fail(client_result,
-                          "cannot set up the TLS 1.3 PSK client context");
-    *out = client_ctx;
-    return 0;
-}
+#define clear_errors lsec__tls_clear_errors
 
 /* ------------------------------------------------------------------------ */
 /* Connections                                                               */
@@ -461,7 +38,6 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
                   lsec__tls **out)
 {
     lsec__tls *t;
-    BIO *bio = NULL;
     size_t idlen;
 
     if (out == NULL)
@@ -475,39 +51,19 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS connection");
-    t->role = ctx->role;
+    t->role = lsec__tls_ctx_role(ctx);
     t->fd = fd;
     memcpy(t->identity, identity, idlen + 1);
     t->identity_len = idlen;
     /* Only the derived PSK is kept, never the secret itself. */
     lsec__tls_psk(t->psk, secret);
-
-    clear_errors();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    if (t->ssl == NULL || !SSL_set_ex_data(t->ssl, ex_index, t))
-        goto fail;
-    bio = BIO_new(sock_method);
-    if (bio == NULL)
-        goto fail;
-    BIO_set_data(bio, t);
-    SSL_set_bio(t->ssl, bio, bio); /* the SSL owns the BIO from here */
-    if (t->role == LSEC__HS_SERVER)
-        SSL_set_accept_state(t->ssl);
-    else
-        SSL_set_connect_state(t->ssl);
-    /* On a listener, read-ahead stays off until the peer is authenticated:
-     * an unauthenticated peer's bytes wait in the kernel, not in a record
-     * buffer of ours; lsec__tls_handshake turns it on.
-     * A client talks to the one listener its ticket names: no flood to
-     * bound there, so it keeps read-ahead (half the recv calls). */
-    if (t->role == LSEC__HS_SERVER)
-        SSL_set_read_ahead(t->ssl, 0);
+    t->ssl = lsec__tls_ssl_new(ctx, t);
+    if (t->ssl == NULL) {
+        lsec__tls_free(t);
+        return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
+    }
     *out = t;
     return 0;
-fail:
-    clear_errors();
-    lsec__tls_free(t);
-    return lsec__fail(LSEC_ENOMEM, "cannot create a TLS connection");
 }
 
 bool lsec__tls_holds_psk(const lsec__tls *t)
@@ -518,11 +74,20 @@ bool lsec__tls_holds_psk(const lsec__tls *t)
 
 int lsec__tls_prefix(lsec__tls *t, const uint8_t *b, size_t n)
 {
-    if (t == NULL || (b == NULL && n > 0) || n > sizeof(t->pre) ||
-        t->got_bytes || t->pre_len != 0)
+    size_t room;
+    uint8_t *p;
+
+    if (t == NULL || (b == NULL && n > 0) || n > PREFIX_MAX || t->got_bytes ||
+        t->in.len != 0)
         return lsec__fail(LSEC_EINVAL, "bad TLS prefix");
-    memcpy(t->pre, b, n);
-    t->pre_len = n;
+    if (n == 0)
+        return 0;
+    /* What the listener read comes first, as if the shell had read it. */
+    p = lsec__tlsbuf_room(&t->in, PREFIX_MAX, &room);
+    if (p == NULL)
+        return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS prefix");
+    memcpy(p, b, n);
+    t->in.len += n;
     return 0;
 }
 
@@ -531,6 +96,10 @@ void lsec__tls_free(lsec__tls *t)
     if (t == NULL)
         return;
     SSL_free(t->ssl); /* frees the BIO; cleanses the sessions' keys */
+    t->in.off = t->in.len;
+    t->out.off = t->out.len;
+    lsec__tlsbuf_trim(&t->in);
+    lsec__tlsbuf_trim(&t->out);
     OPENSSL_cleanse(t->psk, sizeof(t->psk));
     lsec__wipe(t, sizeof(*t));
     free(t);
@@ -607,7 +176,7 @@ static void drain_queue(struct queue_summary *q)
         if (reason == ERR_R_MALLOC_FAILURE)
             q->nomem = true;
     }
-    clear_errors();
+    lsec__tls_clear_errors();
 }
 
 static bool peer_vanished(const lsec__tls *t)
@@ -620,52 +189,26 @@ static const char *role_name(const lsec__tls *t)
     return t->role == LSEC__HS_SERVER ? "server" : "client";
 }
 
-static int want(int ssl_error)
-{
-    /* Every other SSL_ERROR_WANT_* (none occurs with this configuration)
-     * is a wait for the peer too. */
-    return ssl_error == SSL_ERROR_WANT_WRITE ||
-                   ssl_error == SSL_ERROR_WANT_CONNECT
-               ? LSEC__WANT_WRITE
-               : LSEC__WANT_READ;
-}
-
-static bool is_want(int ssl_error)
-{
-    switch (ssl_error) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-    case SSL_ERROR_WANT_CONNECT:
-    case SSL_ERROR_WANT_ACCEPT:
-    case SSL_ERROR_WANT_X509_LOOKUP:
-    case SSL_ERROR_WANT_ASYNC:
-    case SSL_ERROR_WANT_ASYNC_JOB:
-    case SSL_ERROR_WANT_CLIENT_HELLO_CB:
-    case SSL_ERROR_WANT_RETRY_VERIFY:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /*
  * An auth-mode ClientHello reached this TLS listener.  OpenSSL closes
  * without an alert on bytes that do not look like TLS; we answer this one
  * pattern with a single fatal protocol_version alert (PROTOCOL.md "TLS
  * mode"), so that the auth-mode client fails at once with EMODE instead of
  * guessing from a bare close.  It tells nothing a TLS ClientHello would not:
- * that this port speaks TLS.  Best effort, never blocking.
+ * that this port speaks TLS.  Queued after whatever OpenSSL wrote; the shell
+ * sends it, best effort.
  */
-void lsec__tls_send_mode_alert(int fd)
+static void queue_mode_alert(lsec__tls *t)
 {
-    static const uint8_t alert[] = {
-        0x15, 0x03, 0x03, 0x00, 0x02, 0x02, SSL_AD_PROTOCOL_VERSION};
-    (void)lsec__io.send(fd, alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
-}
+    static const uint8_t alert[] = LSEC__TLS_MODE_ALERT;
+    size_t room;
+    uint8_t *p = lsec__tlsbuf_room(
+        &t->out, t->out.len - t->out.off + sizeof(alert), &room);
 
-static void send_mode_alert(lsec__tls *t)
-{
-    lsec__tls_send_mode_alert(t->fd);
+    if (p != NULL && room >= sizeof(alert)) {
+        memcpy(p, alert, sizeof(alert));
+        t->out.len += sizeof(alert);
+    }
 }
 
 static int handshake_failed(lsec__tls *t, int ssl_error)
@@ -696,7 +239,7 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
      * listener never speaks first, so a client has no such case.) */
     if (t->role == LSEC__HS_SERVER && t->got_bytes && t->first_len >= 4 &&
         memcmp(t->first, "LSEC", 4) == 0) {
-        send_mode_alert(t);
+        queue_mode_alert(t);
         return sticky(t, LSEC_EMODE,
                       "an auth-mode hello reached a TLS "
                       "endpoint (mode mismatch?)");
@@ -736,23 +279,26 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
 
 static void process_buffered(lsec__tls *t);
 
-static void reset_io_state(lsec__tls *t)
+/* Whether `in` holds a whole record (OpenSSL, without read-ahead, holds at
+ * most the part of the record it is reading). */
+static bool record_waiting(const lsec__tls *t)
 {
-    t->sys_errno = 0;
-    clear_errors();
+    size_t avail = t->in.len - t->in.off;
+    const uint8_t *h = t->in.b + t->in.off;
+
+    return avail >= LSEC__TLS_RECORD_HDR &&
+           avail - LSEC__TLS_RECORD_HDR >= ((size_t)h[3] << 8 | h[4]);
 }
 
-int lsec__tls_handshake(lsec__tls *t)
+int lsec__tlse_handshake(lsec__tls *t)
 {
     int r, e;
 
-    if (t == NULL)
-        return lsec__fail(LSEC_EINVAL, "no TLS connection");
     if (t->fatal != 0)
         return lsec__fail(t->fatal, "%s", t->fatal_detail);
     if (t->done)
         return 0;
-    reset_io_state(t);
+    clear_errors();
     r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         clear_errors();
@@ -768,17 +314,18 @@ int lsec__tls_handshake(lsec__tls *t)
         /* OpenSSL has what it needs: a channel's own copy of the PSK is
          * gone for the rest of its life. */
         OPENSSL_cleanse(t->psk, sizeof(t->psk));
-        /* Authenticated: read what the socket holds from now on, not a
-         * 5-byte header and then the body of each record. */
-        SSL_set_read_ahead(t->ssl, 1);
         /* The peer's first records may have come with its last flight. */
         process_buffered(t);
         return 0;
     }
     e = SSL_get_error(t->ssl, r);
-    if (is_want(e)) {
+    if (e == SSL_ERROR_WANT_READ && !t->nomem) {
         clear_errors();
-        return want(e);
+        return LSEC__WANT_READ;
+    }
+    if (t->nomem) {
+        clear_errors();
+        return sticky(t, LSEC_ENOMEM, "out of memory in the TLS handshake");
     }
     return handshake_failed(t, e);
 }
@@ -806,7 +353,7 @@ static int io_failed(lsec__tls *t, int ssl_error, const char *what)
     return sticky(t, LSEC_ETLS, "invalid TLS record from the peer");
 }
 
-static int io_check(lsec__tls *t, const void *buf, size_t len, size_t *n)
+int lsec__tlse_io_check(lsec__tls *t, const void *buf, size_t len, size_t *n)
 {
     if (n != NULL)
         *n = 0;
@@ -830,55 +377,91 @@ static int io_result(lsec__tls *t, int r, size_t *n, const char *what)
     }
     *n = 0;
     e = SSL_get_error(t->ssl, r);
-    if (is_want(e)) {
+    if (e == SSL_ERROR_WANT_READ && !t->nomem) {
         clear_errors();
-        return want(e);
+        return LSEC__WANT_READ;
     }
     return io_failed(t, e, what);
 }
 
 /*
- * With read-ahead, a whole record can wait inside OpenSSL undecrypted, where
- * neither the socket nor SSL_pending() shows it, and a poll loop would wait
- * for it forever.  Decrypt the next record if it is complete, so that
- * lsec__tls_pending() counts its plaintext; a partial record stays (the
- * socket reports the rest when it comes).  Errors are left for the next
- * SSL_read to report.
+ * A whole record can wait in `in` undecrypted, where the socket no longer
+ * shows it and SSL_pending() does not count it, and a poll loop would wait
+ * for it forever.  Decrypt it, so that lsec__tls_pending() counts its
+ * plaintext; a partial record stays (the socket reports the rest when it
+ * comes).  Errors are left for the next SSL_read to report.
  */
 static void process_buffered(lsec__tls *t)
 {
     unsigned char b;
     size_t got;
 
-    if (SSL_pending(t->ssl) > 0 || !SSL_has_pending(t->ssl))
+    if (SSL_pending(t->ssl) > 0 || !record_waiting(t))
         return;
-    /* The socket is non-blocking: a partial record costs one recv. */
-    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1)
+    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1) {
+        t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
         clear_errors();
-    t->sys_errno = 0;
+    }
 }
 
-int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n)
+int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
 {
-    int rc = io_check(t, buf, len, n);
+    int rc;
 
-    if (rc != 0)
-        return rc;
-    reset_io_state(t);
+    clear_errors();
     rc = io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
     if (rc == 0)
         process_buffered(t);
     return rc;
 }
 
-int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
+int lsec__tlse_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
 {
-    int rc = io_check(t, buf, len, n);
-
-    if (rc != 0)
-        return rc;
-    reset_io_state(t);
+    clear_errors();
     return io_result(t, SSL_write_ex(t->ssl, buf, len, n), n, "write");
+}
+
+int lsec__tlse_close(lsec__tls *t)
+{
+    int r;
+
+    clear_errors();
+    /* 0: queued, the peer's close_notify not yet seen (SSL_read goes on
+     * until it comes); 1: both.  Into a buffer: it never waits. */
+    r = SSL_shutdown(t->ssl);
+    clear_errors();
+    if (r < 0)
+        return lsec__fail(t->nomem ? LSEC_ENOMEM : LSEC_ETLS,
+                          "TLS shutdown failed");
+    t->shut_queued = true;
+    return 0;
+}
+
+int lsec__tlse_send_failed(lsec__tls *t)
+{
+    if (!t->done)
+        return handshake_failed(t, SSL_ERROR_SYSCALL);
+    return io_failed(t, SSL_ERROR_SYSCALL, "write");
+}
+
+void lsec__tlse_waiting(lsec__tls *t)
+{
+    /* A listener's pending handshake holds no record buffer while it waits
+     * for the client: OpenSSL allocates them again when the answer comes.
+     * Only then, not per record (SSL_MODE_RELEASE_BUFFERS while
+     * handshaking made every idle channel 18 KiB larger, from the churn
+     * around the end of the handshake).  Fails harmlessly if one is not
+     * empty.  docs/SECURITY.md "Pre-authentication memory". */
+    if (t->role == LSEC__HS_SERVER && !t->done)
+        (void)SSL_free_buffers(t->ssl);
+}
+
+bool lsec__tlse_buffered(const lsec__tls *t)
+{
+    /* The end of the stream or a failure that OpenSSL has seen counts: the
+     * next SSL_read reports it without any input. */
+    return t->in.off < t->in.len || SSL_has_pending(t->ssl) || t->peek_failed ||
+           (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
 size_t lsec__tls_pending(const lsec__tls *t)
@@ -889,59 +472,6 @@ size_t lsec__tls_pending(const lsec__tls *t)
         return 0;
     n = SSL_pending(t->ssl);
     return n > 0 ? (size_t)n : 0;
-}
-
-void lsec__tls_shutdown(lsec__tls *t)
-{
-    int64_t deadline;
-
-    /* OpenSSL forbids SSL_shutdown after a fatal error or mid-handshake. */
-    if (t == NULL || !t->done || t->fatal != 0)
-        return;
-    reset_io_state(t);
-    /* Best effort, never waiting for the peer's close_notify; but ours is
-     * what tells the peer a clean end from a lost connection, so when the
-     * socket is full right now it gets a short, bounded wait for room. */
-    t->dontwait = true;
-    deadline = lsec__deadline(SHUTDOWN_WAIT_MS);
-    for (;;) {
-        int r = SSL_shutdown(t->ssl);
-        if (r >= 0 || SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_WRITE)
-            break;
-        ERR_clear_error();
-        if (lsec__wait_fd(t->fd, POLLOUT, deadline, false) != 0)
-            break;
-    }
-    t->dontwait = false;
-    clear_errors();
-}
-
-int lsec__tls_close_notify(lsec__tls *t, int64_t deadline, bool nowait)
-{
-    if (t == NULL || !t->done || t->fatal != 0)
-        return lsec__fail(LSEC_EINVAL, "no established TLS connection");
-    reset_io_state(t);
-    for (;;) {
-        /* 0: sent, the peer's close_notify not yet seen (SSL_read goes on
-         * until it comes); 1: both sent. */
-        int r = SSL_shutdown(t->ssl);
-        if (r >= 0) {
-            clear_errors();
-            return 0;
-        }
-        int e = SSL_get_error(t->ssl, r);
-        if (e != SSL_ERROR_WANT_WRITE) {
-            clear_errors();
-            if (peer_vanished(t))
-                return lsec__fail(LSEC_ERESET, "connection lost at shutdown");
-            return lsec__fail(LSEC_ETLS, "TLS shutdown failed (SSL error %d)",
-                              e);
-        }
-        ERR_clear_error();
-        int rc = lsec__wait_fd(t->fd, POLLOUT, deadline, nowait);
-        if (rc != 0)
-            return rc;
-    }
 }
 
 int lsec__tls_describe(const lsec__tls *t, char *buf, size_t len)

@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "testing.h"
+#include "tls_engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1088,6 +1090,259 @@ static void test_close_notify(void **state)
     pair_close(&p);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The I/O shell over the engine's buffers                                   */
+
+static int recv_count, send_count, recv_limit, recv_eagain_after;
+
+static ssize_t counting_recv(int fd, void *buf, size_t len, int flags)
+{
+    /* recv_eagain_after >= 0: that many calls get bytes, then EAGAIN once. */
+    if (recv_count++ == recv_eagain_after) {
+        recv_eagain_after = -1;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (recv_limit > 0 && len > (size_t)recv_limit)
+        len = (size_t)recv_limit;
+    return recv(fd, buf, len, flags);
+}
+
+static ssize_t counting_send(int fd, const void *buf, size_t len, int flags)
+{
+    send_count++;
+    return send(fd, buf, len, flags);
+}
+
+static ssize_t full_send(int fd, const void *buf, size_t len, int flags)
+{
+    (void)fd;
+    (void)buf;
+    (void)len;
+    (void)flags;
+    send_count++;
+    errno = EAGAIN;
+    return -1;
+}
+
+/* Wait until `fd` holds at least `n` unread bytes (bounded). */
+static void wait_unread(int fd, int n)
+{
+    int avail = 0;
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(ioctl(fd, FIONREAD, &avail), 0);
+        if (avail >= n)
+            return;
+        usleep(1000);
+    }
+    fail_msg("only %d of %d bytes arrived", avail, n);
+}
+
+/* A record whose first 10 bytes come in one read and the rest later:
+ * WANT_READ with nothing pending, then the whole message. */
+static void test_record_split_across_reads(void **state)
+{
+    struct pair p;
+    uint8_t msg[100], buf[100];
+    size_t n;
+
+    (void)state;
+    randombytes_buf(msg, sizeof(msg));
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+    wait_unread(p.cfd, (int)sizeof(msg) + 22);
+    recv_count = 0;
+    recv_limit = 10;
+    recv_eagain_after = 1;
+    lsec__io.recv = counting_recv;
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n),
+                     LSEC__WANT_READ);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(recv_count, 2); /* 10 bytes, then EAGAIN */
+    recv_limit = 0;
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, sizeof(msg));
+    assert_memory_equal(buf, msg, sizeof(msg));
+    lsec__io_reset();
+    pair_close(&p);
+}
+
+/* Three records in the socket: one recv takes them all, and each record
+ * after the first is decrypted ahead so that lsec__tls_pending shows it. */
+static void test_several_records_one_recv(void **state)
+{
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
+    wait_unread(p.cfd, 3 * 22 + 12);
+    recv_count = 0;
+    recv_limit = 0;
+    recv_eagain_after = -1;
+    lsec__io.recv = counting_recv;
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "one", 3);
+    assert_int_equal(lsec__tls_pending(p.c), 4);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(lsec__tls_pending(p.c), 5);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "three", 5);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(recv_count, 1);
+    lsec__io_reset();
+    pair_close(&p);
+}
+
+/* A bad record behind a good one in the same recv: the good one is
+ * delivered, and the next read reports the bad one at once (it was
+ * decrypted ahead, so nothing is left for a poll to wait for). */
+static void test_bad_record_read_ahead(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    struct pair p;
+    uint8_t buf[16];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(send(p.sfd, bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    wait_unread(p.cfd, 22 + 3 + (int)sizeof(bad));
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* Every record of one write leaves in one send (before: one per record),
+ * and a connection that has turned around holds no buffer of the shell's
+ * but the small one it read with. */
+static void test_one_send_per_write(void **state)
+{
+    static uint8_t big[4 * 16384], got[4 * 16384];
+    int sz = 1 << 20;
+    struct pair p;
+    size_t n;
+
+    (void)state;
+    randombytes_buf(big, sizeof(big));
+    pair_connected(&p);
+    assert_int_equal(setsockopt(p.cfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)),
+                     0);
+    assert_int_equal(setsockopt(p.sfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)),
+                     0);
+    send_count = 0;
+    lsec__io.send = counting_send;
+    assert_int_equal(lsec__tls_write(p.c, big, sizeof(big), &n), 0);
+    assert_int_equal(n, sizeof(big));
+    assert_int_equal(send_count, 1);
+    lsec__io_reset();
+    assert_int_equal(read_all(p.s, p.sfd, got, sizeof(got)), 0);
+    assert_memory_equal(got, big, sizeof(big));
+    assert_int_equal(write_all(p.s, p.sfd, "ok", 2), 0);
+    assert_int_equal(read_all(p.c, p.cfd, got, 2), 0);
+    assert_int_equal(p.c->out.cap, 0);
+    assert_true(p.c->in.cap <= 4096);
+    pair_close(&p);
+}
+
+/* A server handshake that waits for the client's Finished holds no
+ * buffer of the shell's (docs/SECURITY.md "Pre-authentication memory"). */
+static void test_pending_handshake_holds_no_buffer(void **state)
+{
+    struct pair p;
+    int rc;
+
+    (void)state;
+    pair_open(&p, secret_a, ID, secret_a, ID);
+    assert_int_equal(lsec__tls_handshake(p.c), LSEC__WANT_READ);
+    wait_unread(p.sfd, 100);
+    rc = lsec__tls_handshake(p.s);
+    assert_int_equal(rc, LSEC__WANT_READ);
+    assert_int_equal(p.s->in.cap, 0);
+    assert_int_equal(p.s->out.cap, 0);
+    pair_close(&p);
+}
+
+/*
+ * close_notify when the peer's window is full: the step returns
+ * LSEC__WANT_WRITE at once (no poll inside), the waiting form with nowait
+ * EAGAIN; once there is room the same step completes, and nothing is
+ * queued twice.  Before, lsec__tls_close_notify polled inside tls.c and,
+ * with a socket that poll called writable but that refused the bytes, never
+ * returned.
+ */
+static void test_close_notify_full_window(void **state)
+{
+    struct pair p;
+    uint8_t b[8];
+    int64_t t0;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.c, p.cfd, "last", 4), 0);
+    send_count = 0;
+    lsec__io.send = full_send;
+    t0 = lsec__now_ms();
+    assert_int_equal(lsec__tls_close_notify_step(p.c), LSEC__WANT_WRITE);
+    assert_int_equal(lsec__tls_close_notify_step(p.c), LSEC__WANT_WRITE);
+    assert_int_equal(lsec__tls_close_notify(p.c, lsec__deadline(0), true),
+                     LSEC_EAGAIN);
+    assert_true(lsec__now_ms() - t0 < 100);
+    assert_true(send_count >= 3);
+    lsec__io_reset();
+    send_count = 0;
+    lsec__io.send = counting_send;
+    assert_int_equal(lsec__tls_close_notify_step(p.c), 0);
+    assert_int_equal(send_count, 1);
+    assert_int_equal(lsec__tls_close_notify_step(p.c), 0);
+    assert_int_equal(send_count, 1); /* sent once */
+    lsec__io_reset();
+    assert_int_equal(read_all(p.s, p.sfd, b, 4), 0);
+    assert_memory_equal(b, "last", 4);
+    assert_int_equal(read_until_error(p.s, p.sfd), LSEC_ECLOSED);
+    /* Misuse: before the handshake, or with a write still owed. */
+    assert_int_equal(lsec__tls_close_notify_step(NULL), LSEC_EINVAL);
+    pair_close(&p);
+}
+
+/* A write that waited owes its bytes: close_notify refuses to go first. */
+static void test_close_notify_after_waiting_write(void **state)
+{
+    static uint8_t chunk[16384];
+    struct pair p;
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    lsec__io.send = full_send;
+    assert_int_equal(lsec__tls_write(p.c, chunk, sizeof(chunk), &n),
+                     LSEC__WANT_WRITE);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec__tls_close_notify_step(p.c), LSEC_EINVAL);
+    lsec__io_reset();
+    /* The retry with the same bytes reports them; then the end may go. */
+    assert_int_equal(lsec__tls_write(p.c, chunk, sizeof(chunk), &n), 0);
+    assert_int_equal(n, sizeof(chunk));
+    assert_int_equal(lsec__tls_close_notify_step(p.c), 0);
+    pair_close(&p);
+}
+
 /* Writing to a peer that is gone: ERESET, never SIGPIPE (whose default
  * action would kill this program). */
 static void test_write_to_closed_peer_no_sigpipe(void **state)
@@ -1299,6 +1554,14 @@ int main(void)
         cmocka_unit_test(test_close_mid_record),
         cmocka_unit_test(test_eof_without_close_notify),
         cmocka_unit_test(test_close_notify),
+        cmocka_unit_test_teardown(test_record_split_across_reads, io_reset),
+        cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
+        cmocka_unit_test(test_bad_record_read_ahead),
+        cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
+        cmocka_unit_test(test_pending_handshake_holds_no_buffer),
+        cmocka_unit_test_teardown(test_close_notify_full_window, io_reset),
+        cmocka_unit_test_teardown(test_close_notify_after_waiting_write,
+                                  io_reset),
         cmocka_unit_test(test_write_to_closed_peer_no_sigpipe),
         cmocka_unit_test_teardown(test_seam_eintr_eagain_short, io_reset),
         cmocka_unit_test_teardown(test_seam_reset, io_reset),

@@ -1,13 +1,15 @@
 /*
- * fuzz_tls_pair: a loopsec TLS client and server (lib/tls.c) talking over
- * in-memory pipes that stand in for the socket: the I/O seam (lsec__io.send
- * and .recv, which tls.c's BIO calls) is replaced, so the fuzzer owns every
- * byte between them and how it is cut up, without a hook in tls.c.
+ * fuzz_tls_pair: a loopsec TLS client and server engine (lib/tls.c,
+ * lib/tls_ctx.c) talking through their own buffers: the harness moves the
+ * ciphertext each one leaves in `out` into the other's `in` (tls_engine.h),
+ * so the fuzzer owns every byte between them and how it is cut up, with no
+ * socket and no faked system call (the shell, lib/tls_io.c, only does this
+ * same moving through the seam).
  *
  * Scenarios (first input byte):
  *   0  man in the middle: an honest pair with the right PSK, the fuzzer
  *      flips bytes at chosen offsets of either direction, or cuts a
- *      direction short; short reads and writes and EAGAIN throughout;
+ *      direction short (the end of the stream); short reads throughout;
  *   1  the server alone, fed the fuzzer's bytes as the client's stream;
  *   2  the client alone, fed the fuzzer's bytes as the server's stream;
  *   3  the client talking to itself (its bytes reflected: "Selfie");
@@ -22,15 +24,12 @@
 #include "fuzz_common.h"
 #include "internal.h"
 #include "testing.h"
+#include "tls_engine.h"
 
-#include <errno.h>
-#include <sys/socket.h>
-
-#define FD_CLIENT 1000 /* never a real descriptor: only the seam sees it */
-#define FD_SERVER 1001
-#define PIPE_CAP (256 * 1024)
+#define FD_UNUSED 1000 /* the engine never touches its descriptor */
 #define MAX_EDITS 8
 #define PAYLOAD_MAX 4096
+#define STREAM_MAX (256 * 1024)
 
 static const uint8_t secret[LSEC_SECRET_BYTES] = {
     0x7e, 0x15, 0xf0, 0x22, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
@@ -38,13 +37,13 @@ static const uint8_t secret[LSEC_SECRET_BYTES] = {
     0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c};
 static const char identity[] = "loopsec/1 0123456789abcdef";
 
-/* One direction of the fake connection. */
+/* One direction of the connection: what the middle does to it. */
 struct pipe {
-    uint8_t buf[PIPE_CAP];
-    size_t len, off; /* unread bytes are buf[off, len) */
-    size_t total;    /* bytes ever written: the offset edits refer to */
-    size_t cut;      /* deliver EOF after this many bytes (SIZE_MAX: never) */
-    bool discard;    /* nobody reads: drop what is written */
+    size_t total; /* bytes ever delivered: the offset edits refer to */
+    size_t cut;   /* the end of the stream after this many (SIZE_MAX: never) */
+    bool discard; /* nobody reads: drop what is written */
+    const uint8_t *feed; /* scenarios 1, 2: the fuzzer's stream */
+    size_t feed_len, feed_off;
     struct {
         size_t at;
         uint8_t xor ;
@@ -53,13 +52,7 @@ struct pipe {
 };
 
 static struct pipe c2s, s2c;
-static struct pipe *to_client = &s2c, *to_server = &c2s;
 static uint32_t rng;
-
-static uint32_t next_rand(void)
-{
-    return fz_rand(&rng);
-}
 
 /* A short count now and then: 1 byte, a few, or everything. */
 static size_t some(size_t n)
@@ -67,76 +60,61 @@ static size_t some(size_t n)
     return fz_some(&rng, n);
 }
 
-static ssize_t fake_send(int fd, const void *buf, size_t len, int flags)
+/* Deliver some of `n` bytes at `src` to `dst` through `p`; how many were
+ * taken from src (all of them when dropped). */
+static size_t deliver(struct pipe *p, const uint8_t *src, size_t n,
+                      lsec__tls *dst)
 {
-    struct pipe *p = fd == FD_CLIENT ? to_server : to_client;
-    size_t n;
+    size_t room;
+    uint8_t *q;
 
-    (void)flags;
-    if (fd != FD_CLIENT && fd != FD_SERVER) {
-        errno = EBADF;
-        return -1;
+    if (p->discard || dst == NULL)
+        return n;
+    if (p->total >= p->cut) {
+        dst->eof = true; /* the connection was cut here */
+        return n;
     }
-    if (next_rand() % 8 == 0) {
-        errno = next_rand() % 2 ? EAGAIN : EINTR;
-        return -1;
-    }
-    if (p->discard)
-        return (ssize_t)len;
-    n = some(len);
-    if (n > PIPE_CAP - p->len) {
-        /* The "socket buffer" is full: the writer must wait. */
-        if (p->len == PIPE_CAP) {
-            errno = EAGAIN;
-            return -1;
-        }
-        n = PIPE_CAP - p->len;
-    }
-    memcpy(p->buf + p->len, buf, n);
+    n = some(n);
+    if (n > p->cut - p->total)
+        n = p->cut - p->total;
+    if (dst->in.len - dst->in.off + n > STREAM_MAX)
+        return 0; /* the reader's "socket buffer" is full */
+    q = lsec__tlsbuf_room(&dst->in, dst->in.len - dst->in.off + n, &room);
+    FUZZ_ASSERT(q != NULL && room >= n);
+    memcpy(q, src, n);
     for (int i = 0; i < p->nedit; i++)
         if (p->edit[i].at >= p->total && p->edit[i].at < p->total + n)
-            p->buf[p->len + (p->edit[i].at - p->total)] ^= p->edit[i].xor ;
-    p->len += n;
+            q[p->edit[i].at - p->total] ^= p->edit[i].xor ;
+    dst->in.len += n;
     p->total += n;
-    return (ssize_t)n;
+    if (p->total >= p->cut)
+        dst->eof = true;
+    return n;
 }
 
-static ssize_t fake_recv(int fd, void *buf, size_t len, int flags)
+/* Move what `src` wrote (or the fuzzer's stream) towards `dst`; true if
+ * anything moved. */
+static bool move(struct pipe *p, lsec__tls *src, lsec__tls *dst)
 {
-    struct pipe *p = fd == FD_CLIENT ? to_client : to_server;
-    size_t avail, n;
+    size_t n = 0;
 
-    (void)flags;
-    if (fd != FD_CLIENT && fd != FD_SERVER) {
-        errno = EBADF;
-        return -1;
+    if (p->feed != NULL && p->feed_off < p->feed_len) {
+        n = deliver(p, p->feed + p->feed_off, p->feed_len - p->feed_off, dst);
+        p->feed_off += n;
+        if (p->feed_off == p->feed_len && dst != NULL)
+            dst->eof = true;
+        return n > 0;
     }
-    avail = p->len - p->off;
-    if (p->off >= p->cut)
-        return 0; /* the connection was cut here */
-    if (avail > p->cut - p->off)
-        avail = p->cut - p->off;
-    if (avail == 0 || next_rand() % 8 == 0) {
-        errno = avail == 0 || next_rand() % 2 ? EAGAIN : EINTR;
-        return -1;
-    }
-    n = some(avail < len ? avail : len);
-    memcpy(buf, p->buf + p->off, n);
-    p->off += n;
-    return (ssize_t)n;
-}
-
-static void pipe_reset(struct pipe *p)
-{
-    p->len = p->off = p->total = 0;
-    p->cut = SIZE_MAX;
-    p->discard = false;
-    p->nedit = 0;
+    if (src == NULL || src->out.off == src->out.len)
+        return false;
+    n = deliver(p, src->out.b + src->out.off, src->out.len - src->out.off, dst);
+    src->out.off += n;
+    return n > 0;
 }
 
 static void check_failure(int rc)
 {
-    /* EIO needs a socket error, and this seam never makes one. */
+    /* EIO needs a socket error, and there is no socket. */
     FUZZ_ASSERT(rc == LSEC_EAUTH || rc == LSEC_EMODE || rc == LSEC_ETLS ||
                 rc == LSEC_ECLOSED || rc == LSEC_ERESET || rc == LSEC_EPROTO);
     FUZZ_ASSERT(fz_printable(lsec_last_detail()));
@@ -189,38 +167,42 @@ static bool drive(struct side *s)
     size_t n;
     int rc;
 
-    if (s->t == NULL || s->io != 0 ||
-        (s->hs != 0 && s->hs != LSEC__WANT_READ && s->hs != LSEC__WANT_WRITE))
+    if (s->t == NULL || s->io != 0 || (s->hs != 0 && s->hs != LSEC__WANT_READ))
         return false;
     if (s->hs != 0) {
-        rc = lsec__tls_handshake(s->t);
+        size_t before = s->t->in.off, wrote = s->t->out.len;
+        rc = lsec__tlse_handshake(s->t);
         if (rc < 0)
             check_failure(rc);
         else
-            FUZZ_ASSERT(rc == 0 || rc == LSEC__WANT_READ ||
-                        rc == LSEC__WANT_WRITE);
+            FUZZ_ASSERT(rc == 0 || rc == LSEC__WANT_READ);
         s->hs = rc;
-        return true; /* a handshake step may have moved bytes */
+        return rc != LSEC__WANT_READ || s->t->in.off != before ||
+               s->t->out.len != wrote;
     }
     if (s->out_done < s->out_len) {
-        rc = lsec__tls_write(s->t, s->out + s->out_done,
-                             s->out_len - s->out_done, &n);
+        size_t len = s->out_len - s->out_done;
+        if (lsec__tlse_io_check(s->t, s->out + s->out_done, len, &n) != 0)
+            FUZZ_ASSERT(0);
+        rc = lsec__tlse_write(s->t, s->out + s->out_done, len, &n);
         if (rc == 0) {
-            FUZZ_ASSERT(n > 0 && n <= s->out_len - s->out_done);
+            FUZZ_ASSERT(n == len);
             s->out_done += n;
             return true;
         }
-        if (rc < 0) {
-            check_failure(rc);
-            s->io = rc;
-            return true;
-        }
+        FUZZ_ASSERT(rc < 0);
+        check_failure(rc);
+        s->io = rc;
+        return true;
     }
     if (s->in_len < s->in_want) {
-        rc =
-            lsec__tls_read(s->t, s->in + s->in_len, s->in_want - s->in_len, &n);
+        size_t before = s->t->in.off;
+        size_t len = s->in_want - s->in_len;
+        if (lsec__tlse_io_check(s->t, s->in + s->in_len, len, &n) != 0)
+            FUZZ_ASSERT(0);
+        rc = lsec__tlse_read(s->t, s->in + s->in_len, len, &n);
         if (rc == 0) {
-            FUZZ_ASSERT(n > 0 && n <= s->in_want - s->in_len);
+            FUZZ_ASSERT(n > 0 && n <= len);
             s->in_len += n;
             return true;
         }
@@ -229,6 +211,8 @@ static bool drive(struct side *s)
             s->io = rc;
             return true;
         }
+        FUZZ_ASSERT(rc == LSEC__WANT_READ);
+        return s->t->in.off != before;
     }
     return false;
 }
@@ -250,13 +234,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     scenario = fz_u8(&f) % 5;
     rng = (uint32_t)fz_u16(&f) << 16 | fz_u16(&f);
-    pipe_reset(&c2s);
-    pipe_reset(&s2c);
-    to_client = &s2c;
-    to_server = &c2s;
+    memset(&c2s, 0, sizeof(c2s));
+    memset(&s2c, 0, sizeof(s2c));
+    c2s.cut = s2c.cut = SIZE_MAX;
     memset(&cl, 0, sizeof(cl));
     memset(&sv, 0, sizeof(sv));
-    cl.hs = sv.hs = LSEC__WANT_WRITE;
+    cl.hs = sv.hs = LSEC__WANT_READ;
     memcpy(csecret, secret, sizeof(csecret));
     memcpy(cident, identity, sizeof(cident));
 
@@ -301,32 +284,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sv.in_want = cl.out_len;
     cl.in_want = sv.out_len;
 
-    lsec__io.send = fake_send;
-    lsec__io.recv = fake_recv;
     if (scenario != 1)
         FUZZ_ASSERT(
-            lsec__tls_new(client_ctx, FD_CLIENT, csecret, cident, &cl.t) == 0);
+            lsec__tls_new(client_ctx, FD_UNUSED, csecret, cident, &cl.t) == 0);
     if (scenario != 2 && scenario != 3)
         FUZZ_ASSERT(
-            lsec__tls_new(server_ctx, FD_SERVER, secret, identity, &sv.t) == 0);
+            lsec__tls_new(server_ctx, FD_UNUSED, secret, identity, &sv.t) == 0);
     if (scenario == 1) {
         /* The input is the client's whole stream; the server's answers
          * go nowhere. */
-        memcpy(c2s.buf, sv.out, sv.out_len);
-        c2s.len = c2s.total = sv.out_len;
-        c2s.cut = sv.out_len;
+        c2s.feed = sv.out;
+        c2s.feed_len = sv.out_len;
         s2c.discard = true;
         sv.out_len = 0;
         sv.in_want = 0;
     } else if (scenario == 2) {
-        memcpy(s2c.buf, cl.out, cl.out_len);
-        s2c.len = s2c.total = cl.out_len;
-        s2c.cut = cl.out_len;
+        s2c.feed = cl.out;
+        s2c.feed_len = cl.out_len;
         c2s.discard = true;
         cl.out_len = 0;
         cl.in_want = 0;
     } else if (scenario == 3) {
-        to_client = &c2s; /* the client reads what it wrote */
         cl.in_want = 0;
     }
 
@@ -335,14 +313,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (round = 0; round < 4000; round++) {
         bool moved = drive(&cl);
         moved = drive(&sv) || moved;
-        if (!moved) {
-            /* EAGAIN is random: give each side a few more chances. */
-            bool any = false;
-            for (int i = 0; i < 16 && !any; i++)
-                any = drive(&cl) || drive(&sv);
-            if (!any)
-                break;
-        }
+        /* The client reflected onto itself reads what it wrote. */
+        moved = move(&c2s, cl.t, scenario == 3 ? cl.t : sv.t) || moved;
+        moved = move(&s2c, sv.t, cl.t) || moved;
+        if (!moved)
+            break;
     }
 
     /* Nobody completes without the peer's proof of the PSK. */
@@ -365,6 +340,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     lsec__tls_free(cl.t);
     lsec__tls_free(sv.t);
-    lsec__io_reset();
     return 0;
 }
