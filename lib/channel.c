@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 /* Plaintext per TLS write: one full record. */
-#define TLS_CHUNK 16384
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
 #define CLOSE_FLUSH_MS 2000
 
@@ -122,16 +121,8 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
      * payload that the rest is whole records sent straight from the
      * caller's buffer: no more records than needed, and for a 64 KiB
      * message 4 bytes of plaintext copied (and wiped) instead of 16 KiB. */
-    uint8_t first[TLS_CHUNK + LSEC__FRAME_HDR];
-    size_t head;
-    if (len <= TLS_CHUNK - sizeof(hdr)) {
-        head = len;
-    } else {
-        size_t lead = (sizeof(hdr) + len) % TLS_CHUNK;
-        if (lead < sizeof(hdr))
-            lead += TLS_CHUNK;
-        head = lead - sizeof(hdr);
-    }
+    uint8_t first[LSEC__TLS_PLAIN_MAX + LSEC__FRAME_HDR];
+    size_t head = lsec__frame_tls_head(len);
     memcpy(first, hdr, sizeof(hdr));
     if (head > 0)
         memcpy(first + sizeof(hdr), msg, head);

@@ -410,6 +410,18 @@ size_t lsec__frame_rx_take(lsec__frame_rx *d, size_t n)
     return 0;
 }
 
+size_t lsec__frame_tls_head(size_t len)
+{
+    size_t lead;
+
+    if (len <= LSEC__TLS_PLAIN_MAX - LSEC__FRAME_HDR)
+        return len;
+    lead = (LSEC__FRAME_HDR + len) % LSEC__TLS_PLAIN_MAX;
+    if (lead < LSEC__FRAME_HDR)
+        lead += LSEC__TLS_PLAIN_MAX;
+    return lead - LSEC__FRAME_HDR;
+}
+
 int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total)
 {
     static const uint8_t magic[4] = {'L', 'S', 'E', 'C'};

@@ -103,4 +103,15 @@ int lsec__frame_rx_head(lsec__frame_rx *d, size_t *left);
 size_t lsec__frame_rx_held(const lsec__frame_rx *d, const uint8_t **p);
 size_t lsec__frame_rx_take(lsec__frame_rx *d, size_t n);
 
+/*
+ * The TLS record plan of one message: the first record carries the header
+ * and the payload's first lsec__frame_tls_head(len) bytes (copied, then
+ * wiped), so that the rest is whole records of LSEC__TLS_PLAIN_MAX written
+ * straight from the caller's buffer: no more records than needed, and for
+ * a 64 KiB message 4 bytes of plaintext copied instead of 16 KiB.  At most
+ * LSEC__TLS_PLAIN_MAX.
+ */
+#define LSEC__TLS_PLAIN_MAX 16384 /* a TLS record's plaintext (RFC 8446) */
+size_t lsec__frame_tls_head(size_t len);
+
 #endif

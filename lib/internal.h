@@ -359,10 +359,6 @@ int lsec__tls_record_start(const uint8_t *b, size_t n, size_t *total);
 /* The two roles of a connection, of its handshake and of a TLS context. */
 #define LSEC__ROLE_CLIENT 1
 #define LSEC__ROLE_SERVER 2
-/* The same roles under their former names, until tls.c and its tests use
- * the ones above. */
-#define LSEC__HS_CLIENT LSEC__ROLE_CLIENT
-#define LSEC__HS_SERVER LSEC__ROLE_SERVER
 #define LSEC__HS_NONCE_BYTES 32
 #define LSEC__HS_MSG_MAX 128 /* no handshake message is longer */
 /* Message sizes on the wire (PROTOCOL.md "Messages"). */
@@ -454,9 +450,6 @@ int lsec__tls_handshake(lsec__tls *t);
 int lsec__tls_read(lsec__tls *t, void *buf, size_t len, size_t *n);
 int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n);
 size_t lsec__tls_pending(const lsec__tls *t);
-/* Does `t` still hold its own copy of the PSK?  Until the handshake is
- * done; wiped then (tests). */
-bool lsec__tls_holds_psk(const lsec__tls *t);
 /* Answer an auth-mode hello on `fd` with the fixed protocol_version alert
  * (PROTOCOL.md "Mode mismatch"); best effort, never blocking. */
 void lsec__tls_send_mode_alert(int fd);

@@ -20,4 +20,8 @@ void lsec__peer_forget(void);
 int lsec__connfile_write(const lsec__ticket *t, const char *path, char *written,
                          size_t writtenlen);
 
+/* tls.c: does `t` still hold its own copy of the PSK?  Until the handshake
+ * is done; wiped then. */
+bool lsec__tls_holds_psk(const lsec__tls *t);
+
 #endif /* LOOPSEC_TESTING_H */

@@ -10,6 +10,7 @@
  * same process.  OpenSSL's own text never reaches lsec_last_detail: every
  * failure is reported with a fixed reason.
  */
+#include "testing.h"
 #include "tls_engine.h"
 #include "tls_ossl.h"
 
@@ -186,7 +187,7 @@ static bool peer_vanished(const lsec__tls *t)
 
 static const char *role_name(const lsec__tls *t)
 {
-    return t->role == LSEC__HS_SERVER ? "server" : "client";
+    return t->role == LSEC__ROLE_SERVER ? "server" : "client";
 }
 
 /*
@@ -237,7 +238,7 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
     /* An auth client's hello reached this TLS listener: the mismatch is
      * positively known, and the alert tells the client so.  (An auth
      * listener never speaks first, so a client has no such case.) */
-    if (t->role == LSEC__HS_SERVER && t->got_bytes && t->first_len >= 4 &&
+    if (t->role == LSEC__ROLE_SERVER && t->got_bytes && t->first_len >= 4 &&
         memcmp(t->first, "LSEC", 4) == 0) {
         queue_mode_alert(t);
         return sticky(t, LSEC_EMODE,
@@ -254,7 +255,7 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
          * does an auth listener (a genuine ticket carries its listener's
          * mode: only a stale one meets the other mode).  A refusal the
          * caller may retry. */
-        if (t->role == LSEC__HS_CLIENT)
+        if (t->role == LSEC__ROLE_CLIENT)
             return sticky(t, LSEC_ECLOSED, DETAIL_REFUSED);
         return sticky(t, LSEC_ECLOSED,
                       "the client closed before its TLS hello");
@@ -308,7 +309,7 @@ int lsec__tlse_handshake(lsec__tls *t)
         if (SSL_version(t->ssl) != TLS1_3_VERSION)
             return sticky(t, LSEC_ETLS, "the peer does not speak TLS 1.3");
         if (!SSL_session_reused(t->ssl) ||
-            (t->role == LSEC__HS_SERVER && !t->identity_ok))
+            (t->role == LSEC__ROLE_SERVER && !t->identity_ok))
             return sticky(t, LSEC_EAUTH, "TLS PSK authentication failed");
         t->done = true;
         /* OpenSSL has what it needs: a channel's own copy of the PSK is
@@ -452,7 +453,7 @@ void lsec__tlse_waiting(lsec__tls *t)
      * handshaking made every idle channel 18 KiB larger, from the churn
      * around the end of the handshake).  Fails harmlessly if one is not
      * empty.  docs/SECURITY.md "Pre-authentication memory". */
-    if (t->role == LSEC__HS_SERVER && !t->done)
+    if (t->role == LSEC__ROLE_SERVER && !t->done)
         (void)SSL_free_buffers(t->ssl);
 }
 

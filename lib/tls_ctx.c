@@ -328,7 +328,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
     if (out == NULL)
         return lsec__fail(LSEC_EINVAL, "no output for the TLS context");
     *out = NULL;
-    if (role != LSEC__HS_CLIENT && role != LSEC__HS_SERVER)
+    if (role != LSEC__ROLE_CLIENT && role != LSEC__ROLE_SERVER)
         return lsec__fail(LSEC_EINVAL, "unknown TLS role %d", role);
     rc = tls_init();
     if (rc != 0)
@@ -337,7 +337,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
     if (c == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS context");
     lsec__tls_clear_errors();
-    sc = SSL_CTX_new(role == LSEC__HS_SERVER ? TLS_server_method()
+    sc = SSL_CTX_new(role == LSEC__ROLE_SERVER ? TLS_server_method()
                                              : TLS_client_method());
     if (sc == NULL)
         goto fail;
@@ -362,7 +362,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
      * 0 there, every such client failed. */
     if (!SSL_CTX_set_max_early_data(sc, 0) ||
         !SSL_CTX_set_recv_max_early_data(
-            sc, role == LSEC__HS_SERVER ? EARLY_DATA_SKIP : 0))
+            sc, role == LSEC__ROLE_SERVER ? EARLY_DATA_SKIP : 0))
         goto fail;
     /* SSL_read returns WANT_READ after a non-application record instead of
      * looking for the next one: the shell decides when to read the socket.
@@ -372,7 +372,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
      * one recv into the engine's `in`, where lsec__tls_pending() sees them
      * (a record read ahead inside OpenSSL is visible to neither). */
     SSL_CTX_set_read_ahead(sc, 0);
-    if (role == LSEC__HS_SERVER) {
+    if (role == LSEC__ROLE_SERVER) {
         if (!SSL_CTX_set_num_tickets(sc, 0))
             goto fail;
         SSL_CTX_set_psk_find_session_callback(sc, psk_find_cb);
@@ -404,7 +404,7 @@ void lsec__tls_ctx_free(lsec__tls_ctx *ctx)
 
 static void client_ctx_run(void)
 {
-    client_result = lsec__tls_ctx_new(LSEC__HS_CLIENT, &client_ctx);
+    client_result = lsec__tls_ctx_new(LSEC__ROLE_CLIENT, &client_ctx);
     if (client_result == 0)
         client_ctx->shared = true;
 }
@@ -443,7 +443,7 @@ SSL *lsec__tls_ssl_new(lsec__tls_ctx *ctx, lsec__tls *t)
     }
     BIO_set_data(bio, t);
     SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO from here */
-    if (ctx->role == LSEC__HS_SERVER)
+    if (ctx->role == LSEC__ROLE_SERVER)
         SSL_set_accept_state(ssl);
     else
         SSL_set_connect_state(ssl);

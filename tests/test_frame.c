@@ -514,6 +514,26 @@ static void decoder_memory_released(void **state)
     assert_null(d.ra);
 }
 
+/* The TLS record plan: the first record takes the header and just enough
+ * of the payload that the rest is whole 16 KiB records. */
+static void tls_record_plan(void **state)
+{
+    (void)state;
+    assert_int_equal(lsec__frame_tls_head(0), 0);
+    assert_int_equal(lsec__frame_tls_head(64), 64);
+    assert_int_equal(lsec__frame_tls_head(16380), 16380); /* one record */
+    assert_int_equal(lsec__frame_tls_head(16381), 16381); /* 16385: two */
+    assert_int_equal(lsec__frame_tls_head(16384), 0);
+    assert_int_equal(lsec__frame_tls_head(65536), 0);
+    assert_int_equal(lsec__frame_tls_head(65537), 1);
+    assert_int_equal(lsec__frame_tls_head(100000), 1696); /* 6 * 16384 + 1696 */
+    for (size_t len = 16381; len < 4 * 16384 + 8; len += 997) {
+        size_t head = lsec__frame_tls_head(len);
+        assert_true(head <= LSEC__TLS_PLAIN_MAX);
+        assert_int_equal((len - head) % LSEC__TLS_PLAIN_MAX, 0);
+    }
+}
+
 static void send_plan(void **state)
 {
     uint8_t hdr[LSEC__FRAME_HDR];
@@ -556,6 +576,7 @@ int main(void)
         cmocka_unit_test(decoder_emsgsize_and_cut),
         cmocka_unit_test(decoder_memory_released),
         cmocka_unit_test(send_plan),
+        cmocka_unit_test(tls_record_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,7 +182,7 @@ static void pair_open(struct pair *p, const uint8_t *csecret, const char *cid,
     memset(p, 0, sizeof(*p));
     tcp_pair(&p->cfd, &p->sfd, 1);
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &p->sctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &p->sctx), 0);
     assert_int_equal(lsec__tls_new(cctx, p->cfd, csecret, cid, &p->c), 0);
     assert_int_equal(lsec__tls_new(p->sctx, p->sfd, ssecret, sid, &p->s), 0);
 }
@@ -434,7 +434,7 @@ static void test_blocking_descriptors(void **state)
     setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(sfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &sctx), 0);
     assert_int_equal(lsec__tls_new(cctx, cfd, secret_a, ID, &c), 0);
     assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &s), 0);
     memset(&j, 0, sizeof(j));
@@ -462,7 +462,7 @@ static void test_server_ctx_reused(void **state)
 
     (void)state;
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &sctx), 0);
     for (int i = 0; i < 3; i++) {
         int cfd, sfd;
         lsec__tls *c, *s;
@@ -552,14 +552,14 @@ static void raw_run_open(struct raw_run *x, SSL_CTX *rctx, int our_role)
     memset(x, 0, sizeof(*x));
     assert_non_null(rctx);
     tcp_pair(&x->cfd, &x->sfd, 1);
-    x->ofd = our_role == LSEC__HS_SERVER ? x->sfd : x->cfd;
-    x->rfd = our_role == LSEC__HS_SERVER ? x->cfd : x->sfd;
+    x->ofd = our_role == LSEC__ROLE_SERVER ? x->sfd : x->cfd;
+    x->rfd = our_role == LSEC__ROLE_SERVER ? x->cfd : x->sfd;
     x->r = SSL_new(rctx);
     assert_non_null(x->r);
     assert_int_equal(SSL_set_fd(x->r, x->rfd), 1);
-    if (our_role == LSEC__HS_SERVER) {
+    if (our_role == LSEC__ROLE_SERVER) {
         SSL_set_connect_state(x->r);
-        assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &x->sctx), 0);
+        assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &x->sctx), 0);
         ctx = x->sctx;
     } else {
         SSL_set_accept_state(x->r);
@@ -593,7 +593,7 @@ static void test_tls12_client_refused(void **state)
     (void)state;
     assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_2_VERSION), 1);
     assert_int_equal(SSL_CTX_set_max_proto_version(rctx, TLS1_2_VERSION), 1);
-    raw_run_open(&x, rctx, LSEC__HS_SERVER);
+    raw_run_open(&x, rctx, LSEC__ROLE_SERVER);
     assert_int_equal(x.raw_rc, RAW_FAIL);
     assert_int_equal(x.our_rc, LSEC_ETLS);
     assert_string_equal(lsec_last_detail(), "the peer does not speak TLS 1.3");
@@ -633,7 +633,7 @@ static void test_certificate_server_refused(void **state)
     (void)state;
     assert_int_equal(SSL_CTX_set_min_proto_version(rctx, TLS1_3_VERSION), 1);
     add_self_signed(rctx);
-    raw_run_open(&x, rctx, LSEC__HS_CLIENT);
+    raw_run_open(&x, rctx, LSEC__ROLE_CLIENT);
     assert_int_equal(x.our_rc, LSEC_EAUTH);
     assert_int_equal(ERR_peek_error(), 0);
     assert_int_equal(x.raw_rc, RAW_FAIL);
@@ -697,7 +697,7 @@ static void test_client_offers_psk_dhe_ke_only(void **state)
     (void)state;
     hello_seen = hello_kex_ok = hello_early_data = hello_psk = 0;
     SSL_CTX_set_client_hello_cb(rctx, capture_hello, NULL);
-    raw_run_open(&x, rctx, LSEC__HS_CLIENT);
+    raw_run_open(&x, rctx, LSEC__ROLE_CLIENT);
     assert_int_equal(hello_seen, 1);
     assert_int_equal(hello_psk, 1);
     assert_int_equal(hello_kex_ok, 1);
@@ -770,7 +770,7 @@ static void test_stock_psk_client_no_tickets(void **state)
      * server never allows psk_ke is its configuration, not observable with
      * an OpenSSL client, which cannot offer psk_ke alone.) */
     SSL_CTX_set_options(rctx, SSL_OP_ALLOW_NO_DHE_KEX);
-    raw_run_open(&x, rctx, LSEC__HS_SERVER);
+    raw_run_open(&x, rctx, LSEC__ROLE_SERVER);
     assert_int_equal(x.raw_rc, DONE_OK);
     assert_int_equal(x.our_rc, 0);
     assert_true(SSL_get_negotiated_group(x.r) != 0);
@@ -820,7 +820,7 @@ static void test_early_data_client_falls_back(void **state)
     assert_non_null(r);
     assert_int_equal(SSL_set_fd(r, cfd), 1);
     SSL_set_connect_state(r);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &sctx), 0);
     assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &t), 0);
     /* The ClientHello goes out with early data behind it. */
     assert_int_equal(SSL_write_early_data(r, "early", 5, &written), 1);
@@ -869,7 +869,7 @@ static int server_against_bytes(const void *hello, size_t len, int64_t *ms,
     int64_t t0, deadline;
 
     tcp_pair(&cfd, &sfd, 1);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, &sctx), 0);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, &sctx), 0);
     assert_int_equal(lsec__tls_new(sctx, sfd, secret_a, ID, &s), 0);
     if (len > 0)
         assert_int_equal(send(cfd, hello, len, MSG_NOSIGNAL), (ssize_t)len);
@@ -1494,7 +1494,7 @@ static void test_misuse(void **state)
     (void)state;
     assert_int_equal(lsec__tls_ctx_new(0, &ctx), LSEC_EINVAL);
     assert_null(ctx);
-    assert_int_equal(lsec__tls_ctx_new(LSEC__HS_SERVER, NULL), LSEC_EINVAL);
+    assert_int_equal(lsec__tls_ctx_new(LSEC__ROLE_SERVER, NULL), LSEC_EINVAL);
     assert_int_equal(lsec__tls_client_ctx(NULL), LSEC_EINVAL);
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
     assert_int_equal(lsec__tls_new(NULL, 3, secret_a, ID, &t), LSEC_EINVAL);

@@ -1227,10 +1227,21 @@ static void fmt_limit(char *buf, size_t len, const metric_def *d, double lim,
  * `ratios` (per-run ratios, for the summary) the ratio column is their
  * median.  Returns the number of missed targets.
  */
+/* The verdict of the last table printed: each target, met or missed. */
+static char verdict_met[2048], verdict_missed[2048];
+
+static void verdict_add(char *list, size_t cap, const char *label, int pair)
+{
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s (%s)", n > 0 ? "; " : "", label,
+             pair == 0 ? "auth/raw" : "tls/openssl");
+}
+
 static int print_table(const char *title, const run_result *r,
                        double ratios[NMETRIC][2])
 {
     int missed = 0;
+    verdict_met[0] = verdict_missed[0] = '\0';
     printf("\n%s\n", title);
     printf("%-34s %-7s | %9s %9s %7s %12s  | %9s %9s %7s %12s\n", "", "unit",
            "raw", "auth", "ratio", "target", "openssl", "tls", "ratio",
@@ -1258,11 +1269,20 @@ static int print_table(const char *title, const run_result *r,
             else
                 fmt_limit(lim, sizeof(lim), d, d->ratio_floor[pair], false);
             printf(" | %9s %9s %7s %12s", a, l, q, lim);
+            /* A target whose figure was not measured (its transport or
+             * test not run) is neither met nor missed. */
+            bool has_target = (d->ratio_floor[pair] != 0 && !isnan(ratio)) ||
+                              (d->abs_limit[pair] != 0 && !isnan(val));
             if (!ok_ratio || !ok_abs) {
                 printf("!");
                 missed++;
+                verdict_add(verdict_missed, sizeof(verdict_missed), d->label,
+                            pair);
             } else {
                 printf(" ");
+                if (has_target)
+                    verdict_add(verdict_met, sizeof(verdict_met), d->label,
+                                pair);
             }
         }
         printf("\n");
@@ -1571,6 +1591,9 @@ int main(int argc, char **argv)
             print_proxies(&med);
     }
     free(runs);
+    printf("\ntargets met: %s\ntargets missed: %s\n",
+           verdict_met[0] != '\0' ? verdict_met : "none",
+           verdict_missed[0] != '\0' ? verdict_missed : "none");
     if (missed > 0)
         printf("\n%d target%s missed%s\n", missed, missed > 1 ? "s" : "",
                C.gate ? "" : " (not gated in this mode)");

@@ -229,7 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int pristine = 1;
 
     if (server_ctx == NULL &&
-        (lsec__tls_ctx_new(LSEC__HS_SERVER, &server_ctx) != 0 ||
+        (lsec__tls_ctx_new(LSEC__ROLE_SERVER, &server_ctx) != 0 ||
          lsec__tls_client_ctx(&client_ctx) != 0))
         abort();
     scenario = fz_u8(&f) % 5;
