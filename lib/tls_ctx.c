@@ -338,7 +338,7 @@ int lsec__tls_ctx_new(int role, lsec__tls_ctx **out)
         return lsec__fail(LSEC_ENOMEM, "out of memory for a TLS context");
     lsec__tls_clear_errors();
     sc = SSL_CTX_new(role == LSEC__ROLE_SERVER ? TLS_server_method()
-                                             : TLS_client_method());
+                                               : TLS_client_method());
     if (sc == NULL)
         goto fail;
     /* TLS 1.3 only: nothing older can be negotiated. */

@@ -74,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ssecret[fz_u8(&f) % 32] ^= (uint8_t)(fz_u8(&f) | 1);
         if (st.flags & 4)
             sview.port ^= (uint16_t)(fz_u8(&f) | 1); /* a relay */
-        FUZZ_ASSERT(lsec__hs_init(&s, LSEC__ROLE_SERVER, LSEC_MODE_AUTH, ssecret,
-                                  &st.srv, &sview, st.srv_nonce) == 0);
+        FUZZ_ASSERT(lsec__hs_init(&s, LSEC__ROLE_SERVER, LSEC_MODE_AUTH,
+                                  ssecret, &st.srv, &sview, st.srv_nonce) == 0);
         memset(&sres, 0, sizeof(sres));
         feed(&s, ch, REF_HELLO, &st.r, &sres);
         if (ref_nonce_bad(st.cli_nonce, st.srv_nonce)) {
@@ -112,7 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         feed(&c, stream, slen, &st.r, &res);
     }
 
-    bad = ref_header_error(stream, slen < 8 ? slen : 8, LSEC__ROLE_CLIENT, &code);
+    bad =
+        ref_header_error(stream, slen < 8 ? slen : 8, LSEC__ROLE_CLIENT, &code);
     if (bad >= 0) {
         FUZZ_ASSERT(res.rc == code);
         FUZZ_ASSERT(res.consumed == (size_t)bad + 1);

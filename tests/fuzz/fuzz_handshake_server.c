@@ -51,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             csecret[fz_u8(&f) % 32] ^= (uint8_t)(fz_u8(&f) | 1);
         if (st.flags & 4)
             cview.port ^= (uint16_t)(fz_u8(&f) | 1); /* a relay */
-        FUZZ_ASSERT(lsec__hs_init(&c, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH, csecret,
-                                  &st.cli, &cview, st.cli_nonce) == 0);
+        FUZZ_ASSERT(lsec__hs_init(&c, LSEC__ROLE_CLIENT, LSEC_MODE_AUTH,
+                                  csecret, &st.cli, &cview, st.cli_nonce) == 0);
         FUZZ_ASSERT(lsec__hs_step(&c, NULL, 0, &consumed, out, sizeof(out),
                                   &outlen) == LSEC__AGAIN);
         FUZZ_ASSERT(outlen == REF_HELLO);
@@ -99,7 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ref_proof(exp_sh + REF_HELLO, secret, 1, stream, exp_sh, &st.cli,
                   &st.srv);
 
-    bad = ref_header_error(stream, slen < 8 ? slen : 8, LSEC__ROLE_SERVER, &code);
+    bad =
+        ref_header_error(stream, slen < 8 ? slen : 8, LSEC__ROLE_SERVER, &code);
     if (bad >= 0) {
         FUZZ_ASSERT(res.rc == code);
         FUZZ_ASSERT(res.consumed == (size_t)bad + 1);

@@ -82,7 +82,8 @@ static inline int ref_header_error(const uint8_t *p, size_t n, int checker,
 {
     for (size_t i = 0; i < n && i < 8; i++) {
         uint8_t b = p[i];
-        if (i == 0 && checker == LSEC__ROLE_CLIENT && (b == 0x15 || b == 0x16)) {
+        if (i == 0 && checker == LSEC__ROLE_CLIENT &&
+            (b == 0x15 || b == 0x16)) {
             *code = LSEC_EMODE;
             return (int)i;
         }
