@@ -946,9 +946,23 @@ static void test_tls_pending_memory_bounded(void **state)
  * a floor above the 16 KiB target (docs/SECURITY.md "Pre-authentication
  * memory" has the figure per allocation site).  The bound catches growth.
  */
+/* ThreadSanitizer's allocator books more per allocation: 47,376 bytes per
+ * stalled handshake were measured under it where a plain build counts
+ * 43,890. */
+#if defined(__SANITIZE_THREAD__)
+#define PSK_PENDING_SLACK (4 * 1024)
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PSK_PENDING_SLACK (4 * 1024)
+#endif
+#endif
+#ifndef PSK_PENDING_SLACK
+#define PSK_PENDING_SLACK 0
+#endif
+
 static void test_tls_handshake_memory_with_psk(void **state)
 {
-    enum { N = 30, BOUND = 46 * 1024 };
+    enum { N = 30, BOUND = 46 * 1024 + PSK_PENDING_SLACK };
     char ticket[LSEC_TICKET_MAX], id[LSEC__PSK_IDENTITY_MAX];
     lsec__ticket t;
     lsec__tls_ctx *cctx;
