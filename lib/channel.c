@@ -330,15 +330,19 @@ static int rx_decode_failed(lsec_channel *c, int rc)
     return lsec__chan_fail(c, rc, NULL);
 }
 
-/* One read where the decoder says (into `dst` inside a payload), booked
- * with the decoder: 0, or what rx_failed makes of a failed read. */
-static int rx_more(lsec_channel *c, uint8_t *dst, int64_t deadline, bool nowait)
+/* One read where the decoder says (into `dst` inside a payload; with
+ * `head_only`, no further than the next header), booked with the decoder:
+ * 0, or what rx_failed makes of a failed read. */
+static int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
+                   int64_t deadline, bool nowait)
 {
     struct iovec iov[2];
     size_t n = 0;
     int rc;
 
-    if ((rc = lsec__frame_rx_plan(&c->rx, dst, iov)) < 0)
+    rc = head_only ? lsec__frame_rx_plan_head(&c->rx, iov)
+                   : lsec__frame_rx_plan(&c->rx, dst, iov);
+    if (rc < 0)
         return lsec__chan_fail(c, rc, NULL);
     rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
     if (rc != 0)
@@ -358,7 +362,7 @@ static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
             return rc;
         if (rc != LSEC__AGAIN)
             return rx_decode_failed(c, rc);
-        if ((rc = rx_more(c, dst, deadline, nowait)) != 0) {
+        if ((rc = rx_more(c, dst, false, deadline, nowait)) != 0) {
             /* A timeout inside a message: keep what arrived so the next
              * call resumes. */
             if ((rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) &&
@@ -613,7 +617,8 @@ int lsec__channel_rx_next(lsec_channel *c, int64_t deadline, bool nowait,
         }
         if (rc != LSEC__AGAIN)
             return rx_decode_failed(c, rc);
-        if ((rc = rx_more(c, NULL, deadline, nowait)) != 0) {
+        /* The header alone: the payload is spliced, not copied. */
+        if ((rc = rx_more(c, NULL, true, deadline, nowait)) != 0) {
             lsec__frame_rx_release(&c->rx);
             return rc;
         }

@@ -302,6 +302,19 @@ int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2])
     return 2;
 }
 
+int lsec__frame_rx_plan_head(lsec__frame_rx *d, struct iovec iov[2])
+{
+    int rc = lsec__frame_rx_plan(d, NULL, iov);
+
+    if (rc == 1 && !d->have_len && d->len - d->off < LSEC__FRAME_HDR) {
+        /* Only the header's missing bytes: the payload stays in the socket
+         * for the caller to move elsewhere. */
+        iov[0].iov_len = LSEC__FRAME_HDR - (d->len - d->off);
+        d->iov0 = iov[0].iov_len;
+    }
+    return rc;
+}
+
 void lsec__frame_rx_got(lsec__frame_rx *d, size_t n)
 {
     size_t first = min_size(n, d->iov0);

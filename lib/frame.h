@@ -100,6 +100,8 @@ void lsec__frame_rx_release(lsec__frame_rx *d);
  * socket) and returns what is left: at 0 the message is done.
  */
 int lsec__frame_rx_head(lsec__frame_rx *d, size_t *left);
+/* lsec__frame_rx_plan for a header alone: no byte of the payload read. */
+int lsec__frame_rx_plan_head(lsec__frame_rx *d, struct iovec iov[2]);
 size_t lsec__frame_rx_held(const lsec__frame_rx *d, const uint8_t **p);
 size_t lsec__frame_rx_take(lsec__frame_rx *d, size_t n);
 
