@@ -218,19 +218,30 @@ static int read_in(cli_pump *p)
     return 0;
 }
 
+/* Flush what the channel still holds of the last message: 0 when it is
+ * out, 1 when it must wait for the socket, -1 failed. */
+static int flush_up(cli_pump *p)
+{
+    int rc;
+
+    if (!p->up_queued)
+        return 0;
+    rc = lsec_flush(p->ch, 0);
+    if (rc == LSEC_EAGAIN)
+        return 1;
+    if (rc != 0)
+        return fail_lsec(p, "send", rc);
+    p->up_queued = false;
+    return 0;
+}
+
 /* Send what ubuf holds and flush it.  0 to go on, -1 failed. */
 static int send_up(cli_pump *p)
 {
     int rc;
 
-    if (p->up_queued) {
-        rc = lsec_flush(p->ch, 0);
-        if (rc == LSEC_EAGAIN)
-            return 0;
-        if (rc != 0)
-            return fail_lsec(p, "send", rc);
-        p->up_queued = false;
-    }
+    if ((rc = flush_up(p)) != 0)
+        return rc < 0 ? -1 : 0;
     if (p->ulen > 0) {
         rc = lsec_send(p->ch, p->ubuf, p->ulen, 0);
         if (rc == LSEC_EAGAIN)
@@ -257,14 +268,8 @@ static int splice_up(cli_pump *p, const struct pollfd *pf)
     size_t moved = 0;
     int rc;
 
-    if (p->up_queued) {
-        rc = lsec_flush(p->ch, 0);
-        if (rc == LSEC_EAGAIN)
-            return 0;
-        if (rc != 0)
-            return fail_lsec(p, "send", rc);
-        p->up_queued = false;
-    }
+    if ((rc = flush_up(p)) != 0)
+        return rc < 0 ? -1 : 0;
     bool ready = p->up_need_out
                      ? (pf[2].fd >= 0 &&
                         (pf[2].revents & (POLLOUT | POLLERR | POLLHUP)) != 0)

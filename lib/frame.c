@@ -214,23 +214,34 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
+/* Make the current frame's header known from the held bytes: 0,
+ * LSEC__AGAIN (less than a header held), or the parse error. */
+static int take_header(lsec__frame_rx *d)
+{
+    int rc;
+
+    if (d->have_len)
+        return 0;
+    if (d->len - d->off < LSEC__FRAME_HDR)
+        return LSEC__AGAIN;
+    if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
+        return rc;
+    d->off += LSEC__FRAME_HDR;
+    d->have_len = true;
+    d->have = 0;
+    return 0;
+}
+
 int lsec__frame_rx_next(lsec__frame_rx *d, uint8_t *dst, size_t cap,
                         size_t *len)
 {
-    size_t avail = d->len - d->off, take;
+    size_t avail, take;
     int rc;
 
     *len = 0;
-    if (!d->have_len) {
-        if (avail < LSEC__FRAME_HDR)
-            return LSEC__AGAIN;
-        if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
-            return rc;
-        d->off += LSEC__FRAME_HDR;
-        avail -= LSEC__FRAME_HDR;
-        d->have_len = true;
-        d->have = 0;
-    }
+    if ((rc = take_header(d)) != 0)
+        return rc;
+    avail = d->len - d->off;
     if (d->msg_len > cap) {
         *len = d->msg_len;
         return lsec__fail(LSEC_EMSGSIZE,
@@ -376,15 +387,8 @@ int lsec__frame_rx_head(lsec__frame_rx *d, size_t *left)
     int rc;
 
     *left = 0;
-    if (!d->have_len) {
-        if (d->ra == NULL || d->len - d->off < LSEC__FRAME_HDR)
-            return LSEC__AGAIN;
-        if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
-            return rc;
-        d->off += LSEC__FRAME_HDR;
-        d->have_len = true;
-        d->have = 0;
-    }
+    if ((rc = take_header(d)) != 0)
+        return rc;
     /* Moving a payload elsewhere, `have` counts what was taken of it. */
     *left = d->msg_len - d->have;
     return 0;
