@@ -37,17 +37,34 @@
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 
-enum { T_RAW, T_OPENSSL, T_AUTH, T_TLS, T_STUNNEL, T_SPIPED, NTRANSPORT };
+enum {
+    T_RAW,
+    T_OPENSSL,
+    T_AUTH,
+    T_TLS,
+    T_STUNNEL,
+    T_SPIPED,
+    T_RAW_RA,
+    T_OSSL_RA,
+    NTRANSPORT
+};
 static const transport *const transports[NTRANSPORT] = {
-    &tr_raw, &tr_openssl, &tr_auth, &tr_tls, &tr_stunnel, &tr_spiped};
+    &tr_raw,     &tr_openssl, &tr_auth,   &tr_tls,
+    &tr_stunnel, &tr_spiped,  &tr_raw_ra, &tr_openssl_ra};
 /* The proxies (--proxies) are context, timed in round trips and bulk. */
 #define PROXY_TESTS (TEST_RTT | TEST_BULK)
 #define PROXY_MASK ((1u << T_STUNNEL) | (1u << T_SPIPED))
+/* The read-ahead anchors (--floor) are context for the 64-byte streams:
+ * the floor of a reader that keeps up, which loopsec's reader is. */
+#define FLOOR_MASK ((1u << T_RAW_RA) | (1u << T_OSSL_RA))
 /* Bulk runs twice as many rounds of half the length: more pairs. */
 #define BULK_ROUNDS_MAX 32
 /* Each loopsec transport and its anchor. */
 static const int pair_lsec[2] = {T_AUTH, T_TLS};
 static const int pair_anchor[2] = {T_RAW, T_OPENSSL};
+/* Pairs 2 and 3 of run_result.paired: loopsec against the read-ahead
+ * anchors. */
+static const int floor_anchor[2] = {T_RAW_RA, T_OSSL_RA};
 
 enum {
     TEST_RTT = 1,
@@ -270,7 +287,7 @@ typedef struct run_result {
     double v[NMETRIC][NTRANSPORT];
     /* Where set (not NAN): the ratio, as the median of per-round paired
      * ratios, instead of the ratio of the pooled figures. */
-    double paired[NMETRIC][2];
+    double paired[NMETRIC][4];
 } run_result;
 
 static double median_of(double *v, int n);
@@ -661,6 +678,11 @@ static int run_bulk(const transport *t, size_t size, unsigned batch,
     *ns += (double)(b_now_ns() - t0);
     *bytes += (double)count * (double)size;
     *msgs += (double)count;
+    /* LOOPSEC_BENCH_COUNT=1: the message count of each slice on stderr,
+     * for counts per message (perf stat, /proc/net/snmp) over a run. */
+    if (getenv("LOOPSEC_BENCH_COUNT") != NULL)
+        fprintf(stderr, "bench: %s %zu B x%u: %llu messages\n", t->name, size,
+                batch, (unsigned long long)count);
     rc = B_OK;
 out:
     if (rc != B_OK)
@@ -935,6 +957,8 @@ static bool want_t(int ti)
 {
     if ((PROXY_MASK & (1u << ti)) && !(cur_test & PROXY_TESTS))
         return false;
+    if ((FLOOR_MASK & (1u << ti)) && !(cur_test & TEST_BULK))
+        return false;
     return (C.tmask & (1u << ti)) != 0;
 }
 
@@ -942,8 +966,9 @@ static bool want_t(int ti)
  * odd rounds run in reverse. */
 static void round_order(int r, int order[NTRANSPORT])
 {
-    static const int base[NTRANSPORT] = {T_RAW, T_AUTH,    T_OPENSSL,
-                                         T_TLS, T_STUNNEL, T_SPIPED};
+    static const int base[NTRANSPORT] = {T_RAW,     T_RAW_RA,  T_AUTH,
+                                         T_OPENSSL, T_OSSL_RA, T_TLS,
+                                         T_STUNNEL, T_SPIPED};
     for (int i = 0; i < NTRANSPORT; i++)
         order[i] = (r & 1) ? base[NTRANSPORT - 1 - i] : base[i];
 }
@@ -1015,7 +1040,7 @@ static int suite_bulk(run_result *res)
         if (!(C.bulk_sizes & (1u << z)))
             continue;
         double bytes[NTRANSPORT] = {0}, ns[NTRANSPORT] = {0},
-               msgs[NTRANSPORT] = {0}, pr[2][BULK_ROUNDS_MAX];
+               msgs[NTRANSPORT] = {0}, pr[4][BULK_ROUNDS_MAX];
         int rounds =
             C.rounds * 2 <= BULK_ROUNDS_MAX ? C.rounds * 2 : BULK_ROUNDS_MAX;
         for (int r = 0; r < rounds && rc == B_OK; r++) {
@@ -1026,7 +1051,8 @@ static int suite_bulk(run_result *res)
             for (int k = 0; k < NTRANSPORT && rc == B_OK; k++) {
                 int ti = order[k];
                 if (!want_t(ti) ||
-                    (sizes[z].batch > 1 && transports[ti]->sendv == NULL))
+                    (sizes[z].batch > 1 && transports[ti]->sendv == NULL) ||
+                    ((FLOOR_MASK & (1u << ti)) && sizes[z].size > B_TRY_MAX))
                     continue;
                 pin_as(C.bulk_placement);
                 rc = run_bulk(transports[ti], sizes[z].size, sizes[z].batch,
@@ -1037,14 +1063,15 @@ static int suite_bulk(run_result *res)
                 ns[ti] += rn[ti];
                 msgs[ti] += rm[ti];
             }
-            for (int pair = 0; pair < 2; pair++) {
-                int a = pair_anchor[pair], l = pair_lsec[pair];
+            for (int pair = 0; pair < 4; pair++) {
+                int a = pair < 2 ? pair_anchor[pair] : floor_anchor[pair - 2],
+                    l = pair_lsec[pair % 2];
                 pr[pair][r] = rn[a] > 0 && rn[l] > 0 && rb[a] > 0
                                   ? (rb[l] / rn[l]) / (rb[a] / rn[a])
                                   : NAN;
             }
         }
-        for (int pair = 0; pair < 2 && rc == B_OK; pair++)
+        for (int pair = 0; pair < 4 && rc == B_OK; pair++)
             res->paired[sizes[z].metric][pair] = median_of(pr[pair], rounds);
         for (int ti = 0; ti < NTRANSPORT && rc == B_OK; ti++) {
             if (!want_t(ti) || ns[ti] <= 0)
@@ -1238,7 +1265,7 @@ static void verdict_add(char *list, size_t cap, const char *label, int pair)
 }
 
 static int print_table(const char *title, const run_result *r,
-                       double ratios[NMETRIC][2])
+                       double ratios[NMETRIC][4])
 {
     int missed = 0;
     verdict_met[0] = verdict_missed[0] = '\0';
@@ -1315,6 +1342,44 @@ static void print_proxies(const run_result *r)
     }
 }
 
+/* Context: loopsec against the read-ahead anchors (--floor), for the
+ * 64-byte streams; each ratio the median of the per-round paired ratios
+ * (with `ratios`, the median of the runs'). */
+static void print_floor(const run_result *r, double ratios[NMETRIC][4])
+{
+    static const int cols[] = {T_RAW,     T_RAW_RA,  T_AUTH, -2,
+                               T_OPENSSL, T_OSSL_RA, T_TLS,  -3};
+    printf("\nfor context: the anchors with a read-ahead reader (-ra), the "
+           "floor of a reader that keeps up\n");
+    printf("%-34s %-7s", "", "unit");
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+        printf(" %10s", cols[i] == -2   ? "auth/ra"
+                        : cols[i] == -3 ? "tls/ra"
+                                        : transports[cols[i]]->name);
+    printf("\n");
+    for (int m = M_MSGS64; m <= M_MSGS64V; m++) {
+        if (!(C.tests & TEST_BULK))
+            continue;
+        printf("%-34s %-7s", metrics[m].label, metrics[m].unit);
+        for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+            char v[16];
+            if (cols[i] < 0) {
+                int pair = -cols[i];
+                double q =
+                    ratios != NULL ? ratios[m][pair] : r->paired[m][pair];
+                if (isnan(q))
+                    snprintf(v, sizeof(v), "-");
+                else
+                    snprintf(v, sizeof(v), "%.3f", q);
+            } else {
+                fmt_num(v, sizeof(v), r->v[m][cols[i]]);
+            }
+            printf(" %10s", v);
+        }
+        printf("\n");
+    }
+}
+
 static int run_suite(run_result *res)
 {
     static const struct {
@@ -1331,7 +1396,8 @@ static int run_suite(run_result *res)
     for (int m = 0; m < NMETRIC; m++) {
         for (int ti = 0; ti < NTRANSPORT; ti++)
             res->v[m][ti] = NAN;
-        res->paired[m][0] = res->paired[m][1] = NAN;
+        for (int pair = 0; pair < 4; pair++)
+            res->paired[m][pair] = NAN;
     }
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         if (!(C.tests & steps[i].test))
@@ -1374,7 +1440,7 @@ static void usage(void)
         stderr,
         "usage: loopsec_bench [--quick] [--repeat N] [--gate|--no-gate]\n"
         "         [--only rtt,bulk,connect,memory,multi]\n"
-        "         [--transports raw,openssl,auth,tls] [--proxies]\n"
+        "         [--transports raw,openssl,auth,tls] [--proxies] [--floor]\n"
         "         [--placement same|split|free] [--bulk-sizes 64k,1m,64,64v]\n"
         "         [--bulk-seconds S] [--bulk-free] [--rate-seconds S]\n"
         "         [--connects N] [--channels N]\n"
@@ -1383,6 +1449,8 @@ static void usage(void)
         "  --repeat      run the whole suite N times (1..9; full default 3);\n"
         "                the verdict is on the median of each ratio\n"
         "  --proxies     also time stunnel4 and spiped tunnels (context)\n"
+        "  --floor       also time the 64-byte streams with read-ahead\n"
+        "                readers in the anchors (raw-ra, openssl-ra: context)\n"
         "  --placement   latency tests: both processes on one CPU (same, the\n"
         "                default), on two CPUs (split), or where the\n"
         "                scheduler puts them (free)\n"
@@ -1400,7 +1468,7 @@ static void defaults(bool quick)
     C.gate = !quick;
     C.tests = TEST_ALL;
     C.bulk_sizes = 15;
-    C.tmask = ((1u << NTRANSPORT) - 1) & ~PROXY_MASK;
+    C.tmask = ((1u << NTRANSPORT) - 1) & ~PROXY_MASK & ~FLOOR_MASK;
     if (quick) {
         C.rounds = 2;
         C.rtt_n = 2000;
@@ -1434,13 +1502,14 @@ int main(int argc, char **argv)
     static const char *const test_names[] = {"rtt", "bulk", "connect", "memory",
                                              "multi"};
     static const char *const size_names[] = {"64k", "1m", "64", "64v"};
-    static const char *const tr_names[] = {"raw", "openssl", "auth",
-                                           "tls", "stunnel", "spiped"};
+    static const char *const tr_names[] = {"raw",    "openssl",   "auth",
+                                           "tls",    "stunnel",   "spiped",
+                                           "raw-ra", "openssl-ra"};
     int gate = -1, missed = 0;
     const char *only = NULL, *trs = NULL, *sizes = NULL;
     double bulk_s = 0, rate_s = -1;
     int conns = 0, channels = 0;
-    bool quick = false, proxies = false, bulk_free = false;
+    bool quick = false, proxies = false, bulk_free = false, floor = false;
     const char *placement = "same";
     int repeat = 0;
 
@@ -1457,6 +1526,8 @@ int main(int argc, char **argv)
             placement = argv[++i];
         else if (strcmp(argv[i], "--proxies") == 0)
             proxies = true;
+        else if (strcmp(argv[i], "--floor") == 0)
+            floor = true;
         else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (strcmp(argv[i], "--bulk-sizes") == 0 && i + 1 < argc)
@@ -1492,12 +1563,14 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    if (trs != NULL && (C.tmask = parse_list(trs, tr_names, 6)) == 0) {
+    if (trs != NULL && (C.tmask = parse_list(trs, tr_names, 8)) == 0) {
         usage();
         return 2;
     }
     if (proxies)
         C.tmask |= PROXY_MASK;
+    if (floor)
+        C.tmask |= FLOOR_MASK;
     static const char *const place_names[] = {"same", "split", "free"};
     unsigned pm = parse_list(placement, place_names, 3);
     if (pm != 1 && pm != 2 && pm != 4) {
@@ -1564,12 +1637,14 @@ int main(int argc, char **argv)
         missed = print_table(title, &runs[k], NULL);
         if (C.tmask & PROXY_MASK)
             print_proxies(&runs[k]);
+        if (C.tmask & FLOOR_MASK)
+            print_floor(&runs[k], NULL);
         fflush(stdout);
     }
     if (C.repeat > 1) {
         run_result med;
         memset(&med, 0, sizeof(med));
-        double ratios[NMETRIC][2];
+        double ratios[NMETRIC][4];
         for (int m = 0; m < NMETRIC; m++) {
             for (int ti = 0; ti < NTRANSPORT; ti++) {
                 double v[9];
@@ -1577,10 +1652,11 @@ int main(int argc, char **argv)
                     v[k] = runs[k].v[m][ti];
                 med.v[m][ti] = median_of(v, C.repeat);
             }
-            for (int pair = 0; pair < 2; pair++) {
+            for (int pair = 0; pair < 4; pair++) {
                 double v[9];
                 for (int k = 0; k < C.repeat; k++)
-                    v[k] = ratio_of(&runs[k], m, pair);
+                    v[k] = pair < 2 ? ratio_of(&runs[k], m, pair)
+                                    : runs[k].paired[m][pair];
                 ratios[m][pair] = median_of(v, C.repeat);
             }
         }
@@ -1589,6 +1665,8 @@ int main(int argc, char **argv)
                              &med, ratios);
         if (C.tmask & PROXY_MASK)
             print_proxies(&med);
+        if (C.tmask & FLOOR_MASK)
+            print_floor(&med, ratios);
     }
     free(runs);
     printf("\ntargets met: %s\ntargets missed: %s\n",

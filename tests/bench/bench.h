@@ -63,6 +63,9 @@ typedef struct transport {
 
 extern const transport tr_raw;
 extern const transport tr_openssl;
+/* The anchors with a read-ahead reader (context for the 64-byte stream). */
+extern const transport tr_raw_ra;
+extern const transport tr_openssl_ra;
 extern const transport tr_auth;
 extern const transport tr_tls;
 extern const transport tr_stunnel;

@@ -11,6 +11,12 @@
  * Framing is the same as loopsec's: a 4-byte big-endian length, carried in
  * the same TLS record as the first part of the payload (a careful program
  * never sends a 4-byte record of its own).
+ *
+ * tr_openssl_ra ("openssl-ra", context for the 64-byte stream) is the same
+ * anchor with OpenSSL's read-ahead on (SSL_CTX_set_read_ahead): each read
+ * of the socket takes as many records as fit OpenSSL's record buffer, as
+ * loopsec's TLS reader takes what the socket holds; the socket stays
+ * blocking, so a reader that has caught up sleeps inside read().
  */
 #include "bench.h"
 
@@ -87,7 +93,7 @@ static int find_cb(SSL *ssl, const unsigned char *id, size_t idlen,
     return *sess != NULL;
 }
 
-static SSL_CTX *make_ctx(bool server)
+static SSL_CTX *make_ctx(bool server, bool read_ahead)
 {
     SSL_CTX *ctx =
         SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -100,6 +106,8 @@ static SSL_CTX *make_ctx(bool server)
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    if (read_ahead)
+        SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (server) {
         SSL_CTX_set_num_tickets(ctx, 0);
@@ -110,12 +118,13 @@ static SSL_CTX *make_ctx(bool server)
     return ctx;
 }
 
-static SSL_CTX *client_ctx;
+static SSL_CTX *client_ctx, *client_ctx_ra;
 static pthread_once_t client_once = PTHREAD_ONCE_INIT;
 
 static void client_ctx_init(void)
 {
-    client_ctx = make_ctx(false);
+    client_ctx = make_ctx(false, false);
+    client_ctx_ra = make_ctx(false, true);
 }
 
 static int hexval(int ch)
@@ -190,13 +199,13 @@ static int conn_new(int fd, SSL_CTX *ctx, bool server, const uint8_t *psk,
     return B_OK;
 }
 
-static int ossl_srv_open(bsrv **out, char *info, size_t infolen)
+static int srv_open(bool read_ahead, bsrv **out, char *info, size_t infolen)
 {
     int port;
     bsrv *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return b_fail("out of memory");
-    s->ctx = make_ctx(true);
+    s->ctx = make_ctx(true, read_ahead);
     if (s->ctx == NULL || RAND_bytes(s->psk, sizeof(s->psk)) != 1) {
         SSL_CTX_free(s->ctx);
         free(s);
@@ -213,6 +222,16 @@ static int ossl_srv_open(bsrv **out, char *info, size_t infolen)
         off += snprintf(info + off, infolen - (size_t)off, "%02x", s->psk[i]);
     *out = s;
     return B_OK;
+}
+
+static int ossl_srv_open(bsrv **out, char *info, size_t infolen)
+{
+    return srv_open(false, out, info, infolen);
+}
+
+static int ossl_ra_srv_open(bsrv **out, char *info, size_t infolen)
+{
+    return srv_open(true, out, info, infolen);
 }
 
 static int ossl_srv_accept(bsrv *s, int timeout_ms, bconn **out)
@@ -236,7 +255,7 @@ static void ossl_srv_close(bsrv *s)
     free(s);
 }
 
-static int ossl_connect(const char *info, bconn **out)
+static int do_connect(bool read_ahead, const char *info, bconn **out)
 {
     uint8_t psk[PSK_BYTES];
     const char *hex = strchr(info, ' ');
@@ -249,14 +268,25 @@ static int ossl_connect(const char *info, bconn **out)
         psk[i] = (uint8_t)(hi << 4 | lo);
     }
     pthread_once(&client_once, client_ctx_init);
-    if (client_ctx == NULL)
+    SSL_CTX *ctx = read_ahead ? client_ctx_ra : client_ctx;
+    if (ctx == NULL)
         return b_fail("cannot set up the OpenSSL client context");
     int fd = b_tcp_connect(atoi(info));
     if (fd < 0)
         return B_ERR;
-    int rc = conn_new(fd, client_ctx, false, psk, out);
+    int rc = conn_new(fd, ctx, false, psk, out);
     OPENSSL_cleanse(psk, sizeof(psk));
     return rc;
+}
+
+static int ossl_connect(const char *info, bconn **out)
+{
+    return do_connect(false, info, out);
+}
+
+static int ossl_ra_connect(const char *info, bconn **out)
+{
+    return do_connect(true, info, out);
 }
 
 static int write_all(bconn *c, const uint8_t *p, size_t len)
@@ -389,6 +419,21 @@ const transport tr_openssl = {
     .srv_accept = ossl_srv_accept,
     .srv_close = ossl_srv_close,
     .connect = ossl_connect,
+    .send = ossl_send,
+    .recv = ossl_recv,
+    .try_recv = ossl_try_recv,
+    .set_nonblock = ossl_set_nonblock,
+    .fd = ossl_fd,
+    .close = ossl_close,
+};
+
+const transport tr_openssl_ra = {
+    .name = "openssl-ra",
+    .anchor = NULL,
+    .srv_open = ossl_ra_srv_open,
+    .srv_accept = ossl_srv_accept,
+    .srv_close = ossl_srv_close,
+    .connect = ossl_ra_connect,
     .send = ossl_send,
     .recv = ossl_recv,
     .try_recv = ossl_try_recv,

@@ -12,6 +12,12 @@
  * connector does not wait after its last one), and accept returns once the
  * 32 are in.  The connect test then measures the floor that the
  * protocol's extra round trip sets (docs/BENCHMARKS.md).
+ *
+ * tr_raw_ra ("raw-ra", context for the 64-byte stream) is the same anchor
+ * with the reader loopsec has: every read takes what the socket holds, up
+ * to 4 KiB, and whole messages are parsed out of that buffer; the socket
+ * stays blocking, so a reader that has caught up sleeps inside read() (one
+ * system call per wake-up, the least any reader that keeps up can make).
  */
 #include "bench.h"
 
@@ -232,6 +238,51 @@ static int raw_recv(bconn *c, void *buf, size_t cap, size_t *len)
     return B_OK;
 }
 
+/* The read-ahead reader (raw-ra): whole messages out of the buffer, one
+ * blocking read into it when it holds none. */
+static int raw_ra_recv(bconn *c, void *buf, size_t cap, size_t *len)
+{
+    for (;;) {
+        int rc = b_rbuf_take(c->rb, buf, cap, len);
+        if (rc != B_AGAIN)
+            return rc;
+        b_rbuf_compact(c->rb);
+        ssize_t n = read(c->fd, c->rb->buf + c->rb->len,
+                         sizeof(c->rb->buf) - c->rb->len);
+        if (n > 0) {
+            c->rb->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return c->rb->len == 0 ? B_EOF : b_fail("raw: truncated");
+        if (errno != EINTR)
+            return b_fail("read: %s", strerror(errno));
+    }
+}
+
+static int with_rbuf(int rc, bconn **out)
+{
+    if (rc != B_OK)
+        return rc;
+    if (((*out)->rb = calloc(1, sizeof(*(*out)->rb))) == NULL) {
+        close((*out)->fd);
+        free(*out);
+        *out = NULL;
+        return b_fail("out of memory");
+    }
+    return B_OK;
+}
+
+static int raw_ra_srv_accept(bsrv *s, int timeout_ms, bconn **out)
+{
+    return with_rbuf(raw_srv_accept(s, timeout_ms, out), out);
+}
+
+static int raw_ra_connect(const char *info, bconn **out)
+{
+    return with_rbuf(raw_connect(info, out), out);
+}
+
 static int raw_try_recv(bconn *c, void *buf, size_t cap, size_t *len)
 {
     for (;;) {
@@ -286,6 +337,22 @@ const transport tr_raw = {
     .send = raw_send,
     .sendv = raw_sendv,
     .recv = raw_recv,
+    .try_recv = raw_try_recv,
+    .set_nonblock = raw_set_nonblock,
+    .fd = raw_fd,
+    .close = raw_close,
+};
+
+const transport tr_raw_ra = {
+    .name = "raw-ra",
+    .anchor = NULL,
+    .srv_open = raw_srv_open,
+    .srv_accept = raw_ra_srv_accept,
+    .srv_close = raw_srv_close,
+    .connect = raw_ra_connect,
+    .send = raw_send,
+    .sendv = raw_sendv,
+    .recv = raw_ra_recv,
     .try_recv = raw_try_recv,
     .set_nonblock = raw_set_nonblock,
     .fd = raw_fd,
