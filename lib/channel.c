@@ -22,12 +22,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Plaintext per TLS write: one full record. */
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
 #define CLOSE_FLUSH_MS 2000
+/* Auth mode: a message up to this size is copied behind its header and
+ * leaves in one send (copy and wipe cost less than sendmsg's extra work in
+ * the kernel); a larger one goes from the caller's buffer by sendmsg. */
+#define SEND_FLAT_MAX 1024
 
 /* ------------------------------------------------------------------------ */
 /* Public channel calls                                                      */
+
+/* A call's deadline.  A zero timeout never waits, so its deadline is one
+ * that has passed, 0, without a clock read: event loops make such calls
+ * for every message. */
+static int64_t call_deadline(int timeout_ms)
+{
+    return timeout_ms == 0 ? 0 : lsec__deadline(timeout_ms);
+}
 
 int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
                       const lsec__addr *local, const lsec__addr *remote,
@@ -105,15 +116,27 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
     int iovcnt = lsec__frame_plan_send(hdr, msg, len, iov2);
     if (iovcnt < 0)
         return iovcnt;
-    deadline = lsec__deadline(timeout_ms);
+    deadline = call_deadline(timeout_ms);
     if (c->wq_len > 0 &&
         (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
         return rc;
     c->sent_last = true;
 
+    if (c->tls == NULL && len <= SEND_FLAT_MAX) {
+        /* One send of header and payload side by side: one segment under
+         * TCP_NODELAY.  The copy holds plaintext: wiped (tx_all has
+         * queued its own copy of what it could not write). */
+        uint8_t flat[LSEC__FRAME_HDR + SEND_FLAT_MAX];
+        memcpy(flat, hdr, sizeof(hdr));
+        if (len > 0)
+            memcpy(flat + sizeof(hdr), msg, len);
+        struct iovec one = {flat, sizeof(hdr) + len};
+        rc = lsec__chan_tx_all(c, &one, 1, deadline, nowait);
+        lsec__wipe(flat, sizeof(hdr) + len);
+        return rc;
+    }
     if (c->tls == NULL) {
-        /* One sendmsg carries header and payload: one segment for small
-         * messages under TCP_NODELAY, no copy for large ones. */
+        /* One sendmsg carries header and payload: one segment, no copy. */
         return lsec__chan_tx_all(c, iov2, iovcnt, deadline, nowait);
     }
 
@@ -390,7 +413,7 @@ static int channel_recv(lsec_channel *c, void *buf, size_t cap, size_t *len,
     if (c->fdm != NULL && c->fdm->rx_active)
         return lsec__fail(LSEC_EINVAL, "lsec_recv_to_fd has a message under "
                                        "way: finish it with lsec_recv_to_fd");
-    deadline = lsec__deadline(timeout_ms);
+    deadline = call_deadline(timeout_ms);
     if (c->wq_len > 0) {
         /* Opportunistic: a queued request must not wait for its reply. */
         rc = lsec__chan_flush_queue(c, deadline, true);

@@ -867,12 +867,27 @@ static void test_pending_means_progress(void **state)
 /* ------------------------------------------------------------------------ */
 /* Read-ahead: many messages per system call, pending() exact                */
 
-static unsigned recvmsg_calls;
+/* Reads of the socket, by kind: recv (one buffer) and recvmsg (several);
+ * count_reads() installs both counters. */
+static unsigned recv_calls, recvmsg_calls;
+
+static ssize_t counting_recv(int fd, void *buf, size_t len, int flags)
+{
+    recv_calls++;
+    return recv(fd, buf, len, flags);
+}
 
 static ssize_t counting_recvmsg(int fd, struct msghdr *mh, int flags)
 {
     recvmsg_calls++;
     return recvmsg(fd, mh, flags);
+}
+
+static void count_reads(void)
+{
+    lsec__io.recv = counting_recv;
+    lsec__io.recvmsg = counting_recvmsg;
+    recv_calls = recvmsg_calls = 0;
 }
 
 /* n frames of `size` bytes each (payload byte k of frame i: i + k). */
@@ -908,18 +923,113 @@ static void test_read_ahead_many_in_one_segment(void **state)
     send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
     wait_readable(lsec_channel_fd(s));
     assert_null(s->rx.ra); /* an idle channel holds no read buffer */
-    lsec__io.recvmsg = counting_recvmsg;
-    recvmsg_calls = 0;
+    count_reads();
     for (unsigned i = 0; i < N; i++) {
         assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
         assert_int_equal(len, M);
         assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
         assert_int_equal(lsec_channel_pending(s), (N - 1 - i) * (4 + M));
     }
-    assert_int_equal(recvmsg_calls, 1);
+    assert_int_equal(recv_calls + recvmsg_calls, 1);
     assert_null(s->rx.ra);
     assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
     lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* A read into the read-ahead buffer alone is one recv (one buffer: no
+ * msghdr for the kernel to copy in), the read that finds nothing too; a
+ * read into a payload with the read-ahead buffer behind it is one recvmsg
+ * of both. */
+static void test_read_ahead_reads_with_recv(void **state)
+{
+    enum { M = 64, BIG = 3 * LSEC__FRAME_RA };
+    static uint8_t seg[3 * (4 + M)], big[4 + BIG], buf[BIG];
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, 3, M));
+    wait_readable(lsec_channel_fd(s));
+    count_reads();
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+    }
+    assert_int_equal(recv_calls, 1);
+    assert_int_equal(recvmsg_calls, 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_int_equal(recv_calls, 2);
+    assert_int_equal(recvmsg_calls, 0);
+    /* Larger than the read-ahead buffer: the header and the payload's
+     * start by recv, the rest by recvmsg straight into `buf`. */
+    lsec__frame_header(big, BIG);
+    for (size_t k = 0; k < BIG; k++)
+        big[4 + k] = (uint8_t)(k * 7);
+    send_all_raw(lsec_channel_fd(c), big, sizeof(big));
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 2000), 0);
+    assert_int_equal(len, BIG);
+    assert_memory_equal(buf, big + 4, BIG);
+    assert_true(recv_calls >= 3);
+    assert_true(recvmsg_calls >= 1);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* Writes of the socket, by kind. */
+static unsigned send_calls, sendmsg_calls;
+
+static ssize_t counting_send(int fd, const void *buf, size_t len, int flags)
+{
+    send_calls++;
+    return send(fd, buf, len, flags);
+}
+
+static ssize_t counting_sendmsg(int fd, const struct msghdr *mh, int flags)
+{
+    sendmsg_calls++;
+    return sendmsg(fd, mh, flags);
+}
+
+/* A message of up to 1 KiB leaves in one send of header and payload side
+ * by side (one buffer: less work for the kernel than a sendmsg of two); a
+ * larger one by sendmsg from the caller's buffer, not copied.  Each
+ * arrives whole and exact. */
+static void test_small_message_one_send(void **state)
+{
+    static const struct {
+        size_t size;
+        unsigned sends, sendmsgs;
+    } cases[] = {{0, 1, 0},    {1, 1, 0},    {64, 1, 0},
+                 {1024, 1, 0}, {1025, 0, 1}, {65536, 0, 1}};
+    static uint8_t msg[65536], got[65536];
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 5 + 3);
+    pair(NULL, &s, &c);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        lsec__io.send = counting_send;
+        lsec__io.sendmsg = counting_sendmsg;
+        send_calls = sendmsg_calls = 0;
+        assert_int_equal(lsec_send(c, msg, cases[k].size, 2000), 0);
+        lsec__io_reset();
+        assert_int_equal(send_calls, cases[k].sends);
+        /* 64 KiB may take more than one sendmsg (the socket's buffer). */
+        if (cases[k].sendmsgs == 0)
+            assert_int_equal(sendmsg_calls, 0);
+        else
+            assert_true(sendmsg_calls >= 1);
+        assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 2000), 0);
+        assert_int_equal(len, cases[k].size);
+        assert_memory_equal(got, msg, cases[k].size);
+    }
     lsec_channel_close(s);
     lsec_channel_close(c);
 }
@@ -945,8 +1055,7 @@ static void test_read_ahead_straddling_message(void **state)
         seg[off + 4 + k] = (uint8_t)(k * 3);
     send_all_raw(lsec_channel_fd(c), seg, sizeof(seg));
     wait_readable(lsec_channel_fd(s));
-    lsec__io.recvmsg = counting_recvmsg;
-    recvmsg_calls = 0;
+    count_reads();
     for (unsigned i = 0; i < N; i++) {
         assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
         assert_int_equal(len, M);
@@ -955,11 +1064,11 @@ static void test_read_ahead_straddling_message(void **state)
         assert_int_equal(lsec_channel_pending(s), i + 1 < N ? held : 0);
     }
     assert_non_null(s->rx.ra); /* it holds the start of the last one */
-    assert_int_equal(recvmsg_calls, 1);
+    assert_int_equal(recv_calls + recvmsg_calls, 1);
     assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
     assert_int_equal(len, LAST);
     assert_memory_equal(buf, seg + off + 4, LAST);
-    assert_int_equal(recvmsg_calls, 2);
+    assert_int_equal(recv_calls + recvmsg_calls, 2);
     assert_int_equal(lsec_channel_pending(s), 0);
     assert_null(s->rx.ra);
     lsec__io_reset();
@@ -1076,6 +1185,13 @@ static ssize_t trickle_recvmsg(int fd, struct msghdr *mh, int flags)
     return n;
 }
 
+static ssize_t trickle_recv(int fd, void *buf, size_t len, int flags)
+{
+    struct iovec iov = {buf, len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    return trickle_recvmsg(fd, &m, flags);
+}
+
 static int trickle_poll(struct pollfd *fds, unsigned long n, int timeout)
 {
     if (trickle_budget == 0) {
@@ -1130,6 +1246,7 @@ static void test_trickled_message_linear(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, raw_writer_thread, &w), 0);
 
+    lsec__io.recv = trickle_recv;
     lsec__io.recvmsg = trickle_recvmsg;
     lsec__io.poll = trickle_poll;
     int64_t t0 = lsec__now_ms();
@@ -2402,15 +2519,7 @@ static void test_channel_queued(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
-/* lsec_sendv: many messages per system call                                 */
-
-static unsigned sendmsg_calls;
-
-static ssize_t counting_sendmsg(int fd, const struct msghdr *mh, int flags)
-{
-    sendmsg_calls++;
-    return sendmsg(fd, mh, flags);
-}
+/* lsec_sendv: many messages per system call (counting_sendmsg above)      */
 
 /* Receive n messages sent by run_sendv and check them. */
 static void expect_messages(lsec_channel *s, const lsec_iov *m, size_t n)
@@ -2894,6 +3003,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_many_in_one_segment,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_reads_with_recv, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_small_message_one_send, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_straddling_message,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_cap_too_small, setup,
