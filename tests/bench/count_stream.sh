@@ -32,6 +32,9 @@ for t in $trs; do
         /^#/ || NF < 3 { next }
         { v[$3] = $1 }
         END {
+            # A bench without LOOPSEC_BENCH_COUNT: one send per message.
+            if (m == 0)
+                m = v["syscalls:sys_enter_writev"] + v["syscalls:sys_enter_sendmsg"] + v["syscalls:sys_enter_sendto"] + v["syscalls:sys_enter_write"]
             printf "%-11s %9d msgs |", t, m
             n = split("writev sendmsg sendto write read recvmsg recvfrom poll ppoll", k, " ")
             for (i = 1; i <= n; i++) {
