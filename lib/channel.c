@@ -24,10 +24,6 @@
 
 /* How long lsec_channel_close may spend flushing what lsec_send queued. */
 #define CLOSE_FLUSH_MS 2000
-/* Auth mode: a message up to this size is copied behind its header and
- * leaves in one send (copy and wipe cost less than sendmsg's extra work in
- * the kernel); a larger one goes from the caller's buffer by sendmsg. */
-#define SEND_FLAT_MAX 1024
 
 /* ------------------------------------------------------------------------ */
 /* Public channel calls                                                      */
@@ -122,23 +118,8 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         return rc;
     c->sent_last = true;
 
-    if (c->tls == NULL && len <= SEND_FLAT_MAX) {
-        /* One send of header and payload side by side: one segment under
-         * TCP_NODELAY.  The copy holds plaintext: wiped (tx_all has
-         * queued its own copy of what it could not write). */
-        uint8_t flat[LSEC__FRAME_HDR + SEND_FLAT_MAX];
-        memcpy(flat, hdr, sizeof(hdr));
-        if (len > 0)
-            memcpy(flat + sizeof(hdr), msg, len);
-        struct iovec one = {flat, sizeof(hdr) + len};
-        rc = lsec__chan_tx_all(c, &one, 1, deadline, nowait);
-        lsec__wipe(flat, sizeof(hdr) + len);
-        return rc;
-    }
-    if (c->tls == NULL) {
-        /* One sendmsg carries header and payload: one segment, no copy. */
-        return lsec__chan_tx_all(c, iov2, iovcnt, deadline, nowait);
-    }
+    if (c->tls == NULL) /* header and payload in one system call */
+        return lsec__chan_tx_frame(c, iov2, iovcnt, deadline, nowait);
 
     /* TLS: the first record carries the header and just enough of the
      * payload that the rest is whole records sent straight from the

@@ -53,6 +53,13 @@ int lsec__chan_rx(lsec_channel *c, struct iovec *iov, int iovcnt,
  */
 int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
                       int64_t deadline, bool nowait);
+/*
+ * One auth-mode frame, as lsec__frame_plan_send planned it (header, then
+ * payload), written as lsec__chan_tx_all writes: header and payload in one
+ * system call, a small payload copied behind the header (one buffer).
+ */
+int lsec__chan_tx_frame(lsec_channel *c, struct iovec plan[2], int iovcnt,
+                        int64_t deadline, bool nowait);
 /* Write the queue out.  0 when empty; ETIMEDOUT/EAGAIN leave the rest. */
 int lsec__chan_flush_queue(lsec_channel *c, int64_t deadline, bool nowait);
 /* Queue the bytes of iov behind what is queued and not yet written (the
