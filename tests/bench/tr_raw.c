@@ -18,22 +18,40 @@
  * to 4 KiB, and whole messages are parsed out of that buffer; the socket
  * stays blocking, so a reader that has caught up sleeps inside read() (one
  * system call per wake-up, the least any reader that keeps up can make).
+ *
+ * LOOPSEC_BENCH_RAW_FLIGHTS=auth+checks adds the checks loopsec makes,
+ * with the same system and library calls and nothing else: the client's
+ * getsockname, a fresh nonce (getrandom) on each side, the peer lookup on
+ * each side (one sock_diag request by the 4-tuple on a kept netlink
+ * socket, fstat of it first), geteuid, the client's two key derivations
+ * and three keyed BLAKE2b MACs in all (libsodium crypto_generichash), the
+ * proofs compared in constant time.  The floor with the required checks.
  */
 #include "bench.h"
 
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 struct bsrv {
     int fd;
+    struct sockaddr_in addr; /* as bound */
 };
+
+static bool auth_flights(void);
 
 struct bconn {
     int fd;
@@ -51,6 +69,9 @@ static int raw_srv_open(bsrv **out, char *info, size_t infolen)
         free(s);
         return B_ERR;
     }
+    s->addr.sin_family = AF_INET;
+    s->addr.sin_port = htons((uint16_t)port);
+    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     snprintf(info, infolen, "%d", port);
     *out = s;
     return B_OK;
@@ -70,38 +91,140 @@ static int wrap(int fd, bconn **out)
 
 static int read_exact(int fd, uint8_t *p, size_t len);
 
-/* LOOPSEC_BENCH_RAW_FLIGHTS=auth: model the auth handshake's flights. */
+/* LOOPSEC_BENCH_RAW_FLIGHTS=auth: model the auth handshake's flights;
+ * =auth+checks: and its checks. */
 static bool auth_flights(void)
 {
     const char *v = getenv("LOOPSEC_BENCH_RAW_FLIGHTS");
-    return v != NULL && strcmp(v, "auth") == 0;
+    return v != NULL &&
+           (strcmp(v, "auth") == 0 || strcmp(v, "auth+checks") == 0);
 }
 
-/* The flights of one side: `role` 0 client, 1 server. */
-static int flights(int fd, int role)
+static bool auth_checks(void)
+{
+    const char *v = getenv("LOOPSEC_BENCH_RAW_FLIGHTS");
+    return v != NULL && strcmp(v, "auth+checks") == 0;
+}
+
+/* The peer lookup: the peer's socket by its 4-tuple (its source is our
+ * remote end), on one kept sock_diag socket whose identity is checked
+ * before each use.  The peer's uid, or -1. */
+static int64_t peer_uid(const struct sockaddr_in *local,
+                        const struct sockaddr_in *remote)
+{
+    static int nl = -1;
+    struct stat st;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    union {
+        struct nlmsghdr nlh;
+        uint8_t bytes[1024];
+    } reply;
+
+    if (nl < 0)
+        nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0 || fstat(nl, &st) != 0)
+        return -1;
+    memset(&msg, 0, sizeof(msg));
+    msg.nlh.nlmsg_len = sizeof(msg);
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = AF_INET;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0u;
+    msg.req.id.idiag_sport = remote->sin_port;
+    msg.req.id.idiag_dport = local->sin_port;
+    memcpy(msg.req.id.idiag_src, &remote->sin_addr, 4);
+    memcpy(msg.req.id.idiag_dst, &local->sin_addr, 4);
+    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (send(nl, &msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
+        return -1;
+    ssize_t n = recv(nl, reply.bytes, sizeof(reply.bytes), MSG_DONTWAIT);
+    if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) ||
+        reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
+        return -1;
+    const struct inet_diag_msg *d = NLMSG_DATA(&reply.nlh);
+    return d->id.idiag_sport == remote->sin_port &&
+                   d->id.idiag_dport == local->sin_port
+               ? (int64_t)d->idiag_uid
+               : -1;
+}
+
+/* The checks' work on one side around its flights: `stage` 0 before its
+ * first read (the endpoints, a nonce, the peer lookup, the euid; the
+ * client's key derivations), 1 a proof made, 2 a proof checked.  `local`
+ * and `remote`: this side's view (the client's local end comes from
+ * getsockname). */
+static int checks(int fd, int role, int stage, struct sockaddr_in *local,
+                  const struct sockaddr_in *remote)
+{
+    static const uint8_t secret[32] = {1};
+    uint8_t k[2][32], nonce[32], mac[32], in[170] = {0};
+    socklen_t sl = sizeof(*local);
+
+    if (stage == 0) {
+        if (role == 0 && getsockname(fd, (struct sockaddr *)local, &sl) != 0)
+            return b_fail("getsockname: %s", strerror(errno));
+        if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+            return b_fail("getrandom");
+        if (peer_uid(local, remote) != (int64_t)geteuid())
+            return b_fail("raw flights: peer lookup failed");
+        if (role == 0) /* the listener derives its keys once */
+            for (int i = 0; i < 2; i++)
+                crypto_generichash(k[i], 32, (const uint8_t *)"label", 5,
+                                   secret, sizeof(secret));
+        sodium_memzero(k, sizeof(k));
+        return B_OK;
+    }
+    crypto_generichash(mac, 32, in, stage == 1 ? 138 : 170, secret, 32);
+    if (stage == 2 && sodium_memcmp(mac, in, 32) == 0)
+        return b_fail("raw flights: impossible proof");
+    return B_OK;
+}
+
+/* The flights of one side: `role` 0 client, 1 server; `local` and `peer`
+ * its view of the two ends (auth+checks). */
+static int flights(int fd, int role, struct sockaddr_in *local,
+                   const struct sockaddr_in *peer)
 {
     static const size_t size[3] = {40, 72, 32};
+    bool chk = auth_checks();
     uint8_t buf[72];
 
     memset(buf, 0x5a, sizeof(buf));
+    /* Each side looks the other up before its first flight, as loopsec
+     * does: the client before its hello, the listener before it reads. */
+    if (chk && checks(fd, role, 0, local, peer) != B_OK)
+        return B_ERR;
     for (int k = 0; k < 3; k++) {
-        int rc = (k % 2 == role) ? b_write_all(fd, buf, size[k])
-                                 : read_exact(fd, buf, size[k]);
+        bool mine = k % 2 == role;
+        /* A proof is made before its flight, checked after it. */
+        if (chk && mine && k > 0 && checks(fd, role, 1, local, peer) != B_OK)
+            return B_ERR;
+        int rc =
+            mine ? b_write_all(fd, buf, size[k]) : read_exact(fd, buf, size[k]);
         if (rc != B_OK)
             return b_fail("raw flights: %d", rc);
+        if (chk && !mine && k > 0 && checks(fd, role, 2, local, peer) != B_OK)
+            return B_ERR;
     }
     return B_OK;
 }
 
 static int raw_srv_accept(bsrv *s, int timeout_ms, bconn **out)
 {
+    struct sockaddr_in peer;
+    socklen_t pl = sizeof(peer);
     if (b_wait(s->fd, POLLIN, timeout_ms) != B_OK)
         return b_fail("raw accept: timed out");
-    int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+    int fd = accept4(s->fd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
     if (fd < 0)
         return b_fail("accept: %s", strerror(errno));
     b_nodelay(fd);
-    if (auth_flights() && flights(fd, 1) != B_OK) {
+    if (auth_flights() && flights(fd, 1, &s->addr, &peer) != B_OK) {
         close(fd);
         return B_ERR;
     }
@@ -121,7 +244,12 @@ static int raw_connect(const char *info, bconn **out)
     int fd = b_tcp_connect(atoi(info));
     if (fd < 0)
         return B_ERR;
-    if (auth_flights() && flights(fd, 0) != B_OK) {
+    struct sockaddr_in listener, local;
+    memset(&listener, 0, sizeof(listener));
+    listener.sin_family = AF_INET;
+    listener.sin_port = htons((uint16_t)atoi(info));
+    listener.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (auth_flights() && flights(fd, 0, &local, &listener) != B_OK) {
         close(fd);
         return B_ERR;
     }
