@@ -35,6 +35,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -170,7 +171,15 @@ static int checks(int fd, int role, int stage, struct sockaddr_in *local,
             return b_fail("getsockname: %s", strerror(errno));
         if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
             return b_fail("getrandom");
-        if (peer_uid(local, remote) != (int64_t)geteuid())
+        /* The peer's end can still be a request socket for a moment (its
+         * kernel has not processed our ACK yet: softirq work deferred), as
+         * loopsec's lookup also finds and waits out. */
+        int64_t uid = peer_uid(local, remote);
+        for (int t = 0; uid != (int64_t)geteuid() && t < 1000; t++) {
+            (void)sched_yield();
+            uid = peer_uid(local, remote);
+        }
+        if (uid != (int64_t)geteuid())
             return b_fail("raw flights: peer lookup failed");
         if (role == 0) /* the listener derives its keys once */
             for (int i = 0; i < 2; i++)
