@@ -78,10 +78,11 @@ bool cli_fd_is_socket(int fd)
  * out-of-order segments with bbr, 291-298 with reno, and 1.07-1.20x the
  * throughput; scripts/bench.sh --cli, serve/forward auth 1.13x the
  * unchanged build in the same run (docs/BENCHMARKS.md, "guard").  reno is
- * built into every kernel and always allowed to unprivileged processes;
+ * built into every kernel and allowed to unprivileged processes unless an
+ * administrator removed it from net.ipv4.tcp_allowed_congestion_control;
  * cubic, Linux's usual default, does not pace either, but an unprivileged
- * process may choose only the default and what
- * net.ipv4.tcp_allowed_congestion_control lists (here: reno and bbr).
+ * process may choose only the default and what that list names (here:
+ * reno and bbr).
  */
 void cli_tcp_loopback(int fd)
 {
