@@ -119,6 +119,10 @@ typedef struct cli_pump {
 
 int64_t cli_now_ms(void);
 bool cli_fd_is_socket(int fd);
+/* A TCP socket of ours on loopback (a channel, serve's backend
+ * connection) sends with "reno": no pacing.  Best effort: anything else
+ * (not TCP, refused) is left as it is. */
+void cli_tcp_loopback(int fd);
 /* Set a socket to close with a reset (a failure is never a clean end). */
 void cli_abort_fd(int fd);
 /* Close a channel with a reset, at once: no flush, no clean end. */

@@ -194,6 +194,7 @@ static int start_backend(struct serve *s, struct conn *c)
     if (s->to.ss_family != AF_UNIX) {
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        cli_tcp_loopback(fd);
     }
     if (connect(fd, (struct sockaddr *)&s->to, s->tolen) != 0 &&
         errno != EINPROGRESS) {

@@ -7,8 +7,9 @@ set -eu
 need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 openssl binutils python3-venv groff-base man-db"
 # The CLI tests run loopsec in front of real programs (tests/cli/): a web
 # server and client, an interactive calculator, a database; util-linux's
-# setpriv reads /proc as another uid.
-need="$need curl bc redis-server redis-tools util-linux"
+# setpriv reads /proc as another uid; iproute2's ss shows the congestion
+# control of serve's and forward's sockets.
+need="$need curl bc redis-server redis-tools util-linux iproute2"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

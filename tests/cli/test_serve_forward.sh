@@ -17,7 +17,7 @@
 set -u
 cli=$1
 . "$(dirname "$0")/lib.sh"
-for p in curl python3 bc redis-server redis-cli; do
+for p in curl python3 bc redis-server redis-cli ss; do
     command -v "$p" >/dev/null || { echo "FAIL: $p is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
 mkdir -m 700 "$tmp/s"
@@ -96,6 +96,32 @@ print("threads=%d children=%d answered=%s after=%d" % (
 PY
 )
 [ "$fw" = "threads=4 children=0 answered=True after=1" ] && ok || bad "forward's workers: $fw"
+
+# loopsec's own TCP sockets (the channel on both sides, serve's connection
+# to the backend) send with reno, whatever the system's default: bbr, for
+# one, paces segments through a timer, which on loopback only holds them
+# back (docs/BENCHMARKS.md, "guard").  ss shows each socket's algorithm; one
+# local connection held open gives serve two sockets and forward one.
+python3 - "$tmp/s/web" <<'PY' &
+import socket, sys, time
+h = socket.socket(socket.AF_UNIX)
+h.connect(sys.argv[1])
+time.sleep(5)
+PY
+hold=$!
+pids+=($hold)
+ccs=""
+for _ in $(seq 1 100); do
+    ccs=$(ss -tinpH state established 2>/dev/null | awk -v s="pid=$spid," -v f="pid=$fpid," '
+        /^[^ \t]/ { who = index($0, s) ? "serve" : index($0, f) ? "forward" : ""; next }
+        who != "" { print who ":" $1; who = "" }' | sort | tr '\n' ' ')
+    [ "$(printf '%s' "$ccs" | wc -w)" = 3 ] && break
+    sleep 0.05
+done
+[ "$ccs" = "forward:reno serve:reno serve:reno " ] && ok ||
+    bad "congestion control of serve's and forward's sockets: '$ccs' (system default: $(cat /proc/sys/net/ipv4/tcp_congestion_control))"
+kill "$hold" 2>/dev/null
+wait "$hold" 2>/dev/null
 
 # printf request | loopsec connect prints the whole reply.
 reply=$(printf 'GET /index.html HTTP/1.0\r\n\r\n' | timeout 10 "$cli" connect --ticket-file "$tmp/web.ticket")
