@@ -375,26 +375,38 @@ static int raw_recv(bconn *c, void *buf, size_t cap, size_t *len)
     return B_OK;
 }
 
-/* The read-ahead reader (raw-ra): whole messages out of the buffer, one
- * blocking read into it when it holds none. */
-static int raw_ra_recv(bconn *c, void *buf, size_t cap, size_t *len)
+/* Whole messages out of the read-ahead buffer; when it holds none, one
+ * read into it: a blocking read() (the raw-ra reader: the least a reader
+ * that keeps up can make) or, `wait` false, a recv() that does not wait
+ * (the event loop's). */
+static int rbuf_recv(bconn *c, void *buf, size_t cap, size_t *len, bool wait)
 {
     for (;;) {
         int rc = b_rbuf_take(c->rb, buf, cap, len);
         if (rc != B_AGAIN)
             return rc;
         b_rbuf_compact(c->rb);
-        ssize_t n = read(c->fd, c->rb->buf + c->rb->len,
-                         sizeof(c->rb->buf) - c->rb->len);
+        uint8_t *room = c->rb->buf + c->rb->len;
+        size_t free_len = sizeof(c->rb->buf) - c->rb->len;
+        ssize_t n = wait ? read(c->fd, room, free_len)
+                         : recv(c->fd, room, free_len, MSG_DONTWAIT);
         if (n > 0) {
             c->rb->len += (size_t)n;
             continue;
         }
         if (n == 0)
             return c->rb->len == 0 ? B_EOF : b_fail("raw: truncated");
-        if (errno != EINTR)
-            return b_fail("read: %s", strerror(errno));
+        if (errno == EINTR)
+            continue;
+        if (!wait && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return B_AGAIN;
+        return b_fail("read: %s", strerror(errno));
     }
+}
+
+static int raw_ra_recv(bconn *c, void *buf, size_t cap, size_t *len)
+{
+    return rbuf_recv(c, buf, cap, len, true);
 }
 
 static int with_rbuf(int rc, bconn **out)
@@ -422,25 +434,7 @@ static int raw_ra_connect(const char *info, bconn **out)
 
 static int raw_try_recv(bconn *c, void *buf, size_t cap, size_t *len)
 {
-    for (;;) {
-        int rc = b_rbuf_take(c->rb, buf, cap, len);
-        if (rc != B_AGAIN)
-            return rc;
-        b_rbuf_compact(c->rb);
-        ssize_t n = recv(c->fd, c->rb->buf + c->rb->len,
-                         sizeof(c->rb->buf) - c->rb->len, MSG_DONTWAIT);
-        if (n > 0) {
-            c->rb->len += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return c->rb->len == 0 ? B_EOF : b_fail("raw: truncated");
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return B_AGAIN;
-        return b_fail("recv: %s", strerror(errno));
-    }
+    return rbuf_recv(c, buf, cap, len, false);
 }
 
 static int raw_set_nonblock(bconn *c)
