@@ -26,9 +26,11 @@
  * its peer up before its first TLS byte (b_peer_check: fstat and one
  * sock_diag request on a kept netlink socket, geteuid), the server with
  * the listener's address as its local end; both sockets are non-blocking
- * and every wait has a deadline, waiting as loopsec's shell does: a read
- * just after our own flight polls first (its answer cannot be there yet),
- * any other read is tried first and polls only if it would block.
+ * and every wait of the handshake has its deadline, waiting as loopsec's
+ * shell does: a read just after our own flight polls first (its answer
+ * cannot be there yet), any other read is tried first and polls only if it
+ * would block.  After the handshake the same waits have no deadline (the
+ * bench's lsec_recv passes timeout -1); event-loop mode has none of them.
  */
 #include "bench.h"
 
@@ -64,7 +66,7 @@ struct bconn {
     SSL *ssl;
     bool server;
     bool wrote;        /* checks: our flight went last, poll before a read */
-    uint64_t deadline; /* checks: of the handshake, b_now_ns() */
+    uint64_t deadline; /* checks: of the handshake, b_now_ns(); 0 after */
     uint8_t psk[PSK_BYTES];
     b_rbuf *rb; /* event-loop mode only */
 };
@@ -162,10 +164,13 @@ static bool with_checks(void)
     return v != NULL && strcmp(v, "1") == 0;
 }
 
-/* Milliseconds left until c's deadline (at least 0). */
+/* Milliseconds left until c's deadline (at least 0); -1 without one (after
+ * the handshake, as the bench's lsec_recv with timeout -1). */
 static int remaining_ms(const bconn *c)
 {
     uint64_t now = b_now_ns();
+    if (c->deadline == 0)
+        return -1;
     return now >= c->deadline ? 0 : (int)((c->deadline - now) / 1000000);
 }
 
@@ -254,6 +259,7 @@ static int conn_new(int fd, SSL_CTX *ctx, bool server, const uint8_t *psk,
         conn_free(c);
         return B_ERR;
     }
+    c->deadline = 0;
     *out = c;
     return B_OK;
 }
@@ -510,6 +516,9 @@ static int ossl_set_nonblock(bconn *c)
 {
     if (c->rb == NULL && (c->rb = calloc(1, sizeof(*c->rb))) == NULL)
         return b_fail("out of memory");
+    /* Event-loop mode reads when the loop says so: no waits of the checks'
+     * kind. */
+    BIO_set_callback_ex(SSL_get_rbio(c->ssl), NULL);
     return b_nonblock(c->fd);
 }
 
