@@ -55,6 +55,8 @@ int lsec__tls_new(lsec__tls_ctx *ctx, int fd,
     t->role = lsec__tls_ctx_role(ctx);
     t->fd = fd;
     memcpy(t->identity, identity, idlen + 1);
+    t->out.fixed = t->out_fixed;
+    t->out.fixed_cap = sizeof(t->out_fixed);
     t->identity_len = idlen;
     /* Only the derived PSK is kept, never the secret itself. */
     lsec__tls_psk(t->psk, secret);

@@ -126,6 +126,11 @@ uint8_t *lsec__tlsbuf_room(lsec__tlsbuf *b, size_t cap, size_t *room)
         b->len = used;
         b->off = 0;
     }
+    if (b->cap < cap && b->b == NULL && cap <= b->fixed_cap) {
+        b->b = b->fixed;
+        b->cap = b->fixed_cap;
+        b->off = b->len = 0;
+    }
     if (b->cap < cap) {
         /* Ciphertext and public handshake bytes only: no secret to wipe
          * from the old block. */
@@ -136,7 +141,8 @@ uint8_t *lsec__tlsbuf_room(lsec__tlsbuf *b, size_t cap, size_t *room)
         }
         if (used > 0)
             memcpy(nb, b->b + b->off, used);
-        free(b->b);
+        if (b->b != b->fixed)
+            free(b->b);
         b->b = nb;
         b->cap = cap;
         b->off = 0;
@@ -150,7 +156,8 @@ void lsec__tlsbuf_trim(lsec__tlsbuf *b)
 {
     if (b->off < b->len)
         return;
-    free(b->b); /* records: nothing secret in them */
+    if (b->b != b->fixed)
+        free(b->b); /* records: nothing secret in them */
     b->b = NULL;
     b->cap = b->off = b->len = 0;
 }

@@ -24,10 +24,18 @@ struct ssl_st;
         0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70                                 \
     }
 
-/* Bytes b[off, len) are waiting; cap is the allocation (0: none). */
+/* The connection's own storage for `out`: the records of a small write
+ * (a 64-byte message is one 90-byte record) need no allocation of their
+ * own, so a stream of small messages makes no malloc/free per write. */
+#define LSEC__TLS_OUT_FIXED 256
+
+/* Bytes b[off, len) are waiting; cap is the room at b (0: none).  b is
+ * `fixed` (storage of the connection, never freed) or an allocation. */
 typedef struct lsec__tlsbuf {
     uint8_t *b;
     size_t cap, off, len;
+    uint8_t *fixed; /* NULL, or fixed_cap bytes used while they suffice */
+    size_t fixed_cap;
 } lsec__tlsbuf;
 
 struct lsec__tls {
@@ -55,12 +63,14 @@ struct lsec__tls {
     bool done;        /* handshake complete and checked */
     int fatal;        /* sticky failure code, 0 while usable */
     const char *fatal_detail;
+    uint8_t out_fixed[LSEC__TLS_OUT_FIXED]; /* out.fixed: ciphertext only */
 };
 
 /* Room for at least one byte at the end of `b`, growing or compacting it to
  * `cap` bytes; NULL (room 0) when out of memory. */
 uint8_t *lsec__tlsbuf_room(lsec__tlsbuf *b, size_t cap, size_t *room);
-/* Free the allocation once nothing waits in it (idle channels hold none). */
+/* Free the allocation once nothing waits in it (idle channels hold none;
+ * the fixed storage is only let go). */
 void lsec__tlsbuf_trim(lsec__tlsbuf *b);
 
 /* One step of the handshake over what `in` holds: 0 done and checked,

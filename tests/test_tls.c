@@ -1261,6 +1261,70 @@ static void test_one_send_per_write(void **state)
     pair_close(&p);
 }
 
+/* Where the last send took its bytes from. */
+static const void *sent_from;
+
+static ssize_t where_send(int fd, const void *buf, size_t len, int flags)
+{
+    sent_from = buf;
+    send_count++;
+    return send(fd, buf, len, flags);
+}
+
+static bool inside(const void *p, const void *base, size_t size)
+{
+    return (uintptr_t)p >= (uintptr_t)base &&
+           (uintptr_t)p < (uintptr_t)base + size;
+}
+
+/* The record of a small write goes out from the connection's own storage
+ * (no allocation per write: before, each 64-byte message allocated and
+ * freed `out`); a larger one from an allocation; a small one that waits
+ * stays there until its retry; an idle connection holds no block in
+ * either case. */
+static void test_small_write_in_own_storage(void **state)
+{
+    static uint8_t msg[4096], got[3 * 4096];
+    struct pair p;
+    size_t n;
+
+    (void)state;
+    randombytes_buf(msg, sizeof(msg));
+    pair_connected(&p);
+    send_count = 0;
+    lsec__io.send = where_send;
+    assert_int_equal(lsec__tls_write(p.c, msg, 64, &n), 0);
+    assert_int_equal(n, 64);
+    assert_int_equal(send_count, 1);
+    assert_true(inside(sent_from, p.c, sizeof(*p.c)));
+    assert_int_equal(p.c->out.cap, 0);
+    assert_int_equal(lsec__tls_write(p.c, msg, 1024, &n), 0);
+    assert_int_equal(n, 1024);
+    assert_int_equal(send_count, 2);
+    assert_false(inside(sent_from, p.c, sizeof(*p.c)));
+    assert_int_equal(p.c->out.cap, 0);
+    /* A small write that waits: its record stays in the fixed storage,
+     * the retry sends it; then a write larger than the storage. */
+    lsec__io.send = full_send;
+    assert_int_equal(lsec__tls_write(p.c, msg, 64, &n), LSEC__WANT_WRITE);
+    assert_int_equal(n, 0);
+    assert_true(inside(p.c->out.b, p.c, sizeof(*p.c)));
+    lsec__io.send = where_send;
+    assert_int_equal(lsec__tls_write(p.c, msg, 64, &n), 0);
+    assert_int_equal(n, 64);
+    assert_true(inside(sent_from, p.c, sizeof(*p.c)));
+    assert_int_equal(lsec__tls_write(p.c, msg + 64, 4096 - 64, &n), 0);
+    assert_int_equal(n, 4096 - 64);
+    assert_int_equal(p.c->out.cap, 0);
+    lsec__io_reset();
+    assert_int_equal(read_all(p.s, p.sfd, got, 64 + 1024 + 4096), 0);
+    assert_memory_equal(got, msg, 64);
+    assert_memory_equal(got + 64, msg, 1024);
+    assert_memory_equal(got + 64 + 1024, msg, 4096);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
 /* A server handshake that waits for the client's Finished holds no
  * buffer of the shell's (docs/SECURITY.md "Pre-authentication memory"). */
 static void test_pending_handshake_holds_no_buffer(void **state)
@@ -1558,6 +1622,7 @@ int main(void)
         cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
         cmocka_unit_test(test_bad_record_read_ahead),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
+        cmocka_unit_test_teardown(test_small_write_in_own_storage, io_reset),
         cmocka_unit_test(test_pending_handshake_holds_no_buffer),
         cmocka_unit_test_teardown(test_close_notify_full_window, io_reset),
         cmocka_unit_test_teardown(test_close_notify_after_waiting_write,

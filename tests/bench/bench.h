@@ -102,6 +102,14 @@ int b_tcp_connect(int port);
 /* Wait for `events` on fd, up to timeout_ms; 0 ready, B_ERR otherwise. */
 int b_wait(int fd, short events, int timeout_ms);
 
+/* The checks' peer lookup (peer_diag.c): the process at the other end of
+ * the loopback connection local -> remote (this side's view) runs as our
+ * euid.  One sock_diag request on a kept netlink socket (fstat first),
+ * repeated while the peer's end is still a request socket; B_OK or B_ERR. */
+struct sockaddr_in;
+int b_peer_check(const struct sockaddr_in *local,
+                 const struct sockaddr_in *remote);
+
 /* A framed receive buffer for event loops (raw and openssl try_recv):
  * bytes are read in bulk into `buf` and whole messages parsed out of it. */
 typedef struct b_rbuf {

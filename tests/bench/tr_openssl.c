@@ -17,10 +17,26 @@
  * of the socket takes as many records as fit OpenSSL's record buffer, as
  * loopsec's TLS reader takes what the socket holds; the socket stays
  * blocking, so a reader that has caught up sleeps inside read().
+ *
+ * LOOPSEC_BENCH_OPENSSL_CHECKS=1 makes the OpenSSL anchors the
+ * floor of the TLS handshake with loopsec's required checks, made with the
+ * same calls and nothing else: the client connects a non-blocking socket
+ * (getsockopt TCP_INFO for the state, poll only if the connection is not
+ * yet established) and reads its local end (getsockname); each side looks
+ * its peer up before its first TLS byte (b_peer_check: fstat and one
+ * sock_diag request on a kept netlink socket, geteuid), the server with
+ * the listener's address as its local end; both sockets are non-blocking
+ * and every wait of the handshake has its deadline, waiting as loopsec's
+ * shell does: a read just after our own flight polls first (its answer
+ * cannot be there yet), any other read is tried first and polls only if it
+ * would block.  After the handshake the same waits have no deadline (the
+ * bench's lsec_recv passes timeout -1); event-loop mode has none of them.
  */
 #include "bench.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +56,7 @@
 
 struct bsrv {
     int fd;
+    struct sockaddr_in addr; /* as bound (the checks' local end) */
     SSL_CTX *ctx;
     uint8_t psk[PSK_BYTES];
 };
@@ -48,6 +65,8 @@ struct bconn {
     int fd;
     SSL *ssl;
     bool server;
+    bool wrote;        /* checks: our flight went last, poll before a read */
+    uint64_t deadline; /* checks: of the handshake, b_now_ns(); 0 after */
     uint8_t psk[PSK_BYTES];
     b_rbuf *rb; /* event-loop mode only */
 };
@@ -136,6 +155,42 @@ static int hexval(int ch)
     return -1;
 }
 
+/* The handshake's deadline, as lsec_connect's timeout (tr_loopsec.c). */
+#define CHECKS_TIMEOUT_MS 10000
+
+static bool with_checks(void)
+{
+    const char *v = getenv("LOOPSEC_BENCH_OPENSSL_CHECKS");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+/* Milliseconds left until c's deadline (at least 0); -1 without one (after
+ * the handshake, as the bench's lsec_recv with timeout -1). */
+static int remaining_ms(const bconn *c)
+{
+    uint64_t now = b_now_ns();
+    if (c->deadline == 0)
+        return -1;
+    return now >= c->deadline ? 0 : (int)((c->deadline - now) / 1000000);
+}
+
+/* The checks' wait (a BIO callback on the socket BIO): before a read that
+ * follows our own write, poll for the answer with the deadline. */
+static long checks_bio_cb(BIO *b, int oper, const char *argp, size_t len,
+                          int argi, long argl, int ret, size_t *processed)
+{
+    bconn *c = (bconn *)BIO_get_callback_arg(b);
+    (void)argp, (void)len, (void)argi, (void)argl, (void)processed;
+    if (oper == BIO_CB_WRITE)
+        c->wrote = true;
+    else if (oper == BIO_CB_READ && c->wrote) {
+        c->wrote = false;
+        if (b_wait(c->fd, POLLIN, remaining_ms(c)) != B_OK)
+            return -1;
+    }
+    return ret;
+}
+
 /* Wait as OpenSSL asks after a non-fatal failure; B_ERR otherwise. */
 static int ssl_wait(bconn *c, int r, const char *what)
 {
@@ -191,10 +246,20 @@ static int conn_new(int fd, SSL_CTX *ctx, bool server, const uint8_t *psk,
         return b_fail("SSL_new failed");
     }
     SSL_set_app_data(c->ssl, c);
+    if (with_checks()) {
+        /* The socket BIO reads and writes the non-blocking socket; the
+         * server waits for the ClientHello, the client sends first. */
+        BIO *b = SSL_get_rbio(c->ssl);
+        c->wrote = server;
+        c->deadline = b_now_ns() + (uint64_t)CHECKS_TIMEOUT_MS * 1000000;
+        BIO_set_callback_arg(b, (char *)c);
+        BIO_set_callback_ex(b, checks_bio_cb);
+    }
     if (handshake(c) != B_OK) {
         conn_free(c);
         return B_ERR;
     }
+    c->deadline = 0;
     *out = c;
     return B_OK;
 }
@@ -217,6 +282,9 @@ static int srv_open(bool read_ahead, bsrv **out, char *info, size_t infolen)
         free(s);
         return B_ERR;
     }
+    s->addr.sin_family = AF_INET;
+    s->addr.sin_port = htons((uint16_t)port);
+    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int off = snprintf(info, infolen, "%d ", port);
     for (size_t i = 0; i < PSK_BYTES && (size_t)off + 2 < infolen; i++)
         off += snprintf(info + off, infolen - (size_t)off, "%02x", s->psk[i]);
@@ -238,10 +306,19 @@ static int ossl_srv_accept(bsrv *s, int timeout_ms, bconn **out)
 {
     if (b_wait(s->fd, POLLIN, timeout_ms) != B_OK)
         return b_fail("openssl accept: timed out");
-    int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+    struct sockaddr_in peer;
+    socklen_t pl = sizeof(peer);
+    bool chk = with_checks();
+    int fd = chk ? accept4(s->fd, (struct sockaddr *)&peer, &pl,
+                           SOCK_CLOEXEC | SOCK_NONBLOCK)
+                 : accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return b_fail("accept: %s", strerror(errno));
     b_nodelay(fd);
+    if (chk && b_peer_check(&s->addr, &peer) != B_OK) {
+        close(fd);
+        return b_fail("openssl checks: peer lookup failed");
+    }
     return conn_new(fd, s->ctx, true, s->psk, out);
 }
 
@@ -253,6 +330,48 @@ static void ossl_srv_close(bsrv *s)
     SSL_CTX_free(s->ctx);
     OPENSSL_cleanse(s->psk, sizeof(s->psk));
     free(s);
+}
+
+/* The checks' connect: a non-blocking socket, the connection's state from
+ * TCP_INFO (on loopback it is established at once), the local end, the
+ * peer lookup; the socket, or B_ERR. */
+static int checks_connect(int port)
+{
+    struct sockaddr_in sa, local;
+    struct tcp_info ti;
+    socklen_t sl = sizeof(local), tl = sizeof(ti);
+    int err = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return b_fail("socket: %s", strerror(errno));
+    b_nodelay(fd);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
+    sa.sin_port = htons((uint16_t)port);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+        errno != EINPROGRESS)
+        err = errno;
+    else if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0)
+        err = errno;
+    else if (ti.tcpi_state != TCP_ESTABLISHED) {
+        socklen_t el = sizeof(err);
+        if (b_wait(fd, POLLOUT, CHECKS_TIMEOUT_MS) != B_OK)
+            err = ETIMEDOUT;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+            err = errno;
+    }
+    if (err == 0 && getsockname(fd, (struct sockaddr *)&local, &sl) != 0)
+        err = errno;
+    if (err != 0) {
+        close(fd);
+        return b_fail("openssl checks: connect: %s", strerror(err));
+    }
+    if (b_peer_check(&local, &sa) != B_OK) {
+        close(fd);
+        return b_fail("openssl checks: peer lookup failed");
+    }
+    return fd;
 }
 
 static int do_connect(bool read_ahead, const char *info, bconn **out)
@@ -271,9 +390,12 @@ static int do_connect(bool read_ahead, const char *info, bconn **out)
     SSL_CTX *ctx = read_ahead ? client_ctx_ra : client_ctx;
     if (ctx == NULL)
         return b_fail("cannot set up the OpenSSL client context");
-    int fd = b_tcp_connect(atoi(info));
-    if (fd < 0)
+    int fd =
+        with_checks() ? checks_connect(atoi(info)) : b_tcp_connect(atoi(info));
+    if (fd < 0) {
+        OPENSSL_cleanse(psk, sizeof(psk));
         return B_ERR;
+    }
     int rc = conn_new(fd, ctx, false, psk, out);
     OPENSSL_cleanse(psk, sizeof(psk));
     return rc;
@@ -394,6 +516,9 @@ static int ossl_set_nonblock(bconn *c)
 {
     if (c->rb == NULL && (c->rb = calloc(1, sizeof(*c->rb))) == NULL)
         return b_fail("out of memory");
+    /* Event-loop mode reads when the loop says so: no waits of the checks'
+     * kind. */
+    BIO_set_callback_ex(SSL_get_rbio(c->ssl), NULL);
     return b_nonblock(c->fd);
 }
 

@@ -30,12 +30,8 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,7 +39,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -107,53 +102,6 @@ static bool auth_checks(void)
     return v != NULL && strcmp(v, "auth+checks") == 0;
 }
 
-/* The peer lookup: the peer's socket by its 4-tuple (its source is our
- * remote end), on one kept sock_diag socket whose identity is checked
- * before each use.  The peer's uid, or -1. */
-static int64_t peer_uid(const struct sockaddr_in *local,
-                        const struct sockaddr_in *remote)
-{
-    static int nl = -1;
-    struct stat st;
-    struct {
-        struct nlmsghdr nlh;
-        struct inet_diag_req_v2 req;
-    } msg;
-    union {
-        struct nlmsghdr nlh;
-        uint8_t bytes[1024];
-    } reply;
-
-    if (nl < 0)
-        nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0 || fstat(nl, &st) != 0)
-        return -1;
-    memset(&msg, 0, sizeof(msg));
-    msg.nlh.nlmsg_len = sizeof(msg);
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-    msg.req.sdiag_family = AF_INET;
-    msg.req.sdiag_protocol = IPPROTO_TCP;
-    msg.req.idiag_states = ~0u;
-    msg.req.id.idiag_sport = remote->sin_port;
-    msg.req.id.idiag_dport = local->sin_port;
-    memcpy(msg.req.id.idiag_src, &remote->sin_addr, 4);
-    memcpy(msg.req.id.idiag_dst, &local->sin_addr, 4);
-    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-    if (send(nl, &msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
-        return -1;
-    ssize_t n = recv(nl, reply.bytes, sizeof(reply.bytes), MSG_DONTWAIT);
-    if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) ||
-        reply.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
-        return -1;
-    const struct inet_diag_msg *d = NLMSG_DATA(&reply.nlh);
-    return d->id.idiag_sport == remote->sin_port &&
-                   d->id.idiag_dport == local->sin_port
-               ? (int64_t)d->idiag_uid
-               : -1;
-}
-
 /* The checks' work on one side around its flights: `stage` 0 before its
  * first read (the endpoints, a nonce, the peer lookup, the euid; the
  * client's key derivations), 1 a proof made, 2 a proof checked.  `local`
@@ -171,15 +119,7 @@ static int checks(int fd, int role, int stage, struct sockaddr_in *local,
             return b_fail("getsockname: %s", strerror(errno));
         if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
             return b_fail("getrandom");
-        /* The peer's end can still be a request socket for a moment (its
-         * kernel has not processed our ACK yet: softirq work deferred), as
-         * loopsec's lookup also finds and waits out. */
-        int64_t uid = peer_uid(local, remote);
-        for (int t = 0; uid != (int64_t)geteuid() && t < 1000; t++) {
-            (void)sched_yield();
-            uid = peer_uid(local, remote);
-        }
-        if (uid != (int64_t)geteuid())
+        if (b_peer_check(local, remote) != B_OK)
             return b_fail("raw flights: peer lookup failed");
         if (role == 0) /* the listener derives its keys once */
             for (int i = 0; i < 2; i++)
