@@ -95,6 +95,9 @@ int b_read_all(int fd, void *buf, size_t len, int timeout_ms);
 /* Set O_NONBLOCK; TCP_NODELAY. */
 int b_nonblock(int fd);
 void b_nodelay(int fd);
+/* 127.0.0.1:port (the only address the benchmark binds or dials). */
+struct sockaddr_in;
+void b_loopback(struct sockaddr_in *sa, int port);
 /* A TCP socket listening on 127.0.0.1:0; its port in *port. */
 int b_tcp_listen(int backlog, int *port);
 /* A TCP connection to 127.0.0.1:port (blocking), TCP_NODELAY set. */

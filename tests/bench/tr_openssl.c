@@ -282,9 +282,7 @@ static int srv_open(bool read_ahead, bsrv **out, char *info, size_t infolen)
         free(s);
         return B_ERR;
     }
-    s->addr.sin_family = AF_INET;
-    s->addr.sin_port = htons((uint16_t)port);
-    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    b_loopback(&s->addr, port);
     int off = snprintf(info, infolen, "%d ", port);
     for (size_t i = 0; i < PSK_BYTES && (size_t)off + 2 < infolen; i++)
         off += snprintf(info + off, infolen - (size_t)off, "%02x", s->psk[i]);
@@ -345,10 +343,7 @@ static int checks_connect(int port)
     if (fd < 0)
         return b_fail("socket: %s", strerror(errno));
     b_nodelay(fd);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
-    sa.sin_port = htons((uint16_t)port);
+    b_loopback(&sa, port);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
         errno != EINPROGRESS)
         err = errno;

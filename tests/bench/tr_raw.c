@@ -65,9 +65,7 @@ static int raw_srv_open(bsrv **out, char *info, size_t infolen)
         free(s);
         return B_ERR;
     }
-    s->addr.sin_family = AF_INET;
-    s->addr.sin_port = htons((uint16_t)port);
-    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    b_loopback(&s->addr, port);
     snprintf(info, infolen, "%d", port);
     *out = s;
     return B_OK;
@@ -194,10 +192,7 @@ static int raw_connect(const char *info, bconn **out)
     if (fd < 0)
         return B_ERR;
     struct sockaddr_in listener, local;
-    memset(&listener, 0, sizeof(listener));
-    listener.sin_family = AF_INET;
-    listener.sin_port = htons((uint16_t)atoi(info));
-    listener.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    b_loopback(&listener, atoi(info));
     if (auth_flights() && flights(fd, 0, &local, &listener) != B_OK) {
         close(fd);
         return B_ERR;

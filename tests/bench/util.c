@@ -169,6 +169,14 @@ void b_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+void b_loopback(struct sockaddr_in *sa, int port)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
+    sa->sin_port = htons((uint16_t)port);
+}
+
 int b_tcp_listen(int backlog, int *port)
 {
     struct sockaddr_in sa;
@@ -176,10 +184,7 @@ int b_tcp_listen(int backlog, int *port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return b_fail("socket: %s", strerror(errno));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
-    sa.sin_port = 0;
+    b_loopback(&sa, 0);
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
         listen(fd, backlog) != 0 ||
         getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
@@ -198,10 +203,7 @@ int b_tcp_connect(int port)
     if (fd < 0)
         return b_fail("socket: %s", strerror(errno));
     b_nodelay(fd);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
-    sa.sin_port = htons((uint16_t)port);
+    b_loopback(&sa, port);
     while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         if (errno == EINTR)
             continue;
