@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -86,18 +87,53 @@ static int wrap(int fd, bconn **out)
 static int read_exact(int fd, uint8_t *p, size_t len);
 
 /* LOOPSEC_BENCH_RAW_FLIGHTS=auth: model the auth handshake's flights;
- * =auth+checks: and its checks. */
-static bool auth_flights(void)
+ * =auth+checks: and its checks; =auth+checks+waits: and the waits of a
+ * call with a deadline, as loopsec makes them. */
+static const char *flights_mode(void)
 {
     const char *v = getenv("LOOPSEC_BENCH_RAW_FLIGHTS");
-    return v != NULL &&
-           (strcmp(v, "auth") == 0 || strcmp(v, "auth+checks") == 0);
+    return v == NULL ? "" : v;
+}
+
+static bool auth_flights(void)
+{
+    return strncmp(flights_mode(), "auth", 4) == 0;
 }
 
 static bool auth_checks(void)
 {
-    const char *v = getenv("LOOPSEC_BENCH_RAW_FLIGHTS");
-    return v != NULL && strcmp(v, "auth+checks") == 0;
+    return strncmp(flights_mode(), "auth+checks", 11) == 0;
+}
+
+/* The waits: non-blocking sockets (a connect that may be in progress, its
+ * state read from TCP_INFO), a poll before every read of the handshake
+ * (each follows a flight of ours or the accept), a read that would block
+ * waits in poll (read_exact), and a read that drains the socket before
+ * close. */
+static bool auth_waits(void)
+{
+    return strcmp(flights_mode(), "auth+checks+waits") == 0;
+}
+
+static int waits_connect(int port)
+{
+    struct sockaddr_in sa;
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return b_fail("socket: %s", strerror(errno));
+    b_nodelay(fd);
+    b_loopback(&sa, port);
+    if ((connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+         errno != EINPROGRESS) ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0 ||
+        (ti.tcpi_state != TCP_ESTABLISHED &&
+         b_wait(fd, POLLOUT, 30000) != B_OK)) {
+        close(fd);
+        return b_fail("raw waits: connect failed");
+    }
+    return fd;
 }
 
 /* The checks' work on one side around its flights: `stage` 0 before its
@@ -151,6 +187,8 @@ static int flights(int fd, int role, struct sockaddr_in *local,
         /* A proof is made before its flight, checked after it. */
         if (chk && mine && k > 0 && checks(fd, role, 1, local, peer) != B_OK)
             return B_ERR;
+        if (!mine && auth_waits() && b_wait(fd, POLLIN, 30000) != B_OK)
+            return b_fail("raw waits: timed out");
         int rc =
             mine ? b_write_all(fd, buf, size[k]) : read_exact(fd, buf, size[k]);
         if (rc != B_OK)
@@ -167,7 +205,8 @@ static int raw_srv_accept(bsrv *s, int timeout_ms, bconn **out)
     socklen_t pl = sizeof(peer);
     if (b_wait(s->fd, POLLIN, timeout_ms) != B_OK)
         return b_fail("raw accept: timed out");
-    int fd = accept4(s->fd, (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+    int fd = accept4(s->fd, (struct sockaddr *)&peer, &pl,
+                     SOCK_CLOEXEC | (auth_waits() ? SOCK_NONBLOCK : 0));
     if (fd < 0)
         return b_fail("accept: %s", strerror(errno));
     b_nodelay(fd);
@@ -188,7 +227,8 @@ static void raw_srv_close(bsrv *s)
 
 static int raw_connect(const char *info, bconn **out)
 {
-    int fd = b_tcp_connect(atoi(info));
+    int fd =
+        auth_waits() ? waits_connect(atoi(info)) : b_tcp_connect(atoi(info));
     if (fd < 0)
         return B_ERR;
     struct sockaddr_in listener, local;
@@ -386,8 +426,11 @@ static int raw_fd(const bconn *c)
 
 static void raw_close(bconn *c)
 {
+    uint8_t drain[64];
     if (c == NULL)
         return;
+    if (auth_waits()) /* what arrived unread would make close a reset */
+        (void)recv(c->fd, drain, sizeof(drain), MSG_DONTWAIT);
     close(c->fd);
     free(c->rb);
     free(c);
