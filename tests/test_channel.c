@@ -2090,6 +2090,30 @@ static void test_evict_reads_waiting_hello(void **state)
     lsec_listener_close(l);
 }
 
+/* Step connector `cn` and accept on `l` from one loop until both are done
+ * (bounded at 5 s): the connector's last result; *s the accepted channel,
+ * or NULL. */
+static int drive_connect_accept(lsec_listener *l, lsec_connector *cn,
+                                lsec_channel **c, lsec_channel **s)
+{
+    int rc = LSEC_EAGAIN;
+    int64_t t0 = lsec__now_ms();
+
+    while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || *s == NULL)) {
+        if (*s == NULL) {
+            int a = lsec_accept(l, 0, s);
+            assert_true(a == 0 || a == LSEC_EAGAIN);
+        }
+        if (rc == LSEC_EAGAIN) {
+            struct pollfd p = {lsec_connector_fd(cn),
+                               (short)lsec_connector_events(cn), 0};
+            (void)poll(&p, 1, 1);
+            rc = lsec_connector_step(cn, c);
+        }
+    }
+    return rc;
+}
+
 /* The same in tls mode, with a real client: the eviction's step takes the
  * good client's ClientHello (waiting unread) and writes the server's
  * flight, so it is past its hello and a half-open one is evicted instead;
@@ -2126,20 +2150,7 @@ static void test_evict_reads_waiting_tls_hello(void **state)
     assert_int_equal(lsec_accept(l, 0, &none), LSEC_EAGAIN);
     lsec__io_reset();
     assert_true(log_has("too many pending handshakes"));
-    int rc = LSEC_EAGAIN;
-    int64_t t0 = lsec__now_ms();
-    while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
-        if (s == NULL) {
-            int a = lsec_accept(l, 0, &s);
-            assert_true(a == 0 || a == LSEC_EAGAIN);
-        }
-        if (rc == LSEC_EAGAIN) {
-            struct pollfd p = {lsec_connector_fd(cn),
-                               (short)lsec_connector_events(cn), 0};
-            (void)poll(&p, 1, 1);
-            rc = lsec_connector_step(cn, &c);
-        }
-    }
+    int rc = drive_connect_accept(l, cn, &c, &s);
     assert_int_equal(rc, 0);
     assert_non_null(s);
     assert_int_equal(lsec_send(c, "x", 1, 1000), 0);
@@ -2234,19 +2245,7 @@ static void redial_case(int mode, bool at_send)
         if (at_send)
             lsec__io.send = evicted_then_send;
         assert_int_equal(lsec_connect_start(ticket, &o, &cn), 0);
-        int64_t t0 = lsec__now_ms();
-        while (lsec__now_ms() - t0 < 5000 && (rc == LSEC_EAGAIN || s == NULL)) {
-            if (s == NULL) {
-                int a = lsec_accept(evicting_l, 0, &s);
-                assert_true(a == 0 || a == LSEC_EAGAIN);
-            }
-            if (rc == LSEC_EAGAIN) {
-                struct pollfd p = {lsec_connector_fd(cn),
-                                   (short)lsec_connector_events(cn), 0};
-                (void)poll(&p, 1, 1);
-                rc = lsec_connector_step(cn, &c);
-            }
-        }
+        rc = drive_connect_accept(evicting_l, cn, &c, &s);
         lsec__io_reset();
         assert_true(log_has("too many pending handshakes"));
         if (evicting_connects != 2)

@@ -74,6 +74,18 @@ static void make_pipe(int p[2])
     (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
 }
 
+static void close_pipe(const int p[2])
+{
+    close(p[0]);
+    close(p[1]);
+}
+
+static void close_pair(lsec_channel *s, lsec_channel *c)
+{
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 /* A pipe of the default size, for tests that fill it. */
 static void small_pipe(int p[2])
 {
@@ -150,10 +162,8 @@ static void test_round_trip(void **state)
     assert_int_equal(moved, 0);
 
     close(in[0]);
-    close(out[0]);
-    close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(out);
+    close_pair(s, c);
 }
 
 static void test_wrong_fd(void **state)
@@ -195,10 +205,8 @@ static void test_wrong_fd(void **state)
      * cut and the channel broken. */
     assert_int_equal(lsec_recv_to_fd(s, p[0], &moved, 1000), LSEC_EINVAL);
     assert_int_equal(lsec_recv_to_fd(s, p[1], &moved, 0), LSEC_EINVAL);
-    close(p[0]);
-    close(p[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(p);
+    close_pair(s, c);
 }
 
 static void test_tls_refused(void **state)
@@ -222,10 +230,8 @@ static void test_tls_refused(void **state)
     size_t len = 0;
     assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
     assert_int_equal(len, 1);
-    close(p[0]);
-    close(p[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(p);
+    close_pair(s, c);
 }
 
 /* A message above the receiver's max_message: LSEC_EPROTO before any byte
@@ -252,19 +258,14 @@ static void test_oversized(void **state)
     assert_int_equal(lsec_recv_to_fd(s, out[1], &moved, 1000), LSEC_EPROTO);
     assert_int_equal(moved, 0);
     assert_int_equal(lsec_recv_to_fd(s, out[1], &moved, 0), LSEC_EPROTO);
-    int avail = 0;
     uint8_t b[1000];
     read_exact(out[0], b, 1000);
     assert_memory_equal(a, b, 1000);
     assert_int_equal(fcntl(out[0], F_SETFL, O_NONBLOCK), 0);
     assert_int_equal(read(out[0], b, 1), -1); /* nothing of the big one */
-    (void)avail;
-    close(in[0]);
-    close(in[1]);
-    close(out[0]);
-    close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(in);
+    close_pipe(out);
+    close_pair(s, c);
 }
 
 /* The peer announces 100 bytes, sends 10 and ends: LSEC_ERESET, after the
@@ -285,10 +286,8 @@ static void test_peer_closes_mid_message(void **state)
     shutdown(lsec_channel_fd(c), SHUT_WR);
     assert_int_equal(lsec_recv_to_fd(s, out[1], &moved, 2000), LSEC_ERESET);
     assert_int_equal(lsec_recv_to_fd(s, out[1], &moved, 0), LSEC_ERESET);
-    close(out[0]);
-    close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(out);
+    close_pair(s, c);
 }
 
 struct blocked {
@@ -330,10 +329,8 @@ static void test_abort_wakes(void **state)
         assert_true(lsec__now_ms() - t0 < 5000);
         size_t moved = 0;
         assert_int_equal(lsec_recv_to_fd(b.ch, p[1], &moved, 0), LSEC_ECLOSED);
-        close(p[0]);
-        close(p[1]);
-        lsec_channel_close(s);
-        lsec_channel_close(c);
+        close_pipe(p);
+        close_pair(s, c);
     }
 }
 
@@ -411,12 +408,9 @@ static void test_eagain(void **state)
     assert_int_equal(lsec_send(c, "z", 1, 1000), 0);
     assert_int_equal(lsec_recv(s, tmp, sizeof(tmp), &len, 1000), 0);
     assert_int_equal(len, 1);
-    close(in[0]);
-    close(in[1]);
-    close(out[0]);
-    close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(in);
+    close_pipe(out);
+    close_pair(s, c);
 }
 
 /* A socket that does not take a started message: the rest is queued, 0 is
@@ -468,10 +462,8 @@ static void test_full_socket_queues(void **state)
     }
     assert_int_equal(got, sent);
     assert_int_equal(lsec_channel_queued(c), 0);
-    close(in[0]);
-    close(in[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(in);
+    close_pair(s, c);
 }
 
 /* A full socket and an empty queue: timeout 0 takes nothing from the input
@@ -511,10 +503,8 @@ static void test_full_socket_takes_nothing(void **state)
     assert_int_equal(ioctl(in[0], FIONREAD, &avail), 0);
     assert_int_equal(avail, 10);
     assert_int_equal(lsec_channel_queued(c), 0);
-    close(in[0]);
-    close(in[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(in);
+    close_pair(s, c);
 }
 
 /* Bytes the channel holds before lsec_recv_to_fd starts (read ahead behind
@@ -570,10 +560,8 @@ static void test_buffered_first(void **state)
     assert_int_equal(total, sizeof(big));
     read_exact(out[0], back, sizeof(back));
     assert_memory_equal(big, back, sizeof(big));
-    close(out[0]);
-    close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pipe(out);
+    close_pair(s, c);
 }
 
 /* The reader of the output pipe is gone: LSEC_EIO, and no SIGPIPE (its
@@ -599,8 +587,7 @@ static void test_no_sigpipe(void **state)
     assert_int_equal(sigpending(&pend), 0);
     assert_false(sigismember(&pend, SIGPIPE));
     close(out[1]);
-    lsec_channel_close(s);
-    lsec_channel_close(c);
+    close_pair(s, c);
 }
 
 int main(void)

@@ -935,6 +935,26 @@ static void test_tls_pending_memory_bounded(void **state)
     lsec_listener_close(l);
 }
 
+/* A tls listener with room for 4n pending handshakes and a minute to
+ * complete them; its ticket parsed into *t and the PSK identity into id. */
+static lsec_listener *psk_listener(int n, lsec__ticket *t,
+                                   char id[LSEC__PSK_IDENTITY_MAX])
+{
+    char ticket[LSEC_TICKET_MAX];
+    lsec_opts o;
+    lsec_listener *l;
+
+    lsec_opts_init(&o);
+    o.max_pending = 4 * n;
+    o.handshake_timeout_ms = 60000;
+    l = harden_listen(LSEC_MODE_TLS, &o);
+    assert_int_equal(lsec_listener_ticket(l, ticket, sizeof(ticket)), 0);
+    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, t), 0);
+    assert_int_equal(lsec__ticket_psk_identity(t, id, LSEC__PSK_IDENTITY_MAX),
+                     0);
+    return l;
+}
+
 /*
  * The state that lies beyond the first record: a client that holds the PSK
  * sends its ClientHello and stalls after the server's flight.  Only a
@@ -963,24 +983,17 @@ static void test_tls_pending_memory_bounded(void **state)
 static void test_tls_handshake_memory_with_psk(void **state)
 {
     enum { N = 30, BOUND = 46 * 1024 + PSK_PENDING_SLACK };
-    char ticket[LSEC_TICKET_MAX], id[LSEC__PSK_IDENTITY_MAX];
+    char id[LSEC__PSK_IDENTITY_MAX];
     lsec__ticket t;
     lsec__tls_ctx *cctx;
     lsec__tls *cs[N + 1];
     int fds[N + 1], rc;
     lsec_channel *ch = NULL;
-    lsec_opts o;
     lsec_listener *l;
     size_t heap0, heap1;
 
     (void)state;
-    lsec_opts_init(&o);
-    o.max_pending = 4 * N;
-    o.handshake_timeout_ms = 60000;
-    l = harden_listen(LSEC_MODE_TLS, &o);
-    assert_int_equal(lsec_listener_ticket(l, ticket, sizeof(ticket)), 0);
-    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
-    assert_int_equal(lsec__ticket_psk_identity(&t, id, sizeof(id)), 0);
+    l = psk_listener(N, &t, id);
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
     for (int i = 0; i <= N; i++) {
         fds[i] = raw_connect(lsec_listener_port(l));
@@ -1020,25 +1033,18 @@ static void test_tls_handshake_memory_with_psk(void **state)
 static void test_tls_bad_binder_holds_nothing(void **state)
 {
     enum { N = 30, BOUND = 512 };
-    char ticket[LSEC_TICKET_MAX], id[LSEC__PSK_IDENTITY_MAX];
+    char id[LSEC__PSK_IDENTITY_MAX];
     uint8_t wrong[LSEC_SECRET_BYTES];
     lsec__ticket t;
     lsec__tls_ctx *cctx;
     lsec__tls *cs[N + 1];
     int fds[N + 1], rc;
     lsec_channel *ch = NULL;
-    lsec_opts o;
     lsec_listener *l;
     size_t heap0, heap1;
 
     (void)state;
-    lsec_opts_init(&o);
-    o.max_pending = 4 * N;
-    o.handshake_timeout_ms = 60000;
-    l = harden_listen(LSEC_MODE_TLS, &o);
-    assert_int_equal(lsec_listener_ticket(l, ticket, sizeof(ticket)), 0);
-    assert_int_equal(lsec__ticket_parse(ticket, strlen(ticket), 0, &t), 0);
-    assert_int_equal(lsec__ticket_psk_identity(&t, id, sizeof(id)), 0);
+    l = psk_listener(N, &t, id);
     memcpy(wrong, t.secret, sizeof(wrong));
     wrong[0] ^= 1;
     assert_int_equal(lsec__tls_client_ctx(&cctx), 0);
