@@ -604,6 +604,10 @@ LSEC_API LSEC_CHECK int lsec_recv(lsec_channel *c, void *buf, size_t cap,
  * In either mode, first call lsec_recv(timeout 0) while
  * lsec_channel_pending is non-zero: a whole message may already be read
  * ahead (or decrypted) inside the channel, and the socket will not say so.
+ * That recipe is for level-triggered waits (poll, select, epoll without
+ * EPOLLET).  With EPOLLET, call lsec_recv(timeout 0) until LSEC_EAGAIN
+ * before each wait: when the channel holds only the start of a message,
+ * pending is 0 while the socket holds the rest, which makes no new edge.
  * Do not read or write the socket directly.
  */
 LSEC_API int lsec_channel_fd(const lsec_channel *c);
@@ -613,7 +617,8 @@ LSEC_API int lsec_channel_fd(const lsec_channel *c);
  * messages read ahead, or TLS plaintext already decrypted.  One system call
  * may bring many messages, and the socket does not report the ones it
  * left inside the channel, so an event loop follows
- * "pending > 0 ? lsec_recv(timeout 0) : poll lsec_channel_fd": in auth mode
+ * "pending > 0 ? lsec_recv(timeout 0) : poll lsec_channel_fd" (waiting
+ * level-triggered; for EPOLLET see lsec_channel_fd): in auth mode
  * the figure is exact, non-zero exactly when the next lsec_recv completes
  * a message (or reports the stream's error) without reading the socket.  A
  * partial message does not count, so the loop never spins on it.  An idle

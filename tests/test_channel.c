@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1072,6 +1073,54 @@ static void test_read_ahead_straddling_message(void **state)
     assert_int_equal(lsec_channel_pending(s), 0);
     assert_null(s->rx.ra);
     lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* Edge-triggered epoll: the pending recipe is level-triggered.  When the
+ * read-ahead buffer fills with the start of a message, pending is 0 while
+ * the socket holds the rest, and that rest makes no new edge: a loop that
+ * waits then would wait for ever.  Reading until LSEC_EAGAIN (what the
+ * header asks of EPOLLET loops) takes every message, and the next message
+ * is a new edge. */
+static void test_read_ahead_edge_triggered(void **state)
+{
+    enum { N = 80, M = 64, AHEAD = LSEC__FRAME_RA / (4 + M) };
+    static uint8_t seg[N * (4 + M)];
+    uint8_t buf[M];
+    size_t len;
+    lsec_channel *s, *c;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+    int ep;
+
+    (void)state;
+    assert_true(AHEAD < N && AHEAD * (4 + M) < LSEC__FRAME_RA);
+    pair(NULL, &s, &c);
+    send_all_raw(lsec_channel_fd(c), seg, frames(seg, N, M));
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(ep >= 0);
+    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, lsec_channel_fd(s), &ev), 0);
+    assert_int_equal(epoll_wait(ep, &ev, 1, 2000), 1);
+    for (unsigned i = 0; i < AHEAD; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+    }
+    assert_int_equal(lsec_channel_pending(s), 0);
+    struct pollfd pf = {.fd = lsec_channel_fd(s), .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 0), 1); /* level: the rest is there */
+    assert_int_equal(epoll_wait(ep, &ev, 1, 0), 0); /* edge: none */
+    for (unsigned i = AHEAD; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_memory_equal(buf, seg + i * (4 + M) + 4, M);
+    }
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_int_equal(lsec_send(c, "next", 4, 2000), 0);
+    assert_int_equal(epoll_wait(ep, &ev, 1, 2000), 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "next", 4);
+    close(ep);
     lsec_channel_close(s);
     lsec_channel_close(c);
 }
@@ -3002,6 +3051,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_many_in_one_segment,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_edge_triggered, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_reads_with_recv, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_small_message_one_send, setup,

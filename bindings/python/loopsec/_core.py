@@ -625,7 +625,9 @@ class Channel(_Handle):
         """The socket, for select/poll: readable means recv may progress.
         In either mode call recv(timeout=0) first while `pending` is
         non-zero: a whole message may already wait inside the channel.
-        Do not read or write the socket."""
+        That is for level-triggered waits (select, poll, selectors); with
+        edge-triggered epoll (EPOLLET), call recv(timeout=0) until
+        WouldBlock before each wait.  Do not read or write the socket."""
         return self._call(LIB.lsec_channel_fd)
 
     @property
