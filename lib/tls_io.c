@@ -4,8 +4,9 @@
  * engine (tls.c) over what arrived.  No OpenSSL here.
  *
  * Reads: one recv takes as much as the socket holds (up to IN_CAP) into
- * the engine's `in`, many records at once; OpenSSL decrypts them from there
- * one by one without another system call.  Writes: every record of one
+ * the engine's `in`, many records at once; OpenSSL decrypts every whole one
+ * from there into the caller's buffer while it has room, without another
+ * system call.  Writes: every record of one
  * write goes out in one send from `out`.  Every send uses MSG_NOSIGNAL (a
  * peer that vanished gives EPIPE, never SIGPIPE) and every call
  * MSG_DONTWAIT: nothing here blocks, on blocking descriptors too; callers

@@ -1168,8 +1168,9 @@ static void test_record_split_across_reads(void **state)
     pair_close(&p);
 }
 
-/* Three records in the socket: one recv takes them all, and each record
- * after the first is decrypted ahead so that lsec__tls_pending shows it. */
+/* Three records in the socket: one recv takes them all, and one read
+ * decrypts every whole one into the caller's buffer (before: one record
+ * per read, the next decrypted ahead with SSL_peek). */
 static void test_several_records_one_recv(void **state)
 {
     struct pair p;
@@ -1187,17 +1188,48 @@ static void test_several_records_one_recv(void **state)
     recv_eagain_after = -1;
     lsec__io.recv = counting_recv;
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 3);
-    assert_memory_equal(buf, "one", 3);
-    assert_int_equal(lsec__tls_pending(p.c), 4);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 4);
-    assert_int_equal(lsec__tls_pending(p.c), 5);
+    assert_int_equal(n, 12);
+    assert_memory_equal(buf, "onetwo!three", 12);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(p.c->in.off, p.c->in.len);
+    assert_int_equal(recv_count, 1);
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__io_reset();
+    pair_close(&p);
+}
+
+/* The same records into a 5-byte buffer: a read fills it across records,
+ * and what a record has left over is plaintext lsec__tls_pending counts. */
+static void test_several_records_small_buffer(void **state)
+{
+    struct pair p;
+    uint8_t buf[5];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
+    wait_unread(p.cfd, 3 * 22 + 12);
+    recv_count = 0;
+    recv_limit = 0;
+    recv_eagain_after = -1;
+    lsec__io.recv = counting_recv;
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
     assert_int_equal(n, 5);
-    assert_memory_equal(buf, "three", 5);
+    assert_memory_equal(buf, "onetw", 5);
+    assert_int_equal(lsec__tls_pending(p.c), 2);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "o!thr", 5);
+    assert_int_equal(lsec__tls_pending(p.c), 2);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(buf, "ee", 2);
     assert_int_equal(lsec__tls_pending(p.c), 0);
     assert_int_equal(recv_count, 1);
+    assert_int_equal(ERR_peek_error(), 0);
     lsec__io_reset();
     pair_close(&p);
 }
@@ -1620,6 +1652,7 @@ int main(void)
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test_teardown(test_record_split_across_reads, io_reset),
         cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
+        cmocka_unit_test_teardown(test_several_records_small_buffer, io_reset),
         cmocka_unit_test(test_bad_record_read_ahead),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
         cmocka_unit_test_teardown(test_small_write_in_own_storage, io_reset),
