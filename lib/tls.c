@@ -430,14 +430,17 @@ int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * only these reads add to it until the one clear after the loop (a
      * success leaves it empty: an error of our own there at worst makes
      * the failure below look like one, which the next call reads again). */
+    bool more = false;
     while (*n < len && SSL_pending(t->ssl) == 0 && record_waiting(t)) {
+        more = true;
         if (SSL_read_ex(t->ssl, p + *n, len - *n, &got) != 1) {
             t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
             break;
         }
         *n += got;
     }
-    clear_errors();
+    if (more)
+        clear_errors();
     process_buffered(t);
     return 0;
 }

@@ -1357,6 +1357,63 @@ static void test_small_write_in_own_storage(void **state)
     pair_close(&p);
 }
 
+static uint8_t *recv_into;
+static size_t recv_room;
+
+static ssize_t where_recv(int fd, void *buf, size_t len, int flags)
+{
+    recv_into = buf;
+    recv_room = len;
+    return recv(fd, buf, len, flags);
+}
+
+/* A connection that reads a message at a time holds no `in` between its
+ * reads, and its reads reuse one block (the thread's spare): no
+ * malloc/free per read.  Before, every read freed its 4 KiB block and
+ * allocated another: the test's own allocation of the same size, made
+ * between two reads, then took the freed block and the next read got a
+ * new one. */
+static void test_small_reads_reuse_one_buffer(void **state)
+{
+    static const uint8_t msg[64] = {1, 2, 3};
+    uint8_t buf[64], *first = NULL, *held[4];
+    struct pair p;
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    lsec__io.recv = where_recv;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+        wait_unread(p.cfd, (int)sizeof(msg) + 22);
+        assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+        assert_int_equal(n, sizeof(msg));
+        assert_memory_equal(buf, msg, sizeof(msg));
+        assert_int_equal(recv_room, 4096);
+        if (i == 0)
+            first = recv_into;
+        assert_ptr_equal(recv_into, first);
+        /* Idle between reads: no buffer of its own. */
+        assert_int_equal(p.c->in.cap, 0);
+        assert_null(p.c->in.b);
+        held[i] = malloc(4096);
+        assert_non_null(held[i]);
+    }
+    /* Turned around and back: the write lets go of nothing it needs. */
+    assert_int_equal(write_all(p.c, p.cfd, msg, sizeof(msg)), 0);
+    assert_int_equal(read_all(p.s, p.sfd, buf, sizeof(msg)), 0);
+    assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+    wait_unread(p.cfd, (int)sizeof(msg) + 22);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_ptr_equal(recv_into, first);
+    assert_int_equal(p.c->in.cap, 0);
+    for (int i = 0; i < 4; i++)
+        free(held[i]);
+    lsec__io_reset();
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
 /* A server handshake that waits for the client's Finished holds no
  * buffer of the shell's (docs/SECURITY.md "Pre-authentication memory"). */
 static void test_pending_handshake_holds_no_buffer(void **state)
@@ -1656,6 +1713,7 @@ int main(void)
         cmocka_unit_test(test_bad_record_read_ahead),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
         cmocka_unit_test_teardown(test_small_write_in_own_storage, io_reset),
+        cmocka_unit_test_teardown(test_small_reads_reuse_one_buffer, io_reset),
         cmocka_unit_test(test_pending_handshake_holds_no_buffer),
         cmocka_unit_test_teardown(test_close_notify_full_window, io_reset),
         cmocka_unit_test_teardown(test_close_notify_after_waiting_write,
