@@ -399,7 +399,7 @@ static void process_buffered(lsec__tls *t)
     unsigned char b;
     size_t got;
 
-    if (SSL_pending(t->ssl) > 0 || !record_waiting(t))
+    if (!record_waiting(t) || SSL_pending(t->ssl) > 0)
         return;
     if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1) {
         t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
@@ -431,7 +431,7 @@ int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * success leaves it empty: an error of our own there at worst makes
      * the failure below look like one, which the next call reads again). */
     bool more = false;
-    while (*n < len && SSL_pending(t->ssl) == 0 && record_waiting(t)) {
+    while (*n < len && record_waiting(t) && SSL_pending(t->ssl) == 0) {
         more = true;
         if (SSL_read_ex(t->ssl, p + *n, len - *n, &got) != 1) {
             t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
@@ -490,7 +490,7 @@ bool lsec__tlse_buffered(const lsec__tls *t)
 {
     /* The end of the stream or a failure that OpenSSL has seen counts: the
      * next SSL_read reports it without any input. */
-    return t->in.off < t->in.len || SSL_has_pending(t->ssl) || t->peek_failed ||
+    return t->in.off < t->in.len || t->peek_failed || SSL_has_pending(t->ssl) ||
            (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 
