@@ -1168,6 +1168,21 @@ static void test_record_split_across_reads(void **state)
     pair_close(&p);
 }
 
+/* A connected pair whose client socket holds three records ("one",
+ * "two!", "three"), its recv counted from here on. */
+static void three_records(struct pair *p)
+{
+    pair_connected(p);
+    assert_int_equal(write_all(p->s, p->sfd, "one", 3), 0);
+    assert_int_equal(write_all(p->s, p->sfd, "two!", 4), 0);
+    assert_int_equal(write_all(p->s, p->sfd, "three", 5), 0);
+    wait_unread(p->cfd, 3 * 22 + 12);
+    recv_count = 0;
+    recv_limit = 0;
+    recv_eagain_after = -1;
+    lsec__io.recv = counting_recv;
+}
+
 /* Three records in the socket: one recv takes them all, and one read
  * decrypts every whole one into the caller's buffer (before: one record
  * per read, the next decrypted ahead with SSL_peek). */
@@ -1178,15 +1193,7 @@ static void test_several_records_one_recv(void **state)
     size_t n;
 
     (void)state;
-    pair_connected(&p);
-    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
-    wait_unread(p.cfd, 3 * 22 + 12);
-    recv_count = 0;
-    recv_limit = 0;
-    recv_eagain_after = -1;
-    lsec__io.recv = counting_recv;
+    three_records(&p);
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
     assert_int_equal(n, 12);
     assert_memory_equal(buf, "onetwo!three", 12);
@@ -1207,15 +1214,7 @@ static void test_several_records_small_buffer(void **state)
     size_t n;
 
     (void)state;
-    pair_connected(&p);
-    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
-    wait_unread(p.cfd, 3 * 22 + 12);
-    recv_count = 0;
-    recv_limit = 0;
-    recv_eagain_after = -1;
-    lsec__io.recv = counting_recv;
+    three_records(&p);
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "onetw", 5);
