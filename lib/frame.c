@@ -6,7 +6,6 @@
  */
 #include "internal.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,47 +103,16 @@ static int stash_reserve(lsec__frame_rx *d, size_t need)
     return 0;
 }
 
-/*
- * Read-ahead buffers come and go with every message that a channel reads
- * whole (a round trip empties it each time), so each thread keeps one
- * released buffer, wiped, for the next channel that needs one: idle
- * channels hold none, and a busy one pays no malloc/free per message.  The
- * spare is freed when its thread exits.
- */
-static _Thread_local uint8_t *ra_spare;
-static _Thread_local bool ra_spare_key_set;
-static pthread_key_t ra_spare_key;
-static pthread_once_t ra_spare_once = PTHREAD_ONCE_INIT;
-static bool ra_spare_key_ok;
-
-static void ra_spare_exit(void *unused)
-{
-    (void)unused;
-    free(ra_spare);
-    ra_spare = NULL;
-}
-
-static void ra_spare_init(void)
-{
-    ra_spare_key_ok = pthread_key_create(&ra_spare_key, ra_spare_exit) == 0;
-}
-
-/* Everything the read-ahead buffer held since it was allocated is in
- * ra[0, used): wiped before it is kept or freed. */
+/* Read-ahead buffers come and go with every message that a channel reads
+ * whole (a round trip empties it each time): a released one is the
+ * thread's spare for the next channel that needs one (spare.c).
+ * Everything it held since it was allocated is in ra[0, used): wiped
+ * before it is kept or freed. */
 static void ra_drop(lsec__frame_rx *d)
 {
     if (d->ra != NULL) {
         lsec__wipe(d->ra, d->used);
-        if (ra_spare == NULL && !ra_spare_key_set) {
-            /* The first spare of this thread: its exit must free it. */
-            pthread_once(&ra_spare_once, ra_spare_init);
-            ra_spare_key_set =
-                ra_spare_key_ok &&
-                pthread_setspecific(ra_spare_key, &ra_spare) == 0;
-        }
-        if (ra_spare == NULL && ra_spare_key_set)
-            ra_spare = d->ra;
-        else
+        if (!lsec__spare_keep(LSEC__SPARE_FRAME_RA, d->ra))
             free(d->ra);
     }
     d->ra = NULL;
@@ -155,14 +123,9 @@ static int ra_need(lsec__frame_rx *d)
 {
     if (d->ra != NULL)
         return 0;
-    if (ra_spare != NULL) {
-        d->ra = ra_spare;
-        ra_spare = NULL;
-    } else {
-        d->ra = malloc(LSEC__FRAME_RA);
-        if (d->ra == NULL)
-            return lsec__fail(LSEC_ENOMEM, "out of memory for a read buffer");
-    }
+    d->ra = lsec__spare_take(LSEC__SPARE_FRAME_RA);
+    if (d->ra == NULL && (d->ra = malloc(LSEC__FRAME_RA)) == NULL)
+        return lsec__fail(LSEC_ENOMEM, "out of memory for a read buffer");
     d->off = d->len = d->used = 0;
     return 0;
 }

@@ -283,6 +283,15 @@ int lsec__hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
 /* Wipe. */
 void lsec__wipe(void *p, size_t n);
 
+/* spare.c: one released block per slot and thread, for the next reader of
+ * the same size (spare.c says why).  take: the block or NULL; keep: true
+ * if the slot took `p` (else the caller frees it). */
+#define LSEC__SPARE_FRAME_RA 0 /* frame.c's read-ahead, LSEC__FRAME_RA */
+#define LSEC__SPARE_TLS_IN 1   /* tls_io.c's first `in` block */
+#define LSEC__SPARE_SLOTS 2
+void *lsec__spare_take(int slot);
+bool lsec__spare_keep(int slot, void *p);
+
 /* Labels (PROTOCOL.md "Keys"): one purpose, one label. */
 #define LSEC__LABEL_AUTH_CLIENT "loopsec/1 auth client->server"
 #define LSEC__LABEL_AUTH_SERVER "loopsec/1 auth server->client"

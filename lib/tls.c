@@ -399,7 +399,7 @@ static void process_buffered(lsec__tls *t)
     unsigned char b;
     size_t got;
 
-    if (SSL_pending(t->ssl) > 0 || !record_waiting(t))
+    if (!record_waiting(t) || SSL_pending(t->ssl) > 0)
         return;
     if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1) {
         t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
@@ -407,15 +407,42 @@ static void process_buffered(lsec__tls *t)
     }
 }
 
+/*
+ * Every whole record that waits in `in` is decrypted straight into the
+ * caller's buffer while it has room, one SSL_read_ex each: a stream of
+ * small messages is read in as many records per call as one recv brought
+ * (the channel's decoder then hands them out without another TLS call),
+ * instead of one record per call and a peek ahead at the next.  A record
+ * that fails behind the first one's bytes is left for the next call to
+ * report, as process_buffered leaves it.
+ */
 int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
 {
+    uint8_t *p = buf;
+    size_t got;
     int rc;
 
     clear_errors();
     rc = io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
-    if (rc == 0)
-        process_buffered(t);
-    return rc;
+    if (rc != 0)
+        return rc;
+    /* The queue is empty here (io_result cleared it after the success), and
+     * only these reads add to it until the one clear after the loop (a
+     * success leaves it empty: an error of our own there at worst makes
+     * the failure below look like one, which the next call reads again). */
+    bool more = false;
+    while (*n < len && record_waiting(t) && SSL_pending(t->ssl) == 0) {
+        more = true;
+        if (SSL_read_ex(t->ssl, p + *n, len - *n, &got) != 1) {
+            t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
+            break;
+        }
+        *n += got;
+    }
+    if (more)
+        clear_errors();
+    process_buffered(t);
+    return 0;
 }
 
 int lsec__tlse_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
@@ -463,7 +490,7 @@ bool lsec__tlse_buffered(const lsec__tls *t)
 {
     /* The end of the stream or a failure that OpenSSL has seen counts: the
      * next SSL_read reports it without any input. */
-    return t->in.off < t->in.len || SSL_has_pending(t->ssl) || t->peek_failed ||
+    return t->in.off < t->in.len || t->peek_failed || SSL_has_pending(t->ssl) ||
            (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
 }
 

@@ -77,7 +77,8 @@ void lsec__tlsbuf_trim(lsec__tlsbuf *b);
  * LSEC__WANT_READ (more input needed), or the sticky error.  Whatever
  * OpenSSL has to say (its flight, an alert) is left in `out`. */
 int lsec__tlse_handshake(lsec__tls *t);
-/* SSL_read over `in`: 0 with *n > 0, LSEC__WANT_READ, or an error. */
+/* SSL_read over `in`, of every whole record there while `buf` has room:
+ * 0 with *n > 0, LSEC__WANT_READ, or an error. */
 int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n);
 /* Encrypt `len` bytes into `out`: 0 with *n == len, or an error. */
 int lsec__tlse_write(lsec__tls *t, const void *buf, size_t len, size_t *n);

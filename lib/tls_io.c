@@ -4,8 +4,9 @@
  * engine (tls.c) over what arrived.  No OpenSSL here.
  *
  * Reads: one recv takes as much as the socket holds (up to IN_CAP) into
- * the engine's `in`, many records at once; OpenSSL decrypts them from there
- * one by one without another system call.  Writes: every record of one
+ * the engine's `in`, many records at once; OpenSSL decrypts every whole one
+ * from there into the caller's buffer while it has room, without another
+ * system call.  Writes: every record of one
  * write goes out in one send from `out`.  Every send uses MSG_NOSIGNAL (a
  * peer that vanished gives EPIPE, never SIGPIPE) and every call
  * MSG_DONTWAIT: nothing here blocks, on blocking descriptors too; callers
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 /* One recv after the handshake reads at most IN_CAP: a 64 KiB message's
@@ -60,6 +62,25 @@ static int push(lsec__tls *t)
     return 0;
 }
 
+/* Let go of an empty `in`: an IN_START block becomes the thread's spare
+ * (spare.c: a connection that keeps up empties `in` on every read, and
+ * pays no malloc/free for it; it only ever holds ciphertext, nothing to
+ * wipe), anything else goes to lsec__tlsbuf_trim. */
+static void in_release(lsec__tls *t)
+{
+    lsec__tlsbuf *b = &t->in;
+
+    if (b->off < b->len)
+        return;
+    if (b->cap == IN_START && b->b != b->fixed &&
+        lsec__spare_keep(LSEC__SPARE_TLS_IN, b->b)) {
+        b->b = NULL;
+        b->cap = b->off = b->len = 0;
+        return;
+    }
+    lsec__tlsbuf_trim(b);
+}
+
 /* One recv into `in`.  1: something new for the engine (bytes, the end of
  * the stream, or a failure it classifies: t->eof, t->sys_errno); 0: nothing
  * yet; negative: out of memory. */
@@ -68,7 +89,14 @@ static int pull(lsec__tls *t)
     size_t room;
     ssize_t n;
     size_t cap = t->done ? t->in_hint : IN_CAP_HS;
-    uint8_t *p = lsec__tlsbuf_room(&t->in, cap, &room);
+    uint8_t *p;
+
+    if (t->in.b == NULL && cap == IN_START &&
+        (t->in.b = lsec__spare_take(LSEC__SPARE_TLS_IN)) != NULL) {
+        t->in.cap = IN_START;
+        t->in.off = t->in.len = 0;
+    }
+    p = lsec__tlsbuf_room(&t->in, cap, &room);
 
     if (p == NULL)
         return lsec__fail(LSEC_ENOMEM, "out of memory for TLS records");
@@ -91,12 +119,12 @@ static int pull(lsec__tls *t)
     return 1;
 }
 
-/* A small buffer is not worth keeping for the next call (reallocating it
- * costs no system call); a large one is, while the stream goes one way. */
+/* A small buffer is not held by an idle connection (`in` goes to the
+ * thread's spare); a large one is kept, while the stream goes one way. */
 static void small_trim(lsec__tls *t)
 {
     if (t->in.cap <= IN_START)
-        lsec__tlsbuf_trim(&t->in);
+        in_release(t);
     if (t->out.cap <= IN_START)
         lsec__tlsbuf_trim(&t->out);
 }
@@ -118,7 +146,7 @@ int lsec__tls_handshake(lsec__tls *t)
         lsec__tlsbuf_trim(&t->out);
         if (t->done) {
             t->in_hint = IN_START;
-            lsec__tlsbuf_trim(&t->in);
+            in_release(t);
             return 0;
         }
         rc = lsec__tlse_handshake(t);
@@ -190,7 +218,7 @@ int lsec__tls_write(lsec__tls *t, const void *buf, size_t len, size_t *n)
     if (rc != 0)
         return rc;
     t->sys_errno = 0;
-    lsec__tlsbuf_trim(&t->in); /* see lsec__tls_read */
+    in_release(t); /* see lsec__tls_read */
     if (t->wr_held > 0) {
         /* The retry of a write that waited: its records are in `out`,
          * nothing is encrypted twice. */

@@ -1466,6 +1466,61 @@ static void test_tls_round_trip(void **state)
     lsec_channel_close(c);
 }
 
+/* Wait until `fd` holds at least n <= 4096 unread bytes (bounded). */
+static void wait_unread_bytes(int fd, size_t n)
+{
+    uint8_t peek[4096];
+    ssize_t got = 0;
+
+    assert_true(n <= sizeof(peek));
+    for (int i = 0; i < 500; i++) {
+        got = recv(fd, peek, n, MSG_PEEK | MSG_DONTWAIT);
+        if (got >= 0 && (size_t)got >= n)
+            return;
+        usleep(1000);
+    }
+    fail_msg("only %zd of %zu bytes arrived", got, n);
+}
+
+/* TLS: twenty 64-byte messages (one record each) in the socket: one recv,
+ * and the first lsec_recv decrypts them all into the read-ahead buffer, so
+ * that pending counts every whole message left, and the rest come without
+ * TLS (on main: one record per read, pending one record ahead). */
+static void test_tls_many_records_one_read(void **state)
+{
+    enum { N = 20, M = 64 };
+    lsec_opts o;
+    lsec_channel *s, *c;
+    uint8_t msg[M], buf[M];
+    size_t len = 0;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    for (unsigned i = 0; i < N; i++) {
+        memset(msg, (int)i, sizeof(msg));
+        assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    }
+    /* A record: its 5-byte header, the frame, content type and tag. */
+    wait_unread_bytes(lsec_channel_fd(s), N * (5 + 4 + M + 1 + 16));
+    count_reads();
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+        assert_int_equal(len, M);
+        assert_int_equal(buf[0], i);
+        assert_int_equal(buf[M - 1], i);
+        assert_int_equal(lsec_channel_pending(s), (N - 1 - i) * (4 + M));
+    }
+    assert_int_equal(recv_calls + recvmsg_calls, 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_EAGAIN);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    assert_null(s->rx.ra);
+    lsec__io_reset();
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 /* Build a ticket for the same listener in the other mode. */
 static void flip_mode(char *ticket, const char *from, const char *to)
 {
@@ -3073,6 +3128,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_many_records_one_read, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
                                         teardown),

@@ -1168,8 +1168,24 @@ static void test_record_split_across_reads(void **state)
     pair_close(&p);
 }
 
-/* Three records in the socket: one recv takes them all, and each record
- * after the first is decrypted ahead so that lsec__tls_pending shows it. */
+/* A connected pair whose client socket holds three records ("one",
+ * "two!", "three"), its recv counted from here on. */
+static void three_records(struct pair *p)
+{
+    pair_connected(p);
+    assert_int_equal(write_all(p->s, p->sfd, "one", 3), 0);
+    assert_int_equal(write_all(p->s, p->sfd, "two!", 4), 0);
+    assert_int_equal(write_all(p->s, p->sfd, "three", 5), 0);
+    wait_unread(p->cfd, 3 * 22 + 12);
+    recv_count = 0;
+    recv_limit = 0;
+    recv_eagain_after = -1;
+    lsec__io.recv = counting_recv;
+}
+
+/* Three records in the socket: one recv takes them all, and one read
+ * decrypts every whole one into the caller's buffer (before: one record
+ * per read, the next decrypted ahead with SSL_peek). */
 static void test_several_records_one_recv(void **state)
 {
     struct pair p;
@@ -1177,27 +1193,42 @@ static void test_several_records_one_recv(void **state)
     size_t n;
 
     (void)state;
-    pair_connected(&p);
-    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
-    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
-    wait_unread(p.cfd, 3 * 22 + 12);
-    recv_count = 0;
-    recv_limit = 0;
-    recv_eagain_after = -1;
-    lsec__io.recv = counting_recv;
+    three_records(&p);
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 3);
-    assert_memory_equal(buf, "one", 3);
-    assert_int_equal(lsec__tls_pending(p.c), 4);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 4);
-    assert_int_equal(lsec__tls_pending(p.c), 5);
+    assert_int_equal(n, 12);
+    assert_memory_equal(buf, "onetwo!three", 12);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(p.c->in.off, p.c->in.len);
+    assert_int_equal(recv_count, 1);
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__io_reset();
+    pair_close(&p);
+}
+
+/* The same records into a 5-byte buffer: a read fills it across records,
+ * and what a record has left over is plaintext lsec__tls_pending counts. */
+static void test_several_records_small_buffer(void **state)
+{
+    struct pair p;
+    uint8_t buf[5];
+    size_t n;
+
+    (void)state;
+    three_records(&p);
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
     assert_int_equal(n, 5);
-    assert_memory_equal(buf, "three", 5);
+    assert_memory_equal(buf, "onetw", 5);
+    assert_int_equal(lsec__tls_pending(p.c), 2);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "o!thr", 5);
+    assert_int_equal(lsec__tls_pending(p.c), 2);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(buf, "ee", 2);
     assert_int_equal(lsec__tls_pending(p.c), 0);
     assert_int_equal(recv_count, 1);
+    assert_int_equal(ERR_peek_error(), 0);
     lsec__io_reset();
     pair_close(&p);
 }
@@ -1321,6 +1352,63 @@ static void test_small_write_in_own_storage(void **state)
     assert_memory_equal(got, msg, 64);
     assert_memory_equal(got + 64, msg, 1024);
     assert_memory_equal(got + 64 + 1024, msg, 4096);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+static uint8_t *recv_into;
+static size_t recv_room;
+
+static ssize_t where_recv(int fd, void *buf, size_t len, int flags)
+{
+    recv_into = buf;
+    recv_room = len;
+    return recv(fd, buf, len, flags);
+}
+
+/* A connection that reads a message at a time holds no `in` between its
+ * reads, and its reads reuse one block (the thread's spare): no
+ * malloc/free per read.  Before, every read freed its 4 KiB block and
+ * allocated another: the test's own allocation of the same size, made
+ * between two reads, then took the freed block and the next read got a
+ * new one. */
+static void test_small_reads_reuse_one_buffer(void **state)
+{
+    static const uint8_t msg[64] = {1, 2, 3};
+    uint8_t buf[64], *first = NULL, *held[4];
+    struct pair p;
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    lsec__io.recv = where_recv;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+        wait_unread(p.cfd, (int)sizeof(msg) + 22);
+        assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+        assert_int_equal(n, sizeof(msg));
+        assert_memory_equal(buf, msg, sizeof(msg));
+        assert_int_equal(recv_room, 4096);
+        if (i == 0)
+            first = recv_into;
+        assert_ptr_equal(recv_into, first);
+        /* Idle between reads: no buffer of its own. */
+        assert_int_equal(p.c->in.cap, 0);
+        assert_null(p.c->in.b);
+        held[i] = malloc(4096);
+        assert_non_null(held[i]);
+    }
+    /* Turned around and back: the write lets go of nothing it needs. */
+    assert_int_equal(write_all(p.c, p.cfd, msg, sizeof(msg)), 0);
+    assert_int_equal(read_all(p.s, p.sfd, buf, sizeof(msg)), 0);
+    assert_int_equal(write_all(p.s, p.sfd, msg, sizeof(msg)), 0);
+    wait_unread(p.cfd, (int)sizeof(msg) + 22);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_ptr_equal(recv_into, first);
+    assert_int_equal(p.c->in.cap, 0);
+    for (int i = 0; i < 4; i++)
+        free(held[i]);
+    lsec__io_reset();
     assert_int_equal(ERR_peek_error(), 0);
     pair_close(&p);
 }
@@ -1620,9 +1708,11 @@ int main(void)
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test_teardown(test_record_split_across_reads, io_reset),
         cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
+        cmocka_unit_test_teardown(test_several_records_small_buffer, io_reset),
         cmocka_unit_test(test_bad_record_read_ahead),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
         cmocka_unit_test_teardown(test_small_write_in_own_storage, io_reset),
+        cmocka_unit_test_teardown(test_small_reads_reuse_one_buffer, io_reset),
         cmocka_unit_test(test_pending_handshake_holds_no_buffer),
         cmocka_unit_test_teardown(test_close_notify_full_window, io_reset),
         cmocka_unit_test_teardown(test_close_notify_after_waiting_write,
