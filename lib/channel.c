@@ -79,16 +79,14 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
 /* How every data call begins: a fresh detail, its arguments (`args_ok`,
  * else `bad` says which), the timeout, the channel's state; a send also
  * needs our direction open. */
-static int call_begin(const lsec_channel *c, bool args_ok, const char *bad,
-                      int timeout_ms, bool sending)
+static inline int call_begin(const lsec_channel *c, bool args_ok,
+                             const char *bad, int timeout_ms, bool sending)
 {
-    int rc;
-
     lsec__clear_detail();
     if (c == NULL || !args_ok)
         return lsec__fail(LSEC_EINVAL, "NULL %s", bad);
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
+    if (timeout_ms < -1) /* the detail is lsec__timeout_check's */
+        return lsec__timeout_check(timeout_ms);
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
     if (sending && c->tx_closed)
@@ -337,8 +335,8 @@ static int rx_decode_failed(lsec_channel *c, int rc)
 /* One read where the decoder says (into `dst` inside a payload; with
  * `head_only`, no further than the next header), booked with the decoder:
  * 0, or what rx_failed makes of a failed read. */
-static int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
-                   int64_t deadline, bool nowait)
+static inline int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
+                          int64_t deadline, bool nowait)
 {
     struct iovec iov[2];
     size_t n = 0;

@@ -18,25 +18,35 @@ void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len)
     hdr[3] = (uint8_t)len;
 }
 
+/* The length in a header, in 64 bits so that neither a 32-bit size_t
+ * nor a huge `max` can wrap in the comparison with it. */
+static uint64_t header_len(const uint8_t hdr[LSEC__FRAME_HDR])
+{
+    return (uint64_t)((uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+                      (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3]);
+}
+
+static int oversized(uint64_t n, size_t max)
+{
+    return lsec__fail(LSEC_EPROTO, "frame length %lu exceeds the limit %llu",
+                      (unsigned long)n, (unsigned long long)max);
+}
+
 int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
                       uint32_t *len)
 {
-    uint32_t n;
+    uint64_t n;
 
     if (len != NULL)
         *len = 0;
     if (hdr == NULL || len == NULL)
         return LSEC_EINVAL;
-    n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-        (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3];
-    /* Compared in 64 bits, so neither a 32-bit size_t nor a huge `max` can
-     * wrap; the caller allocates only after this check passed, and a length
+    n = header_len(hdr);
+    /* The caller allocates only after this check passed, and a length
      * above the limit ends the connection (no resynchronising). */
-    if ((uint64_t)n > (uint64_t)max)
-        return lsec__fail(LSEC_EPROTO,
-                          "frame length %lu exceeds the limit %llu",
-                          (unsigned long)n, (unsigned long long)max);
-    *len = n;
+    if (n > (uint64_t)max)
+        return oversized(n, max);
+    *len = (uint32_t)n;
     return 0;
 }
 
@@ -109,10 +119,15 @@ static int stash_reserve(lsec__frame_rx *d, size_t need)
  * whole (a round trip empties it each time), so each thread keeps one
  * released buffer, wiped, for the next channel that needs one: idle
  * channels hold none, and a busy one pays no malloc/free per message.  The
- * spare is freed when its thread exits.
+ * spare is freed when its thread exits.  One thread-local object, so that
+ * a call reaches it with one look-up (each thread-local of a shared library
+ * costs a __tls_get_addr call).
  */
-static _Thread_local uint8_t *ra_spare;
-static _Thread_local bool ra_spare_key_set;
+struct spare {
+    uint8_t *buf;
+    bool key_set; /* its thread's exit frees it */
+};
+static _Thread_local struct spare ra_spare;
 static pthread_key_t ra_spare_key;
 static pthread_once_t ra_spare_once = PTHREAD_ONCE_INIT;
 static bool ra_spare_key_ok;
@@ -120,8 +135,8 @@ static bool ra_spare_key_ok;
 static void ra_spare_exit(void *unused)
 {
     (void)unused;
-    free(ra_spare);
-    ra_spare = NULL;
+    free(ra_spare.buf);
+    ra_spare.buf = NULL;
 }
 
 static void ra_spare_init(void)
@@ -129,21 +144,26 @@ static void ra_spare_init(void)
     ra_spare_key_ok = pthread_key_create(&ra_spare_key, ra_spare_exit) == 0;
 }
 
+/* The first spare of this thread: its exit must free it.  Out of line, so
+ * that the common path looks its thread-local up once. */
+static __attribute__((noinline)) bool spare_register(struct spare *sp)
+{
+    pthread_once(&ra_spare_once, ra_spare_init);
+    sp->key_set = ra_spare_key_ok && pthread_setspecific(ra_spare_key, sp) == 0;
+    return sp->key_set;
+}
+
 /* Everything the read-ahead buffer held since it was allocated is in
- * ra[0, used): wiped before it is kept or freed. */
+ * ra[0, used): wiped before it is kept or freed (nothing to wipe after a
+ * read that found nothing). */
 static void ra_drop(lsec__frame_rx *d)
 {
     if (d->ra != NULL) {
-        lsec__wipe(d->ra, d->used);
-        if (ra_spare == NULL && !ra_spare_key_set) {
-            /* The first spare of this thread: its exit must free it. */
-            pthread_once(&ra_spare_once, ra_spare_init);
-            ra_spare_key_set =
-                ra_spare_key_ok &&
-                pthread_setspecific(ra_spare_key, &ra_spare) == 0;
-        }
-        if (ra_spare == NULL && ra_spare_key_set)
-            ra_spare = d->ra;
+        if (d->used > 0)
+            lsec__wipe(d->ra, d->used);
+        struct spare *sp = &ra_spare;
+        if (sp->buf == NULL && (sp->key_set || spare_register(sp)))
+            sp->buf = d->ra;
         else
             free(d->ra);
     }
@@ -155,9 +175,9 @@ static int ra_need(lsec__frame_rx *d)
 {
     if (d->ra != NULL)
         return 0;
-    if (ra_spare != NULL) {
-        d->ra = ra_spare;
-        ra_spare = NULL;
+    if (ra_spare.buf != NULL) {
+        d->ra = ra_spare.buf;
+        ra_spare.buf = NULL;
     } else {
         d->ra = malloc(LSEC__FRAME_RA);
         if (d->ra == NULL)
@@ -175,10 +195,9 @@ void lsec__frame_rx_free(lsec__frame_rx *d)
     d->have = 0;
 }
 
-void lsec__frame_rx_release(lsec__frame_rx *d)
+void lsec__frame_rx_drop(lsec__frame_rx *d)
 {
-    if (d->ra != NULL && d->off == d->len)
-        ra_drop(d);
+    ra_drop(d);
 }
 
 /* Move unread bytes to the front of the read-ahead buffer. */
@@ -218,14 +237,17 @@ static size_t min_size(size_t a, size_t b)
  * LSEC__AGAIN (less than a header held), or the parse error. */
 static int take_header(lsec__frame_rx *d)
 {
-    int rc;
+    uint64_t n;
 
     if (d->have_len)
         return 0;
     if (d->len - d->off < LSEC__FRAME_HDR)
         return LSEC__AGAIN;
-    if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
-        return rc;
+    /* lsec__frame_parse's check, without its argument checks. */
+    n = header_len(d->ra + d->off);
+    if (n > (uint64_t)d->max)
+        return oversized(n, d->max);
+    d->msg_len = (uint32_t)n;
     d->off += LSEC__FRAME_HDR;
     d->have_len = true;
     d->have = 0;
@@ -343,12 +365,10 @@ void lsec__frame_rx_got(lsec__frame_rx *d, size_t n)
     d->iov0 = 0;
 }
 
-int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst)
+int lsec__frame_rx_keep(lsec__frame_rx *d, const uint8_t *dst)
 {
     int rc;
 
-    if (!d->have_len || d->stash != NULL || d->have == 0)
-        return 0;
     if ((rc = stash_reserve(d, d->have)) != 0)
         return rc;
     memcpy(d->stash, dst, d->have);
@@ -365,7 +385,6 @@ bool lsec__frame_rx_mid(const lsec__frame_rx *d)
 size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
 {
     size_t held = d->len - d->off;
-    const uint8_t *h;
 
     /* Exact: a poll loop ("pending > 0 ? receive : wait for the socket")
      * neither sleeps on a message that is here nor spins on bytes that
@@ -374,9 +393,7 @@ size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
         return d->stash_have + held >= d->msg_len ? d->stash_have + held : 0;
     if (held < LSEC__FRAME_HDR)
         return 0;
-    h = d->ra + d->off;
-    uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
-                 (uint64_t)h[2] << 8 | h[3];
+    uint64_t n = header_len(d->ra + d->off);
     if (n > (uint64_t)d->max)
         return held; /* the next call reports the error at once */
     return held - LSEC__FRAME_HDR >= n ? held : 0;

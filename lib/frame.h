@@ -80,16 +80,29 @@ int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2]);
 /* `n` bytes were read into the last plan's iovecs. */
 void lsec__frame_rx_got(lsec__frame_rx *d, size_t n);
 /* The call ends before the message is whole: keep its payload bytes that
- * are in dst (0 or LSEC_ENOMEM; the stream is broken then). */
-int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst);
+ * are in dst (0 or LSEC_ENOMEM; the stream is broken then).  Inline: a
+ * read that finds nothing between messages has nothing to keep. */
+int lsec__frame_rx_keep(lsec__frame_rx *d, const uint8_t *dst);
+static inline int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst)
+{
+    if (!d->have_len || d->stash != NULL || d->have == 0)
+        return 0;
+    return lsec__frame_rx_keep(d, dst);
+}
 /* Bytes of an unfinished frame are held (the stream may not end here). */
 bool lsec__frame_rx_mid(const lsec__frame_rx *d);
 /* Bytes with which the next lsec__frame_rx_next makes progress without a
  * read (a whole message, or a length above the limit); 0 when it needs
  * more. */
 size_t lsec__frame_rx_pending(const lsec__frame_rx *d);
-/* Release the read-ahead buffer if it holds nothing. */
-void lsec__frame_rx_release(lsec__frame_rx *d);
+/* Release the read-ahead buffer if it holds nothing (inline: every
+ * lsec_recv ends with it). */
+void lsec__frame_rx_drop(lsec__frame_rx *d);
+static inline void lsec__frame_rx_release(lsec__frame_rx *d)
+{
+    if (d->ra != NULL && d->off == d->len)
+        lsec__frame_rx_drop(d);
+}
 /*
  * A payload moved elsewhere than a caller's buffer (lsec_recv_to_fd,
  * fdmove.c).  lsec__frame_rx_head parses the next header from what is held
