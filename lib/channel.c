@@ -30,10 +30,13 @@
 
 /* A call's deadline.  A zero timeout never waits, so its deadline is one
  * that has passed, 0, without a clock read: event loops make such calls
- * for every message. */
+ * for every message.  call_begin has refused timeouts below -1. */
 static int64_t call_deadline(int timeout_ms)
 {
-    return timeout_ms == 0 ? 0 : lsec__deadline(timeout_ms);
+    if (timeout_ms == 0)
+        return 0;
+    /* -1: lsec__deadline's "never", without a call. */
+    return timeout_ms < 0 ? INT64_MAX : lsec__deadline(timeout_ms);
 }
 
 int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,

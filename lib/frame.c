@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len)
-{
-    hdr[0] = (uint8_t)(len >> 24);
-    hdr[1] = (uint8_t)(len >> 16);
-    hdr[2] = (uint8_t)(len >> 8);
-    hdr[3] = (uint8_t)len;
-}
-
 /* The length in a header, in 64 bits so that neither a 32-bit size_t
  * nor a huge `max` can wrap in the comparison with it. */
 static uint64_t header_len(const uint8_t hdr[LSEC__FRAME_HDR])
@@ -50,18 +42,9 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
     return 0;
 }
 
-int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
-                          size_t len, struct iovec iov[2])
+int lsec__frame_too_long(size_t len)
 {
-    if (len > UINT32_MAX)
-        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
-                          len);
-    lsec__frame_header(hdr, (uint32_t)len);
-    iov[0].iov_base = hdr;
-    iov[0].iov_len = LSEC__FRAME_HDR;
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = len;
-    return len > 0 ? 2 : 1;
+    return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB", len);
 }
 
 /* ------------------------------------------------------------------------ */

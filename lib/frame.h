@@ -10,7 +10,14 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
+static inline void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR],
+                                      uint32_t len)
+{
+    hdr[0] = (uint8_t)(len >> 24);
+    hdr[1] = (uint8_t)(len >> 16);
+    hdr[2] = (uint8_t)(len >> 8);
+    hdr[3] = (uint8_t)len;
+}
 /*
  * Decode a header from `hdr` (exactly LSEC__FRAME_HDR bytes).  0 with *len
  * set, or LSEC_EPROTO if it exceeds `max` (checked before any allocation).
@@ -24,8 +31,21 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
  * Returns the iovec count (1 for an empty message, else 2), or
  * LSEC_EMSGSIZE when `len` does not fit the 32-bit length.
  */
-int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
-                          size_t len, struct iovec iov[2]);
+int lsec__frame_too_long(size_t len); /* the failure: LSEC_EMSGSIZE */
+/* Inline: every lsec_send plans one message. */
+static inline int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR],
+                                        const void *msg, size_t len,
+                                        struct iovec iov[2])
+{
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = LSEC__FRAME_HDR;
+    iov[1].iov_base = (void *)msg;
+    iov[1].iov_len = len;
+    if (len > UINT32_MAX)
+        return lsec__frame_too_long(len);
+    lsec__frame_header(hdr, (uint32_t)len);
+    return len > 0 ? 2 : 1;
+}
 
 /* Read-ahead capacity: headers, small messages, bytes behind a handshake. */
 #define LSEC__FRAME_RA 4096

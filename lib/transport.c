@@ -144,6 +144,10 @@ static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
         n -= iov[i].iov_len;
         i++;
     }
+    if (i == *iovcnt && n == 0) { /* all of it: the common case */
+        *iovcnt = 0;
+        return;
+    }
     if (i > 0) {
         memmove(iov, iov + i, sizeof(*iov) * (size_t)(*iovcnt - i));
         *iovcnt -= i;
