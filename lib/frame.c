@@ -143,7 +143,7 @@ static void ra_drop(lsec__frame_rx *d)
 {
     if (d->ra != NULL) {
         if (d->used > 0)
-            lsec__wipe(d->ra, d->used);
+            lsec__wipe_plain(d->ra, d->used);
         struct spare *sp = &ra_spare;
         if (sp->buf == NULL && (sp->key_set || spare_register(sp)))
             sp->buf = d->ra;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -282,6 +283,22 @@ int lsec__hex_encode(char *out, size_t outlen, const uint8_t *in, size_t n);
 int lsec__hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
 /* Wipe. */
 void lsec__wipe(void *p, size_t n);
+/*
+ * Wipe a copy of message plaintext on the per-message path (the send
+ * buffer of a small frame, the read-ahead buffer), inline: the
+ * construction of glibc's explicit_bzero, which sodium_memzero calls
+ * (memset, then a barrier after which the compiler must assume the bytes
+ * are read, so the stores cannot be dropped), without the three calls.
+ * Keys and secrets go through lsec__wipe.
+ */
+static inline void lsec__wipe_plain(void *p, size_t n)
+{
+    /* n through the barrier too: the compiler, knowing no bound, calls
+     * libc's memset rather than expanding a slow `rep stos`. */
+    __asm__("" : "+r"(n));
+    memset(p, 0, n);
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
 
 /* Labels (PROTOCOL.md "Keys"): one purpose, one label. */
 #define LSEC__LABEL_AUTH_CLIENT "loopsec/1 auth client->server"

@@ -104,7 +104,8 @@ int lsec__chan_rx(lsec_channel *c, struct iovec *iov, int iovcnt,
  * buffer goes out with send (cheaper in the kernel than sendmsg, as recv is
  * than recvmsg), more with one sendmsg.
  */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
+static inline int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt,
+                          size_t *n)
 {
     for (;;) {
         if (c->tls != NULL) {
@@ -248,7 +249,7 @@ int lsec__chan_tx_frame(lsec_channel *c, struct iovec plan[2], int iovcnt,
     struct iovec one = {flat, LSEC__FRAME_HDR + len};
     rc = lsec__chan_tx_all(c, &one, 1, deadline, nowait);
     /* Plaintext: wiped (what tx_all could not write, it queued a copy of). */
-    lsec__wipe(flat, LSEC__FRAME_HDR + len);
+    lsec__wipe_plain(flat, LSEC__FRAME_HDR + len);
     return rc;
 }
 
