@@ -361,8 +361,11 @@ static inline int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
 static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                         int64_t deadline, bool nowait)
 {
+    /* A decoder that holds nothing has nothing to decode: read first. */
+    int rc = lsec__frame_rx_idle(&c->rx)
+                 ? LSEC__AGAIN
+                 : lsec__frame_rx_next(&c->rx, dst, cap, len);
     for (;;) {
-        int rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
         if (rc == 0 || rc == LSEC_EMSGSIZE)
             return rc;
         if (rc != LSEC__AGAIN)
@@ -375,6 +378,7 @@ static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                 return lsec__chan_fail(c, LSEC_ENOMEM, NULL);
             return rc;
         }
+        rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
     }
 }
 

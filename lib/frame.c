@@ -145,6 +145,9 @@ static void ra_drop(lsec__frame_rx *d)
         if (d->used > 0)
             lsec__wipe_plain(d->ra, d->used);
         struct spare *sp = &ra_spare;
+        /* Opaque to the compiler, which would otherwise look the
+         * thread-local up again for each use. */
+        __asm__("" : "+r"(sp));
         if (sp->buf == NULL && (sp->key_set || spare_register(sp)))
             sp->buf = d->ra;
         else

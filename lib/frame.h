@@ -94,6 +94,12 @@ int lsec__frame_rx_feed(lsec__frame_rx *d, const uint8_t *p, size_t n);
  */
 int lsec__frame_rx_next(lsec__frame_rx *d, uint8_t *dst, size_t cap,
                         size_t *len);
+/* Nothing held (no read-ahead buffer, no header): lsec__frame_rx_next
+ * would answer LSEC__AGAIN without a look, so the shell reads first. */
+static inline bool lsec__frame_rx_idle(const lsec__frame_rx *d)
+{
+    return d->ra == NULL && !d->have_len;
+}
 /* Where the next read goes (after LSEC__AGAIN, same dst): 1 or 2 iovecs
  * (the count), or LSEC_ENOMEM. */
 int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2]);
