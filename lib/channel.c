@@ -350,8 +350,11 @@ static inline int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
     if (rc < 0)
         return lsec__chan_fail(c, rc, NULL);
     rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
-    if (rc != 0)
+    if (rc != 0) {
+        if (rc == LSEC_EAGAIN || rc == LSEC_ETIMEDOUT)
+            return rc; /* what rx_failed makes of them, without its call */
         return rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+    }
     lsec__frame_rx_got(&c->rx, n);
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -126,11 +127,11 @@ static void drain(lsec_channel *b, uint8_t *buf, int want)
     }
 }
 
-/* Until a byte is in the socket's receive queue. */
-static void wait_bytes(int fd)
+/* Until `n` bytes are in the socket's receive queue. */
+static void wait_bytes(int fd, int n)
 {
-    uint8_t one;
-    while (recv(fd, &one, 1, MSG_PEEK | MSG_DONTWAIT) < 1)
+    int have = 0;
+    while (ioctl(fd, FIONREAD, &have) == 0 && have < n)
         ;
 }
 
@@ -191,7 +192,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         if ((rc = lsec_send(a, msg, sizeof(msg), -1)) != 0)
             die("send", rc);
-        wait_bytes(lsec_channel_fd(b));
+        wait_bytes(lsec_channel_fd(b), 68);
         if ((rc = m_recv_read(b, buf, sizeof(buf), &len)) != 0 ||
             len != sizeof(msg))
             die("recv (a read each)", rc);
@@ -202,6 +203,8 @@ int main(int argc, char **argv)
         for (int j = 0; j < 32; j++)
             if ((rc = lsec_send(a, msg, sizeof(msg), -1)) != 0)
                 die("send", rc);
+        /* All 32 in one read, every time. */
+        wait_bytes(lsec_channel_fd(b), 32 * 68);
         for (int j = 0; j < 32; j++) {
             if (lsec_channel_pending(b) > 0 && k < n) {
                 rc = m_recv_held(b, buf, sizeof(buf), &len);
@@ -226,7 +229,7 @@ int main(int argc, char **argv)
         struct iovec iov[2] = {{hdr, 4}, {msg, 64}};
         if (m_raw_writev(rfd[0], iov, 2) != 68)
             abort();
-        wait_bytes(rfd[1]);
+        wait_bytes(rfd[1], 68);
         if (m_raw_recv(rfd[1], buf, sizeof(buf)) != 68)
             abort();
     }
