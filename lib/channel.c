@@ -30,10 +30,13 @@
 
 /* A call's deadline.  A zero timeout never waits, so its deadline is one
  * that has passed, 0, without a clock read: event loops make such calls
- * for every message. */
+ * for every message.  call_begin has refused timeouts below -1. */
 static int64_t call_deadline(int timeout_ms)
 {
-    return timeout_ms == 0 ? 0 : lsec__deadline(timeout_ms);
+    if (timeout_ms == 0)
+        return 0;
+    return timeout_ms < 0 ? INT64_MAX /* -1: never, as lsec__deadline says */
+                          : lsec__deadline(timeout_ms);
 }
 
 int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
@@ -79,16 +82,14 @@ int lsec__channel_new(int fd, lsec__tls *tls, const lsec_opts *o,
 /* How every data call begins: a fresh detail, its arguments (`args_ok`,
  * else `bad` says which), the timeout, the channel's state; a send also
  * needs our direction open. */
-static int call_begin(const lsec_channel *c, bool args_ok, const char *bad,
-                      int timeout_ms, bool sending)
+static inline int call_begin(const lsec_channel *c, bool args_ok,
+                             const char *bad, int timeout_ms, bool sending)
 {
-    int rc;
-
     lsec__clear_detail();
     if (c == NULL || !args_ok)
         return lsec__fail(LSEC_EINVAL, "NULL %s", bad);
-    if ((rc = lsec__timeout_check(timeout_ms)) != 0)
-        return rc;
+    if (timeout_ms < -1) /* the detail is lsec__timeout_check's */
+        return lsec__timeout_check(timeout_ms);
     if (c->err != 0)
         return lsec__fail(c->err, "the channel is closed or broken");
     if (sending && c->tx_closed)
@@ -117,7 +118,6 @@ static int channel_send(lsec_channel *c, const void *msg, size_t len,
         (rc = lsec__chan_flush_queue(c, deadline, nowait)) != 0)
         return rc;
     c->sent_last = true;
-
     if (c->tls == NULL) /* header and payload in one system call */
         return lsec__chan_tx_frame(c, iov2, iovcnt, deadline, nowait);
 
@@ -337,8 +337,8 @@ static int rx_decode_failed(lsec_channel *c, int rc)
 /* One read where the decoder says (into `dst` inside a payload; with
  * `head_only`, no further than the next header), booked with the decoder:
  * 0, or what rx_failed makes of a failed read. */
-static int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
-                   int64_t deadline, bool nowait)
+static inline int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
+                          int64_t deadline, bool nowait)
 {
     struct iovec iov[2];
     size_t n = 0;
@@ -349,8 +349,11 @@ static int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
     if (rc < 0)
         return lsec__chan_fail(c, rc, NULL);
     rc = lsec__chan_rx(c, iov, rc, deadline, nowait, &n);
-    if (rc != 0)
+    if (rc != 0) {
+        if (rc == LSEC_EAGAIN || rc == LSEC_ETIMEDOUT)
+            return rc; /* what rx_failed makes of them, without its call */
         return rx_failed(c, rc, lsec__frame_rx_mid(&c->rx));
+    }
     lsec__frame_rx_got(&c->rx, n);
     return 0;
 }
@@ -360,8 +363,11 @@ static int rx_more(lsec_channel *c, uint8_t *dst, bool head_only,
 static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                         int64_t deadline, bool nowait)
 {
+    /* A decoder that holds nothing has nothing to decode: read first. */
+    int rc = lsec__frame_rx_idle(&c->rx)
+                 ? LSEC__AGAIN
+                 : lsec__frame_rx_next(&c->rx, dst, cap, len);
     for (;;) {
-        int rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
         if (rc == 0 || rc == LSEC_EMSGSIZE)
             return rc;
         if (rc != LSEC__AGAIN)
@@ -374,6 +380,7 @@ static int recv_message(lsec_channel *c, uint8_t *dst, size_t cap, size_t *len,
                 return lsec__chan_fail(c, LSEC_ENOMEM, NULL);
             return rc;
         }
+        rc = lsec__frame_rx_next(&c->rx, dst, cap, len);
     }
 }
 

@@ -9,48 +9,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len)
+/* The length in a header, in 64 bits so that neither a 32-bit size_t
+ * nor a huge `max` can wrap in the comparison with it. */
+static uint64_t header_len(const uint8_t hdr[LSEC__FRAME_HDR])
 {
-    hdr[0] = (uint8_t)(len >> 24);
-    hdr[1] = (uint8_t)(len >> 16);
-    hdr[2] = (uint8_t)(len >> 8);
-    hdr[3] = (uint8_t)len;
+    return (uint64_t)((uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+                      (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3]);
+}
+
+static int oversized(uint64_t n, size_t max)
+{
+    return lsec__fail(LSEC_EPROTO, "frame length %lu exceeds the limit %llu",
+                      (unsigned long)n, (unsigned long long)max);
 }
 
 int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
                       uint32_t *len)
 {
-    uint32_t n;
+    uint64_t n;
 
     if (len != NULL)
         *len = 0;
     if (hdr == NULL || len == NULL)
         return LSEC_EINVAL;
-    n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-        (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3];
-    /* Compared in 64 bits, so neither a 32-bit size_t nor a huge `max` can
-     * wrap; the caller allocates only after this check passed, and a length
+    n = header_len(hdr);
+    /* The caller allocates only after this check passed, and a length
      * above the limit ends the connection (no resynchronising). */
-    if ((uint64_t)n > (uint64_t)max)
-        return lsec__fail(LSEC_EPROTO,
-                          "frame length %lu exceeds the limit %llu",
-                          (unsigned long)n, (unsigned long long)max);
-    *len = n;
+    if (n > (uint64_t)max)
+        return oversized(n, max);
+    *len = (uint32_t)n;
     return 0;
 }
 
-int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
-                          size_t len, struct iovec iov[2])
+int lsec__frame_too_long(size_t len)
 {
-    if (len > UINT32_MAX)
-        return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB",
-                          len);
-    lsec__frame_header(hdr, (uint32_t)len);
-    iov[0].iov_base = hdr;
-    iov[0].iov_len = LSEC__FRAME_HDR;
-    iov[1].iov_base = (void *)msg;
-    iov[1].iov_len = len;
-    return len > 0 ? 2 : 1;
+    return lsec__fail(LSEC_EMSGSIZE, "message of %zu bytes exceeds 4 GiB", len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -111,7 +104,8 @@ static int stash_reserve(lsec__frame_rx *d, size_t need)
 static void ra_drop(lsec__frame_rx *d)
 {
     if (d->ra != NULL) {
-        lsec__wipe(d->ra, d->used);
+        if (d->used > 0)
+            lsec__wipe(d->ra, d->used);
         if (!lsec__spare_keep(LSEC__SPARE_FRAME_RA, d->ra))
             free(d->ra);
     }
@@ -138,10 +132,9 @@ void lsec__frame_rx_free(lsec__frame_rx *d)
     d->have = 0;
 }
 
-void lsec__frame_rx_release(lsec__frame_rx *d)
+void lsec__frame_rx_drop(lsec__frame_rx *d)
 {
-    if (d->ra != NULL && d->off == d->len)
-        ra_drop(d);
+    ra_drop(d);
 }
 
 /* Move unread bytes to the front of the read-ahead buffer. */
@@ -181,14 +174,17 @@ static size_t min_size(size_t a, size_t b)
  * LSEC__AGAIN (less than a header held), or the parse error. */
 static int take_header(lsec__frame_rx *d)
 {
-    int rc;
+    uint64_t n;
 
     if (d->have_len)
         return 0;
     if (d->len - d->off < LSEC__FRAME_HDR)
         return LSEC__AGAIN;
-    if ((rc = lsec__frame_parse(d->ra + d->off, d->max, &d->msg_len)) != 0)
-        return rc;
+    /* lsec__frame_parse's check, without its argument checks. */
+    n = header_len(d->ra + d->off);
+    if (n > (uint64_t)d->max)
+        return oversized(n, d->max);
+    d->msg_len = (uint32_t)n;
     d->off += LSEC__FRAME_HDR;
     d->have_len = true;
     d->have = 0;
@@ -306,12 +302,10 @@ void lsec__frame_rx_got(lsec__frame_rx *d, size_t n)
     d->iov0 = 0;
 }
 
-int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst)
+int lsec__frame_rx_keep(lsec__frame_rx *d, const uint8_t *dst)
 {
     int rc;
 
-    if (!d->have_len || d->stash != NULL || d->have == 0)
-        return 0;
     if ((rc = stash_reserve(d, d->have)) != 0)
         return rc;
     memcpy(d->stash, dst, d->have);
@@ -328,7 +322,6 @@ bool lsec__frame_rx_mid(const lsec__frame_rx *d)
 size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
 {
     size_t held = d->len - d->off;
-    const uint8_t *h;
 
     /* Exact: a poll loop ("pending > 0 ? receive : wait for the socket")
      * neither sleeps on a message that is here nor spins on bytes that
@@ -337,9 +330,7 @@ size_t lsec__frame_rx_pending(const lsec__frame_rx *d)
         return d->stash_have + held >= d->msg_len ? d->stash_have + held : 0;
     if (held < LSEC__FRAME_HDR)
         return 0;
-    h = d->ra + d->off;
-    uint64_t n = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 |
-                 (uint64_t)h[2] << 8 | h[3];
+    uint64_t n = header_len(d->ra + d->off);
     if (n > (uint64_t)d->max)
         return held; /* the next call reports the error at once */
     return held - LSEC__FRAME_HDR >= n ? held : 0;

@@ -10,7 +10,14 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR], uint32_t len);
+static inline void lsec__frame_header(uint8_t hdr[LSEC__FRAME_HDR],
+                                      uint32_t len)
+{
+    hdr[0] = (uint8_t)(len >> 24);
+    hdr[1] = (uint8_t)(len >> 16);
+    hdr[2] = (uint8_t)(len >> 8);
+    hdr[3] = (uint8_t)len;
+}
 /*
  * Decode a header from `hdr` (exactly LSEC__FRAME_HDR bytes).  0 with *len
  * set, or LSEC_EPROTO if it exceeds `max` (checked before any allocation).
@@ -24,8 +31,21 @@ int lsec__frame_parse(const uint8_t hdr[LSEC__FRAME_HDR], size_t max,
  * Returns the iovec count (1 for an empty message, else 2), or
  * LSEC_EMSGSIZE when `len` does not fit the 32-bit length.
  */
-int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR], const void *msg,
-                          size_t len, struct iovec iov[2]);
+int lsec__frame_too_long(size_t len); /* the failure: LSEC_EMSGSIZE */
+/* Inline: every lsec_send plans one message. */
+static inline int lsec__frame_plan_send(uint8_t hdr[LSEC__FRAME_HDR],
+                                        const void *msg, size_t len,
+                                        struct iovec iov[2])
+{
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = LSEC__FRAME_HDR;
+    iov[1].iov_base = (void *)msg;
+    iov[1].iov_len = len;
+    if (len > UINT32_MAX)
+        return lsec__frame_too_long(len);
+    lsec__frame_header(hdr, (uint32_t)len);
+    return len > 0 ? 2 : 1;
+}
 
 /* Read-ahead capacity: headers, small messages, bytes behind a handshake. */
 #define LSEC__FRAME_RA 4096
@@ -74,22 +94,41 @@ int lsec__frame_rx_feed(lsec__frame_rx *d, const uint8_t *p, size_t n);
  */
 int lsec__frame_rx_next(lsec__frame_rx *d, uint8_t *dst, size_t cap,
                         size_t *len);
+/* Nothing held (no read-ahead buffer, no header): lsec__frame_rx_next
+ * would answer LSEC__AGAIN without a look, so the shell reads first. */
+static inline bool lsec__frame_rx_idle(const lsec__frame_rx *d)
+{
+    return d->ra == NULL && !d->have_len;
+}
 /* Where the next read goes (after LSEC__AGAIN, same dst): 1 or 2 iovecs
  * (the count), or LSEC_ENOMEM. */
 int lsec__frame_rx_plan(lsec__frame_rx *d, uint8_t *dst, struct iovec iov[2]);
 /* `n` bytes were read into the last plan's iovecs. */
 void lsec__frame_rx_got(lsec__frame_rx *d, size_t n);
 /* The call ends before the message is whole: keep its payload bytes that
- * are in dst (0 or LSEC_ENOMEM; the stream is broken then). */
-int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst);
+ * are in dst (0 or LSEC_ENOMEM; the stream is broken then).  Inline: a
+ * read that finds nothing between messages has nothing to keep. */
+int lsec__frame_rx_keep(lsec__frame_rx *d, const uint8_t *dst);
+static inline int lsec__frame_rx_cut(lsec__frame_rx *d, const uint8_t *dst)
+{
+    if (!d->have_len || d->stash != NULL || d->have == 0)
+        return 0;
+    return lsec__frame_rx_keep(d, dst);
+}
 /* Bytes of an unfinished frame are held (the stream may not end here). */
 bool lsec__frame_rx_mid(const lsec__frame_rx *d);
 /* Bytes with which the next lsec__frame_rx_next makes progress without a
  * read (a whole message, or a length above the limit); 0 when it needs
  * more. */
 size_t lsec__frame_rx_pending(const lsec__frame_rx *d);
-/* Release the read-ahead buffer if it holds nothing. */
-void lsec__frame_rx_release(lsec__frame_rx *d);
+/* Release the read-ahead buffer if it holds nothing (inline: every
+ * lsec_recv ends with it). */
+void lsec__frame_rx_drop(lsec__frame_rx *d);
+static inline void lsec__frame_rx_release(lsec__frame_rx *d)
+{
+    if (d->ra != NULL && d->off == d->len)
+        lsec__frame_rx_drop(d);
+}
 /*
  * A payload moved elsewhere than a caller's buffer (lsec_recv_to_fd,
  * fdmove.c).  lsec__frame_rx_head parses the next header from what is held

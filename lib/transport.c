@@ -104,7 +104,8 @@ int lsec__chan_rx(lsec_channel *c, struct iovec *iov, int iovcnt,
  * buffer goes out with send (cheaper in the kernel than sendmsg, as recv is
  * than recvmsg), more with one sendmsg.
  */
-static int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt, size_t *n)
+static inline int tx_once(lsec_channel *c, struct iovec *iov, int iovcnt,
+                          size_t *n)
 {
     for (;;) {
         if (c->tls != NULL) {
@@ -143,6 +144,10 @@ static void iov_advance(struct iovec *iov, int *iovcnt, size_t n)
     while (i < *iovcnt && n >= iov[i].iov_len) {
         n -= iov[i].iov_len;
         i++;
+    }
+    if (i == *iovcnt && n == 0) { /* all of it: the common case */
+        *iovcnt = 0;
+        return;
     }
     if (i > 0) {
         memmove(iov, iov + i, sizeof(*iov) * (size_t)(*iovcnt - i));
