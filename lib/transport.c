@@ -194,39 +194,51 @@ int lsec__chan_flush_queue(lsec_channel *c, int64_t deadline, bool nowait)
     return 0;
 }
 
-int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
-                      int64_t deadline, bool nowait)
+/* The write loop of lsec__chan_tx_all, from the result of its first
+ * tx_once (rc, and n bytes written). */
+static int tx_loop(lsec_channel *c, struct iovec *iov, int iovcnt,
+                   int64_t deadline, bool nowait, int rc, size_t n)
 {
     bool started = false;
-    while (iovcnt > 0) {
-        size_t n = 0;
-        int rc = tx_once(c, iov, iovcnt, &n);
+    for (;;) {
         if (rc == 0) {
             started = true;
             iov_advance(iov, &iovcnt, n);
-            continue;
-        }
-        if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
+            if (iovcnt == 0)
+                return 0;
+        } else if (rc == LSEC__WANT_READ || rc == LSEC__WANT_WRITE) {
             /* TLS may have taken bytes into a record even when it asks us to
              * wait; from the first call on, the message counts as started. */
             if (c->tls != NULL)
                 started = true;
             rc = lsec__wait_fd(c->fd, lsec__want_events(rc), deadline, nowait);
-            if (rc == 0)
-                continue;
             if (rc == LSEC_ETIMEDOUT || rc == LSEC_EAGAIN) {
                 if (!started)
                     return rc;
                 return lsec__chan_queue_iov(c, iov, iovcnt);
             }
-            return rc;
+            if (rc != 0)
+                return rc;
+        } else {
+            return lsec__chan_fail(c, rc,
+                                   rc == LSEC_ERESET
+                                       ? "connection lost while sending"
+                                       : "send failed");
         }
-        return lsec__chan_fail(c, rc,
-                               rc == LSEC_ERESET
-                                   ? "connection lost while sending"
-                                   : "send failed");
+        n = 0;
+        rc = tx_once(c, iov, iovcnt, &n);
     }
-    return 0;
+}
+
+int lsec__chan_tx_all(lsec_channel *c, struct iovec *iov, int iovcnt,
+                      int64_t deadline, bool nowait)
+{
+    size_t n = 0;
+
+    if (iovcnt == 0)
+        return 0;
+    int rc = tx_once(c, iov, iovcnt, &n);
+    return tx_loop(c, iov, iovcnt, deadline, nowait, rc, n);
 }
 
 /* Auth mode: a payload up to this size is copied behind its header and
@@ -247,7 +259,12 @@ int lsec__chan_tx_frame(lsec_channel *c, struct iovec plan[2], int iovcnt,
     if (len > 0)
         memcpy(flat + LSEC__FRAME_HDR, plan[1].iov_base, len);
     struct iovec one = {flat, LSEC__FRAME_HDR + len};
-    rc = lsec__chan_tx_all(c, &one, 1, deadline, nowait);
+    size_t n = 0;
+    /* Almost always the socket takes the frame whole: done without the
+     * loop, which takes over (as lsec__chan_tx_all) otherwise. */
+    rc = tx_once(c, &one, 1, &n);
+    if (rc != 0 || n < one.iov_len)
+        rc = tx_loop(c, &one, 1, deadline, nowait, rc, n);
     /* Plaintext: wiped (what tx_all could not write, it queued a copy of). */
     lsec__wipe(flat, LSEC__FRAME_HDR + len);
     return rc;

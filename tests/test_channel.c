@@ -3069,6 +3069,131 @@ static void test_pollnval_is_not_ready(void **state)
                      LSEC_EIO);
 }
 
+struct recv_job {
+    lsec_channel *ch;
+    uint8_t buf[64];
+    size_t len;
+    int rc;
+};
+
+static void *recv_once_thread(void *arg)
+{
+    struct recv_job *j = arg;
+    j->rc = lsec_recv(j->ch, j->buf, sizeof(j->buf), &j->len, 1000);
+    return NULL;
+}
+
+/* A call on a thread that then exits leaves the bytes it read ahead with
+ * the channel, not in that thread's spare (freed at its exit: ASan would
+ * see the next read use it). */
+static void test_read_buffer_outlives_its_thread(void **state)
+{
+    enum { M = 64 };
+    uint8_t seg[2 * (4 + M)], buf[M];
+    struct recv_job j = {0};
+    pthread_t th;
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    frames(seg, 2, M);
+    send_all_raw(lsec_channel_fd(c), seg, 4 + M + 3 + 10);
+    wait_readable(lsec_channel_fd(s));
+    j.ch = s;
+    assert_int_equal(pthread_create(&th, NULL, recv_once_thread, &j), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(j.rc, 0);
+    assert_memory_equal(j.buf, seg + 4, M);
+    assert_non_null(s->rx.ra);
+    send_all_raw(lsec_channel_fd(c), seg + 4 + M + 3 + 10, M + 1 - 10);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, M);
+    assert_memory_equal(buf, seg + 8 + M, M);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* The first sends of a small frame, scripted: a count to take (> 0), or
+ * -errno; then the real send. */
+static ssize_t send_script[2];
+static unsigned send_step;
+
+static ssize_t scripted_send(int fd, const void *buf, size_t len, int flags)
+{
+    ssize_t r = send_step < 2 ? send_script[send_step++] : 0;
+    if (r < 0)
+        return errno = (int)-r, -1;
+    return send(fd, buf, r > 0 && (size_t)r < len ? (size_t)r : len, flags);
+}
+
+static int never_ready(struct pollfd *fds, unsigned long nfds, int timeout)
+{
+    (void)fds;
+    (void)nfds;
+    (void)timeout;
+    return 0;
+}
+
+/*
+ * A small frame leaves in one send when the socket takes it whole; else
+ * the write loop takes over exactly as before: a short send then a full
+ * socket queues the rest (the message has started: lsec_send returns 0 and
+ * lsec_flush finishes it), a full socket before the first byte is
+ * LSEC_EAGAIN with nothing queued, EPIPE breaks the channel (LSEC_ERESET).
+ */
+static void test_small_frame_send_fallbacks(void **state)
+{
+    uint8_t msg[64], got[64];
+    size_t len;
+    lsec_channel *s, *c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 7 + 1);
+    pair(NULL, &s, &c);
+    lsec__io.send = scripted_send;
+    lsec__io.poll = never_ready; /* the socket stays full */
+    send_step = 0;
+    send_script[0] = 10;
+    send_script[1] = -EAGAIN;
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 0), 0);
+    assert_int_equal(send_step, 2);
+    assert_int_equal(lsec_channel_queued(c), 4 + sizeof(msg) - 10);
+    lsec__io_reset();
+    assert_int_equal(lsec_flush(c, 1000), 0);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 1000), 0);
+    assert_int_equal(len, sizeof(msg));
+    assert_memory_equal(got, msg, sizeof(msg));
+    /* Nothing taken: LSEC_EAGAIN, nothing queued, the channel is fine. */
+    lsec__io.send = scripted_send;
+    lsec__io.poll = never_ready;
+    send_step = 0;
+    send_script[0] = -EAGAIN;
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 0), LSEC_EAGAIN);
+    assert_int_equal(send_step, 1);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    lsec__io_reset();
+    lsec__io.send = scripted_send;
+    /* A short send, then the rest in the loop's next send. */
+    send_step = 0;
+    send_script[0] = 1;
+    send_script[1] = 0;
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 1000), 0);
+    assert_memory_equal(got, msg, sizeof(msg));
+    /* EPIPE: the channel is broken, for good. */
+    send_step = 0;
+    send_script[0] = -EPIPE;
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), LSEC_ERESET);
+    lsec__io_reset();
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), LSEC_ERESET);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3175,6 +3300,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_default_policy_follows_tls_ticket,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_buffer_outlives_its_thread,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_frame_send_fallbacks, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
