@@ -11,8 +11,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-static _Thread_local void *spares[LSEC__SPARE_SLOTS];
-static _Thread_local bool spares_key_set;
+/* One thread-local object: each thread-local of a shared library is a
+ * look-up (__tls_get_addr), so a call makes one. */
+static _Thread_local struct {
+    void *slot[LSEC__SPARE_SLOTS];
+    bool key_set; /* this thread's exit frees them */
+} spares;
 static pthread_key_t spares_key;
 static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
 static bool spares_key_ok;
@@ -21,8 +25,8 @@ static void spares_exit(void *unused)
 {
     (void)unused;
     for (int i = 0; i < LSEC__SPARE_SLOTS; i++) {
-        free(spares[i]);
-        spares[i] = NULL;
+        free(spares.slot[i]);
+        spares.slot[i] = NULL;
     }
 }
 
@@ -33,23 +37,23 @@ static void spares_init(void)
 
 void *lsec__spare_take(int slot)
 {
-    void *p = spares[slot];
-    spares[slot] = NULL;
+    void *p = spares.slot[slot];
+    spares.slot[slot] = NULL;
     return p;
 }
 
 bool lsec__spare_keep(int slot, void *p)
 {
-    if (spares[slot] != NULL)
+    if (spares.slot[slot] != NULL)
         return false;
-    if (!spares_key_set) {
+    if (!spares.key_set) {
         /* The first spare of this thread: its exit must free it. */
         pthread_once(&spares_once, spares_init);
-        spares_key_set =
-            spares_key_ok && pthread_setspecific(spares_key, spares) == 0;
-        if (!spares_key_set)
+        spares.key_set =
+            spares_key_ok && pthread_setspecific(spares_key, &spares) == 0;
+        if (!spares.key_set)
             return false;
     }
-    spares[slot] = p;
+    spares.slot[slot] = p;
     return true;
 }
