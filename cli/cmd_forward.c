@@ -32,6 +32,7 @@
 #define FORWARD_MAX 128
 #define FORWARD_DRAIN_MS 10000
 #define FORWARD_STACK (256 * 1024)
+#define FORWARD_TMP_SUFFIX 9 /* ".PID~": pids have at most 7 digits */
 
 /* The directory of `path` exists (or is created 0700), is ours and 0700. */
 static int check_dir(const char *path)
@@ -260,6 +261,44 @@ static void reset_running(struct fwd *f)
     pthread_mutex_unlock(&f->lock);
 }
 
+/*
+ * Listen at `path`, which appears only once it accepts: bound and listening
+ * under a temporary name beside it, then hard-linked into place (link never
+ * replaces a name, so a forward that won a race keeps its socket), then the
+ * temporary name removed.  A script that waits for the path to exist, and
+ * another forward that probes it, never find it bound but not yet listening
+ * (refused, as a stale socket is).  The listening descriptor, or -1 (said).
+ */
+static int listen_at(const char *path, const struct sockaddr_un *un)
+{
+    struct sockaddr_un tu = *un;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = fd < 0 ? -1 : 0;
+
+    snprintf(tu.sun_path, sizeof(tu.sun_path), "%s.%ld~", path, (long)getpid());
+    socklen_t tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                                 strlen(tu.sun_path) + 1);
+    /* The directory is ours alone (check_dir): a name with this pid is a
+     * dead process's leftover. */
+    (void)unlink(tu.sun_path);
+    mode_t old = umask(0177); /* the socket: 0600 */
+    if (rc == 0 && (bind(fd, (struct sockaddr *)&tu, tlen) != 0 ||
+                    listen(fd, 128) != 0 || link(tu.sun_path, path) != 0))
+        rc = -1;
+    umask(old);
+    if (rc != 0)
+        fprintf(stderr, "loopsec: forward: %s: %s\n", path,
+                errno == EEXIST ? "the socket path is in use by a running "
+                                  "program (it appeared meanwhile)"
+                                : strerror(errno));
+    (void)unlink(tu.sun_path);
+    if (rc != 0 && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 static int serve_unix(const char *path, const cli_ticket *t, const lsec_opts *o,
                       int timeout)
 {
@@ -271,11 +310,12 @@ static int serve_unix(const char *path, const cli_ticket *t, const lsec_opts *o,
     int64_t drain_deadline = 0;
     static struct fwd f;
 
-    if (n == 0 || n >= sizeof(un.sun_path))
+    /* Room for listen_at's temporary name beside it: ".PID~". */
+    if (n == 0 || n >= sizeof(un.sun_path) - FORWARD_TMP_SUFFIX)
         return cli_usage_error("forward",
                                "--listen unix:PATH needs a path of "
                                "1 to %zu bytes",
-                               sizeof(un.sun_path) - 1);
+                               sizeof(un.sun_path) - 1 - FORWARD_TMP_SUFFIX);
     memset(&un, 0, sizeof(un));
     un.sun_family = AF_UNIX;
     memcpy(un.sun_path, path, n + 1);
@@ -286,12 +326,8 @@ static int serve_unix(const char *path, const cli_ticket *t, const lsec_opts *o,
         fprintf(stderr, "loopsec: forward: pipe: %s\n", strerror(errno));
         return 1;
     }
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    mode_t old = umask(0177); /* the socket: 0600 */
-    int brc = lfd < 0 ? -1 : bind(lfd, (struct sockaddr *)&un, len);
-    umask(old);
-    if (brc != 0 || listen(lfd, 128) != 0 || lstat(path, &st) != 0) {
-        fprintf(stderr, "loopsec: forward: %s: %s\n", path, strerror(errno));
+    lfd = listen_at(path, &un);
+    if (lfd < 0 || lstat(path, &st) != 0) {
         if (lfd >= 0)
             close(lfd);
         close(done[0]);

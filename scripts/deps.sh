@@ -8,8 +8,9 @@ need="gcc make cmake pkg-config libssl-dev libsodium-dev libcmocka-dev python3 o
 # The CLI tests run loopsec in front of real programs (tests/cli/): a web
 # server and client, an interactive calculator, a database; util-linux's
 # setpriv reads /proc as another uid; iproute2's ss shows the congestion
-# control of serve's and forward's sockets.
-need="$need curl bc redis-server redis-tools util-linux iproute2"
+# control of serve's and forward's sockets; strace holds forward between
+# two system calls (delay injection); procps's pgrep finds its pid.
+need="$need curl bc redis-server redis-tools util-linux iproute2 strace procps"
 missing=""
 for p in $need "$@"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

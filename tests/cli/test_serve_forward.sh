@@ -292,6 +292,22 @@ wait_path "$tmp/s/web2"
 timeout 5 "$cli" forward --ticket-file "$tmp/web.ticket" --listen "unix:$tmp/s/web2" 2>"$tmp/e4"
 [ $? = 1 ] && grep -q "in use" "$tmp/e4" && ok || bad "a live socket was taken over: $(cat "$tmp/e4")"
 kill -TERM "$f2"
+# The path appears only once forward listens: with half a second held
+# between its bind and its listen (strace's delay injection), a client that
+# waits for the path and connects at once is accepted, never refused (a
+# second forward probing then took a refused path for stale, and replaced
+# a live socket: seen in CI).
+strace -f -qq -o /dev/null -e trace=listen -e inject=listen:delay_enter=500000 \
+    "$cli" forward --ticket-file "$tmp/web.ticket" --listen "unix:$tmp/s/web3" 2>"$tmp/e5" &
+st=$!
+pids+=($st)
+wait_path "$tmp/s/web3"
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$tmp/s/web3" 2>"$tmp/e6" &&
+    ok || bad "forward's socket path appeared before it listened: $(cat "$tmp/e6" "$tmp/e5")"
+f3=$(pgrep -P "$st" -x loopsec || true)
+[ -n "$f3" ] && kill -TERM "$f3"
+wait "$st"
+[ ! -e "$tmp/s/web3" ] && [ -z "$(ls "$tmp/s" | grep '~$')" ] && ok || bad "forward left a socket name: $(ls "$tmp/s")"
 
 # --------------------------------------------------------------------------
 # 6. --key-file: a stable ticket across restarts.
