@@ -14,6 +14,8 @@
 #include "channel.h" /* the channel's private struct: its read buffer */
 #include "internal.h"
 #include "testing.h"
+#include "tls_engine.h" /* a channel's SSL, for a KeyUpdate */
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1521,6 +1523,71 @@ static void test_tls_many_records_one_read(void **state)
     lsec_channel_close(c);
 }
 
+/* TLS: a KeyUpdate and a message in one recv.  lsec_recv delivers the
+ * message at once (before: the read stopped at the KeyUpdate, the message
+ * stayed undecrypted where the socket does not show it, and lsec_recv
+ * waited until its deadline: LSEC_ETIMEDOUT). */
+static void test_tls_key_update_then_message(void **state)
+{
+    lsec_opts o;
+    lsec_channel *s, *c;
+    uint8_t buf[64];
+    size_t len = 0;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(SSL_key_update(c->tls->ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(lsec_send(c, "hello", 5, 1000), 0);
+    /* The KeyUpdate record (27 bytes), the message's (22 + 4 + 5). */
+    wait_unread_bytes(lsec_channel_fd(s), 27 + 22 + 9);
+    int64_t t0 = lsec__now_ms();
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_true(lsec__now_ms() - t0 < 500);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    /* Both ends go on under the new keys. */
+    assert_int_equal(lsec_send(s, "back", 4, 1000), 0);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "back", 4);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* TLS: the peer's fatal alert behind a message in one recv: the message,
+ * then LSEC_ETLS for good (before: LSEC_ECLOSED, "the peer closed the
+ * channel", as if it had ended cleanly). */
+static void test_tls_alert_behind_message(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    lsec_opts o;
+    lsec_channel *s, *c;
+    uint8_t buf[64];
+    size_t len = 0;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, "m", 1, 1000), 0);
+    /* The client meets a bad record and answers with its alert. */
+    assert_int_equal(send(lsec_channel_fd(s), bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), LSEC_ETLS);
+    wait_unread_bytes(lsec_channel_fd(s), 22 + 5 + 24);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 1);
+    assert_memory_equal(buf, "m", 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_ETLS);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_ETLS);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
 /* Build a ticket for the same listener in the other mode. */
 static void flip_mode(char *ticket, const char *from, const char *to)
 {
@@ -3254,6 +3321,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integrity_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_many_records_one_read, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tls_key_update_then_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tls_alert_behind_message, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
