@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -3261,6 +3262,78 @@ static void test_small_frame_send_fallbacks(void **state)
     lsec_channel_close(c);
 }
 
+/*
+ * Review of the receive path's inlined checks (recvpath): a timeout below
+ * -1 is LSEC_EINVAL with lsec__timeout_check's detail, on both paths; -1
+ * waits; a deadline inside a message (LSEC_ETIMEDOUT, timeout > 0) keeps
+ * what arrived (not in the caller's buffer, which may differ from call to
+ * call), and the message comes whole and exact in the end; EINTR
+ * before a small frame's first byte is retried (one frame, nothing
+ * queued); ECONNRESET breaks the channel (LSEC_ERESET, for good).
+ */
+static void test_recv_path_codes_kept(void **state)
+{
+    static uint8_t msg[20000], got[20000];
+    uint8_t small[64];
+    size_t len = 0;
+    lsec_channel *s, *c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 13 + 5);
+    pair(NULL, &s, &c);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, -2), LSEC_EINVAL);
+    assert_non_null(strstr(lsec_last_detail(), "timeout_ms -2"));
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, INT_MIN),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_send(c, "x", 1, -2), LSEC_EINVAL);
+    assert_non_null(strstr(lsec_last_detail(), "timeout_ms -2"));
+    assert_int_equal(lsec_send(c, "x", 1, -1), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, -1), 0);
+    assert_int_equal(len, 1);
+    /* 1000 bytes per call, then a deadline of 20 ms. */
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    lsec__io.recv = trickle_recv;
+    lsec__io.recvmsg = trickle_recvmsg;
+    lsec__io.poll = trickle_poll;
+    int rc = LSEC_ETIMEDOUT, calls = 0;
+    while (rc == LSEC_ETIMEDOUT && calls < 100) {
+        trickle_budget = 1000;
+        memset(got, 0, sizeof(got)); /* the call's buffer holds nothing */
+        rc = lsec_recv(s, got, sizeof(got), &len, 20);
+        calls++;
+        if (rc != 0) {
+            assert_int_equal(rc, LSEC_ETIMEDOUT);
+            assert_int_equal(len, 0);
+        }
+    }
+    lsec__io_reset();
+    assert_int_equal(rc, 0);
+    assert_true(calls >= 20);
+    assert_int_equal(len, sizeof(msg));
+    assert_memory_equal(got, msg, sizeof(msg));
+    /* EINTR, then the send goes through: one frame, nothing queued. */
+    memset(small, 0x5a, sizeof(small));
+    lsec__io.send = scripted_send;
+    send_step = 0;
+    send_script[0] = -EINTR;
+    send_script[1] = 0;
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), 0);
+    assert_int_equal(send_step, 2);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 1000), 0);
+    assert_int_equal(len, sizeof(small));
+    assert_memory_equal(got, small, sizeof(small));
+    send_step = 0;
+    send_script[0] = -ECONNRESET;
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), LSEC_ERESET);
+    lsec__io_reset();
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), LSEC_ERESET);
+    assert_int_equal(lsec_recv(c, got, sizeof(got), &len, 0), LSEC_ERESET);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3374,6 +3447,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_buffer_outlives_its_thread,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_frame_send_fallbacks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_recv_path_codes_kept, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
