@@ -3251,6 +3251,46 @@ static void test_spare_kept_after_thread_exit(void **state)
     lsec_channel_close(c);
 }
 
+/* The blocks a read leaves as the thread's spare: the read-ahead buffer,
+ * which held the message's plaintext, is all zeros (wiped before it is
+ * kept); TLS's `in` held only ciphertext, in which the plaintext is not
+ * found. */
+static void spare_after_recv(int mode)
+{
+    uint8_t msg[100], buf[100];
+    size_t len;
+    lsec_opts o;
+    lsec_channel *s, *c;
+
+    memset(msg, 0xab, sizeof(msg));
+    lsec_opts_init(&o);
+    o.mode = mode;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, sizeof(msg));
+    assert_null(s->rx.ra);
+    uint8_t *ra = lsec__spare_take(LSEC__SPARE_FRAME_RA);
+    assert_non_null(ra);
+    for (size_t i = 0; i < LSEC__FRAME_HDR + sizeof(msg); i++)
+        assert_int_equal(ra[i], 0);
+    free(ra);
+    if (mode == LSEC_MODE_TLS) {
+        uint8_t *in = lsec__spare_take(LSEC__SPARE_TLS_IN);
+        assert_non_null(in);
+        assert_null(memmem(in, 4096, msg, 16));
+        free(in);
+    }
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+static void test_spare_holds_no_plaintext(void **state)
+{
+    (void)state;
+    spare_after_recv(LSEC_MODE_AUTH);
+    spare_after_recv(LSEC_MODE_TLS);
+}
 /* The first sends of a small frame, scripted: a count to take (> 0), or
  * -errno; then the real send. */
 static ssize_t send_script[2];
@@ -3517,6 +3557,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_spare_kept_after_thread_exit,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spare_holds_no_plaintext, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_small_frame_send_fallbacks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_recv_path_codes_kept, setup,
