@@ -28,6 +28,9 @@ static void spares_exit(void *unused)
         free(spares.slot[i]);
         spares.slot[i] = NULL;
     }
+    /* Another key's destructor may still read on this thread: the spare it
+     * leaves registers again, and is freed in the next round. */
+    spares.key_set = false;
 }
 
 static void spares_init(void)

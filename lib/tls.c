@@ -281,6 +281,7 @@ static int handshake_failed(lsec__tls *t, int ssl_error)
 /* Operations                                                                */
 
 static void process_buffered(lsec__tls *t);
+static int io_result(lsec__tls *t, int r, size_t *n, const char *what);
 
 /* Whether `in` holds a whole record (OpenSSL, without read-ahead, holds at
  * most the part of the record it is reading). */
@@ -388,6 +389,26 @@ static int io_result(lsec__tls *t, int r, size_t *n, const char *what)
 }
 
 /*
+ * A record decrypted ahead of the caller (behind bytes this call delivers)
+ * failed: classified now, as the read that reports it would, while
+ * OpenSSL's queue still says why (a fatal alert from the peer also marks
+ * the connection shut, which a later SSL_read reports as a close_notify),
+ * and left for the next read: a failure is sticky there, a close_notify
+ * read again.  True after a KeyUpdate (WANT_READ): the next record may be
+ * read.
+ */
+static bool ahead_failed(lsec__tls *t, size_t off)
+{
+    size_t none;
+
+    if (io_result(t, 0, &none, "read") == LSEC__WANT_READ)
+        return t->in.off != off; /* it took its record: try the next */
+    t->peek_failed = true;
+    lsec__clear_detail(); /* this call succeeds */
+    return false;
+}
+
+/*
  * A whole record can wait in `in` undecrypted, where the socket no longer
  * shows it and SSL_pending() does not count it, and a poll loop would wait
  * for it forever.  Decrypt it, so that lsec__tls_pending() counts its
@@ -399,11 +420,10 @@ static void process_buffered(lsec__tls *t)
     unsigned char b;
     size_t got;
 
-    if (!record_waiting(t) || SSL_pending(t->ssl) > 0)
-        return;
-    if (SSL_peek_ex(t->ssl, &b, 1, &got) != 1) {
-        t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
-        clear_errors();
+    while (!t->peek_failed && record_waiting(t) && SSL_pending(t->ssl) == 0) {
+        size_t off = t->in.off;
+        if (SSL_peek_ex(t->ssl, &b, 1, &got) == 1 || !ahead_failed(t, off))
+            return;
     }
 }
 
@@ -423,7 +443,14 @@ int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
     int rc;
 
     clear_errors();
-    rc = io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
+    for (;;) {
+        size_t off = t->in.off;
+        rc = io_result(t, SSL_read_ex(t->ssl, buf, len, n), n, "read");
+        /* A KeyUpdate takes its record and says WANT_READ: the records
+         * behind it may be here already (the socket will not say so). */
+        if (rc != LSEC__WANT_READ || t->in.off == off || !record_waiting(t))
+            break;
+    }
     if (rc != 0)
         return rc;
     /* The queue is empty here (io_result cleared it after the success), and
@@ -432,12 +459,12 @@ int lsec__tlse_read(lsec__tls *t, void *buf, size_t len, size_t *n)
      * the failure below look like one, which the next call reads again). */
     bool more = false;
     while (*n < len && record_waiting(t) && SSL_pending(t->ssl) == 0) {
+        size_t off = t->in.off;
         more = true;
-        if (SSL_read_ex(t->ssl, p + *n, len - *n, &got) != 1) {
-            t->peek_failed = SSL_get_error(t->ssl, 0) != SSL_ERROR_WANT_READ;
+        if (SSL_read_ex(t->ssl, p + *n, len - *n, &got) == 1)
+            *n += got;
+        else if (!ahead_failed(t, off))
             break;
-        }
-        *n += got;
     }
     if (more)
         clear_errors();

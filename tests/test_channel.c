@@ -14,9 +14,12 @@
 #include "channel.h" /* the channel's private struct: its read buffer */
 #include "internal.h"
 #include "testing.h"
+#include "tls_engine.h" /* a channel's SSL, for a KeyUpdate */
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1521,6 +1524,71 @@ static void test_tls_many_records_one_read(void **state)
     lsec_channel_close(c);
 }
 
+/* TLS: a KeyUpdate and a message in one recv.  lsec_recv delivers the
+ * message at once (before: the read stopped at the KeyUpdate, the message
+ * stayed undecrypted where the socket does not show it, and lsec_recv
+ * waited until its deadline: LSEC_ETIMEDOUT). */
+static void test_tls_key_update_then_message(void **state)
+{
+    lsec_opts o;
+    lsec_channel *s, *c;
+    uint8_t buf[64];
+    size_t len = 0;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(SSL_key_update(c->tls->ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(lsec_send(c, "hello", 5, 1000), 0);
+    /* The KeyUpdate record (27 bytes), the message's (22 + 4 + 5). */
+    wait_unread_bytes(lsec_channel_fd(s), 27 + 22 + 9);
+    int64_t t0 = lsec__now_ms();
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_true(lsec__now_ms() - t0 < 500);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(lsec_channel_pending(s), 0);
+    /* Both ends go on under the new keys. */
+    assert_int_equal(lsec_send(s, "back", 4, 1000), 0);
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "back", 4);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* TLS: the peer's fatal alert behind a message in one recv: the message,
+ * then LSEC_ETLS for good (before: LSEC_ECLOSED, "the peer closed the
+ * channel", as if it had ended cleanly). */
+static void test_tls_alert_behind_message(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    lsec_opts o;
+    lsec_channel *s, *c;
+    uint8_t buf[64];
+    size_t len = 0;
+
+    (void)state;
+    lsec_opts_init(&o);
+    o.mode = LSEC_MODE_TLS;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, "m", 1, 1000), 0);
+    /* The client meets a bad record and answers with its alert. */
+    assert_int_equal(send(lsec_channel_fd(s), bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    assert_int_equal(lsec_recv(c, buf, sizeof(buf), &len, 1000), LSEC_ETLS);
+    wait_unread_bytes(lsec_channel_fd(s), 22 + 5 + 24);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), 0);
+    assert_int_equal(len, 1);
+    assert_memory_equal(buf, "m", 1);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_ETLS);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 0), LSEC_ETLS);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
 /* Build a ticket for the same listener in the other mode. */
 static void flip_mode(char *ticket, const char *from, const char *to)
 {
@@ -3114,6 +3182,115 @@ static void test_read_buffer_outlives_its_thread(void **state)
     lsec_channel_close(c);
 }
 
+/* A thread's exit, after spare.c's destructor: another key's destructor
+ * that reads on a channel (a later key: glibc runs them in key order) makes
+ * that read's buffer the thread's spare again.  It must be freed too: the
+ * same destructor, run again in the next round, finds the slot empty
+ * (before: the block stayed there, lost at the thread's exit). */
+static pthread_key_t late_key;
+static lsec_channel *late_rx, *late_tx;
+static int late_rc, late_round;
+static void *late_left = (void *)1;
+
+static void late_destructor(void *arg)
+{
+    uint8_t buf[64];
+    size_t len;
+
+    (void)arg;
+    if (late_round++ > 0) {
+        late_left = lsec__spare_take(LSEC__SPARE_FRAME_RA);
+        free(late_left); /* not to leak it in the test */
+        return;
+    }
+    late_rc = lsec_send(late_tx, "c", 1, 1000);
+    if (late_rc == 0)
+        late_rc = lsec_recv(late_rx, buf, sizeof(buf), &len, 1000);
+    (void)pthread_setspecific(late_key, &late_rc); /* the next round */
+}
+
+static void *late_reader_thread(void *arg)
+{
+    uint8_t buf[64];
+    size_t len;
+
+    (void)arg;
+    /* This thread's first read: its buffer is the thread's spare, and
+     * spare.c's destructor runs at its exit. */
+    late_rc = lsec_recv(late_rx, buf, sizeof(buf), &len, 1000);
+    if (late_rc == 0)
+        (void)pthread_setspecific(late_key, &late_rc);
+    return NULL;
+}
+
+static void test_spare_kept_after_thread_exit(void **state)
+{
+    uint8_t buf[64];
+    size_t len;
+    pthread_t th;
+    lsec_channel *s, *c;
+
+    (void)state;
+    pair(NULL, &s, &c);
+    /* A round trip here first: spare.c's key exists before ours. */
+    assert_int_equal(lsec_send(c, "a", 1, 1000), 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+    assert_int_equal(lsec_send(c, "b", 1, 1000), 0);
+    late_rx = s;
+    late_tx = c;
+    late_rc = -100;
+    late_round = 0;
+    assert_int_equal(pthread_create(&th, NULL, late_reader_thread, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(late_rc, 0);
+    assert_int_equal(late_round, 2);
+    assert_null(late_left);
+    assert_int_equal(pthread_key_delete(late_key), 0);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+/* The blocks a read leaves as the thread's spare: the read-ahead buffer,
+ * which held the message's plaintext, is all zeros (wiped before it is
+ * kept); TLS's `in` held only ciphertext, in which the plaintext is not
+ * found. */
+static void spare_after_recv(int mode)
+{
+    uint8_t msg[100], buf[100];
+    size_t len;
+    lsec_opts o;
+    lsec_channel *s, *c;
+
+    memset(msg, 0xab, sizeof(msg));
+    lsec_opts_init(&o);
+    o.mode = mode;
+    pair(&o, &s, &c);
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    assert_int_equal(lsec_recv(s, buf, sizeof(buf), &len, 1000), 0);
+    assert_int_equal(len, sizeof(msg));
+    assert_null(s->rx.ra);
+    uint8_t *ra = lsec__spare_take(LSEC__SPARE_FRAME_RA);
+    assert_non_null(ra);
+    for (size_t i = 0; i < LSEC__FRAME_HDR + sizeof(msg); i++)
+        assert_int_equal(ra[i], 0);
+    free(ra);
+    if (mode == LSEC_MODE_TLS) {
+        uint8_t *in = lsec__spare_take(LSEC__SPARE_TLS_IN);
+        assert_non_null(in);
+        assert_null(memmem(in, 4096, msg, 16));
+        free(in);
+    }
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
+static void test_spare_holds_no_plaintext(void **state)
+{
+    (void)state;
+    spare_after_recv(LSEC_MODE_AUTH);
+    spare_after_recv(LSEC_MODE_TLS);
+}
 /* The first sends of a small frame, scripted: a count to take (> 0), or
  * -errno; then the real send. */
 static ssize_t send_script[2];
@@ -3194,6 +3371,78 @@ static void test_small_frame_send_fallbacks(void **state)
     lsec_channel_close(c);
 }
 
+/*
+ * Review of the receive path's inlined checks (recvpath): a timeout below
+ * -1 is LSEC_EINVAL with lsec__timeout_check's detail, on both paths; -1
+ * waits; a deadline inside a message (LSEC_ETIMEDOUT, timeout > 0) keeps
+ * what arrived (not in the caller's buffer, which may differ from call to
+ * call), and the message comes whole and exact in the end; EINTR
+ * before a small frame's first byte is retried (one frame, nothing
+ * queued); ECONNRESET breaks the channel (LSEC_ERESET, for good).
+ */
+static void test_recv_path_codes_kept(void **state)
+{
+    static uint8_t msg[20000], got[20000];
+    uint8_t small[64];
+    size_t len = 0;
+    lsec_channel *s, *c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)(i * 13 + 5);
+    pair(NULL, &s, &c);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, -2), LSEC_EINVAL);
+    assert_non_null(strstr(lsec_last_detail(), "timeout_ms -2"));
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, INT_MIN),
+                     LSEC_EINVAL);
+    assert_int_equal(lsec_send(c, "x", 1, -2), LSEC_EINVAL);
+    assert_non_null(strstr(lsec_last_detail(), "timeout_ms -2"));
+    assert_int_equal(lsec_send(c, "x", 1, -1), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, -1), 0);
+    assert_int_equal(len, 1);
+    /* 1000 bytes per call, then a deadline of 20 ms. */
+    assert_int_equal(lsec_send(c, msg, sizeof(msg), 1000), 0);
+    lsec__io.recv = trickle_recv;
+    lsec__io.recvmsg = trickle_recvmsg;
+    lsec__io.poll = trickle_poll;
+    int rc = LSEC_ETIMEDOUT, calls = 0;
+    while (rc == LSEC_ETIMEDOUT && calls < 100) {
+        trickle_budget = 1000;
+        memset(got, 0, sizeof(got)); /* the call's buffer holds nothing */
+        rc = lsec_recv(s, got, sizeof(got), &len, 20);
+        calls++;
+        if (rc != 0) {
+            assert_int_equal(rc, LSEC_ETIMEDOUT);
+            assert_int_equal(len, 0);
+        }
+    }
+    lsec__io_reset();
+    assert_int_equal(rc, 0);
+    assert_true(calls >= 20);
+    assert_int_equal(len, sizeof(msg));
+    assert_memory_equal(got, msg, sizeof(msg));
+    /* EINTR, then the send goes through: one frame, nothing queued. */
+    memset(small, 0x5a, sizeof(small));
+    lsec__io.send = scripted_send;
+    send_step = 0;
+    send_script[0] = -EINTR;
+    send_script[1] = 0;
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), 0);
+    assert_int_equal(send_step, 2);
+    assert_int_equal(lsec_channel_queued(c), 0);
+    assert_int_equal(lsec_recv(s, got, sizeof(got), &len, 1000), 0);
+    assert_int_equal(len, sizeof(small));
+    assert_memory_equal(got, small, sizeof(small));
+    send_step = 0;
+    send_script[0] = -ECONNRESET;
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), LSEC_ERESET);
+    lsec__io_reset();
+    assert_int_equal(lsec_send(c, small, sizeof(small), 1000), LSEC_ERESET);
+    assert_int_equal(lsec_recv(c, got, sizeof(got), &len, 0), LSEC_ERESET);
+    lsec_channel_close(s);
+    lsec_channel_close(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3255,6 +3504,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_many_records_one_read, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_tls_key_update_then_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tls_alert_behind_message, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_integrity_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mode_mismatch_fast, setup,
                                         teardown),
@@ -3302,7 +3555,13 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_buffer_outlives_its_thread,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spare_kept_after_thread_exit,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spare_holds_no_plaintext, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_small_frame_send_fallbacks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_recv_path_codes_kept, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

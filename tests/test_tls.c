@@ -1260,6 +1260,218 @@ static void test_bad_record_read_ahead(void **state)
     pair_close(&p);
 }
 
+/* Review of the many-records read: what stands behind good records in the
+ * same recv.  Each good byte comes once, in order; what follows is
+ * reported by the next read, with the error queue empty after every call. */
+
+/* A close_notify behind two records: both delivered by one read, then
+ * LSEC_ECLOSED, again on the next read. */
+static void test_close_notify_behind_records(void **state)
+{
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    assert_int_equal(lsec__tls_close_notify_step(p.s), 0);
+    /* Two records of 22 + 3 and 22 + 4, the alert's 5 + 2 + 1 + 16. */
+    wait_unread(p.cfd, 2 * 22 + 7 + 24);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "onetwo!", 7);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ECLOSED);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ECLOSED);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* A KeyUpdate (update requested) between records: one read goes through
+ * it and delivers every record behind it; our answering KeyUpdate reaches
+ * the peer, which reads what we write next under the new keys. */
+static void test_key_update_between_records(void **state)
+{
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(SSL_key_update(p.s->ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
+    /* The KeyUpdate record: 5 + (4 + 1) + 1 + 16. */
+    wait_unread(p.cfd, 3 * 22 + 12 + 27);
+    recv_count = 0;
+    recv_limit = 0;
+    recv_eagain_after = -1;
+    lsec__io.recv = counting_recv;
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 12);
+    assert_memory_equal(buf, "onetwo!three", 12);
+    assert_int_equal(lsec__tls_pending(p.c), 0);
+    assert_int_equal(recv_count, 1);
+    assert_int_equal(ERR_peek_error(), 0);
+    lsec__io_reset();
+    assert_int_equal(write_all(p.c, p.cfd, "ack", 3), 0);
+    assert_int_equal(read_all(p.s, p.sfd, buf, 3), 0);
+    assert_memory_equal(buf, "ack", 3);
+    assert_int_equal(write_all(p.s, p.sfd, "four", 4), 0);
+    assert_int_equal(read_all(p.c, p.cfd, buf, 4), 0);
+    assert_memory_equal(buf, "four", 4);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* A KeyUpdate as the first record a read meets, a record behind it: the
+ * same read delivers the record (before: LSEC__WANT_READ, the record left
+ * in `in` where neither the socket nor lsec__tls_pending shows it). */
+static void test_key_update_first(void **state)
+{
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(SSL_key_update(p.s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    wait_unread(p.cfd, 27 + 22 + 4);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "two!", 4);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* Two KeyUpdates behind a record that fills the caller's buffer, a record
+ * behind them: the read decrypts ahead through both, so that
+ * lsec__tls_pending counts the record (before: 0 after the first
+ * KeyUpdate, and a poll loop slept on a record that was here). */
+static void test_key_updates_behind_full_read(void **state)
+{
+    struct pair p;
+    uint8_t buf[3];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(SSL_key_update(p.s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED),
+                         1);
+        assert_int_equal(SSL_do_handshake(p.s->ssl), 1);
+    }
+    assert_int_equal(write_all(p.s, p.sfd, "two", 3), 0);
+    wait_unread(p.cfd, 2 * 22 + 6 + 2 * 27);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "one", 3);
+    assert_int_equal(lsec__tls_pending(p.c), 3);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "two", 3);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+/* The peer's fatal alert behind a record: the record, then LSEC_ETLS for
+ * good (the peer failed on a bad record of ours and said so). */
+static void test_alert_behind_record(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(send(p.cfd, bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    assert_int_equal(read_until_error(p.s, p.sfd), LSEC_ETLS);
+    /* The record, and the server's encrypted alert: 5 + 2 + 1 + 16. */
+    wait_unread(p.cfd, 22 + 3 + 24);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "one", 3);
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(n, 0);
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* A bad record between good ones: the first is delivered, nothing behind
+ * the bad one ever is, and the failure is sticky. */
+static void test_bad_record_between_records(void **state)
+{
+    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
+                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
+                                  14,   15,   16,   17,   18,   19, 20};
+    struct pair p;
+    uint8_t buf[64];
+    size_t n;
+
+    (void)state;
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
+    assert_int_equal(send(p.sfd, bad, sizeof(bad), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad));
+    assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
+    wait_unread(p.cfd, 3 * 22 + 12 + (int)sizeof(bad));
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "onetwo!", 7);
+    assert_int_equal(ERR_peek_error(), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
+        assert_int_equal(n, 0);
+    }
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
+
+/* A record larger than the room a read has left, behind a small one: the
+ * read stops inside it, and every byte of it comes with the next reads,
+ * counted by lsec__tls_pending meanwhile. */
+static void test_large_record_behind_small_one(void **state)
+{
+    struct pair p;
+    uint8_t big[3000], buf[1000], got[3003];
+    size_t n, have = 0;
+
+    (void)state;
+    randombytes_buf(big, sizeof(big));
+    pair_connected(&p);
+    assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
+    assert_int_equal(write_all(p.s, p.sfd, big, sizeof(big)), 0);
+    wait_unread(p.cfd, 2 * 22 + 3 + (int)sizeof(big));
+    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+    assert_int_equal(n, sizeof(buf));
+    assert_int_equal(lsec__tls_pending(p.c), sizeof(got) - sizeof(buf));
+    memcpy(got, buf, n);
+    have = n;
+    while (have < sizeof(got)) {
+        assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
+        memcpy(got + have, buf, n);
+        have += n;
+        assert_int_equal(lsec__tls_pending(p.c), sizeof(got) - have);
+    }
+    assert_memory_equal(got, "one", 3);
+    assert_memory_equal(got + 3, big, sizeof(big));
+    assert_int_equal(ERR_peek_error(), 0);
+    pair_close(&p);
+}
 /* Every record of one write leaves in one send (before: one per record),
  * and a connection that has turned around holds no buffer of the shell's
  * but the small one it read with. */
@@ -1710,6 +1922,13 @@ int main(void)
         cmocka_unit_test_teardown(test_several_records_one_recv, io_reset),
         cmocka_unit_test_teardown(test_several_records_small_buffer, io_reset),
         cmocka_unit_test(test_bad_record_read_ahead),
+        cmocka_unit_test(test_close_notify_behind_records),
+        cmocka_unit_test_teardown(test_key_update_between_records, io_reset),
+        cmocka_unit_test(test_key_update_first),
+        cmocka_unit_test(test_key_updates_behind_full_read),
+        cmocka_unit_test(test_alert_behind_record),
+        cmocka_unit_test(test_bad_record_between_records),
+        cmocka_unit_test(test_large_record_behind_small_one),
         cmocka_unit_test_teardown(test_one_send_per_write, io_reset),
         cmocka_unit_test_teardown(test_small_write_in_own_storage, io_reset),
         cmocka_unit_test_teardown(test_small_reads_reuse_one_buffer, io_reset),

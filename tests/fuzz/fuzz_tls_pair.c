@@ -182,8 +182,14 @@ static bool drive(struct side *s)
     }
     if (s->out_done < s->out_len) {
         size_t len = s->out_len - s->out_done;
-        if (lsec__tlse_io_check(s->t, s->out + s->out_done, len, &n) != 0)
-            FUZZ_ASSERT(0);
+        if ((rc = lsec__tlse_io_check(s->t, s->out + s->out_done, len, &n)) !=
+            0) {
+            /* Only the sticky failure of a record read ahead (tls.c). */
+            FUZZ_ASSERT(rc == s->t->fatal);
+            check_failure(rc);
+            s->io = rc;
+            return true;
+        }
         rc = lsec__tlse_write(s->t, s->out + s->out_done, len, &n);
         if (rc == 0) {
             FUZZ_ASSERT(n == len);
@@ -198,8 +204,13 @@ static bool drive(struct side *s)
     if (s->in_len < s->in_want) {
         size_t before = s->t->in.off;
         size_t len = s->in_want - s->in_len;
-        if (lsec__tlse_io_check(s->t, s->in + s->in_len, len, &n) != 0)
-            FUZZ_ASSERT(0);
+        if ((rc = lsec__tlse_io_check(s->t, s->in + s->in_len, len, &n)) != 0) {
+            /* Only the sticky failure of a record read ahead (tls.c). */
+            FUZZ_ASSERT(rc == s->t->fatal);
+            check_failure(rc);
+            s->io = rc;
+            return true;
+        }
         rc = lsec__tlse_read(s->t, s->in + s->in_len, len, &n);
         if (rc == 0) {
             FUZZ_ASSERT(n > 0 && n <= len);
