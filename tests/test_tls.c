@@ -1168,6 +1168,38 @@ static void test_record_split_across_reads(void **state)
     pair_close(&p);
 }
 
+/* An application-data record of 20 bytes that no key opens. */
+static const uint8_t bad_record[] = {
+    0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,  5,  6,  7, 8,
+    9,    10,   11,   12,   13,   14, 15, 16, 17, 18, 19, 20};
+
+/* One read of at most `cap` bytes (<= 64) brings exactly `want`, and
+ * leaves OpenSSL's error queue empty. */
+static void read_is(struct pair *p, size_t cap, const char *want)
+{
+    uint8_t buf[64];
+    size_t n;
+
+    assert_true(cap <= sizeof(buf));
+    assert_int_equal(lsec__tls_read(p->c, buf, cap, &n), 0);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+/* The next `times` reads fail with `code`, delivering nothing. */
+static void reads_fail(struct pair *p, int code, int times)
+{
+    uint8_t buf[64];
+    size_t n;
+
+    for (int i = 0; i < times; i++) {
+        assert_int_equal(lsec__tls_read(p->c, buf, sizeof(buf), &n), code);
+        assert_int_equal(n, 0);
+    }
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
 /* A connected pair whose client socket holds three records ("one",
  * "two!", "three"), its recv counted from here on. */
 static void three_records(struct pair *p)
@@ -1238,9 +1270,6 @@ static void test_several_records_small_buffer(void **state)
  * decrypted ahead, so nothing is left for a poll to wait for). */
 static void test_bad_record_read_ahead(void **state)
 {
-    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
-                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
-                                  14,   15,   16,   17,   18,   19, 20};
     struct pair p;
     uint8_t buf[16];
     size_t n;
@@ -1248,9 +1277,9 @@ static void test_bad_record_read_ahead(void **state)
     (void)state;
     pair_connected(&p);
     assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
-    assert_int_equal(send(p.sfd, bad, sizeof(bad), MSG_NOSIGNAL),
-                     (ssize_t)sizeof(bad));
-    wait_unread(p.cfd, 22 + 3 + (int)sizeof(bad));
+    assert_int_equal(send(p.sfd, bad_record, sizeof(bad_record), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad_record));
+    wait_unread(p.cfd, 22 + 3 + (int)sizeof(bad_record));
     assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
     assert_int_equal(n, 3);
     assert_int_equal(lsec__tls_pending(p.c), 0);
@@ -1269,8 +1298,6 @@ static void test_bad_record_read_ahead(void **state)
 static void test_close_notify_behind_records(void **state)
 {
     struct pair p;
-    uint8_t buf[64];
-    size_t n;
 
     (void)state;
     pair_connected(&p);
@@ -1279,15 +1306,9 @@ static void test_close_notify_behind_records(void **state)
     assert_int_equal(lsec__tls_close_notify_step(p.s), 0);
     /* Two records of 22 + 3 and 22 + 4, the alert's 5 + 2 + 1 + 16. */
     wait_unread(p.cfd, 2 * 22 + 7 + 24);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 7);
-    assert_memory_equal(buf, "onetwo!", 7);
+    read_is(&p, 64, "onetwo!");
     assert_int_equal(lsec__tls_pending(p.c), 0);
-    assert_int_equal(ERR_peek_error(), 0);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ECLOSED);
-    assert_int_equal(n, 0);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ECLOSED);
-    assert_int_equal(ERR_peek_error(), 0);
+    reads_fail(&p, LSEC_ECLOSED, 2);
     pair_close(&p);
 }
 
@@ -1335,18 +1356,13 @@ static void test_key_update_between_records(void **state)
 static void test_key_update_first(void **state)
 {
     struct pair p;
-    uint8_t buf[64];
-    size_t n;
 
     (void)state;
     pair_connected(&p);
     assert_int_equal(SSL_key_update(p.s->ssl, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
     assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
     wait_unread(p.cfd, 27 + 22 + 4);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 4);
-    assert_memory_equal(buf, "two!", 4);
-    assert_int_equal(ERR_peek_error(), 0);
+    read_is(&p, 64, "two!");
     pair_close(&p);
 }
 
@@ -1357,8 +1373,6 @@ static void test_key_update_first(void **state)
 static void test_key_updates_behind_full_read(void **state)
 {
     struct pair p;
-    uint8_t buf[3];
-    size_t n;
 
     (void)state;
     pair_connected(&p);
@@ -1370,43 +1384,27 @@ static void test_key_updates_behind_full_read(void **state)
     }
     assert_int_equal(write_all(p.s, p.sfd, "two", 3), 0);
     wait_unread(p.cfd, 2 * 22 + 6 + 2 * 27);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 3);
-    assert_memory_equal(buf, "one", 3);
+    read_is(&p, 3, "one");
     assert_int_equal(lsec__tls_pending(p.c), 3);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 3);
-    assert_memory_equal(buf, "two", 3);
-    assert_int_equal(ERR_peek_error(), 0);
+    read_is(&p, 3, "two");
     pair_close(&p);
 }
 /* The peer's fatal alert behind a record: the record, then LSEC_ETLS for
  * good (the peer failed on a bad record of ours and said so). */
 static void test_alert_behind_record(void **state)
 {
-    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
-                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
-                                  14,   15,   16,   17,   18,   19, 20};
     struct pair p;
-    uint8_t buf[64];
-    size_t n;
 
     (void)state;
     pair_connected(&p);
     assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
-    assert_int_equal(send(p.cfd, bad, sizeof(bad), MSG_NOSIGNAL),
-                     (ssize_t)sizeof(bad));
+    assert_int_equal(send(p.cfd, bad_record, sizeof(bad_record), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad_record));
     assert_int_equal(read_until_error(p.s, p.sfd), LSEC_ETLS);
     /* The record, and the server's encrypted alert: 5 + 2 + 1 + 16. */
     wait_unread(p.cfd, 22 + 3 + 24);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 3);
-    assert_memory_equal(buf, "one", 3);
-    assert_int_equal(ERR_peek_error(), 0);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
-    assert_int_equal(n, 0);
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
-    assert_int_equal(ERR_peek_error(), 0);
+    read_is(&p, 64, "one");
+    reads_fail(&p, LSEC_ETLS, 2);
     pair_close(&p);
 }
 
@@ -1414,30 +1412,18 @@ static void test_alert_behind_record(void **state)
  * the bad one ever is, and the failure is sticky. */
 static void test_bad_record_between_records(void **state)
 {
-    static const uint8_t bad[] = {0x17, 0x03, 0x03, 0x00, 0x14, 1,  2,  3,  4,
-                                  5,    6,    7,    8,    9,    10, 11, 12, 13,
-                                  14,   15,   16,   17,   18,   19, 20};
     struct pair p;
-    uint8_t buf[64];
-    size_t n;
 
     (void)state;
     pair_connected(&p);
     assert_int_equal(write_all(p.s, p.sfd, "one", 3), 0);
     assert_int_equal(write_all(p.s, p.sfd, "two!", 4), 0);
-    assert_int_equal(send(p.sfd, bad, sizeof(bad), MSG_NOSIGNAL),
-                     (ssize_t)sizeof(bad));
+    assert_int_equal(send(p.sfd, bad_record, sizeof(bad_record), MSG_NOSIGNAL),
+                     (ssize_t)sizeof(bad_record));
     assert_int_equal(write_all(p.s, p.sfd, "three", 5), 0);
-    wait_unread(p.cfd, 3 * 22 + 12 + (int)sizeof(bad));
-    assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), 0);
-    assert_int_equal(n, 7);
-    assert_memory_equal(buf, "onetwo!", 7);
-    assert_int_equal(ERR_peek_error(), 0);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(lsec__tls_read(p.c, buf, sizeof(buf), &n), LSEC_ETLS);
-        assert_int_equal(n, 0);
-    }
-    assert_int_equal(ERR_peek_error(), 0);
+    wait_unread(p.cfd, 3 * 22 + 12 + (int)sizeof(bad_record));
+    read_is(&p, 64, "onetwo!");
+    reads_fail(&p, LSEC_ETLS, 3);
     pair_close(&p);
 }
 
